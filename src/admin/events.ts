@@ -1,0 +1,198 @@
+// Monitoring events as the admin API shows them (with the wording an
+// administrator reads), and the live stream of new events over server-sent
+// events.
+//
+// The stream reads the events table, not an in-memory bus, so every event that
+// is stored reaches every client exactly once and in order, whoever wrote it
+// (sync engine, daemon, store), and a client that reconnects with
+// Last-Event-ID resumes where it stopped. The hub polls the table every
+// `pollMs` (250 ms) while at least one client is connected, and the sync
+// engine's onActivity wakes it at once for the engine's own events.
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.js';
+import { MONITORING_LABELS, type StoredEvent } from '../store/types.js';
+
+/** The human wording of every event type termsync writes; unknown types show their type name. */
+export const EVENT_LABELS: Readonly<Record<string, string>> = {
+  ...MONITORING_LABELS,
+  // the sync engine spells the DB failure without the trailing D; both read the same
+  SERVER_DB_SAVE_FAIL: MONITORING_LABELS.SERVER_DB_SAVE_FAILED,
+  USER_DELETED_ON_DEVICE: 'User deleted on device',
+  PUSH_FAILED: 'Push failed',
+  RECONCILE: 'Terminal resynchronised (user lists compared)',
+  TERMINAL_RESET: 'Terminal reset detected',
+  LOG_GAP: 'Terminal event log gap (events lost before they were read)',
+  TERMINAL_ONLINE: 'Terminal online',
+  TERMINAL_OFFLINE: 'Terminal offline',
+  TERMINAL_PENDING: 'Terminal waiting for approval',
+};
+
+export function eventLabel(type: string): string {
+  return EVENT_LABELS[type] ?? type;
+}
+
+export interface EventJson {
+  id: number;
+  /** ms since the epoch */
+  time: number;
+  type: string;
+  label: string;
+  terminal: string | null;
+  user: string | null;
+  /** the stored detail: parsed when it is JSON, else the text */
+  detail: unknown;
+}
+
+export function eventToJson(e: StoredEvent): EventJson {
+  let detail: unknown = e.detail;
+  if (e.detail !== null && (e.detail.startsWith('{') || e.detail.startsWith('['))) {
+    try {
+      detail = JSON.parse(e.detail);
+    } catch {
+      // free text that happens to start with a bracket
+    }
+  }
+  return { id: e.id, time: e.time, type: e.type, label: eventLabel(e.type), terminal: e.terminalId, user: e.userId, detail };
+}
+
+/** The ID of the newest stored event (0 when there is none). */
+export function lastEventId(store: Store): number {
+  return store.listEvents({ newestFirst: true, limit: 1 })[0]?.id ?? 0;
+}
+
+// ------------------------------------------------------------------- stream
+
+interface Client {
+  res: http.ServerResponse;
+  /** last event ID sent */
+  last: number;
+  /** waiting for 'drain' */
+  blocked: boolean;
+}
+
+export interface EventHubOptions {
+  store: Store;
+  log: Logger;
+  pollMs?: number;
+  /** comment line sent to idle streams so proxies and browsers keep them open */
+  keepAliveMs?: number;
+  maxClients?: number;
+  /** events read per client per wake-up (the rest follow on the next one) */
+  batch?: number;
+}
+
+export class EventHub {
+  private readonly clients = new Set<Client>();
+  private readonly store: Store;
+  private readonly log: Logger;
+  private readonly pollMs: number;
+  private readonly keepAliveMs: number;
+  readonly maxClients: number;
+  private readonly batch: number;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private keepAliveTimer: NodeJS.Timeout | null = null;
+  private wakeQueued = false;
+  private closed = false;
+
+  constructor(o: EventHubOptions) {
+    this.store = o.store;
+    this.log = o.log;
+    this.pollMs = o.pollMs ?? 250;
+    this.keepAliveMs = o.keepAliveMs ?? 15_000;
+    this.maxClients = o.maxClients ?? 100;
+    this.batch = o.batch ?? 500;
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /** Starts streaming to `res`: events with id > `after` now, then every new one. */
+  add(req: http.IncomingMessage, res: http.ServerResponse, after: number): void {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // nginx and similar proxies would otherwise buffer the stream
+      'x-accel-buffering': 'no',
+    });
+    // tell EventSource how long to wait before reconnecting
+    res.write('retry: 2000\n\n');
+    const c: Client = { res, last: after, blocked: false };
+    this.clients.add(c);
+    const drop = () => this.clients.delete(c) && this.stopTimersIfIdle();
+    req.on('close', drop);
+    res.on('close', drop);
+    res.on('drain', () => {
+      c.blocked = false;
+      this.wake();
+    });
+    this.startTimers();
+    this.pump(c);
+  }
+
+  /** Sends new events soon (coalesced into one read per event-loop turn). */
+  wake(): void {
+    if (this.wakeQueued || this.closed || this.clients.size === 0) return;
+    this.wakeQueued = true;
+    setImmediate(() => {
+      this.wakeQueued = false;
+      this.pumpAll();
+    });
+  }
+
+  /** Ends every stream (the server is closing). */
+  close(): void {
+    this.closed = true;
+    this.stopTimers();
+    for (const c of this.clients) c.res.end();
+    this.clients.clear();
+  }
+
+  private startTimers(): void {
+    if (this.closed) return;
+    this.pollTimer ??= setInterval(() => this.pumpAll(), this.pollMs).unref();
+    this.keepAliveTimer ??= setInterval(() => {
+      for (const c of this.clients) if (!c.blocked) c.res.write(': keep-alive\n\n');
+    }, this.keepAliveMs).unref();
+  }
+
+  private stopTimersIfIdle(): void {
+    if (this.clients.size === 0) this.stopTimers();
+  }
+
+  private stopTimers(): void {
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
+    this.pollTimer = this.keepAliveTimer = null;
+  }
+
+  private pumpAll(): void {
+    // clients at the same position share one query
+    const byCursor = new Map<number, StoredEvent[] | null>();
+    for (const c of this.clients) this.pump(c, byCursor);
+  }
+
+  private pump(c: Client, cache?: Map<number, StoredEvent[] | null>): void {
+    if (c.blocked || c.res.writableEnded || !this.store.isOpen) return;
+    let events = cache?.get(c.last);
+    if (events === undefined) {
+      try {
+        events = this.store.listEvents({ after: c.last, limit: this.batch });
+      } catch (e) {
+        // the database cannot be read right now; the next poll tries again
+        this.log.warn({ err: (e as Error).message }, 'event stream: reading monitoring events failed');
+        events = null;
+      }
+      cache?.set(c.last, events);
+    }
+    if (!events || events.length === 0) return;
+    let text = '';
+    for (const e of events) text += `id: ${e.id}\ndata: ${JSON.stringify(eventToJson(e))}\n\n`;
+    c.last = events[events.length - 1].id;
+    if (!c.res.write(text)) c.blocked = true;
+    // a full batch: more may be waiting
+    else if (events.length === this.batch) this.wake();
+  }
+}

@@ -1,0 +1,448 @@
+// The admin HTTP API, Prometheus metrics and the status page (node:http only).
+//
+//   GET    /healthz                          {ok, db, terminalsOnline}; 503 when the database cannot be read (no token needed)
+//   GET    /                                 the status page (src/admin/page.ts); /?token=T sets the page cookie once
+//   GET    /metrics                          Prometheus text format (src/admin/metrics.ts)
+//   GET    /api/status                       counts for the status page: terminals, queue, outbox, push failures
+//   GET    /api/terminals                    every terminal (Daemon.terminals())
+//   POST   /api/terminals                    {id, host, port, accessGroups?, pin?}: add (201) or update (200) a dialled terminal
+//   GET    /api/terminals/:id                one terminal
+//   DELETE /api/terminals/:id                remove it (204); the server's users stay
+//   POST   /api/terminals/:id/approve        approve a pending dial-in terminal
+//   PUT    /api/terminals/:id/groups         {accessGroups: [...]}
+//   POST   /api/terminals/:id/resync         full resync (202); 409 when the terminal is not online
+//   GET    /api/users?after=&limit=          users in ID order (user JSON, src/model/user.ts)
+//   GET    /api/users/:id                    one user; 404 when absent
+//   PUT    /api/users/:id[?merge=1]          create or change a user on the server and push it: {user, created, changed, pushedTo}
+//   GET    /api/events?after=&before=&limit=&type=&terminal=&user=&order=asc|desc
+//                                            monitoring events [{id, time, type, label, terminal, user, detail}]
+//   GET    /api/events/stream[?after=N]      server-sent events of new monitoring events (Last-Event-ID resumes)
+//   GET    /api/settings                     {syncMode}
+//   PUT    /api/settings                     {syncMode}
+//   GET    /api/push-failures?terminal=&user=&limit=
+//   POST   /api/backup                       {path}: online backup of the database to an absolute path
+//
+// Errors are {"error": "message"}: 400 bad input or malformed JSON, 401 no or
+// wrong token, 404 unknown route or object, 405 method not allowed (with
+// Allow), 409 conflict, 413 body over 1 MiB, 503 database unavailable, 500
+// anything unexpected (logged, not shown).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Daemon, TerminalView } from '../daemon.js';
+import { UserJsonError, userFromJson, userToJson } from '../model/user.js';
+import { StoreWriteError } from '../store/errors.js';
+import { SYNC_MODES, type SyncMode } from '../store/types.js';
+import { Priority } from '../sync/engine.js';
+import { AdminAuth } from './auth.js';
+import { EventHub, eventToJson, lastEventId } from './events.js';
+import { HttpError, Router, boolParam, intParam, readJsonObject, strParam, type Reply, type RouteContext } from './http.js';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsCollector } from './metrics.js';
+import { PAGE_CSP, STATUS_PAGE_HTML } from './page.js';
+
+export interface AdminOptions {
+  daemon: Daemon;
+  host: string;
+  port: number;
+  /** when set, every request except GET /healthz needs it (Bearer header, or the page cookie for reads) */
+  token?: Buffer | null;
+  log: Logger;
+  /** how often the event stream polls the database, ms (default 250) */
+  streamPollMs?: number;
+}
+
+export interface AdminServer {
+  /** the port actually bound (useful with port 0) */
+  port: number;
+  close(): Promise<void>;
+}
+
+const USER_PAGE_DEFAULT = 100;
+const USER_PAGE_MAX = 1000;
+const EVENT_PAGE_DEFAULT = 100;
+const EVENT_PAGE_MAX = 10_000;
+/** push failures counted for the status page; more shows as "1000+" */
+const PUSH_FAILURES_COUNTED = 1000;
+const TERMINAL_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+const LOOPBACK = /^(127\.|::1$|\[::1\]$|localhost$)/;
+
+/** Headers on every response. */
+const BASE_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
+
+function isDbReadError(e: unknown): boolean {
+  if (e instanceof StoreWriteError) return true;
+  const err = e as { name?: unknown; message?: unknown } | null;
+  return err?.name === 'SqliteError' || (typeof err?.message === 'string' && /database connection is not open/i.test(err.message));
+}
+
+function groupsOf(v: unknown, field: string): number[] {
+  if (!Array.isArray(v)) throw new HttpError(400, `${field} must be an array of access group numbers`);
+  if (v.length > 4096) throw new HttpError(400, `${field} holds at most 4096 groups`);
+  for (const g of v) {
+    if (typeof g !== 'number' || !Number.isInteger(g) || g < 0 || g > 0xffffffff) throw new HttpError(400, `${field} must hold whole numbers in 0..4294967295`);
+  }
+  return [...new Set(v as number[])].sort((a, b) => a - b);
+}
+
+export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
+  const { daemon, log } = o;
+  const store = daemon.store;
+  const auth = o.token ? new AdminAuth(o.token) : null;
+  if (!auth && !LOOPBACK.test(o.host)) log.warn({ host: o.host }, 'admin API listens beyond loopback without a token: anyone who reaches it can change users');
+
+  const hub = new EventHub({ store, log, pollMs: o.streamPollMs });
+  const metrics = new MetricsCollector({ daemon });
+  metrics.start();
+  let closed = false;
+  // the engine has no unsubscribe; after close the callback does nothing
+  daemon.engine.onActivity(() => {
+    if (!closed) hub.wake();
+  });
+  let backupRunning = false;
+
+  const terminalView = (id: string): TerminalView => {
+    const t = daemon.terminals().find((x) => x.id === id);
+    if (!t) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
+    return t;
+  };
+  const needTerminal = (id: string) => {
+    if (!store.getTerminal(id)) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
+  };
+
+  const r = new Router();
+
+  // ------------------------------------------------------------- health
+  r.on('GET', '/healthz', () => {
+    let db: 'ok' | 'failing' = 'ok';
+    try {
+      if (!store.isOpen) throw new Error('closed');
+      store.getSetting('syncMode');
+    } catch {
+      db = 'failing';
+    }
+    const body = { ok: db === 'ok', db, terminalsOnline: daemon.engine.laneDepths().online };
+    return { status: db === 'ok' ? 200 : 503, body };
+  });
+
+  r.on('GET', '/', () => ({
+    status: 200,
+    raw: { contentType: 'text/html; charset=utf-8', text: STATUS_PAGE_HTML },
+    headers: { 'content-security-policy': PAGE_CSP, 'x-frame-options': 'DENY' },
+  }));
+  r.on('GET', '/favicon.ico', () => ({ status: 204 }));
+
+  r.on('GET', '/metrics', () => ({ status: 200, raw: { contentType: METRICS_CONTENT_TYPE, text: metrics.render() } }));
+
+  r.on('GET', '/api/status', () => {
+    const counts = { online: 0, offline: 0, pending: 0 };
+    for (const t of daemon.terminals()) counts[t.state]++;
+    const q = daemon.engine.queue;
+    const lanes = daemon.engine.laneDepths();
+    const failures = store.listPushFailures({ limit: PUSH_FAILURES_COUNTED + 1 }).length;
+    return {
+      status: 200,
+      body: {
+        syncMode: daemon.engine.syncMode,
+        terminals: counts,
+        queue: {
+          waiting: { pull: q.sizeBy({ priority: Priority.PULL }), push: q.sizeBy({ priority: Priority.PUSH }), catchup: q.sizeBy({ priority: Priority.CATCHUP }) },
+          running: q.pending,
+          ingestBacklog: lanes.ingestBacklog,
+        },
+        outbox: store.outboxCount(),
+        pushFailures: Math.min(failures, PUSH_FAILURES_COUNTED),
+        pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
+        users: store.userCount(),
+        pendingEvents: store.pendingEventCount,
+      },
+    };
+  });
+
+  // ---------------------------------------------------------- terminals
+  r.on('GET', '/api/terminals', () => ({ status: 200, body: daemon.terminals() }));
+
+  r.on('POST', '/api/terminals', async ({ req }) => {
+    const b = await readJsonObject(req, 'the terminal');
+    if (typeof b.id !== 'string' || !TERMINAL_ID.test(b.id)) throw new HttpError(400, 'id must be 1..64 letters, digits, ".", "_" or "-"');
+    if (typeof b.host !== 'string' || b.host.trim() === '' || b.host.length > 253) throw new HttpError(400, 'host must be a host name or IP address');
+    if (typeof b.port !== 'number' || !Number.isInteger(b.port) || b.port < 1 || b.port > 65535) throw new HttpError(400, 'port must be a whole number in 1..65535');
+    if (b.pin !== undefined && (typeof b.pin !== 'string' || !/^[0-9a-fA-F:]{64,95}$/.test(b.pin))) throw new HttpError(400, 'pin must be a SHA-256 certificate fingerprint in hex');
+    const groups = b.accessGroups === undefined ? undefined : groupsOf(b.accessGroups, 'accessGroups');
+    const existed = store.getTerminal(b.id) !== null;
+    try {
+      daemon.addTerminal({ id: b.id, host: b.host.trim(), port: b.port, ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups);
+    } catch (e) {
+      if (isDbReadError(e)) throw e;
+      throw new HttpError(400, (e as Error).message);
+    }
+    log.info({ terminal: b.id, host: b.host, port: b.port }, 'terminal added through the admin API');
+    return { status: existed ? 200 : 201, body: terminalView(b.id) };
+  });
+
+  r.on('GET', '/api/terminals/:id', ({ params }) => ({ status: 200, body: terminalView(params.id) }));
+
+  r.on('DELETE', '/api/terminals/:id', ({ params }) => {
+    needTerminal(params.id);
+    daemon.removeTerminal(params.id);
+    log.info({ terminal: params.id }, 'terminal removed through the admin API');
+    return { status: 204 };
+  });
+
+  r.on('POST', '/api/terminals/:id/approve', ({ params }) => {
+    if (!daemon.approve(params.id)) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
+    log.info({ terminal: params.id }, 'terminal approved through the admin API');
+    return { status: 200, body: terminalView(params.id) };
+  });
+
+  r.on('PUT', '/api/terminals/:id/groups', async ({ req, params }) => {
+    const b = await readJsonObject(req);
+    const groups = groupsOf(b.accessGroups, 'accessGroups');
+    if (!daemon.setTerminalGroups(params.id, groups)) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
+    return { status: 200, body: terminalView(params.id) };
+  });
+
+  r.on('POST', '/api/terminals/:id/resync', ({ params }) => {
+    needTerminal(params.id);
+    if (!daemon.resync(params.id)) throw new HttpError(409, `terminal ${JSON.stringify(params.id)} is not online; a resync needs a live session`);
+    log.info({ terminal: params.id }, 'resync requested through the admin API');
+    return { status: 202, body: { ok: true, terminal: params.id } };
+  });
+
+  // -------------------------------------------------------------- users
+  r.on('GET', '/api/users', ({ url }) => {
+    const after = strParam(url, 'after', 256);
+    const limit = intParam(url, 'limit', 1, USER_PAGE_MAX) ?? USER_PAGE_DEFAULT;
+    return { status: 200, body: store.listUsers({ after, limit }).map(userToJson) };
+  });
+
+  r.on('GET', '/api/users/:id', ({ params }) => {
+    const u = store.getUser(params.id);
+    if (!u) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
+    return { status: 200, body: userToJson(u) };
+  });
+
+  r.on('PUT', '/api/users/:id', async ({ req, url, params }) => {
+    const id = params.id;
+    const merge = boolParam(url, 'merge');
+    const body = await readJsonObject(req, 'the user');
+    if (body.id !== undefined && body.id !== id) throw new HttpError(400, `the body's id ${JSON.stringify(body.id)} differs from the path's ${JSON.stringify(id)}`);
+    const existing = store.getUser(id);
+    let user;
+    try {
+      user = userFromJson({ ...body, id }, merge ? (existing ?? undefined) : undefined);
+    } catch (e) {
+      if (e instanceof UserJsonError) throw new HttpError(400, e.message);
+      throw e;
+    }
+    // userToJson never shows the PIN, only pinSet: a GET-edit-PUT round trip
+    // that keeps pinSet:true keeps the stored PIN instead of clearing it.
+    if (!merge && body.pinSet === true && body.pin === undefined && body.pinHash === undefined && existing) user.pinHash = Buffer.from(existing.pinHash);
+    let result;
+    try {
+      result = daemon.putUser(user);
+    } catch (e) {
+      if (isDbReadError(e)) throw e;
+      throw new HttpError(400, (e as Error).message);
+    }
+    const stored = store.getUser(id);
+    log.info({ user: id, created: result.created, changed: result.changed, pushedTo: result.pushedTo.length }, 'user saved through the admin API');
+    return { status: result.created ? 201 : 200, body: { user: stored ? userToJson(stored) : null, created: result.created, changed: result.changed, pushedTo: result.pushedTo } };
+  });
+
+  // ------------------------------------------------------------- events
+  r.on('GET', '/api/events', ({ url }) => {
+    const order = strParam(url, 'order', 4) ?? 'asc';
+    if (order !== 'asc' && order !== 'desc') throw new HttpError(400, 'query parameter order must be asc or desc');
+    const events = store.listEvents({
+      after: intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER),
+      before: intParam(url, 'before', 0, Number.MAX_SAFE_INTEGER),
+      limit: intParam(url, 'limit', 1, EVENT_PAGE_MAX) ?? EVENT_PAGE_DEFAULT,
+      type: strParam(url, 'type', 64),
+      terminalId: strParam(url, 'terminal', 64),
+      userId: strParam(url, 'user', 256),
+      newestFirst: order === 'desc',
+    });
+    return { status: 200, body: events.map(eventToJson) };
+  });
+
+  r.on('GET', '/api/events/stream', ({ req, res, url }) => {
+    const header = req.headers['last-event-id'];
+    let after: number | undefined;
+    if (typeof header === 'string' && /^[0-9]{1,15}$/.test(header.trim())) after = Number(header.trim());
+    after ??= intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
+    if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
+    after ??= lastEventId(store);
+    hub.add(req, res, after);
+    return null;
+  });
+
+  // ----------------------------------------------------------- settings
+  r.on('GET', '/api/settings', () => ({ status: 200, body: { syncMode: daemon.engine.syncMode } }));
+
+  r.on('PUT', '/api/settings', async ({ req }) => {
+    const b = await readJsonObject(req, 'the settings');
+    if (b.syncMode === undefined) throw new HttpError(400, `syncMode is required (one of ${SYNC_MODES.join(', ')})`);
+    if (typeof b.syncMode !== 'string' || !(SYNC_MODES as readonly string[]).includes(b.syncMode)) {
+      throw new HttpError(400, `syncMode must be one of ${SYNC_MODES.join(', ')}, not ${JSON.stringify(b.syncMode)}`);
+    }
+    daemon.setSyncMode(b.syncMode as SyncMode);
+    log.info({ syncMode: b.syncMode }, 'sync mode changed through the admin API');
+    return { status: 200, body: { syncMode: daemon.engine.syncMode } };
+  });
+
+  r.on('GET', '/api/push-failures', ({ url }) => ({
+    status: 200,
+    body: store.listPushFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
+  }));
+
+  // ------------------------------------------------------------- backup
+  r.on('POST', '/api/backup', async ({ req }) => {
+    const b = await readJsonObject(req, 'the backup request');
+    if (typeof b.path !== 'string' || b.path === '') throw new HttpError(400, 'path (the backup file to write) is required');
+    if (!path.isAbsolute(b.path)) throw new HttpError(400, 'path must be absolute: the daemon\'s working directory is not yours');
+    const dest = path.resolve(b.path);
+    const live = path.resolve(store.path);
+    if ([live, `${live}-wal`, `${live}-shm`, `${live}-journal`].includes(dest)) throw new HttpError(400, 'path is the live database itself; choose another file');
+    if (backupRunning) throw new HttpError(409, 'a backup is already running; wait for it to finish');
+    backupRunning = true;
+    const started = Date.now();
+    try {
+      const p = await store.backup(dest);
+      log.info({ path: dest, pages: p.totalPages, ms: Date.now() - started }, 'database backup written');
+      return { status: 200, body: { path: dest, totalPages: p.totalPages, remainingPages: p.remainingPages, ms: Date.now() - started } };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'EROFS' || code === 'ENOSPC') {
+        throw new HttpError(400, `cannot write the backup to ${dest}: ${(e as Error).message}`);
+      }
+      throw e;
+    } finally {
+      backupRunning = false;
+    }
+  });
+
+  // ----------------------------------------------------------- dispatch
+  const send = (res: http.ServerResponse, reply: Reply) => {
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    const headers: Record<string, string | string[] | number> = { ...BASE_HEADERS, ...reply.headers };
+    if (reply.raw) {
+      const buf = typeof reply.raw.text === 'string' ? Buffer.from(reply.raw.text, 'utf8') : reply.raw.text;
+      headers['content-type'] = reply.raw.contentType;
+      headers['content-length'] = buf.length;
+      headers['cache-control'] ??= 'no-store';
+      res.writeHead(reply.status, headers).end(buf);
+    } else if (reply.body === undefined) {
+      res.writeHead(reply.status, headers).end();
+    } else {
+      const text = JSON.stringify(reply.body);
+      headers['content-type'] = 'application/json; charset=utf-8';
+      headers['content-length'] = Buffer.byteLength(text);
+      headers['cache-control'] = 'no-store';
+      res.writeHead(reply.status, headers).end(text);
+    }
+  };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<number> => {
+    const method = req.method ?? 'GET';
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin.invalid');
+    } catch {
+      throw new HttpError(400, 'malformed request URL');
+    }
+    // The status page opened with ?token=: trade the token for the cookie and
+    // drop it from the address bar (and the history) with a redirect.
+    if (url.pathname === '/' && (method === 'GET' || method === 'HEAD') && url.searchParams.has('token')) {
+      if (auth && !auth.tokenMatches(url.searchParams.get('token') ?? '')) {
+        send(res, { status: 401, raw: { contentType: 'text/plain; charset=utf-8', text: 'Wrong admin token.\n' } });
+        return 401;
+      }
+      send(res, { status: 303, headers: { location: '/', ...(auth ? { 'set-cookie': auth.setCookieHeader() } : {}) } });
+      return 303;
+    }
+    const publicRoute = url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD');
+    if (auth && !publicRoute && !auth.authorized(req)) {
+      if (url.pathname === '/') {
+        send(res, {
+          status: 401,
+          raw: { contentType: 'text/plain; charset=utf-8', text: 'This termsync status page needs the admin token: open it once as /?token=YOUR_TOKEN\n' },
+          headers: { 'www-authenticate': 'Bearer realm="termsync"' },
+        });
+        return 401;
+      }
+      throw new HttpError(401, 'missing or wrong admin token: send "Authorization: Bearer <token>"', { 'www-authenticate': 'Bearer realm="termsync"' });
+    }
+    const m = r.match(method, url.pathname);
+    if (m.kind === 'none') throw new HttpError(404, `no such resource: ${method} ${url.pathname}`);
+    if (m.kind === 'method') {
+      const allow = m.allow.includes('GET') ? [...m.allow, 'HEAD'] : m.allow;
+      throw new HttpError(405, `${method} is not allowed on ${url.pathname} (allowed: ${allow.join(', ')})`, { allow: allow.join(', ') });
+    }
+    const ctx: RouteContext = { req, res, url, params: m.params, method };
+    const reply = await m.handler(ctx);
+    if (reply) send(res, reply);
+    return reply?.status ?? 200;
+  };
+
+  const server = http.createServer((req, res) => {
+    const started = Date.now();
+    // the path only: a query string may carry the token
+    const where = (req.url ?? '/').split('?')[0];
+    handle(req, res).then(
+      (status) => log.debug({ method: req.method, path: where, status, ms: Date.now() - started }, 'admin request'),
+      (e: unknown) => {
+        if (e instanceof HttpError) {
+          const headers = { ...e.headers };
+          send(res, { status: e.status, body: { error: e.message }, headers });
+          // an oversize body was not read to its end: the connection cannot be reused
+          if (e.headers.connection === 'close') res.once('finish', () => req.destroy());
+          log.debug({ method: req.method, path: where, status: e.status, err: e.message }, 'admin request refused');
+        } else if (isDbReadError(e)) {
+          log.warn({ method: req.method, path: where, err: (e as Error).message }, 'admin request failed: database unavailable');
+          send(res, { status: 503, body: { error: `the database is unavailable: ${(e as Error).message}` } });
+        } else {
+          log.error({ method: req.method, path: where, err: e }, 'admin request failed');
+          send(res, { status: 500, body: { error: 'internal error (see the daemon log)' } });
+        }
+      },
+    );
+  });
+  // slow or stuck clients cannot hold connections forever (event streams are
+  // responses, so requestTimeout does not cut them)
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+  server.maxConnections = 512;
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error) => reject(new Error(`the admin API cannot listen on ${o.host}:${o.port}: ${e.message}`));
+    server.once('error', onError);
+    server.listen({ host: o.host, port: o.port }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (e) => log.error({ err: e.message }, 'admin server error'));
+  const port = (server.address() as AddressInfo).port;
+  log.info({ host: o.host, port, auth: auth ? 'bearer token' : 'none' }, 'admin API listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        closed = true;
+        hub.close();
+        metrics.stop();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,143 @@
+// `termsync run`: the daemon as a service. Reads the flags (and flag files),
+// opens the database, binds the listeners, starts the admin API, tells systemd
+// it is ready, and handles SIGTERM (orderly stop) and SIGHUP (re-read the flag
+// files: terminals added or removed without dropping the others' sessions).
+import { readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from 'pino';
+import { startAdmin } from '../admin/server.js';
+import { loadAdminToken, resolveCommKey, type RunConfig } from '../config.js';
+import { Daemon, type DaemonOptions } from '../daemon.js';
+import { createLogger } from '../log.js';
+import { parseRunConfig } from './flagfile.js';
+import { notifyReady, notifyStopping, notifyReloading, startWatchdog } from './notify.js';
+
+/** Daemon options from a run configuration (reads the secret files it names). */
+export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
+  const commKey = resolveCommKey(cfg);
+  const tlsListen =
+    cfg.tlsListen && cfg.tlsCert && cfg.tlsKey
+      ? [
+          {
+            ...cfg.tlsListen,
+            tls: {
+              cert: readFileSync(cfg.tlsCert),
+              key: readFileSync(cfg.tlsKey),
+              ca: cfg.tlsCa ? readFileSync(cfg.tlsCa) : undefined,
+              requireClientCert: cfg.tlsRequireClientCert,
+            },
+          },
+        ]
+      : [];
+  if (cfg.tlsListen && !tlsListen.length) throw new Error('--tls-listen needs --tls-cert and --tls-key');
+  return {
+    db: cfg.db,
+    log,
+    commKey,
+    terminals: cfg.terminals.map((t) => ({ id: String(t.id), host: t.host, port: t.port })),
+    listen: cfg.listen ? [cfg.listen] : [],
+    tlsListen,
+    syncMode: cfg.syncMode,
+    heartbeatSec: cfg.heartbeatSec,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    concurrency: cfg.concurrency,
+    autoApprove: cfg.autoApprove,
+    busyTimeoutMs: cfg.busyTimeoutMs,
+    reconnectMinMs: cfg.reconnectMinMs,
+    reconnectMaxMs: cfg.reconnectMaxMs,
+    logFrames: cfg.logFrames,
+  };
+}
+
+export interface Running {
+  daemon: Daemon;
+  adminPort: number | null;
+  stop(): Promise<void>;
+}
+
+/** Starts the daemon and its admin API from a configuration. */
+export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running> {
+  mkdirSync(dirname(cfg.db), { recursive: true, mode: 0o700 });
+  const daemon = await Daemon.start(daemonOptions(cfg, log));
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  try {
+    if (cfg.adminListen) {
+      const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
+      const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
+      if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
+      admin = await startAdmin({ daemon, host: cfg.adminListen.host, port: cfg.adminListen.port, token, log: log.child({ component: 'admin' }) });
+    }
+  } catch (e) {
+    await daemon.stop(0);
+    throw e;
+  }
+  return {
+    daemon,
+    adminPort: admin?.port ?? null,
+    async stop() {
+      await admin?.close();
+      await daemon.stop();
+    },
+  };
+}
+
+/** Applies a re-read configuration to a running daemon: terminals added/removed, sync mode. */
+export function applyReload(daemon: Daemon, before: RunConfig, after: RunConfig, log: Logger): void {
+  const key = (t: RunConfig['terminals'][number]) => `${t.id}@${t.host}:${t.port}`;
+  const old = new Set(before.terminals.map(key));
+  const now = new Set(after.terminals.map(key));
+  for (const t of before.terminals) if (!now.has(key(t)) && !after.terminals.some((x) => x.id === t.id)) daemon.removeTerminal(String(t.id));
+  for (const t of after.terminals) if (!old.has(key(t))) daemon.addTerminal({ id: String(t.id), host: t.host, port: t.port });
+  if (after.syncMode && after.syncMode !== daemon.engine.syncMode) daemon.setSyncMode(after.syncMode);
+  log.info({ terminals: after.terminals.length, syncMode: daemon.engine.syncMode }, 'configuration reloaded');
+}
+
+/** The `run` action: returns the process exit code when the daemon stops. */
+export async function runDaemon(argv: string[]): Promise<number> {
+  let cfg = parseRunConfig(argv); // FlagError -> exit 2 by the caller
+  const log = createLogger({ level: cfg.logLevel, pretty: cfg.logPretty });
+  const running = await startRunning(cfg, log);
+  log.info({ db: cfg.db, terminals: cfg.terminals.length, listen: running.daemon.listenPorts, admin: running.adminPort, syncMode: running.daemon.engine.syncMode }, 'termsync running');
+  await notifyReady(`syncing ${cfg.terminals.length} configured terminals`, { log });
+  // The watchdog is fed only while the event loop turns and the database answers.
+  const watchdog = startWatchdog({ log, healthy: () => running.daemon.store.isOpen && running.daemon.store.healthy() } as never);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'stopping');
+      void notifyStopping(undefined, { log });
+      watchdog.stop();
+      const hard = setTimeout(() => {
+        log.error('stop deadline passed; exiting');
+        resolve(1);
+      }, 20_000);
+      hard.unref();
+      try {
+        await running.stop();
+        log.info('stopped');
+        log.flush?.();
+        clearTimeout(hard);
+        resolve(0);
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'error while stopping');
+        resolve(1);
+      }
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      void notifyReloading(undefined, { log });
+      try {
+        const next = parseRunConfig(argv);
+        applyReload(running.daemon, cfg, next, log);
+        cfg = next;
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'new configuration refused; the old one keeps running');
+      }
+      void notifyReady(undefined, { log });
+    });
+  });
+}

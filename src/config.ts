@@ -1,0 +1,201 @@
+// The configuration of `termsync run`, as the flag table (src/cli/options.ts)
+// produces it after flag files and the command line are merged, plus loaders
+// for the secrets it names (comm key, admin token).
+//
+// Secret files must not be readable by anyone but the service user: a loader
+// refuses a file whose mode grants anything to group or others, because a key
+// that other local users can read protects nothing.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { DEV_COMM_KEY, parseCommKey } from './sim/devkey.js';
+
+export const SYNC_MODES = ['off', 'server', 'all', 'specific'] as const;
+export type SyncMode = (typeof SYNC_MODES)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** One `--terminal=ID@HOST:PORT`: a terminal the server dials. */
+export interface TerminalEndpoint {
+  /** the terminal's deviceId (HELLO), 1..2^32-1 */
+  id: number;
+  host: string;
+  port: number;
+}
+
+export interface RunConfig {
+  /** SQLite database file */
+  db: string;
+  /** terminals the server dials (--terminal, repeatable; flag files first, then the command line) */
+  terminals: TerminalEndpoint[];
+  /** plain-TCP listener terminals dial in to; undefined = off */
+  listen?: HostPort;
+  /** TLS listener terminals dial in to; undefined = off (needs tlsCert and tlsKey) */
+  tlsListen?: HostPort;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** CA bundle that signs terminal client certificates */
+  tlsCa?: string;
+  tlsRequireClientCert: boolean;
+  /**
+   * Sync mode to set at start-up. undefined = keep the mode stored in the
+   * database (whose initial value is 'all'); when given it overrides and is persisted.
+   */
+  syncMode?: SyncMode;
+  /** comm key file; required unless insecureDevKey */
+  commKeyFile?: string;
+  /** use the public development key (src/sim/devkey.ts); never on a site */
+  insecureDevKey: boolean;
+  /** admin HTTP listener; undefined = off */
+  adminListen?: HostPort;
+  adminTokenFile?: string;
+  heartbeatSec: number;
+  requestTimeoutMs: number;
+  /** global cap on requests in flight to all terminals together */
+  concurrency: number;
+  /** most fan-out jobs held in memory before the outbox takes over */
+  queueDepth: number;
+  /** approve terminals that authenticate but are not configured, instead of holding them pending */
+  autoApprove: boolean;
+  logLevel: LogLevel;
+  logPretty: boolean;
+  logFrames: boolean;
+  /** SQLite busy_timeout */
+  busyTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  /** every flag file read, in the order read (includes inline), absolute paths; for logs and reload */
+  flagFiles: string[];
+}
+
+export const DEFAULT_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 51280 };
+
+/** Values used for flags that neither a flag file nor the command line set. */
+export const RUN_DEFAULTS = {
+  db: './data/termsync.db',
+  terminals: [] as TerminalEndpoint[],
+  listen: undefined,
+  tlsListen: undefined,
+  tlsCert: undefined,
+  tlsKey: undefined,
+  tlsCa: undefined,
+  tlsRequireClientCert: false,
+  syncMode: undefined,
+  commKeyFile: undefined,
+  insecureDevKey: false,
+  adminListen: DEFAULT_ADMIN_LISTEN,
+  adminTokenFile: undefined,
+  heartbeatSec: 10,
+  requestTimeoutMs: 10_000,
+  concurrency: 32,
+  queueDepth: 10_000,
+  autoApprove: false,
+  logLevel: 'info',
+  logPretty: false,
+  logFrames: false,
+  busyTimeoutMs: 5_000,
+  reconnectMinMs: 500,
+  reconnectMaxMs: 30_000,
+} as const satisfies Omit<RunConfig, 'flagFiles'>;
+
+export type ConfigErrorCode =
+  | 'FLAG' // a flag, a flag file or a combination of flags is wrong (FlagError)
+  | 'SECRET_FILE_MODE'
+  | 'SECRET_FILE_UNREADABLE'
+  | 'SECRET_TOO_SHORT';
+
+/**
+ * Anything wrong with the configuration that the administrator must fix. The
+ * message says what and how; the CLI prints it without a stack and exits 2.
+ */
+export class ConfigError extends Error {
+  readonly code: ConfigErrorCode;
+  constructor(code: ConfigErrorCode, message: string) {
+    super(message);
+    this.name = 'ConfigError';
+    this.code = code;
+  }
+}
+
+function modeString(mode: number): string {
+  return '0' + (mode & 0o777).toString(8).padStart(3, '0');
+}
+
+/**
+ * Reads a secret file after checking that only its owner can access it.
+ * `what` names the file in messages ("comm key file").
+ */
+export function readSecretFile(path: string, what: string): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'does not exist' : err.code === 'EACCES' ? 'is not readable by this user' : err.message;
+    throw new ConfigError('SECRET_FILE_UNREADABLE', `${what} ${path} ${why}`);
+  }
+  try {
+    // fstat the open descriptor, so the file checked is the file read
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ConfigError('SECRET_FILE_UNREADABLE', `${what} ${path} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) {
+      const how = (st.mode & 0o044) !== 0 ? 'readable' : 'accessible';
+      throw new ConfigError(
+        'SECRET_FILE_MODE',
+        `${what} ${path} is ${how} by group/others (mode ${modeString(st.mode)}); chmod 600 ${path}`,
+      );
+    }
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Loads the comm key. Refuses a file that group or others can access. The file
+ * holds the key as hex (at least 32 hex digits) or as raw bytes with one trailing
+ * newline stripped; at least 16 bytes either way. The format rule is the one the
+ * simulator uses (parseCommKey in src/sim/devkey.ts), so one key file works for both.
+ */
+export function loadCommKey(path: string): Buffer {
+  const raw = readSecretFile(path, 'comm key file');
+  try {
+    return parseCommKey(raw, `comm key file ${path}`);
+  } catch (e) {
+    throw new ConfigError('SECRET_TOO_SHORT', (e as Error).message);
+  } finally {
+    raw.fill(0);
+  }
+}
+
+/** The comm key the daemon uses: from --comm-key-file, or the public dev key with --insecure-dev-key. */
+export function resolveCommKey(cfg: Pick<RunConfig, 'commKeyFile' | 'insecureDevKey'>): Buffer {
+  if (cfg.commKeyFile !== undefined) return loadCommKey(cfg.commKeyFile);
+  if (cfg.insecureDevKey) return Buffer.from(DEV_COMM_KEY);
+  throw new ConfigError('FLAG', '--comm-key-file is required (or --insecure-dev-key, for local testing only)');
+}
+
+export const MIN_ADMIN_TOKEN_CHARS = 16;
+
+/** Loads the admin API bearer token: the file's text, surrounding whitespace trimmed, at least 16 characters. */
+export function loadAdminToken(path: string): string {
+  const token = readSecretFile(path, 'admin token file').toString('utf8').trim();
+  if (token.length < MIN_ADMIN_TOKEN_CHARS) {
+    throw new ConfigError(
+      'SECRET_TOO_SHORT',
+      `admin token file ${path} holds ${token.length} characters; a token needs at least ${MIN_ADMIN_TOKEN_CHARS} (e.g. head -c 32 /dev/urandom | base64 > ${path})`,
+    );
+  }
+  return token;
+}

@@ -1,0 +1,946 @@
+// The server's database: users, terminals, monitoring events, outbox, push
+// failures, settings. One better-sqlite3 connection, WAL, prepared statements,
+// every write in a BEGIN IMMEDIATE transaction (taking the write lock up front,
+// so a transaction never fails half-way with SQLITE_BUSY on lock upgrade; it
+// waits up to busyTimeoutMs for another connection and then fails BUSY).
+//
+// Every write method throws StoreWriteError, never a raw SqliteError.
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import { UserFlag } from '../codec/constants.js';
+import { structuredCloneUser, type UserRecord } from '../model/user.js';
+import { mergeDeviceIntoServer, usersEqual } from '../sync/merge.js';
+import { StoreWriteError, toStoreWriteError } from './errors.js';
+import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, SchemaVersionError } from './migrations.js';
+import {
+  DEFAULT_SYNC_MODE,
+  MonitoringEvent,
+  SYNC_MODES,
+  type BackupProgress,
+  type DurableEventResult,
+  type EventInput,
+  type EventQuery,
+  type LogPosition,
+  type MergeContext,
+  type MergeResult,
+  type OutboxAck,
+  type OutboxCounts,
+  type OutboxItem,
+  type PushFailure,
+  type PutUserResult,
+  type StoredEvent,
+  type StoreOptions,
+  type SyncMode,
+  type Synchronous,
+  type TerminalInput,
+  type TerminalPatch,
+  type TerminalRow,
+} from './types.js';
+import { UserTables, type UserIndexEntry } from './users.js';
+
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const DEFAULT_MAX_PENDING_EVENTS = 10_000;
+const DEFAULT_PAGE = 1000;
+const MAX_EVENT_PAGE = 10_000;
+/** after a checkpoint, truncate the WAL file back to this size so it cannot grow without bound */
+const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
+const SETTING_SYNC_MODE = 'syncMode';
+
+interface TerminalDbRow {
+  id: string;
+  device_id: number | null;
+  address: string | null;
+  direction: 'dial' | 'listen';
+  state: string;
+  approved: number;
+  log_epoch: number | null;
+  cursor: number;
+  last_seen: number | null;
+  user_capacity: number | null;
+  max_batch: number | null;
+  model: string | null;
+  firmware: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+interface EventDbRow {
+  id: number;
+  time: number;
+  type: string;
+  terminal_id: string | null;
+  user_id: string | null;
+  detail: string | null;
+}
+
+interface OutboxDbRow {
+  terminal_id: string;
+  user_id: string;
+  enqueued_at: number;
+  gen: number;
+  attempts: number;
+  last_error: string | null;
+}
+
+/** Terminal fields a patch may set, and their columns. */
+const TERMINAL_COLUMNS = {
+  deviceId: 'device_id',
+  address: 'address',
+  direction: 'direction',
+  state: 'state',
+  approved: 'approved',
+  lastSeen: 'last_seen',
+  userCapacity: 'user_capacity',
+  maxBatch: 'max_batch',
+  model: 'model',
+  firmware: 'firmware',
+} as const satisfies Record<Exclude<keyof TerminalPatch, 'accessGroups'>, string>;
+
+function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow {
+  return {
+    id: r.id,
+    deviceId: r.device_id,
+    address: r.address,
+    direction: r.direction,
+    state: r.state,
+    approved: r.approved !== 0,
+    logEpoch: r.log_epoch,
+    cursor: r.cursor,
+    lastSeen: r.last_seen,
+    userCapacity: r.user_capacity,
+    maxBatch: r.max_batch,
+    model: r.model,
+    firmware: r.firmware,
+    accessGroups,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+const eventFromRow = (r: EventDbRow): StoredEvent => ({
+  id: r.id,
+  time: r.time,
+  type: r.type,
+  terminalId: r.terminal_id,
+  userId: r.user_id,
+  detail: r.detail,
+});
+
+const outboxFromRow = (r: OutboxDbRow): OutboxItem => ({
+  terminalId: r.terminal_id,
+  userId: r.user_id,
+  enqueuedAt: r.enqueued_at,
+  gen: r.gen,
+  attempts: r.attempts,
+  lastError: r.last_error,
+});
+
+function errorText(err: unknown): string {
+  const s = err instanceof Error ? err.message : String(err);
+  return s.length > 500 ? s.slice(0, 500) : s;
+}
+
+/**
+ * Creates the directory (0700, only the levels it creates) and the database
+ * file (0600) before SQLite opens it. SQLite creates -wal and -shm with the
+ * permissions of the database file, so they are 0600 as well; they are also
+ * chmod'ed after open in case an older file had looser bits.
+ */
+function prepareFiles(file: string): void {
+  const dir = path.dirname(file);
+  // mode applies to every directory mkdir creates (masked by umask, which can only remove bits)
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.closeSync(fs.openSync(file, 'a', 0o600));
+  fs.chmodSync(file, 0o600);
+}
+
+function tightenSidecars(file: string): void {
+  for (const suffix of ['-wal', '-shm']) {
+    try {
+      fs.chmodSync(file + suffix, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
+export class Store {
+  readonly path: string;
+  readonly readonly: boolean;
+  private readonly db: Database.Database;
+  private readonly users: UserTables;
+  private readonly now: () => number;
+  private readonly log: Logger | undefined;
+  private readonly maxPending: number;
+  private pending: EventInput[] = [];
+  private dropped = 0;
+  private readonly stmtCache = new Map<string, Database.Statement>();
+  private readonly s: ReturnType<Store['prepareStatements']>;
+  /** one reusable transaction wrapper: tx.immediate(fn) runs fn under BEGIN IMMEDIATE */
+  private readonly tx: Database.Transaction<(fn: () => unknown) => unknown>;
+
+  private constructor(db: Database.Database, file: string, opts: StoreOptions) {
+    this.db = db;
+    this.path = file;
+    this.readonly = opts.readonly === true;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.logger;
+    this.maxPending = opts.maxPendingEvents ?? DEFAULT_MAX_PENDING_EVENTS;
+    this.users = new UserTables(db);
+    this.s = this.prepareStatements();
+    this.tx = db.transaction((fn: () => unknown) => fn());
+  }
+
+  /**
+   * Opens (creating if needed) the database at `file` and brings its schema up
+   * to date. Throws SchemaVersionError for a database from a newer termsync,
+   * StoreWriteError (operation 'open') when SQLite refuses the file (e.g.
+   * CORRUPT for a file that is not a database), and the fs error when the
+   * directory or file cannot be created.
+   */
+  static open(file: string, opts: StoreOptions = {}): Store {
+    const readonly = opts.readonly === true;
+    const memory = file === ':memory:';
+    if (!memory && !readonly) prepareFiles(file);
+    let db: Database.Database;
+    try {
+      db = new Database(file, {
+        readonly,
+        fileMustExist: readonly,
+        // sqlite3_busy_timeout: how long BEGIN IMMEDIATE waits for another writer
+        timeout: opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+      });
+    } catch (err) {
+      throw (err as { code?: unknown }).code?.toString().startsWith('SQLITE_') ? toStoreWriteError(err, 'open') : err;
+    }
+    try {
+      db.pragma('foreign_keys = ON');
+      if (!readonly) {
+        const mode = db.pragma('journal_mode = WAL', { simple: true });
+        if (mode !== 'wal' && !memory) opts.logger?.warn({ path: file, journalMode: mode }, 'the filesystem refused WAL mode; writers will block readers');
+        db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
+      }
+      // synchronous=NORMAL in WAL mode: a commit is appended to the WAL without
+      // an fsync; the WAL is fsynced at checkpoints. A crash of termsync loses
+      // nothing. A power loss or OS crash can lose the last transactions
+      // committed since the previous checkpoint (the database rolls back to an
+      // earlier consistent state; it is never corrupted). termsync tolerates
+      // that for device merges because the terminal's cursor is saved in the
+      // same transaction as the merge: after a power loss the cursor is older
+      // too and the events are pulled from the terminal again. Admin edits made
+      // just before the power loss could be lost. 'FULL' fsyncs the WAL on
+      // every commit: durable, at the price of one fsync per transaction.
+      const sync: Synchronous = opts.synchronous ?? 'NORMAL';
+      if (sync !== 'NORMAL' && sync !== 'FULL') throw new TypeError(`synchronous must be 'NORMAL' or 'FULL', not ${JSON.stringify(sync)}`);
+      db.pragma(`synchronous = ${sync}`);
+      if (readonly) {
+        const v = schemaVersion(db);
+        if (v !== LATEST_SCHEMA_VERSION) {
+          throw new SchemaVersionError(
+            `database schema version ${v} differs from ${LATEST_SCHEMA_VERSION}; open it once read-write to migrate`,
+          );
+        }
+      } else {
+        const applied = migrate(db);
+        if (applied.length > 0) opts.logger?.info({ path: file, applied, version: LATEST_SCHEMA_VERSION }, 'database schema migrated');
+        if (!memory) tightenSidecars(file);
+      }
+      return new Store(db, file, opts);
+    } catch (err) {
+      db.close();
+      throw (err as { code?: unknown }).code?.toString().startsWith('SQLITE_') ? toStoreWriteError(err, 'open') : err;
+    }
+  }
+
+  /** The underlying connection, for tests and diagnostics. Do not write through it. */
+  get connection(): Database.Database {
+    return this.db;
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
+  /**
+   * True when the connection is open and answers a read from the file (for
+   * the watchdog). Write failures do not count: a restart cures neither a full
+   * disk nor a read-only one, and they are reported as monitoring events.
+   */
+  healthy(): boolean {
+    try {
+      if (!this.db.open) return false;
+      this.cached('SELECT count(*) FROM (SELECT 1 FROM settings LIMIT 1)').pluck().get();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  get schemaVersion(): number {
+    return schemaVersion(this.db);
+  }
+
+  /** Tries once more to save pending events, then closes. Idempotent. */
+  close(): void {
+    if (!this.db.open) return;
+    if (this.pending.length > 0 && !this.readonly) this.flushPendingEvents();
+    if (this.pending.length > 0) this.log?.warn({ pending: this.pending.length }, 'closing the store with monitoring events not saved');
+    this.db.close();
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private prepareStatements() {
+    const db = this.db;
+    return {
+      // terminals
+      terminal: db.prepare<[string], TerminalDbRow>('SELECT * FROM terminals WHERE id = ?'),
+      terminalByDevice: db.prepare<[number], TerminalDbRow>('SELECT * FROM terminals WHERE device_id = ? ORDER BY id LIMIT 1'),
+      terminals: db.prepare<[], TerminalDbRow>('SELECT * FROM terminals ORDER BY id'),
+      terminalGroups: db.prepare<[string], number>('SELECT group_id FROM terminal_access_groups WHERE terminal_id = ? ORDER BY group_id').pluck(),
+      allTerminalGroups: db.prepare<[], { terminal_id: string; group_id: number }>(
+        'SELECT terminal_id, group_id FROM terminal_access_groups ORDER BY terminal_id, group_id',
+      ),
+      insTerminal: db.prepare<[string, string, number, number]>('INSERT INTO terminals (id, direction, created_at, updated_at) VALUES (?, ?, ?, ?)'),
+      delTerminal: db.prepare<[string]>('DELETE FROM terminals WHERE id = ?'),
+      delTerminalGroups: db.prepare<[string]>('DELETE FROM terminal_access_groups WHERE terminal_id = ?'),
+      insTerminalGroup: db.prepare<[string, number]>('INSERT OR IGNORE INTO terminal_access_groups (terminal_id, group_id) VALUES (?, ?)'),
+      position: db.prepare<[string], { log_epoch: number | null; cursor: number }>('SELECT log_epoch, cursor FROM terminals WHERE id = ?'),
+      setCursor: db.prepare<[number, number, string]>('UPDATE terminals SET cursor = ?, updated_at = ? WHERE id = ?'),
+      setPosition: db.prepare<[number | null, number, number, string]>('UPDATE terminals SET log_epoch = ?, cursor = ?, updated_at = ? WHERE id = ?'),
+      advanceCursor: db.prepare<[number, number, string, number]>('UPDATE terminals SET cursor = ?, updated_at = ? WHERE id = ? AND cursor < ?'),
+      // same epoch: forward only; another epoch: take the new position as is
+      moveOrReset: db.prepare<[number | null, number | null, number, number, number, string]>(
+        'UPDATE terminals SET log_epoch = ?, cursor = CASE WHEN log_epoch IS ? THEN max(cursor, ?) ELSE ? END, updated_at = ? WHERE id = ?',
+      ),
+      terminalExists: db.prepare<[string], number>('SELECT 1 FROM terminals WHERE id = ?').pluck(),
+      // events
+      insEvent: db.prepare<[number, string, string | null, string | null, string | null]>(
+        'INSERT INTO events (time, type, terminal_id, user_id, detail) VALUES (?, ?, ?, ?, ?)',
+      ),
+      pruneKeep: db.prepare<[number]>('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?'),
+      pruneBefore: db.prepare<[number]>('DELETE FROM events WHERE time < ?'),
+      eventCount: db.prepare<[], number>('SELECT count(*) FROM events').pluck(),
+      // outbox
+      enqueue: db.prepare<[string, string, number]>(
+        `INSERT INTO outbox (terminal_id, user_id, enqueued_at) VALUES (?, ?, ?)
+         ON CONFLICT (terminal_id, user_id) DO UPDATE
+           SET gen = gen + 1, attempts = 0, last_error = NULL, enqueued_at = min(enqueued_at, excluded.enqueued_at)`,
+      ),
+      enqueueAll: db.prepare<[string, number]>(
+        `INSERT INTO outbox (terminal_id, user_id, enqueued_at) SELECT ?, id, ? FROM users WHERE true
+         ON CONFLICT (terminal_id, user_id) DO UPDATE
+           SET gen = gen + 1, attempts = 0, last_error = NULL, enqueued_at = min(enqueued_at, excluded.enqueued_at)`,
+      ),
+      take: db.prepare<[string, number, number], OutboxDbRow>(
+        `SELECT * FROM outbox WHERE terminal_id = ? AND enqueued_at <= ? ORDER BY enqueued_at, user_id LIMIT ?`,
+      ),
+      ackGen: db.prepare<[string, string, number]>('DELETE FROM outbox WHERE terminal_id = ? AND user_id = ? AND gen = ?'),
+      ackAny: db.prepare<[string, string]>('DELETE FROM outbox WHERE terminal_id = ? AND user_id = ?'),
+      fail: db.prepare<[string, number, string, string]>(
+        'UPDATE outbox SET attempts = attempts + 1, last_error = ?, enqueued_at = max(enqueued_at, ?) WHERE terminal_id = ? AND user_id = ? RETURNING attempts',
+      ),
+      outboxCount: db.prepare<[string], number>('SELECT count(*) FROM outbox WHERE terminal_id = ?').pluck(),
+      outboxTotal: db.prepare<[], number>('SELECT count(*) FROM outbox').pluck(),
+      outboxCounts: db.prepare<[], { terminal_id: string; n: number }>('SELECT terminal_id, count(*) AS n FROM outbox GROUP BY terminal_id'),
+      // push failures
+      putFailure: db.prepare<[string, string, number, string, number]>(
+        `INSERT INTO push_failures (terminal_id, user_id, status, reason, time) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (terminal_id, user_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, time = excluded.time`,
+      ),
+      delFailure: db.prepare<[string, string]>('DELETE FROM push_failures WHERE terminal_id = ? AND user_id = ?'),
+      delFailuresOf: db.prepare<[string]>('DELETE FROM push_failures WHERE terminal_id = ?'),
+      delFailuresAll: db.prepare<[]>('DELETE FROM push_failures'),
+      // settings
+      getSetting: db.prepare<[string], string>('SELECT value FROM settings WHERE key = ?').pluck(),
+      setSetting: db.prepare<[string, string]>(
+        'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      ),
+      delSetting: db.prepare<[string]>('DELETE FROM settings WHERE key = ?'),
+    };
+  }
+
+  /** A statement built from a fixed set of SQL shapes, prepared once. */
+  private cached(sql: string): Database.Statement {
+    let st = this.stmtCache.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.stmtCache.set(sql, st);
+    }
+    return st;
+  }
+
+  /** Runs fn in a BEGIN IMMEDIATE transaction; any failure becomes a StoreWriteError. */
+  private write<T>(operation: string, fn: () => T): T {
+    try {
+      if (!this.db.open) throw new StoreWriteError('CLOSED', operation, 'the database connection is not open');
+      // nested calls (from inside another write) join the outer transaction
+      if (this.db.inTransaction) return fn();
+      return this.tx.immediate(fn) as T;
+    } catch (err) {
+      throw toStoreWriteError(err, operation);
+    }
+  }
+
+  // ---------------------------------------------------------------- users
+
+  getUser(id: string): UserRecord | null {
+    return this.users.get(id);
+  }
+
+  /** Several users read in one snapshot; null where a user does not exist. */
+  getUsers(ids: readonly string[]): (UserRecord | null)[] {
+    return this.tx.deferred(() => ids.map((id) => this.users.get(id))) as (UserRecord | null)[];
+  }
+
+  hasUser(id: string): boolean {
+    return this.users.has(id);
+  }
+
+  /** Users with id > after, in LIST_USERS order (bytes of the ID). limit default 1000. */
+  listUsers(opts: { after?: string; limit?: number } = {}): UserRecord[] {
+    return this.tx.deferred(() => this.users.list(opts.after ?? '', opts.limit ?? DEFAULT_PAGE)) as UserRecord[];
+  }
+
+  /** IDs with their server_version and updated_at, for cheap comparisons. */
+  listUserIndex(opts: { after?: string; limit?: number } = {}): UserIndexEntry[] {
+    return this.users.listIndex(opts.after ?? '', opts.limit ?? DEFAULT_PAGE);
+  }
+
+  userCount(): number {
+    return this.users.countAll();
+  }
+
+  /**
+   * Stores an administrator's record, replacing the user's whole record. The
+   * stored flag keeps only DISABLED. Optionally enqueues pushTo (when changed)
+   * in the same transaction.
+   */
+  putUserFromServer(u: UserRecord, opts: { pushTo?: readonly string[] } = {}): PutUserResult {
+    return this.write('putUserFromServer', () => {
+      const prev = this.users.get(u.id);
+      const rec = structuredCloneUser(u);
+      rec.flag &= UserFlag.DISABLED;
+      if (prev && usersEqual(prev, rec)) {
+        return { created: false, changed: false, ...this.versionOf(u.id) };
+      }
+      const serverVersion = this.users.write(rec, prev, this.now());
+      if (opts.pushTo) this.enqueueIn(opts.pushTo, [u.id]);
+      return { created: prev === null, changed: true, serverVersion };
+    });
+  }
+
+  private versionOf(id: string): { serverVersion: number } {
+    const row = this.cached('SELECT server_version FROM users WHERE id = ?').pluck().get(id) as number | undefined;
+    return { serverVersion: row ?? 0 };
+  }
+
+  /**
+   * Deletes a user from the server (an administrator's decision; a terminal's
+   * delete never reaches this). pushTo terminals are enqueued: at send time the
+   * user is missing from `users`, which tells the sender to delete it there.
+   */
+  deleteUser(id: string, opts: { pushTo?: readonly string[] } = {}): boolean {
+    return this.write('deleteUser', () => {
+      const removed = this.users.remove(id);
+      if (removed && opts.pushTo) this.enqueueIn(opts.pushTo, [id]);
+      return removed;
+    });
+  }
+
+  /**
+   * Merges a record pulled from a terminal, in ONE transaction: reads the
+   * server's record, applies the merge policy (src/sync/merge.ts), writes the
+   * user if it changed, records USER_UPDATE_SUCCESS_DEVICE, advances the
+   * terminal's cursor to ctx.cursorAfter, and enqueues the outbox rows. Either
+   * all of it happens or none (StoreWriteError).
+   */
+  mergeDeviceUser(u: UserRecord, ctx: MergeContext): MergeResult {
+    return this.write('mergeDeviceUser', () => this.mergeIn(u, ctx, this.now()));
+  }
+
+  /** Many merges in one transaction (a burst); all or none. */
+  mergeDeviceUsers(list: readonly { user: UserRecord; ctx: MergeContext }[]): MergeResult[] {
+    return this.write('mergeDeviceUsers', () => {
+      const now = this.now();
+      return list.map(({ user, ctx }) => this.mergeIn(user, ctx, now));
+    });
+  }
+
+  /**
+   * The sync engine's ingest step in ONE transaction: merges `list` (as
+   * mergeDeviceUsers), moves the terminal's log position, and appends
+   * `events` (e.g. deletes seen on the device). `advance`: within the stored
+   * epoch the cursor only moves forward; a different epoch sets both (the
+   * terminal's log restarted). null leaves the position alone.
+   */
+  mergeDeviceUsersAndAdvance(
+    list: readonly { user: UserRecord; ctx: MergeContext }[],
+    terminalId: string,
+    advance: LogPosition | null,
+    events: readonly EventInput[] = [],
+  ): MergeResult[] {
+    return this.write('mergeDeviceUsersAndAdvance', () => {
+      const now = this.now();
+      const results = list.map(({ user, ctx }) => this.mergeIn(user, ctx, now));
+      if (advance) {
+        const r = this.s.moveOrReset.run(advance.logEpoch, advance.logEpoch, advance.cursor, advance.cursor, now, terminalId);
+        if (r.changes === 0) throw new StoreWriteError('CONSTRAINT', 'mergeDeviceUsersAndAdvance', `unknown terminal ${JSON.stringify(terminalId)}`);
+      }
+      for (const e of events) this.insertEvent({ ...e, time: e.time ?? now });
+      return results;
+    });
+  }
+
+  private mergeIn(device: UserRecord, ctx: MergeContext, now: number): MergeResult {
+    const prev = this.users.get(device.id);
+    const m = mergeDeviceIntoServer(prev, device);
+    let serverVersion: number;
+    if (m.changed) serverVersion = this.users.write(m.record, prev, now);
+    else serverVersion = this.versionOf(device.id).serverVersion;
+    const differsFromDevice = !usersEqual(m.record, device);
+
+    const targets = new Set<string>();
+    if (ctx.pushTo && (m.changed || ctx.pushWhen === 'always')) {
+      for (const t of ctx.pushTo) if (t !== ctx.terminalId) targets.add(t);
+    }
+    if (differsFromDevice && ctx.pushBack !== false) targets.add(ctx.terminalId);
+    const enqueued = [...targets];
+    this.enqueueIn(enqueued, [device.id], now);
+
+    const detail = JSON.stringify({ eventId: ctx.eventId, created: prev === null, changed: m.changed, filled: m.filled, differsFromDevice });
+    const monitoringEventId = Number(this.s.insEvent.run(now, MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE, ctx.terminalId, device.id, detail).lastInsertRowid);
+
+    if (ctx.cursorAfter !== undefined) this.advanceIn(ctx.terminalId, ctx.cursorAfter, now);
+
+    return {
+      created: prev === null,
+      changed: m.changed,
+      record: m.record,
+      differsFromDevice,
+      filled: m.filled,
+      serverVersion,
+      enqueued,
+      monitoringEventId,
+    };
+  }
+
+  // ------------------------------------------------------------ terminals
+
+  getTerminal(id: string): TerminalRow | null {
+    const r = this.s.terminal.get(id);
+    return r ? terminalFromRow(r, this.s.terminalGroups.all(id)) : null;
+  }
+
+  getTerminalByDeviceId(deviceId: number): TerminalRow | null {
+    const r = this.s.terminalByDevice.get(deviceId);
+    return r ? terminalFromRow(r, this.s.terminalGroups.all(r.id)) : null;
+  }
+
+  listTerminals(): TerminalRow[] {
+    const groups = new Map<string, number[]>();
+    for (const g of this.s.allTerminalGroups.all()) {
+      const l = groups.get(g.terminal_id);
+      if (l) l.push(g.group_id);
+      else groups.set(g.terminal_id, [g.group_id]);
+    }
+    return this.s.terminals.all().map((r) => terminalFromRow(r, groups.get(r.id) ?? []));
+  }
+
+  /** Creates the terminal, or updates the fields given for an existing one. */
+  upsertTerminal(t: TerminalInput): TerminalRow {
+    return this.write('upsertTerminal', () => {
+      const now = this.now();
+      if (this.s.terminalExists.get(t.id) === undefined) this.s.insTerminal.run(t.id, t.direction, now, now);
+      const { id, ...patch } = t;
+      this.patchIn(id, patch, now);
+      return this.getTerminal(id)!;
+    });
+  }
+
+  /** Updates the fields given. Returns null for an unknown terminal. */
+  updateTerminal(id: string, patch: TerminalPatch): TerminalRow | null {
+    return this.write('updateTerminal', () => {
+      if (this.s.terminalExists.get(id) === undefined) return null;
+      this.patchIn(id, patch, this.now());
+      return this.getTerminal(id)!;
+    });
+  }
+
+  private patchIn(id: string, patch: TerminalPatch, now: number): void {
+    const cols: string[] = [];
+    const vals: unknown[] = [];
+    for (const [key, col] of Object.entries(TERMINAL_COLUMNS) as [keyof typeof TERMINAL_COLUMNS, string][]) {
+      if (!(key in patch) || patch[key] === undefined) continue;
+      cols.push(`${col} = ?`);
+      const v = patch[key];
+      vals.push(typeof v === 'boolean' ? (v ? 1 : 0) : v);
+    }
+    cols.push('updated_at = ?');
+    vals.push(now);
+    this.cached(`UPDATE terminals SET ${cols.join(', ')} WHERE id = ?`).run(...vals, id);
+    if (patch.accessGroups !== undefined) {
+      this.s.delTerminalGroups.run(id);
+      for (const g of patch.accessGroups) this.s.insTerminalGroup.run(id, g);
+    }
+  }
+
+  /** Removes the terminal with its outbox rows (its push failures are kept for the record). */
+  deleteTerminal(id: string): boolean {
+    return this.write('deleteTerminal', () => this.s.delTerminal.run(id).changes > 0);
+  }
+
+  /** The terminal's log position; null for an unknown terminal. */
+  getCursor(terminalId: string): LogPosition | null {
+    const r = this.s.position.get(terminalId);
+    return r ? { logEpoch: r.log_epoch, cursor: r.cursor } : null;
+  }
+
+  /**
+   * Sets the cursor (and the epoch when given), also backwards: for a log reset
+   * or a new epoch. Use advanceCursor for normal progress.
+   */
+  setCursor(terminalId: string, cursor: number, logEpoch?: number | null): void {
+    this.write('setCursor', () => {
+      const r =
+        logEpoch === undefined
+          ? this.s.setCursor.run(cursor, this.now(), terminalId)
+          : this.s.setPosition.run(logEpoch, cursor, this.now(), terminalId);
+      if (r.changes === 0) throw new StoreWriteError('CONSTRAINT', 'setCursor', `unknown terminal ${JSON.stringify(terminalId)}`);
+    });
+  }
+
+  /** Moves the cursor forward to `cursor` (never back). Returns true when it moved. */
+  advanceCursor(terminalId: string, cursor: number): boolean {
+    return this.write('advanceCursor', () => this.advanceIn(terminalId, cursor, this.now()));
+  }
+
+  private advanceIn(terminalId: string, cursor: number, now: number): boolean {
+    if (this.s.advanceCursor.run(cursor, now, terminalId, cursor).changes > 0) return true;
+    if (this.s.terminalExists.get(terminalId) === undefined) {
+      throw new StoreWriteError('CONSTRAINT', 'advanceCursor', `unknown terminal ${JSON.stringify(terminalId)}`);
+    }
+    return false;
+  }
+
+  // --------------------------------------------------------------- events
+
+  /** Appends a monitoring event; returns its ID. */
+  appendEvent(ev: EventInput): number {
+    return this.write('appendEvent', () => this.insertEvent(ev));
+  }
+
+  /** Appends several events in one transaction; returns their IDs. */
+  appendEvents(evs: readonly EventInput[]): number[] {
+    return this.write('appendEvents', () => evs.map((e) => this.insertEvent(e)));
+  }
+
+  private insertEvent(ev: EventInput): number {
+    const r = this.s.insEvent.run(ev.time ?? this.now(), ev.type, ev.terminalId ?? null, ev.userId ?? null, ev.detail ?? null);
+    return Number(r.lastInsertRowid);
+  }
+
+  listEvents(q: EventQuery = {}): StoredEvent[] {
+    const where: string[] = [];
+    const vals: unknown[] = [];
+    if (q.after !== undefined) (where.push('id > ?'), vals.push(q.after));
+    if (q.before !== undefined) (where.push('id < ?'), vals.push(q.before));
+    if (q.type !== undefined) (where.push('type = ?'), vals.push(q.type));
+    if (q.terminalId !== undefined) (where.push('terminal_id = ?'), vals.push(q.terminalId));
+    if (q.userId !== undefined) (where.push('user_id = ?'), vals.push(q.userId));
+    const limit = Math.max(1, Math.min(MAX_EVENT_PAGE, q.limit ?? 100));
+    const sql = `SELECT * FROM events${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY id ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT ?`;
+    return (this.cached(sql).all(...vals, limit) as EventDbRow[]).map(eventFromRow);
+  }
+
+  eventCount(): number {
+    return this.s.eventCount.get() as number;
+  }
+
+  /**
+   * Bounds the monitoring log: keeps the newest `keepLast` events and/or drops
+   * events older than `olderThan` (ms since the epoch). Returns events removed.
+   */
+  pruneEvents(opts: { keepLast?: number; olderThan?: number }): number {
+    return this.write('pruneEvents', () => {
+      let n = 0;
+      if (opts.keepLast !== undefined) n += this.s.pruneKeep.run(Math.max(0, opts.keepLast)).changes;
+      if (opts.olderThan !== undefined) n += this.s.pruneBefore.run(opts.olderThan).changes;
+      return n;
+    });
+  }
+
+  /**
+   * Appends an event, and if the database cannot take it (read-only, full,
+   * I/O error, busy, closed), keeps it in memory for flushPendingEvents. The
+   * memory queue is bounded (maxPendingEvents); when full the oldest event is
+   * dropped and counted in droppedEventCount. Never throws a StoreWriteError.
+   */
+  recordEventDurably(ev: EventInput): DurableEventResult {
+    const stamped: EventInput = { ...ev, time: ev.time ?? this.now() };
+    if (this.pending.length > 0) {
+      // keep order: older pending events go first
+      this.pushPending(stamped);
+      this.flushPendingEvents();
+      return this.pending.length === 0 ? { stored: true, id: this.lastEventId() } : { stored: false, pending: this.pending.length };
+    }
+    try {
+      return { stored: true, id: this.appendEvent(stamped) };
+    } catch (err) {
+      if (!(err instanceof StoreWriteError)) throw err;
+      this.pushPending(stamped);
+      this.log?.warn({ code: err.code, type: ev.type, pending: this.pending.length }, 'monitoring event kept in memory: database write failed');
+      return { stored: false, pending: this.pending.length };
+    }
+  }
+
+  private lastEventId(): number {
+    return this.cached('SELECT max(id) FROM events').pluck().get() as number;
+  }
+
+  private pushPending(ev: EventInput): void {
+    if (this.maxPending <= 0) {
+      this.dropped++;
+      return;
+    }
+    while (this.pending.length >= this.maxPending) {
+      this.pending.shift();
+      this.dropped++;
+    }
+    this.pending.push(ev);
+  }
+
+  /** Writes the pending events in one transaction. Returns how many were saved (0 when it failed again). */
+  flushPendingEvents(): number {
+    if (this.pending.length === 0) return 0;
+    const batch = this.pending.slice();
+    try {
+      this.appendEvents(batch);
+    } catch (err) {
+      if (!(err instanceof StoreWriteError)) throw err;
+      return 0;
+    }
+    // events recorded while flushing (none: we are synchronous) would follow the batch
+    this.pending.splice(0, batch.length);
+    this.log?.info({ flushed: batch.length, dropped: this.dropped }, 'pending monitoring events saved');
+    return batch.length;
+  }
+
+  get pendingEventCount(): number {
+    return this.pending.length;
+  }
+
+  /** events dropped because the in-memory queue was full */
+  get droppedEventCount(): number {
+    return this.dropped;
+  }
+
+  // --------------------------------------------------------------- outbox
+
+  private enqueueIn(terminalIds: readonly string[], userIds: readonly string[], now = this.now()): number {
+    const st = this.s.enqueue;
+    let n = 0;
+    for (const u of userIds) {
+      for (const t of terminalIds) {
+        st.run(t, u, now);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Enqueues the user for each terminal. Coalesced: an entry already waiting
+   * for the same terminal and user is replaced (one row; generation bumped,
+   * attempts and error reset; it keeps its place in the queue). The record
+   * is read fresh from users at send time. An unknown terminal fails CONSTRAINT.
+   */
+  enqueue(terminalIds: readonly string[], userId: string): void {
+    this.write('enqueue', () => this.enqueueIn(terminalIds, [userId]));
+  }
+
+  /** Every (terminal, user) pair in one transaction. Returns rows written. */
+  enqueueMany(terminalIds: readonly string[], userIds: readonly string[]): number {
+    return this.write('enqueueMany', () => this.enqueueIn(terminalIds, userIds));
+  }
+
+  /** Enqueues every server user for a terminal (full resync) in one statement. */
+  enqueueAllUsers(terminalId: string): number {
+    return this.write('enqueueAllUsers', () => this.s.enqueueAll.run(terminalId, this.now()).changes);
+  }
+
+  /**
+   * The next entries for a terminal, oldest first, without removing them (ack
+   * does). Entries deferred by fail(…, retryAfterMs) are skipped until due.
+   */
+  take(terminalId: string, limit: number): OutboxItem[] {
+    return this.s.take.all(terminalId, this.now(), Math.max(1, limit)).map(outboxFromRow);
+  }
+
+  /**
+   * The terminal stored these users: removes their outbox entries and clears
+   * their push failures. Pass the items from take(): an entry re-enqueued
+   * since (a newer change, higher gen) stays queued. Returns entries removed.
+   */
+  ack(terminalId: string, items: readonly OutboxAck[]): number {
+    return this.write('ack', () => {
+      let n = 0;
+      for (const it of items) {
+        const userId = typeof it === 'string' ? it : it.userId;
+        n += (typeof it === 'string' ? this.s.ackAny.run(terminalId, it) : this.s.ackGen.run(terminalId, it.userId, it.gen)).changes;
+        this.s.delFailure.run(terminalId, userId);
+      }
+      return n;
+    });
+  }
+
+  /**
+   * The outcome of one PUT_USERS batch in ONE transaction: acks the stored
+   * entries (as ack), appends `events` (e.g. USER_UPDATE_SUCCESS_SERVER per
+   * user), and rejects the refused ones (as reject).
+   */
+  ackPushed(
+    terminalId: string,
+    ok: readonly OutboxAck[],
+    events: readonly EventInput[] = [],
+    failed: readonly { item: OutboxAck; status: number; reason: string }[] = [],
+  ): number {
+    return this.write('ackPushed', () => {
+      const now = this.now();
+      const n = this.ack(terminalId, ok);
+      for (const e of events) this.insertEvent({ ...e, time: e.time ?? now });
+      for (const f of failed) this.reject(terminalId, f.item, f.status, f.reason);
+      return n;
+    });
+  }
+
+  /**
+   * The terminal refused the record (e.g. DUPLICATE_CARD, USER_FULL): records
+   * the push failure and removes the entry, in one transaction, so the lane is
+   * not blocked by a record that will never fit.
+   */
+  reject(terminalId: string, item: OutboxAck, status: number, reason: string): void {
+    this.write('reject', () => {
+      const userId = typeof item === 'string' ? item : item.userId;
+      if (typeof item === 'string') this.s.ackAny.run(terminalId, item);
+      else this.s.ackGen.run(terminalId, item.userId, item.gen);
+      this.s.putFailure.run(terminalId, userId, status, reason, this.now());
+    });
+  }
+
+  /**
+   * A push attempt failed for a transient reason (timeout, disconnect): counts
+   * the attempt, keeps the error text, and with retryAfterMs defers the entry.
+   * Returns the attempt count, or 0 when no such entry is queued.
+   */
+  fail(terminalId: string, userId: string, err: unknown, retryAfterMs = 0): number {
+    return this.write('fail', () => {
+      // enqueued_at = max(enqueued_at, 0) leaves it as is; a retry delay moves the entry back until due
+      const notBefore = retryAfterMs > 0 ? this.now() + retryAfterMs : 0;
+      const r = this.s.fail.get(errorText(err), notBefore, terminalId, userId) as { attempts: number } | undefined;
+      return r?.attempts ?? 0;
+    });
+  }
+
+  outboxCount(terminalId?: string): number {
+    return (terminalId === undefined ? this.s.outboxTotal.get() : this.s.outboxCount.get(terminalId)) as number;
+  }
+
+  outboxCounts(): OutboxCounts {
+    const byTerminal: Record<string, number> = {};
+    let total = 0;
+    for (const r of this.s.outboxCounts.all()) {
+      byTerminal[r.terminal_id] = r.n;
+      total += r.n;
+    }
+    return { total, byTerminal };
+  }
+
+  // -------------------------------------------------------- push failures
+
+  recordPushFailure(f: Omit<PushFailure, 'time'> & { time?: number }): void {
+    this.write('recordPushFailure', () => {
+      this.s.putFailure.run(f.terminalId, f.userId, f.status, f.reason, f.time ?? this.now());
+    });
+  }
+
+  listPushFailures(q: { terminalId?: string; userId?: string; limit?: number } = {}): PushFailure[] {
+    const where: string[] = [];
+    const vals: unknown[] = [];
+    if (q.terminalId !== undefined) (where.push('terminal_id = ?'), vals.push(q.terminalId));
+    if (q.userId !== undefined) (where.push('user_id = ?'), vals.push(q.userId));
+    const sql = `SELECT terminal_id, user_id, status, reason, time FROM push_failures${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY time DESC, terminal_id, user_id LIMIT ?`;
+    const rows = this.cached(sql).all(...vals, Math.max(1, q.limit ?? DEFAULT_PAGE)) as { terminal_id: string; user_id: string; status: number; reason: string; time: number }[];
+    return rows.map((r) => ({ terminalId: r.terminal_id, userId: r.user_id, status: r.status, reason: r.reason, time: r.time }));
+  }
+
+  /** Clears one failure, a terminal's failures, or (no arguments) all. Returns rows removed. */
+  clearPushFailures(terminalId?: string, userId?: string): number {
+    return this.write('clearPushFailures', () => {
+      if (terminalId === undefined) return this.s.delFailuresAll.run().changes;
+      if (userId === undefined) return this.s.delFailuresOf.run(terminalId).changes;
+      return this.s.delFailure.run(terminalId, userId).changes;
+    });
+  }
+
+  // ------------------------------------------------------------- settings
+
+  getSetting(key: string): string | null {
+    return (this.s.getSetting.get(key) as string | undefined) ?? null;
+  }
+
+  /** Sets a setting; null removes it. */
+  setSetting(key: string, value: string | null): void {
+    this.write('setSetting', () => {
+      if (value === null) this.s.delSetting.run(key);
+      else this.s.setSetting.run(key, value);
+    });
+  }
+
+  /** The stored sync mode, or 'server' (the reference server's out-of-the-box mode) when unset. */
+  getSyncMode(): SyncMode {
+    const v = this.getSetting(SETTING_SYNC_MODE);
+    return v !== null && (SYNC_MODES as readonly string[]).includes(v) ? (v as SyncMode) : DEFAULT_SYNC_MODE;
+  }
+
+  setSyncMode(mode: SyncMode): void {
+    if (!SYNC_MODES.includes(mode)) throw new TypeError(`syncMode must be one of ${SYNC_MODES.join(', ')}, not ${JSON.stringify(mode)}`);
+    this.setSetting(SETTING_SYNC_MODE, mode);
+  }
+
+  // --------------------------------------------------------------- backup
+
+  /**
+   * Online backup to `dest` (better-sqlite3's backup API: pages are copied in
+   * steps between which the daemon keeps working). The file is created 0600
+   * before any data is written to it. The promise resolves when done.
+   */
+  async backup(dest: string, opts: { progress?: (p: BackupProgress) => void; pagesPerStep?: number } = {}): Promise<BackupProgress> {
+    let created = false;
+    try {
+      fs.closeSync(fs.openSync(dest, 'wx', 0o600));
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      fs.chmodSync(dest, 0o600);
+    }
+    const step = opts.pagesPerStep ?? 100;
+    try {
+      const done = await this.db.backup(dest, {
+        progress: (p) => {
+          opts.progress?.({ totalPages: p.totalPages, remainingPages: p.remainingPages });
+          return step;
+        },
+      });
+      // better-sqlite3 does not report the last step; report completion once
+      const result = { totalPages: done.totalPages, remainingPages: done.remainingPages };
+      opts.progress?.(result);
+      return result;
+    } catch (err) {
+      if (created) fs.rmSync(dest, { force: true });
+      throw err;
+    }
+  }
+}

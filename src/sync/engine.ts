@@ -1,0 +1,551 @@
+// The sync engine: log ingestion, coalescing, pull, merge, fan-out and outbox
+// replay. It sees terminals only as TerminalLink (ports.ts) and the database only
+// through the Store's methods; no sockets, no SQL here.
+//
+// Scheduling. Every terminal has a lane: at most one job of that terminal runs at
+// a time (a terminal serves one command at a time). A lane with work submits
+// exactly one job to the global p-queue, whose concurrency is the global cap and
+// whose priorities order the work: pulls of device changes first, then pushes,
+// then catch-up of a returning terminal. A lane holds a global slot only while it
+// works, so a slow or stalled terminal occupies one slot at most and never slows
+// the others. Pushes live in the outbox table, not in memory: ten updates of one
+// user coalesce into one row per terminal, and a burst bigger than memory simply
+// waits on disk. Each push job sends up to the terminal's batch size of users in
+// one PUT_USERS.
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import { EventCode, ORIGIN_DEVICE, Status, statusName } from '../codec/constants.js';
+import type { EventRecord } from '../model/event.js';
+import type { UserRecord } from '../model/user.js';
+import { StoreWriteError } from '../store/errors.js';
+import type { Store } from '../store/store.js';
+import type { MergeResult, OutboxItem, SyncMode, TerminalRow } from '../store/types.js';
+import type { TerminalLink } from './ports.js';
+
+export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
+
+/** Monitoring event types written by the engine (besides the store's own). */
+export const EngineEvent = {
+  SERVER_DB_SAVE_FAIL: 'SERVER_DB_SAVE_FAIL',
+  USER_UPDATE_SUCCESS_SERVER: 'USER_UPDATE_SUCCESS_SERVER',
+  USER_DELETED_ON_DEVICE: 'USER_DELETED_ON_DEVICE',
+  PUSH_FAILED: 'PUSH_FAILED',
+  RECONCILE: 'RECONCILE',
+  TERMINAL_RESET: 'TERMINAL_RESET',
+  LOG_GAP: 'LOG_GAP',
+} as const;
+
+const PULL_CODES = new Set<number>([EventCode.USER_ENROLL_SUCCESS, EventCode.USER_UPDATE_SUCCESS, EventCode.USER_PARTIAL_UPDATE_SUCCESS]);
+const DELETE_CODES = new Set<number>([EventCode.USER_DELETE_SUCCESS, EventCode.USER_DELETE_ALL_SUCCESS]);
+const RESET_CODES = new Set<number>([EventCode.FACTORY_RESET, EventCode.DATABASE_RESET, EventCode.USER_DELETE_ALL_SUCCESS]);
+
+export interface EngineOptions {
+  store: Store;
+  log: Logger;
+  /** global cap on jobs running at once over all terminals */
+  concurrency?: number;
+  /** delay before retrying a batch whose database write failed, doubling to 30 s */
+  dbRetryMs?: number;
+  now?: () => number;
+}
+
+export interface EngineStats {
+  pulls: number;
+  pullsFailed: number;
+  pushes: number;
+  pushesFailed: number;
+  dbWriteFailures: number;
+  reconciles: number;
+  /** ms from a device event's arrival to its user's last push, per user */
+  lastPushLatencyMs: number[];
+}
+
+type Task = 'ingest' | 'push' | 'reconcile';
+
+interface Lane {
+  id: string;
+  link: TerminalLink | null;
+  /** events received and not yet processed, ascending */
+  inbox: EventRecord[];
+  /** terminal's log epoch as seen in this session */
+  epoch: number;
+  /** highest event ID handed to us in this session (processed or queued) */
+  seen: number;
+  /** where this session's subscription started */
+  subscribedFrom: number;
+  /** highest event ID processed in this session */
+  processed: number;
+  wantPush: boolean;
+  catchingUp: boolean;
+  wantReconcile: boolean;
+  running: boolean;
+  dbRetryMs: number;
+  retryTimer: NodeJS.Timeout | null;
+  /** user ID -> time its device event arrived (for pull-to-push latency) */
+  arrivals: Map<string, number>;
+}
+
+export class SyncEngine {
+  readonly queue: PQueue;
+  readonly stats: EngineStats = { pulls: 0, pullsFailed: 0, pushes: 0, pushesFailed: 0, dbWriteFailures: 0, reconciles: 0, lastPushLatencyMs: [] };
+  private readonly lanes = new Map<string, Lane>();
+  private readonly store: Store;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly baseDbRetry: number;
+  private mode: SyncMode;
+  private stopping = false;
+  /** user -> time of the device event that changed it, until every push is done */
+  private readonly pending = new Map<string, number>();
+  private listeners: ((e: { type: string; terminalId?: string; userId?: string }) => void)[] = [];
+
+  constructor(o: EngineOptions) {
+    this.store = o.store;
+    this.log = o.log;
+    this.now = o.now ?? Date.now;
+    this.baseDbRetry = o.dbRetryMs ?? 1000;
+    this.queue = new PQueue({ concurrency: o.concurrency ?? 64 });
+    this.mode = this.store.getSyncMode();
+  }
+
+  get syncMode(): SyncMode {
+    return this.mode;
+  }
+
+  /** Changes the sync mode (persisted). Turning sync on pushes nothing retroactively; use resync. */
+  setSyncMode(mode: SyncMode): void {
+    this.store.setSyncMode(mode);
+    this.mode = mode;
+    if (mode !== 'off') for (const lane of this.lanes.values()) this.kickPush(lane);
+  }
+
+  /** Called for monitoring events, so the admin API can stream them. */
+  onActivity(fn: (e: { type: string; terminalId?: string; userId?: string }) => void): void {
+    this.listeners.push(fn);
+  }
+
+  laneDepths(): { online: number; ingestBacklog: number; lanesWaiting: number } {
+    let ingest = 0;
+    let waiting = 0;
+    let online = 0;
+    for (const l of this.lanes.values()) {
+      if (l.link) online++;
+      ingest += l.inbox.length;
+      if (!l.running && (l.inbox.length || l.wantPush || l.wantReconcile)) waiting++;
+    }
+    return { online, ingestBacklog: ingest, lanesWaiting: waiting };
+  }
+
+  // --------------------------------------------------------------- sessions
+
+  /** A terminal's session is up: catch up on its log, subscribe, deliver its outbox. */
+  async attach(terminalId: string, link: TerminalLink): Promise<void> {
+    const lane = this.lane(terminalId);
+    lane.link = link;
+    lane.inbox = [];
+    lane.arrivals.clear();
+    link.onClose(() => {
+      if (lane.link === link) lane.link = null;
+    });
+    try {
+      await this.startLog(lane, link);
+    } catch (e) {
+      if (!link.closed) this.log.warn({ terminal: terminalId, err: (e as Error).message }, 'log catch-up failed; closing session');
+      link.close(`log catch-up failed: ${(e as Error).message}`);
+      return;
+    }
+    lane.catchingUp = true;
+    this.kickPush(lane);
+  }
+
+  detach(terminalId: string): void {
+    const lane = this.lanes.get(terminalId);
+    if (!lane) return;
+    lane.link = null;
+    lane.inbox = [];
+    if (lane.retryTimer) clearTimeout(lane.retryTimer);
+    lane.retryTimer = null;
+  }
+
+  /** The terminal was removed from the site: forget its lane. */
+  forget(terminalId: string): void {
+    this.detach(terminalId);
+    this.lanes.delete(terminalId);
+  }
+
+  /** Wakes the push lane of every terminal that has outbox entries (e.g. after enqueueing). */
+  kickPushes(terminalIds?: readonly string[]): void {
+    const ids = terminalIds ?? [...this.lanes.keys()];
+    for (const id of ids) {
+      const lane = this.lanes.get(id);
+      if (lane) this.kickPush(lane);
+    }
+  }
+
+  /** Full resync of one terminal: diff its users against the server and fix both sides. */
+  requestReconcile(terminalId: string): boolean {
+    const lane = this.lanes.get(terminalId);
+    if (!lane?.link) return false;
+    lane.wantReconcile = true;
+    this.schedule(lane);
+    return true;
+  }
+
+  /** Waits until no lane has work and the queue is empty (tests, shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      await this.queue.onIdle();
+      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || l.wantReconcile || (l.wantPush && this.store.outboxCount(l.id) > 0)));
+      if (!busy) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Stops taking new work; waits up to `deadlineMs` for running jobs (their pushes stay in the outbox otherwise). */
+  async stop(deadlineMs = 5000): Promise<boolean> {
+    this.stopping = true;
+    this.queue.clear();
+    for (const l of this.lanes.values()) if (l.retryTimer) clearTimeout(l.retryTimer);
+    const done = this.queue.onIdle().then(() => true);
+    const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), deadlineMs).unref());
+    return Promise.race([done, timeout]);
+  }
+
+  // ------------------------------------------------------------ log intake
+
+  private async startLog(lane: Lane, link: TerminalLink): Promise<void> {
+    const pos = this.store.getCursor(lane.id) ?? { logEpoch: null, cursor: 0 };
+    const info = await link.info();
+    lane.epoch = info.logEpoch;
+    let cursor = pos.cursor;
+    let reason: string | null = null;
+    if (pos.logEpoch === null) reason = 'first contact';
+    else if (pos.logEpoch !== info.logEpoch || info.lastEventId < pos.cursor) reason = 'terminal was reset (event IDs restarted)';
+    else if (info.firstEventId > pos.cursor + 1) reason = `log gap: events ${pos.cursor + 1}..${info.firstEventId - 1} were overwritten before the server read them`;
+    if (reason) {
+      // The log can no longer say what changed: reconcile by comparing users, then
+      // continue from the terminal's newest event.
+      this.log.info({ terminal: lane.id, reason }, 'reconciling terminal by user list');
+      if (pos.logEpoch !== null) {
+        this.emitEvent(reason.startsWith('log gap') ? EngineEvent.LOG_GAP : EngineEvent.TERMINAL_RESET, lane.id, null, reason);
+      }
+      // The cursor and epoch are stored only once the reconcile succeeded (in
+      // reconcile()), so a crash before that reconciles again after restart.
+      lane.wantReconcile = true;
+      cursor = info.lastEventId;
+    }
+    // SUBSCRIBE_LOG delivers the backlog after the cursor first (the catch-up),
+    // then live events, paced by our acknowledgements.
+    lane.seen = lane.subscribedFrom = lane.processed = cursor;
+    await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events));
+    if (reason) this.schedule(lane);
+  }
+
+  private onEvents(lane: Lane, link: TerminalLink, epoch: number, events: EventRecord[]): void {
+    if (lane.link !== link) return;
+    if (epoch !== lane.epoch) {
+      // The terminal was reset while connected: start over on a fresh session.
+      link.close('terminal log epoch changed (reset)');
+      return;
+    }
+    const t = this.now();
+    for (const e of events) {
+      if (e.id <= lane.seen) continue; // seen twice (e.g. resent after reconnect): no double work
+      lane.seen = e.id;
+      lane.inbox.push(e);
+      if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && !lane.arrivals.has(e.userId)) lane.arrivals.set(e.userId, t);
+    }
+    this.schedule(lane);
+  }
+
+  // ------------------------------------------------------------ scheduling
+
+  private lane(id: string): Lane {
+    let l = this.lanes.get(id);
+    if (!l) {
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map() };
+      this.lanes.set(id, l);
+    }
+    return l;
+  }
+
+  private kickPush(lane: Lane): void {
+    lane.wantPush = true;
+    this.schedule(lane);
+  }
+
+  private nextTask(lane: Lane): Task | null {
+    if (!lane.link || lane.retryTimer) return null;
+    if (lane.inbox.length) return 'ingest';
+    if (lane.wantReconcile) return 'reconcile';
+    if (lane.wantPush && this.mode !== 'off') return 'push';
+    return null;
+  }
+
+  private schedule(lane: Lane): void {
+    if (lane.running || this.stopping) return;
+    const task = this.nextTask(lane);
+    if (!task) return;
+    lane.running = true;
+    const priority = task === 'ingest' ? Priority.PULL : task === 'push' && !lane.catchingUp ? Priority.PUSH : Priority.CATCHUP;
+    this.queue
+      .add(() => this.run(lane, task), { priority })
+      .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'))
+      .finally(() => {
+        lane.running = false;
+        this.schedule(lane);
+      });
+  }
+
+  private async run(lane: Lane, task: Task): Promise<void> {
+    const link = lane.link;
+    if (!link || link.closed) return;
+    try {
+      if (task === 'ingest') await this.ingest(lane, link);
+      else if (task === 'reconcile') await this.reconcile(lane, link);
+      else await this.pushSome(lane, link);
+    } catch (e) {
+      if (e instanceof StoreWriteError) this.dbFailed(lane, e);
+      else if (!link.closed) {
+        this.log.warn({ terminal: lane.id, task, err: (e as Error).message }, 'terminal request failed; closing session');
+        link.close(`${task} failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** The database refused a write: record it, keep the terminal's cursor, retry later. */
+  private dbFailed(lane: Lane, e: StoreWriteError, userIds: string[] = []): void {
+    this.stats.dbWriteFailures++;
+    this.log.error({ terminal: lane.id, code: e.code, err: e.message, users: userIds.length }, 'Fail to save to the server DB');
+    const detail = JSON.stringify({ code: e.code, message: e.message });
+    for (const userId of userIds.length ? userIds : [null]) {
+      this.store.recordEventDurably({ type: EngineEvent.SERVER_DB_SAVE_FAIL, terminalId: lane.id, userId, detail });
+      this.notify(EngineEvent.SERVER_DB_SAVE_FAIL, lane.id, userId ?? undefined);
+    }
+    const wait = lane.dbRetryMs;
+    lane.dbRetryMs = Math.min(30_000, lane.dbRetryMs * 2);
+    lane.retryTimer = setTimeout(() => {
+      lane.retryTimer = null;
+      this.store.flushPendingEvents();
+      this.schedule(lane);
+    }, wait);
+  }
+
+  // ---------------------------------------------------------------- ingest
+
+  private pullEnabled(): boolean {
+    return this.mode === 'all' || this.mode === 'specific';
+  }
+
+  /**
+   * Takes the events queued for a terminal (up to one batch of users), pulls the
+   * users they name, merges them in one transaction that also advances the
+   * cursor and fills the outbox, then acknowledges the events. On a database
+   * failure nothing is acknowledged or advanced: the same events are processed
+   * again after the retry delay, and after a restart they are read again from
+   * the terminal.
+   */
+  private async ingest(lane: Lane, link: TerminalLink): Promise<void> {
+    const batchMax = link.identity.maxBatch;
+    const users: string[] = [];
+    const wanted = new Set<string>();
+    let take = 0;
+    const deletes: EventRecord[] = [];
+    let reset = false;
+    for (; take < lane.inbox.length; take++) {
+      const e = lane.inbox[take];
+      if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && e.userId && this.pullEnabled()) {
+        if (!wanted.has(e.userId)) {
+          if (users.length >= batchMax) break;
+          wanted.add(e.userId);
+          users.push(e.userId);
+        }
+      } else if (e.param === ORIGIN_DEVICE && DELETE_CODES.has(e.code)) {
+        deletes.push(e);
+      }
+      if (RESET_CODES.has(e.code) && e.code !== EventCode.USER_DELETE_ALL_SUCCESS) reset = true;
+    }
+    const batch = lane.inbox.slice(0, take);
+    const lastId = batch[batch.length - 1].id;
+    const pulled = users.length ? await link.getUsers(users) : [];
+    this.stats.pulls += pulled.length;
+    const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
+    const targets = this.pushTargets(lane.id);
+    for (const r of pulled) {
+      if (r.user) {
+        const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
+        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: lastId, pushTo: scoped } });
+      } else {
+        // Deleted again before we asked, or unreadable: nothing to merge.
+        this.stats.pullsFailed++;
+        this.log.info({ terminal: lane.id, user: r.userId, reason: r.reason }, 'device user could not be pulled');
+      }
+    }
+    let results: MergeResult[];
+    try {
+      // While a reconcile is pending the cursor stays where it is (see startLog).
+      const advance = lane.wantReconcile ? null : { cursor: lastId, logEpoch: lane.epoch };
+      results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) })));
+    } catch (e) {
+      if (e instanceof StoreWriteError) return this.dbFailed(lane, e, users);
+      throw e;
+    }
+    lane.dbRetryMs = this.baseDbRetry;
+    lane.inbox.splice(0, take);
+    lane.processed = lastId;
+    link.ack(lastId);
+    const touched = new Set<string>();
+    for (const r of results) {
+      const arrived = lane.arrivals.get(r.record.id);
+      lane.arrivals.delete(r.record.id);
+      if (r.enqueued.length && arrived !== undefined) this.pending.set(r.record.id, arrived);
+      for (const t of r.enqueued) touched.add(t);
+      this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+    }
+    for (const e of deletes) this.notify(EngineEvent.USER_DELETED_ON_DEVICE, lane.id, e.userId);
+    if (reset) lane.wantReconcile = true;
+    this.kickPushes([...touched]);
+  }
+
+  /** Every approved terminal except `except` (sync targets). */
+  private pushTargets(except?: string): string[] {
+    return this.store
+      .listTerminals()
+      .filter((t) => t.approved && t.id !== except)
+      .map((t) => t.id);
+  }
+
+  private scope(targets: string[], user: UserRecord): string[] {
+    const groups = new Set(user.accessGroups);
+    const rows = new Map<string, TerminalRow>(this.store.listTerminals().map((t) => [t.id, t]));
+    return targets.filter((id) => rows.get(id)?.accessGroups.some((g) => groups.has(g)));
+  }
+
+  /** Terminals a server-side change goes to, per the sync mode. */
+  targetsFor(user: UserRecord): string[] {
+    if (this.mode === 'off') return [];
+    const all = this.pushTargets();
+    return this.mode === 'specific' ? this.scope(all, user) : all;
+  }
+
+  // ----------------------------------------------------------------- push
+
+  private async pushSome(lane: Lane, link: TerminalLink): Promise<void> {
+    const items = this.store.take(lane.id, link.identity.maxBatch);
+    if (items.length === 0) {
+      lane.wantPush = false;
+      lane.catchingUp = false;
+      return;
+    }
+    const records: UserRecord[] = [];
+    const live: OutboxItem[] = [];
+    const gone: OutboxItem[] = [];
+    const recs = this.store.getUsers(items.map((i) => i.userId));
+    items.forEach((it, k) => {
+      const u = recs[k];
+      if (u) {
+        records.push(u);
+        live.push(it);
+      } else gone.push(it); // deleted on the server since: nothing to push
+    });
+    let statuses: number[];
+    try {
+      statuses = records.length ? await link.putUsers(records) : [];
+    } catch (e) {
+      // Transport failure: the entries stay in the outbox for the next session.
+      this.stats.pushesFailed += records.length;
+      throw e;
+    }
+    const ok: OutboxItem[] = [...gone];
+    const failed: { item: OutboxItem; status: number }[] = [];
+    statuses.forEach((s, k) => (s === Status.OK ? ok.push(live[k]) : failed.push({ item: live[k], status: s })));
+    const okUsers = ok.filter((i) => !gone.includes(i)).map((i) => i.userId);
+    this.store.ackPushed(
+      lane.id,
+      ok,
+      okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
+      failed.map((f) => ({ item: f.item, status: f.status, reason: statusName(f.status) })),
+    );
+    this.stats.pushes += okUsers.length;
+    this.stats.pushesFailed += failed.length;
+    const t = this.now();
+    for (const userId of okUsers) {
+      this.notify(EngineEvent.USER_UPDATE_SUCCESS_SERVER, lane.id, userId);
+      const since = this.pending.get(userId);
+      if (since !== undefined) {
+        this.stats.lastPushLatencyMs.push(t - since);
+        if (this.stats.lastPushLatencyMs.length > 10_000) this.stats.lastPushLatencyMs.splice(0, 5_000);
+      }
+    }
+    for (const f of failed) {
+      this.log.warn({ terminal: lane.id, user: f.item.userId, status: statusName(f.status) }, 'terminal refused pushed user');
+      this.notify(EngineEvent.PUSH_FAILED, lane.id, f.item.userId);
+    }
+    // more may be waiting: stay scheduled
+    lane.wantPush = true;
+  }
+
+  // ------------------------------------------------------------- reconcile
+
+  /**
+   * Brings a terminal and the server together by comparing user lists: users the
+   * terminal holds that the server lacks or holds differently are pulled and
+   * merged (sync mode all/specific), and every server user the terminal lacks or
+   * holds differently is queued for it. Then the cursor jumps to the terminal's
+   * newest event.
+   */
+  private async reconcile(lane: Lane, link: TerminalLink): Promise<void> {
+    this.stats.reconciles++;
+    const index = await link.listUsers();
+    const onTerminal = new Map(index.map((e) => [e.userId, e.digest]));
+    const toPull: string[] = [];
+    const toPush: string[] = [];
+    for (const [userId, digest] of onTerminal) {
+      const u = this.store.getUser(userId);
+      if (!u || link.digestOf(u) !== digest) {
+        if (this.pullEnabled()) toPull.push(userId);
+        else if (u) toPush.push(userId);
+      }
+    }
+    const inScope = (u: UserRecord) => this.mode !== 'specific' || this.scope([lane.id], u).length > 0;
+    for (let after = ''; ; ) {
+      const page = this.store.listUsers({ after, limit: 1000 });
+      if (page.length === 0) break;
+      for (const u of page) if (!onTerminal.has(u.id) && inScope(u)) toPush.push(u.id);
+      after = page[page.length - 1].id;
+    }
+    const targets = this.pushTargets(lane.id);
+    const touched = new Set<string>();
+    for (let i = 0; i < toPull.length; i += link.identity.maxBatch) {
+      const pulled = await link.getUsers(toPull.slice(i, i + link.identity.maxBatch));
+      const merges = pulled
+        .filter((r): r is { userId: string; user: UserRecord } => r.user !== null)
+        .map((r) => ({ user: r.user, ctx: { terminalId: lane.id, eventId: 0, pushTo: this.mode === 'specific' ? this.scope(targets, r.user) : targets } }));
+      const results = this.store.mergeDeviceUsers(merges);
+      this.stats.pulls += merges.length;
+      for (const r of results) {
+        for (const t of r.enqueued) touched.add(t);
+        this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+      }
+    }
+    if (toPush.length) this.store.enqueueMany([lane.id], toPush);
+    // Everything up to where this session's subscription started is now covered by
+    // the comparison; events after it are (or will be) processed from the inbox.
+    this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
+    lane.wantReconcile = false;
+    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers: index.length, pulled: toPull.length, queued: toPush.length }));
+    touched.add(lane.id);
+    this.kickPushes([...touched]);
+  }
+
+  // --------------------------------------------------------------- events
+
+  private emitEvent(type: string, terminalId: string, userId: string | null, detail: string): void {
+    this.store.recordEventDurably({ type, terminalId, userId, detail });
+    this.notify(type, terminalId, userId ?? undefined);
+  }
+
+  private notify(type: string, terminalId?: string, userId?: string): void {
+    for (const l of this.listeners) l({ type, terminalId, userId });
+  }
+}

@@ -1,0 +1,188 @@
+// TerminalLink over our own protocol: the commands of PROTOCOL.md section 5 as
+// typed calls. Encoded user records are cached per record object, so the same
+// server record fanned out to 49 terminals is encoded once.
+import {
+  Command,
+  INFO_MASK_ANY,
+  LIMITS,
+  Status,
+  decodeGetLogResponse,
+  decodeGetUsersResponse,
+  decodeInfo,
+  decodeListUsersResponse,
+  decodeLogEvent,
+  decodeStatusList,
+  decodeSubscribeResponse,
+  decodeUser,
+  encodeDeleteUsersRequest,
+  encodeGetLogRequest,
+  encodeGetUsersRequest,
+  encodeListUsersRequest,
+  encodeLogAck,
+  encodePutUsersRequest,
+  encodeSubscribeRequest,
+  encodeUser,
+  statusName,
+  userDigest,
+  ProtocolError,
+  MAX_PAYLOAD,
+} from '../codec/index.js';
+import type { EventRecord } from '../model/event.js';
+import type { UserRecord } from '../model/user.js';
+import type { GetUserResult, LogPage, LogState, TerminalIdentity, TerminalLink, UserIndexEntry } from '../sync/ports.js';
+import type { TerminalConnection } from './connection.js';
+
+const encoded = new WeakMap<UserRecord, Buffer>();
+
+export function encodedUser(u: UserRecord): Buffer {
+  let b = encoded.get(u);
+  if (!b) {
+    b = encodeUser(u);
+    encoded.set(u, b);
+  }
+  return b;
+}
+
+/** Realtime window asked of the terminal (PROTOCOL.md SUBSCRIBE_LOG). */
+const SUBSCRIBE_WINDOW = 1000;
+/** bytes of framing around the records of one PUT_USERS request */
+const PUT_HEAD = 4;
+
+export class ProtocolLink implements TerminalLink {
+  readonly identity: TerminalIdentity;
+  private subscribed: ((epoch: number, events: EventRecord[]) => void) | null = null;
+
+  constructor(readonly conn: TerminalConnection) {
+    const h = conn.hello;
+    this.identity = {
+      deviceId: h.deviceId,
+      model: h.model,
+      firmware: h.firmware,
+      userCapacity: h.userCapacity,
+      maxBatch: Math.max(1, Math.min(h.maxUsersPerBatch, LIMITS.maxBatch)),
+      logCapacity: h.logCapacity,
+    };
+    conn.on('event', (f) => {
+      if (f.command !== Command.LOG_EVENT || !this.subscribed) return;
+      let batch;
+      try {
+        batch = decodeLogEvent(f.payload);
+      } catch (e) {
+        conn.close(`bad LOG_EVENT: ${(e as Error).message}`);
+        return;
+      }
+      this.subscribed(batch.logEpoch, batch.events);
+    });
+  }
+
+  get remote(): string {
+    return this.conn.remote;
+  }
+
+  get closed(): boolean {
+    return this.conn.closed;
+  }
+
+  onClose(fn: (reason: string) => void): void {
+    if (this.conn.closed) fn(this.conn.closeReason ?? 'closed');
+    else this.conn.once('close', fn);
+  }
+
+  async close(reason: string): Promise<void> {
+    if (reason === 'shutdown') await this.conn.bye();
+    else this.conn.close(reason);
+  }
+
+  async info(): Promise<LogState & { userCount: number }> {
+    const i = decodeInfo((await this.conn.request(Command.GET_INFO)).payload);
+    return { logEpoch: i.logEpoch, firstEventId: i.firstEventId, lastEventId: i.lastEventId, userCount: i.userCount };
+  }
+
+  async getLog(afterId: number, maxCount: number): Promise<LogPage> {
+    const f = await this.conn.request(Command.GET_LOG, encodeGetLogRequest({ afterId, maxCount: Math.min(maxCount, LIMITS.maxLogCount) }));
+    return decodeGetLogResponse(f.payload);
+  }
+
+  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void): Promise<LogState> {
+    this.subscribed = onEvents;
+    const f = await this.conn.request(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: SUBSCRIBE_WINDOW }));
+    return decodeSubscribeResponse(f.payload);
+  }
+
+  ack(lastEventId: number): void {
+    this.conn.sendEvent(Command.LOG_ACK, encodeLogAck({ lastEventId }));
+  }
+
+  async listUsers(): Promise<UserIndexEntry[]> {
+    const out: UserIndexEntry[] = [];
+    let after = '';
+    for (;;) {
+      const f = await this.conn.request(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount: LIMITS.maxListCount }));
+      const page = decodeListUsersResponse(f.payload);
+      for (const e of page.entries) out.push({ userId: e.userId, digest: e.digest.toString('hex') });
+      if (!page.more || page.entries.length === 0) return out;
+      after = page.entries[page.entries.length - 1].userId;
+    }
+  }
+
+  async getUsers(userIds: string[]): Promise<GetUserResult[]> {
+    const out: GetUserResult[] = [];
+    for (let i = 0; i < userIds.length; i += this.identity.maxBatch) {
+      const ids = userIds.slice(i, i + this.identity.maxBatch);
+      const f = await this.conn.request(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
+      const res = decodeGetUsersResponse(f.payload);
+      ids.forEach((userId, k) => {
+        const r = res.results[k];
+        if (!r) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: 'terminal returned fewer records than asked' });
+        else if (r.status !== Status.OK) out.push({ userId, user: null, status: r.status, reason: statusName(r.status) });
+        else {
+          try {
+            const { user } = decodeUser(r.record);
+            if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: `terminal returned user ${JSON.stringify(user.id)}` });
+            else out.push({ userId, user });
+          } catch (e) {
+            out.push({ userId, user: null, status: (e as ProtocolError).status ?? Status.BAD_PAYLOAD, reason: (e as Error).message });
+          }
+        }
+      });
+    }
+    return out;
+  }
+
+  async putUsers(users: UserRecord[]): Promise<number[]> {
+    const out: number[] = [];
+    let batch: Buffer[] = [];
+    let bytes = PUT_HEAD;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      await this.conn.drained();
+      const f = await this.conn.request(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
+      const st = decodeStatusList(f.payload).statuses;
+      for (let k = 0; k < batch.length; k++) out.push(st[k] ?? Status.BAD_PAYLOAD);
+      batch = [];
+      bytes = PUT_HEAD;
+    };
+    for (const u of users) {
+      const rec = encodedUser(u);
+      if (batch.length >= this.identity.maxBatch || bytes + 4 + rec.length > MAX_PAYLOAD) await flush();
+      batch.push(rec);
+      bytes += 4 + rec.length;
+    }
+    await flush();
+    return out;
+  }
+
+  async deleteUsers(userIds: string[]): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < userIds.length; i += this.identity.maxBatch) {
+      const ids = userIds.slice(i, i + this.identity.maxBatch);
+      const f = await this.conn.request(Command.DELETE_USERS, encodeDeleteUsersRequest({ userIds: ids }));
+      out.push(...decodeStatusList(f.payload).statuses);
+    }
+    return out;
+  }
+
+  digestOf(user: UserRecord): string {
+    return userDigest(user).toString('hex');
+  }
+}

@@ -1,0 +1,306 @@
+// All terminal sessions of the daemon: dialling configured terminals (with
+// reconnect, exponential backoff and full jitter) and accepting terminals that
+// dial in (with per-address and global connection caps, an absolute handshake
+// deadline and a per-address limit on failed authentications). It hands each
+// authenticated session to the daemon as a TerminalLink and reports its end.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import tls from 'node:tls';
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Hello } from '../codec/index.js';
+import type { TerminalLink } from '../sync/ports.js';
+import { HandshakeError, TerminalConnection } from './connection.js';
+import { ProtocolLink } from './link.js';
+
+export interface DialTarget {
+  id: string;
+  host: string;
+  port: number;
+  /** TLS: SHA-256 fingerprint (hex, colons allowed) the terminal's certificate must have */
+  pin?: string;
+}
+
+export interface DialTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export interface ListenTls {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  requireClientCert?: boolean;
+}
+
+export interface ManagerOptions {
+  keyFor: (deviceId: number) => Buffer | null;
+  /** maps an authenticated dial-in terminal to its terminal ID (the daemon decides about pending ones) */
+  resolveDialIn: (hello: Hello, remote: string) => string;
+  log: Logger;
+  heartbeatSec: number;
+  requestTimeoutMs: number;
+  logFrames?: boolean;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  connectTimeoutMs?: number;
+  handshakeDeadlineMs?: number;
+  maxConnsPerAddress?: number;
+  maxConns?: number;
+  /** failed authentications per address before it is refused for authBlockMs */
+  authFailLimit?: number;
+  authBlockMs?: number;
+  dialTls?: DialTls;
+  random?: () => number;
+}
+
+export interface ManagerEvents {
+  online: [terminalId: string, link: TerminalLink, direction: 'dial' | 'listen'];
+  offline: [terminalId: string, reason: string];
+  reconnecting: [terminalId: string, delayMs: number, attempt: number];
+}
+
+/** Full jitter (AWS architecture blog): a uniform delay in [0, min(cap, base * 2^attempt)). */
+export function backoffDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+interface Dialer {
+  target: DialTarget;
+  stopped: boolean;
+  timer: NodeJS.Timeout | null;
+  socket: net.Socket | null;
+  attempt: number;
+}
+
+export class SessionManager extends EventEmitter<ManagerEvents> {
+  private readonly dialers = new Map<string, Dialer>();
+  private readonly links = new Map<string, TerminalLink>();
+  private readonly servers: net.Server[] = [];
+  private readonly perAddress = new Map<string, number>();
+  private readonly authFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
+  private connCount = 0;
+  private closing = false;
+  private readonly log: Logger;
+
+  constructor(private readonly o: ManagerOptions) {
+    super();
+    this.log = o.log;
+  }
+
+  get onlineCount(): number {
+    return this.links.size;
+  }
+
+  link(terminalId: string): TerminalLink | undefined {
+    return this.links.get(terminalId);
+  }
+
+  targets(): DialTarget[] {
+    return [...this.dialers.values()].map((d) => d.target);
+  }
+
+  // ------------------------------------------------------------ dialling
+
+  addTarget(target: DialTarget): void {
+    if (this.dialers.has(target.id)) return;
+    const d: Dialer = { target, stopped: false, timer: null, socket: null, attempt: 0 };
+    this.dialers.set(target.id, d);
+    this.dial(d);
+  }
+
+  removeTarget(id: string): void {
+    const d = this.dialers.get(id);
+    if (!d) return;
+    d.stopped = true;
+    if (d.timer) clearTimeout(d.timer);
+    d.socket?.destroy();
+    this.dialers.delete(id);
+    this.links.get(id)?.close('terminal removed from configuration');
+  }
+
+  private dial(d: Dialer): void {
+    if (d.stopped || this.closing) return;
+    const { host, port, id } = d.target;
+    const log = this.log.child({ terminal: id });
+    const useTls = this.o.dialTls !== undefined;
+    const socket = useTls
+      ? tls.connect({
+          host,
+          port,
+          ca: this.o.dialTls!.ca,
+          cert: this.o.dialTls!.cert,
+          key: this.o.dialTls!.key,
+          rejectUnauthorized: true,
+          // A pinned terminal certificate is checked in addition to the CA chain.
+          checkServerIdentity: (_h, cert) => {
+            if (!d.target.pin) return undefined;
+            const fp = createHash('sha256').update(cert.raw).digest('hex');
+            return fp === d.target.pin.replace(/:/g, '').toLowerCase() ? undefined : new Error(`certificate pin mismatch for terminal ${id}`);
+          },
+        })
+      : net.connect({ host, port });
+    d.socket = socket;
+    const connectTimer = setTimeout(() => socket.destroy(new Error('connect timed out')), this.o.connectTimeoutMs ?? 5000);
+    let failed = false;
+    const retry = (why: string) => {
+      if (failed) return;
+      failed = true;
+      clearTimeout(connectTimer);
+      socket.destroy();
+      d.socket = null;
+      this.scheduleRedial(d, why);
+    };
+    socket.once('error', (e) => retry(e.message));
+    socket.once(useTls ? 'secureConnect' : 'connect', async () => {
+      clearTimeout(connectTimer);
+      try {
+        const conn = await TerminalConnection.handshake({
+          socket,
+          keyFor: this.o.keyFor,
+          heartbeatSec: this.o.heartbeatSec,
+          requestTimeoutMs: this.o.requestTimeoutMs,
+          handshakeDeadlineMs: this.o.handshakeDeadlineMs,
+          log,
+          logFrames: this.o.logFrames,
+        });
+        if (d.stopped || this.closing) {
+          conn.close('shutting down');
+          return;
+        }
+        d.attempt = 0;
+        failed = true; // from here on, the session's close drives the redial
+        this.adopt(id, conn, 'dial', () => {
+          d.socket = null;
+          this.scheduleRedial(d, conn.closeReason ?? 'closed');
+        });
+      } catch (e) {
+        log.warn({ reason: (e as HandshakeError).reason, err: (e as Error).message }, 'handshake with terminal failed');
+        retry((e as Error).message);
+      }
+    });
+  }
+
+  private scheduleRedial(d: Dialer, why: string): void {
+    if (d.stopped || this.closing) return;
+    const delay = backoffDelay(d.attempt, this.o.reconnectMinMs ?? 500, this.o.reconnectMaxMs ?? 30_000, this.o.random);
+    d.attempt++;
+    this.log.debug({ terminal: d.target.id, delayMs: delay, attempt: d.attempt, why }, 'reconnect scheduled');
+    this.emit('reconnecting', d.target.id, delay, d.attempt);
+    d.timer = setTimeout(() => {
+      d.timer = null;
+      this.dial(d);
+    }, delay);
+  }
+
+  /** Registers an authenticated session; an older session of the same terminal is closed. */
+  private adopt(id: string, conn: TerminalConnection, direction: 'dial' | 'listen', onGone?: () => void): void {
+    const link = new ProtocolLink(conn);
+    const old = this.links.get(id);
+    this.links.set(id, link);
+    if (old) old.close('replaced by a new session of the same terminal');
+    conn.once('close', (reason) => {
+      if (this.links.get(id) === link) {
+        this.links.delete(id);
+        this.emit('offline', id, reason);
+      }
+      onGone?.();
+    });
+    this.emit('online', id, link, direction);
+  }
+
+  // ------------------------------------------------------------ listening
+
+  /** Accepts terminals that dial in, on TCP or (with `tlsOpts`) TLS. Resolves with the bound port. */
+  listen(host: string, port: number, tlsOpts?: ListenTls): Promise<number> {
+    const onSocket = (socket: net.Socket) => this.accept(socket);
+    const server = tlsOpts
+      ? tls.createServer({ cert: tlsOpts.cert, key: tlsOpts.key, ca: tlsOpts.ca, requestCert: tlsOpts.requireClientCert ?? false, rejectUnauthorized: tlsOpts.requireClientCert ?? false }, onSocket)
+      : net.createServer(onSocket);
+    if (tlsOpts) server.on('tlsClientError', (e) => this.log.warn({ err: e.message }, 'TLS handshake refused'));
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        server.on('error', (e) => this.log.error({ err: e.message }, 'listener error'));
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    const addr = socket.remoteAddress ?? 'unknown';
+    const remote = `${addr}:${socket.remotePort}`;
+    const now = Date.now();
+    const af = this.authFailures.get(addr);
+    const perAddr = this.perAddress.get(addr) ?? 0;
+    let refuse: string | null = null;
+    if (this.closing) refuse = 'shutting down';
+    else if (af && af.blockedUntil > now) refuse = 'too many failed authentications from this address';
+    else if (this.connCount >= (this.o.maxConns ?? 2000)) refuse = 'global connection limit reached';
+    else if (perAddr >= (this.o.maxConnsPerAddress ?? 16)) refuse = 'per-address connection limit reached';
+    if (refuse) {
+      this.log.debug({ remote, reason: refuse }, 'connection refused');
+      socket.destroy();
+      return;
+    }
+    this.connCount++;
+    this.perAddress.set(addr, perAddr + 1);
+    socket.once('close', () => {
+      this.connCount--;
+      const n = (this.perAddress.get(addr) ?? 1) - 1;
+      if (n <= 0) this.perAddress.delete(addr);
+      else this.perAddress.set(addr, n);
+    });
+    socket.on('error', () => {});
+    TerminalConnection.handshake({
+      socket,
+      keyFor: this.o.keyFor,
+      heartbeatSec: this.o.heartbeatSec,
+      requestTimeoutMs: this.o.requestTimeoutMs,
+      handshakeDeadlineMs: this.o.handshakeDeadlineMs,
+      log: this.log.child({ remote }),
+      logFrames: this.o.logFrames,
+    }).then(
+      (conn) => {
+        if (this.closing) return conn.close('shutting down');
+        const id = this.o.resolveDialIn(conn.hello, remote);
+        this.adopt(id, conn, 'listen');
+      },
+      (e: HandshakeError) => {
+        if (e.reason === 'auth-failed' || e.reason === 'unknown-key') this.noteAuthFailure(addr);
+        this.log.warn({ remote, reason: e.reason, err: e.message }, 'terminal refused during handshake');
+      },
+    );
+  }
+
+  private noteAuthFailure(addr: string): void {
+    const now = Date.now();
+    const limit = this.o.authFailLimit ?? 5;
+    const window = this.o.authBlockMs ?? 60_000;
+    let f = this.authFailures.get(addr);
+    if (!f || now - f.since > window) f = { count: 0, since: now, blockedUntil: 0 };
+    f.count++;
+    if (f.count >= limit) {
+      f.blockedUntil = now + window;
+      this.log.warn({ address: addr, failures: f.count, blockedMs: window }, 'address blocked after failed authentications');
+    }
+    this.authFailures.set(addr, f);
+    if (this.authFailures.size > 10_000) this.authFailures.delete(this.authFailures.keys().next().value!);
+  }
+
+  /** Stops accepting and dialling; closes every session with BYE. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const s of this.servers) s.close();
+    for (const d of this.dialers.values()) {
+      d.stopped = true;
+      if (d.timer) clearTimeout(d.timer);
+      d.socket?.destroy();
+    }
+    await Promise.all([...this.links.values()].map((l) => l.close('shutdown')));
+  }
+}
