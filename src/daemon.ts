@@ -175,7 +175,7 @@ export class Daemon {
   private resolveDialIn(hello: Hello, remote: string): string {
     const known = this.store.getTerminalByDeviceId(hello.deviceId);
     if (known) return known.id;
-    const id = `dev-${hello.deviceId}`;
+    const id = String(hello.deviceId);
     this.store.upsertTerminal({ id, direction: 'listen', deviceId: hello.deviceId, address: remote, approved: this.o.autoApprove ?? false });
     return id;
   }
@@ -235,6 +235,16 @@ export class Daemon {
     const pushedTo = r.changed ? pushTo : [];
     this.engine.kickPushes(pushedTo);
     return { created: r.created, changed: r.changed, pushedTo };
+  }
+
+  /** A server-side delete: the user goes from the database and from the terminals in scope. */
+  deleteUser(id: string): boolean {
+    const u = this.store.getUser(id);
+    if (!u) return false;
+    const pushTo = this.engine.targetsFor(u);
+    this.store.deleteUser(id, { pushTo });
+    this.engine.kickPushes(pushTo);
+    return true;
   }
 
   setSyncMode(mode: SyncMode): void {

@@ -201,3 +201,43 @@ describe('no gaps', () => {
     expect(events(site, 'TERMINAL_RESET').length).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('server-side changes and sessions', () => {
+  it('a user created, changed and deleted on the server reaches every terminal', async () => {
+    site = await startSite({ terminals: 3, daemon: { syncMode: 'server' } });
+    site.daemon.putUser(person('s1'));
+    await site.waitConverged({ users: ['s1'] });
+    site.daemon.putUser(person('s1', { name: 'Renamed' }));
+    await waitFor(() => site!.sim.terminals.every((t) => t.getUser('s1')?.name === 'Renamed'));
+    expect(site.daemon.deleteUser('s1')).toBe(true);
+    await waitFor(() => site!.sim.terminals.every((t) => t.getUser('s1') === undefined));
+  });
+
+  it('a terminal dialling in unknown is held pending until approved, then synced', async () => {
+    site = await startSite({ terminals: 1, daemon: { listen: [{ host: '127.0.0.1', port: 0 }] } });
+    site.daemon.putUser(person('p1'));
+    await site.waitConverged({ users: ['p1'] });
+    const { Simulator } = await import('../src/sim/simulator.js');
+    const { DEV_COMM_KEY } = await import('../src/sim/devkey.js');
+    const { ZERO_TIMING } = await import('../src/sim/timing.js');
+    const dialer = await Simulator.start({ terminals: 1, deviceIdBase: 5000, commKey: DEV_COMM_KEY, timing: ZERO_TIMING, dial: { host: '127.0.0.1', port: site.daemon.listenPorts[0] } });
+    try {
+      await waitFor(() => site!.daemon.terminals().some((t) => t.id === '5001' && t.state === 'pending'));
+      expect(dialer.terminals[0].getUser('p1')).toBeUndefined();
+      expect(site.daemon.approve('5001')).toBe(true);
+      await waitFor(() => dialer.terminals[0].getUser('p1') !== undefined);
+      expect(site.daemon.terminals().find((t) => t.id === '5001')!.state).toBe('online');
+    } finally {
+      await dialer.close();
+    }
+  });
+
+  it('a hung terminal is torn down by the heartbeat and reconnects when it wakes', async () => {
+    site = await startSite({ terminals: 2, daemon: { heartbeatSec: 1, handshakeDeadlineMs: 1000 } });
+    site.sim.terminals[1].blackhole(2500);
+    await waitFor(() => site!.daemon.terminals().find((t) => t.id === 't2')!.state === 'offline', { timeoutMs: 5000 });
+    const off = site.daemon.store.listEvents({ type: 'TERMINAL_OFFLINE', terminalId: 't2' });
+    expect(off[0].detail).toContain('heartbeat');
+    await waitFor(() => site!.daemon.terminals().find((t) => t.id === 't2')!.state === 'online', { timeoutMs: 10_000 });
+  });
+});

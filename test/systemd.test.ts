@@ -54,6 +54,7 @@ function has(cmd: string): boolean {
 }
 
 const haveAnalyze = has('systemd-analyze');
+const needsAnalyze = haveAnalyze ? '' : '[skipped: systemd-analyze is not installed] ';
 
 describe('systemd/termsync.service', () => {
   const unit = parseUnit(readFileSync(unitPath, 'utf8'));
@@ -116,7 +117,7 @@ describe('systemd/termsync.service', () => {
     expect(service.has('MemoryDenyWriteExecute'), 'MemoryDenyWriteExecute breaks V8').toBe(false);
   });
 
-  it.skipIf(!haveAnalyze)('passes systemd-analyze verify', () => {
+  it.skipIf(!haveAnalyze)(`${needsAnalyze}passes systemd-analyze verify`, () => {
     const execStart = one('ExecStart').split(/\s+/)[0];
     const r = spawnSync('systemd-analyze', ['verify', unitPath], { encoding: 'utf8' });
     if (!existsSync(execStart)) {
@@ -128,7 +129,7 @@ describe('systemd/termsync.service', () => {
     expect(r.status).toBe(0);
   });
 
-  it.skipIf(!haveAnalyze)('scores at most 2.0 in systemd-analyze security --offline=true', () => {
+  it.skipIf(!haveAnalyze)(`${needsAnalyze}scores at most 2.0 in systemd-analyze security --offline=true`, () => {
     const r = spawnSync('systemd-analyze', ['security', '--offline=true', unitPath], { encoding: 'utf8' });
     const m = /Overall exposure level for termsync\.service: (\d+(?:\.\d+)?)/.exec(r.stdout);
     expect(m, r.stdout + r.stderr).not.toBeNull();
@@ -136,9 +137,6 @@ describe('systemd/termsync.service', () => {
     expect(score).toBeLessThanOrEqual(2.0);
   });
 
-  it.runIf(!haveAnalyze)('systemd-analyze checks (skipped: systemd-analyze is not installed)', () => {
-    expect(haveAnalyze).toBe(false);
-  });
 });
 
 describe('systemd/termsync.flags (the example flag file)', () => {
@@ -194,7 +192,7 @@ describe('sd_notify (src/cli/notify.ts)', () => {
   });
 
   const canReceive = has('systemd-notify') && has('python3');
-  describe.skipIf(!canReceive)('through systemd-notify to a real notify socket', () => {
+  describe.skipIf(!canReceive)(`${canReceive ? '' : '[skipped: needs systemd-notify and python3] '}through systemd-notify to a real notify socket`, () => {
     let dir: string;
     let receiver: ChildProcess;
     const received: string[] = [];

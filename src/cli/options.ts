@@ -263,6 +263,12 @@ export function addRunFlags(cmd: Command): Command {
     });
     cmd.addOption(opt);
   }
+  cmd.addHelpText(
+    'after',
+    '\nFlag files hold the same flags, one --flag=value (or bare --switch) per line, with # comments;\n' +
+      '--flagfile=OTHER inside a file includes OTHER. Flags on the command line override flag files;\n' +
+      '--terminal values add up. Example: systemd/termsync.flags.',
+  );
   return cmd;
 }
 

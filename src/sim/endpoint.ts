@@ -260,9 +260,11 @@ export class TerminalDialler implements Endpoint {
         socket.destroy();
         resolve(undefined);
       };
+      const closed = () => fail(new Error('connection attempt aborted'));
       const cleanup = () => {
         this.connecting = undefined;
         socket.off('error', fail);
+        socket.off('close', closed);
         socket.setTimeout(0);
       };
       if (t) {
@@ -282,6 +284,7 @@ export class TerminalDialler implements Endpoint {
       }
       this.connecting = socket;
       socket.once('error', fail);
+      socket.once('close', closed);
       socket.setTimeout(10_000, () => fail(new Error('connect timeout')));
     });
   }

@@ -446,11 +446,13 @@ export class SyncEngine {
       if (u) {
         records.push(u);
         live.push(it);
-      } else gone.push(it); // deleted on the server since: nothing to push
+      } else gone.push(it); // deleted on the server: the terminal deletes it too
     });
     let statuses: number[];
     try {
       statuses = records.length ? await link.putUsers(records) : [];
+      // USER_NOT_FOUND on a delete is success: the terminal does not hold the user.
+      if (gone.length) await link.deleteUsers(gone.map((g) => g.userId));
     } catch (e) {
       // Transport failure: the entries stay in the outbox for the next session.
       this.stats.pushesFailed += records.length;

@@ -354,11 +354,15 @@ export async function startTestServer(opts: SimClientOptions): Promise<{
   next(): Promise<SimClient>;
   close(): Promise<void>;
   sockets: Set<net.Socket>;
+  /** connections accepted so far */
+  connections(): number;
 }> {
+  let accepted = 0;
   const queue: SimClient[] = [];
   const waiters: ((c: SimClient) => void)[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
+    accepted++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     SimClient.accept(socket, opts).then(
@@ -374,6 +378,7 @@ export async function startTestServer(opts: SimClientOptions): Promise<{
   return {
     port: (server.address() as net.AddressInfo).port,
     sockets,
+    connections: () => accepted,
     next: () => {
       const c = queue.shift();
       if (c) return Promise.resolve(c);
