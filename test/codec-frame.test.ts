@@ -221,6 +221,13 @@ describe('FrameDecoder', () => {
       expect(protocolError(() => new FrameDecoder({ maxPayload: MAX_PREAUTH_PAYLOAD }).feed(Buffer.concat([auth, put]))).code).toBe('FRAME_TOO_LARGE');
     });
 
+    it('a throwing feedEach callback poisons the decoder (the rest of the chunk is lost)', () => {
+      const d = new FrameDecoder();
+      const boom = new Error('handler failed');
+      expect(() => d.feedEach(Buffer.concat([frame({ seq: 1 }), frame({ seq: 2 })]), () => { throw boom; })).toThrow(boom);
+      expect(protocolError(() => d.feed(frame())).code).toBe('ABORTED');
+    });
+
     it('feedEach hands over the frames before a bad one', () => {
       const d = new FrameDecoder();
       const seen: number[] = [];

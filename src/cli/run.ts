@@ -101,7 +101,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   log.info({ db: cfg.db, terminals: cfg.terminals.length, listen: running.daemon.listenPorts, admin: running.adminPort, syncMode: running.daemon.engine.syncMode }, 'termsync running');
   await notifyReady(`syncing ${cfg.terminals.length} configured terminals`, { log });
   // The watchdog is fed only while the event loop turns and the database answers.
-  const watchdog = startWatchdog({ log, healthy: () => running.daemon.store.isOpen && running.daemon.store.healthy() } as never);
+  const watchdog = startWatchdog({ log, healthy: () => running.daemon.store.isOpen && running.daemon.store.healthy() });
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (signal: string) => {

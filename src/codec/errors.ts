@@ -11,6 +11,8 @@ export type ProtocolErrorCode =
   | 'BAD_CHECKSUM'
   | 'FRAME_TOO_LARGE'
   | 'TRUNCATED'
+  /** FrameDecoder: a feedEach callback threw, the stream position is lost */
+  | 'ABORTED'
   // payloads and records: the frame was fine, its content is not
   | 'UNKNOWN_COMMAND'
   | 'BAD_PAYLOAD'
@@ -36,6 +38,7 @@ const DEFAULT_STATUS: Record<ProtocolErrorCode, Status> = {
   BAD_CHECKSUM: Status.BAD_CHECKSUM,
   FRAME_TOO_LARGE: Status.FRAME_TOO_LARGE,
   TRUNCATED: Status.BAD_PAYLOAD,
+  ABORTED: Status.BAD_FRAME,
   UNKNOWN_COMMAND: Status.UNKNOWN_COMMAND,
   BAD_PAYLOAD: Status.BAD_PAYLOAD,
   TRAILING_BYTES: Status.BAD_PAYLOAD,

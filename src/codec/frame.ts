@@ -141,9 +141,9 @@ export class FrameDecoder {
     try {
       this.run(chunk, onFrame);
     } catch (e) {
-      if (e instanceof ProtocolError) {
-        this.poison(e);
-      }
+      // A ProtocolError means the stream cannot be trusted. Anything else came from
+      // onFrame; the rest of the chunk is then lost, so the stream position is too.
+      this.poison(e instanceof ProtocolError ? e : new ProtocolError('ABORTED', 'a frame handler threw; the rest of that chunk was not decoded'));
       throw e;
     }
   }

@@ -92,11 +92,10 @@ export function simCommand(): Command {
   const cmd = new Command('sim')
     .description('run simulated access-control terminals (the device side of the termsync protocol)')
     .option('--terminals <n>', 'number of terminals', intArg(1, 10_000), 1)
-    .option(
-      '--listen <host:port>',
-      'terminals listen here, the server dials them; terminal i uses PORT+i-1 (port 0: ephemeral ports)',
-      hostPortArg,
-      { host: '127.0.0.1', port: DEFAULT_TERMINAL_PORT },
+    .addOption(
+      new Option('--listen <host:port>', 'terminals listen here, the server dials them; terminal i uses PORT+i-1 (port 0: ephemeral ports)')
+        .argParser(hostPortArg)
+        .default({ host: '127.0.0.1', port: DEFAULT_TERMINAL_PORT }, `127.0.0.1:${DEFAULT_TERMINAL_PORT}`),
     )
     .option('--dial <host:port>', 'the terminals dial this server instead of listening (reconnecting with backoff)', hostPortArg)
     .option('--comm-key-file <path>', 'comm key shared with the server (hex, at least 32 digits, or raw bytes, at least 16)')
