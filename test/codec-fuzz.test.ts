@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   FrameDecoder,
   FrameKind,
@@ -195,6 +195,16 @@ function decodePayloads(t: Tally, where: string, f: Frame): void {
 }
 
 describe('codec fuzz (seed 0x7e55c0de)', () => {
+  // Hundreds of thousands of expected errors: skip capturing their stack traces (speed only).
+  let traceLimit = Error.stackTraceLimit;
+  beforeAll(() => {
+    traceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+  });
+  afterAll(() => {
+    Error.stackTraceLimit = traceLimit;
+  });
+
   it(`${MUTANTS} mutated frames end in a frame, a ProtocolError or need-more-bytes; nothing else`, () => {
     const r = prng(SEED);
     const t: Tally = { frames: 0, errors: {}, needMore: 0, payloadOk: 0, payloadErrors: 0, unexpected: [] };

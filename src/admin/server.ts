@@ -14,6 +14,7 @@
 //   GET    /api/users?after=&limit=          users in ID order (user JSON, src/model/user.ts)
 //   GET    /api/users/:id                    one user; 404 when absent
 //   PUT    /api/users/:id[?merge=1]          create or change a user on the server and push it: {user, created, changed, pushedTo}
+//   DELETE /api/users/:id                    delete a user on the server and on the terminals in scope (204)
 //   GET    /api/events?after=&before=&limit=&type=&terminal=&user=&order=asc|desc
 //                                            monitoring events [{id, time, type, label, terminal, user, detail}]
 //   GET    /api/events/stream[?after=N]      server-sent events of new monitoring events (Last-Event-ID resumes)
@@ -115,13 +116,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
 
   // ------------------------------------------------------------- health
   r.on('GET', '/healthz', () => {
-    let db: 'ok' | 'failing' = 'ok';
-    try {
-      if (!store.isOpen) throw new Error('closed');
-      store.getSetting('syncMode');
-    } catch {
-      db = 'failing';
-    }
+    const db: 'ok' | 'failing' = store.healthy() ? 'ok' : 'failing';
     const body = { ok: db === 'ok', db, terminalsOnline: daemon.engine.laneDepths().online };
     return { status: db === 'ok' ? 200 : 503, body };
   });
@@ -249,6 +244,12 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     const stored = store.getUser(id);
     log.info({ user: id, created: result.created, changed: result.changed, pushedTo: result.pushedTo.length }, 'user saved through the admin API');
     return { status: result.created ? 201 : 200, body: { user: stored ? userToJson(stored) : null, created: result.created, changed: result.changed, pushedTo: result.pushedTo } };
+  });
+
+  r.on('DELETE', '/api/users/:id', ({ params }) => {
+    if (!daemon.deleteUser(params.id)) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
+    log.info({ user: params.id }, 'user deleted through the admin API');
+    return { status: 204 };
   });
 
   // ------------------------------------------------------------- events

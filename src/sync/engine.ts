@@ -37,7 +37,8 @@ export const EngineEvent = {
 
 const PULL_CODES = new Set<number>([EventCode.USER_ENROLL_SUCCESS, EventCode.USER_UPDATE_SUCCESS, EventCode.USER_PARTIAL_UPDATE_SUCCESS]);
 const DELETE_CODES = new Set<number>([EventCode.USER_DELETE_SUCCESS, EventCode.USER_DELETE_ALL_SUCCESS]);
-const RESET_CODES = new Set<number>([EventCode.FACTORY_RESET, EventCode.DATABASE_RESET, EventCode.USER_DELETE_ALL_SUCCESS]);
+/** The terminal's user store was wiped: bring it back to the server's records. */
+const RESET_CODES = new Set<number>([EventCode.FACTORY_RESET, EventCode.DATABASE_RESET]);
 
 export interface EngineOptions {
   store: Store;
@@ -95,8 +96,8 @@ export class SyncEngine {
   private readonly baseDbRetry: number;
   private mode: SyncMode;
   private stopping = false;
-  /** user -> time of the device event that changed it, until every push is done */
-  private readonly pending = new Map<string, number>();
+  /** user -> arrival time of the device event that changed it and the pushes still owed for it */
+  private readonly pending = new Map<string, { since: number; remaining: number }>();
   private listeners: ((e: { type: string; terminalId?: string; userId?: string }) => void)[] = [];
 
   constructor(o: EngineOptions) {
@@ -195,7 +196,7 @@ export class SyncEngine {
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.onIdle();
-      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || l.wantReconcile || (l.wantPush && this.store.outboxCount(l.id) > 0)));
+      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || l.wantReconcile || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
       if (!busy) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -348,7 +349,8 @@ export class SyncEngine {
   private async ingest(lane: Lane, link: TerminalLink): Promise<void> {
     const batchMax = link.identity.maxBatch;
     const users: string[] = [];
-    const wanted = new Set<string>();
+    /** user -> the last event in this batch that named it */
+    const wanted = new Map<string, number>();
     let take = 0;
     const deletes: EventRecord[] = [];
     let reset = false;
@@ -357,13 +359,13 @@ export class SyncEngine {
       if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && e.userId && this.pullEnabled()) {
         if (!wanted.has(e.userId)) {
           if (users.length >= batchMax) break;
-          wanted.add(e.userId);
           users.push(e.userId);
         }
+        wanted.set(e.userId, e.id);
       } else if (e.param === ORIGIN_DEVICE && DELETE_CODES.has(e.code)) {
         deletes.push(e);
       }
-      if (RESET_CODES.has(e.code) && e.code !== EventCode.USER_DELETE_ALL_SUCCESS) reset = true;
+      if (RESET_CODES.has(e.code)) reset = true;
     }
     const batch = lane.inbox.slice(0, take);
     const lastId = batch[batch.length - 1].id;
@@ -374,7 +376,7 @@ export class SyncEngine {
     for (const r of pulled) {
       if (r.user) {
         const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
-        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: lastId, pushTo: scoped } });
+        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: wanted.get(r.userId) ?? lastId, pushTo: scoped } });
       } else {
         // Deleted again before we asked, or unreadable: nothing to merge.
         this.stats.pullsFailed++;
@@ -398,7 +400,7 @@ export class SyncEngine {
     for (const r of results) {
       const arrived = lane.arrivals.get(r.record.id);
       lane.arrivals.delete(r.record.id);
-      if (r.enqueued.length && arrived !== undefined) this.pending.set(r.record.id, arrived);
+      if (r.enqueued.length && arrived !== undefined) this.trackLatency(r.record.id, arrived, r.enqueued.length);
       for (const t of r.enqueued) touched.add(t);
       this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
     }
@@ -470,21 +472,33 @@ export class SyncEngine {
     );
     this.stats.pushes += okUsers.length;
     this.stats.pushesFailed += failed.length;
-    const t = this.now();
     for (const userId of okUsers) {
       this.notify(EngineEvent.USER_UPDATE_SUCCESS_SERVER, lane.id, userId);
-      const since = this.pending.get(userId);
-      if (since !== undefined) {
-        this.stats.lastPushLatencyMs.push(t - since);
-        if (this.stats.lastPushLatencyMs.length > 10_000) this.stats.lastPushLatencyMs.splice(0, 5_000);
-      }
+      this.pushDone(userId);
     }
     for (const f of failed) {
       this.log.warn({ terminal: lane.id, user: f.item.userId, status: statusName(f.status) }, 'terminal refused pushed user');
       this.notify(EngineEvent.PUSH_FAILED, lane.id, f.item.userId);
+      this.pushDone(f.item.userId);
     }
     // more may be waiting: stay scheduled
     lane.wantPush = true;
+  }
+
+  /** Pull-to-last-push latency: from a device event's arrival to the last push it caused. */
+  private trackLatency(userId: string, since: number, pushes: number): void {
+    const cur = this.pending.get(userId);
+    this.pending.set(userId, { since: cur?.since ?? since, remaining: (cur?.remaining ?? 0) + pushes });
+    // Pushes owed to terminals that stay offline for days would otherwise pile up here.
+    if (this.pending.size > 100_000) this.pending.delete(this.pending.keys().next().value!);
+  }
+
+  private pushDone(userId: string): void {
+    const p = this.pending.get(userId);
+    if (!p || --p.remaining > 0) return;
+    this.pending.delete(userId);
+    this.stats.lastPushLatencyMs.push(this.now() - p.since);
+    if (this.stats.lastPushLatencyMs.length > 10_000) this.stats.lastPushLatencyMs.splice(0, 5_000);
   }
 
   // ------------------------------------------------------------- reconcile
@@ -497,6 +511,12 @@ export class SyncEngine {
    * newest event.
    */
   private async reconcile(lane: Lane, link: TerminalLink): Promise<void> {
+    if (this.mode === 'off') {
+      // Nothing is synced: only take note of where the terminal's log stands.
+      this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
+      lane.wantReconcile = false;
+      return;
+    }
     this.stats.reconciles++;
     const index = await link.listUsers();
     const onTerminal = new Map(index.map((e) => [e.userId, e.digest]));
