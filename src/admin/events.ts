@@ -20,9 +20,9 @@ export const EVENT_LABELS: Readonly<Record<string, string>> = {
   SERVER_DB_SAVE_FAIL: MONITORING_LABELS.SERVER_DB_SAVE_FAILED,
   USER_DELETED_ON_DEVICE: 'User deleted on device',
   PUSH_FAILED: 'Push failed',
-  RECONCILE: 'Terminal resynchronised (user lists compared)',
+  RECONCILE: 'Terminal resynced (user lists compared)',
   TERMINAL_RESET: 'Terminal reset detected',
-  LOG_GAP: 'Terminal event log gap (events lost before they were read)',
+  LOG_GAP: 'Terminal log gap (events overwritten before read)',
   TERMINAL_ONLINE: 'Terminal online',
   TERMINAL_OFFLINE: 'Terminal offline',
   TERMINAL_PENDING: 'Terminal waiting for approval',
@@ -109,7 +109,7 @@ export class EventHub {
   }
 
   /** Starts streaming to `res`: events with id > `after` now, then every new one. */
-  add(req: http.IncomingMessage, res: http.ServerResponse, after: number): void {
+  add(res: http.ServerResponse, after: number): void {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -121,9 +121,8 @@ export class EventHub {
     res.write('retry: 2000\n\n');
     const c: Client = { res, last: after, blocked: false };
     this.clients.add(c);
-    const drop = () => this.clients.delete(c) && this.stopTimersIfIdle();
-    req.on('close', drop);
-    res.on('close', drop);
+    // 'close' on the response: it ended, or the client went away
+    res.on('close', () => this.clients.delete(c) && this.stopTimersIfIdle());
     res.on('drain', () => {
       c.blocked = false;
       this.wake();

@@ -29,7 +29,7 @@ table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.3rem .55rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:.78rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:0 .5rem;border-radius:999px;font-size:.8rem;font-weight:600}
+.badge{display:inline-block;padding:0 .5rem;border-radius:999px;font-size:.8rem;font-weight:600;white-space:nowrap}
 .online,.ok{background:var(--okbg);color:var(--ok)}
 .offline,.bad{background:var(--badbg);color:var(--bad)}
 .pending,.warn{background:var(--warnbg);color:var(--warn)}
@@ -42,7 +42,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 #log tr.new{animation:flash 1.2s ease-out}
 @keyframes flash{from{background:var(--infobg)}to{background:transparent}}
 .toolbar{display:flex;align-items:center;gap:.8rem;flex-wrap:wrap}
-input[type=search]{font:inherit;padding:.2rem .5rem;border:1px solid var(--line);border-radius:6px;background:var(--bg);color:var(--fg)}
+input[type=search]{font:inherit;font-weight:normal;font-size:.9rem;padding:.2rem .5rem;border:1px solid var(--line);border-radius:6px;background:var(--bg);color:var(--fg)}
 .scroll{overflow-x:auto}
 `;
 

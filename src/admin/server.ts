@@ -268,14 +268,15 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     return { status: 200, body: events.map(eventToJson) };
   });
 
-  r.on('GET', '/api/events/stream', ({ req, res, url }) => {
+  r.on('GET', '/api/events/stream', ({ req, res, url, method }) => {
+    if (method === 'HEAD') return { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8' } };
     const header = req.headers['last-event-id'];
     let after: number | undefined;
     if (typeof header === 'string' && /^[0-9]{1,15}$/.test(header.trim())) after = Number(header.trim());
     after ??= intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
     if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
     after ??= lastEventId(store);
-    hub.add(req, res, after);
+    hub.add(res, after);
     return null;
   });
 
@@ -403,6 +404,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
           // an oversize body was not read to its end: the connection cannot be reused
           if (e.headers.connection === 'close') res.once('finish', () => req.destroy());
           log.debug({ method: req.method, path: where, status: e.status, err: e.message }, 'admin request refused');
+        } else if (req.destroyed || res.destroyed) {
+          // the client went away while we read its body or answered
+          log.debug({ method: req.method, path: where, err: (e as Error).message }, 'admin request aborted by the client');
         } else if (isDbReadError(e)) {
           log.warn({ method: req.method, path: where, err: (e as Error).message }, 'admin request failed: database unavailable');
           send(res, { status: 503, body: { error: `the database is unavailable: ${(e as Error).message}` } });

@@ -30,7 +30,7 @@ import {
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
 import type { GetUserResult, LogPage, LogState, TerminalIdentity, TerminalLink, UserIndexEntry } from '../sync/ports.js';
-import type { TerminalConnection } from './connection.js';
+import { RequestError, type TerminalConnection } from './connection.js';
 
 const encoded = new WeakMap<UserRecord, Buffer>();
 
@@ -127,26 +127,39 @@ export class ProtocolLink implements TerminalLink {
 
   async getUsers(userIds: string[]): Promise<GetUserResult[]> {
     const out: GetUserResult[] = [];
-    for (let i = 0; i < userIds.length; i += this.identity.maxBatch) {
-      const ids = userIds.slice(i, i + this.identity.maxBatch);
-      const f = await this.conn.request(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
-      const res = decodeGetUsersResponse(f.payload);
-      ids.forEach((userId, k) => {
-        const r = res.results[k];
-        if (!r) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: 'terminal returned fewer records than asked' });
-        else if (r.status !== Status.OK) out.push({ userId, user: null, status: r.status, reason: statusName(r.status) });
-        else {
-          try {
-            const { user } = decodeUser(r.record);
-            if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: `terminal returned user ${JSON.stringify(user.id)}` });
-            else out.push({ userId, user });
-          } catch (e) {
-            out.push({ userId, user: null, status: (e as ProtocolError).status ?? Status.BAD_PAYLOAD, reason: (e as Error).message });
-          }
-        }
-      });
-    }
+    for (let i = 0; i < userIds.length; i += this.identity.maxBatch) await this.getBatch(userIds.slice(i, i + this.identity.maxBatch), out);
     return out;
+  }
+
+  private async getBatch(ids: string[], out: GetUserResult[]): Promise<void> {
+    let f;
+    try {
+      f = await this.conn.request(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
+    } catch (e) {
+      // Large records (photos, faces) may not fit one frame: ask for halves.
+      if (e instanceof RequestError && e.status === Status.FRAME_TOO_LARGE && ids.length > 1) {
+        const half = Math.ceil(ids.length / 2);
+        await this.getBatch(ids.slice(0, half), out);
+        await this.getBatch(ids.slice(half), out);
+        return;
+      }
+      throw e;
+    }
+    const res = decodeGetUsersResponse(f.payload);
+    ids.forEach((userId, k) => {
+      const r = res.results[k];
+      if (!r) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: 'terminal returned fewer records than asked' });
+      else if (r.status !== Status.OK) out.push({ userId, user: null, status: r.status, reason: statusName(r.status) });
+      else {
+        try {
+          const { user } = decodeUser(r.record);
+          if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: `terminal returned user ${JSON.stringify(user.id)}` });
+          else out.push({ userId, user });
+        } catch (e) {
+          out.push({ userId, user: null, status: (e as ProtocolError).status ?? Status.BAD_PAYLOAD, reason: (e as Error).message });
+        }
+      }
+    });
   }
 
   async putUsers(users: UserRecord[]): Promise<number[]> {

@@ -92,5 +92,7 @@ export async function startSite(o: SiteOptions = {}): Promise<Site> {
   };
   await site.startDaemon();
   await waitFor(() => site.daemon.terminals().every((t) => t.state === 'online'), { message: 'terminals did not come online' });
+  // First contact reconciles each terminal by user list; let that finish so tests start from a quiet site.
+  await site.daemon.engine.idle();
   return site;
 }

@@ -1,0 +1,105 @@
+// Parent side of bench/daemon-child.ts: spawns the daemon in its own Node
+// process, collects its samples, reads its peak RSS from /proc, asks it for
+// its state, stops it.
+import { fork, type ChildProcess } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ChildSample, ChildStartOptions, ChildState } from './daemon-child.js';
+
+const CHILD = fileURLToPath(new URL('./daemon-child.ts', import.meta.url));
+
+export interface DaemonProcOptions extends Omit<ChildStartOptions, 'sampleMs'> {
+  sampleMs?: number;
+  /** write a V8 CPU profile of the daemon into this directory (node --cpu-prof) */
+  cpuProfDir?: string;
+  /** the child's stdout/stderr go here (default: discarded) */
+  logFile?: string;
+}
+
+export interface StoppedStats extends ChildState {
+  latencyMs: number[];
+}
+
+export class DaemonProc {
+  readonly samples: ChildSample[] = [];
+  adminPort = 0;
+  pid = 0;
+  private waiters: { type: string; resolve: (m: any) => void }[] = [];
+  private exited: Promise<number | null>;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (m: any) => {
+      if (m.type === 'sample') {
+        this.samples.push(m.sample);
+        return;
+      }
+      const i = this.waiters.findIndex((w) => w.type === m.type || m.type === 'error');
+      if (i >= 0) this.waiters.splice(i, 1)[0].resolve(m);
+    });
+    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  }
+
+  static async start(o: DaemonProcOptions): Promise<DaemonProc> {
+    const execArgv = ['--import', 'tsx'];
+    if (o.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
+    const out = o.logFile ? openSync(o.logFile, 'a') : 'ignore';
+    const child = fork(CHILD, [], { execArgv, stdio: ['ignore', out, out, 'ipc'] });
+    const p = new DaemonProc(child);
+    const { cpuProfDir: _c, logFile: _l, ...rest } = o;
+    const ready = await p.request<{ type: string; adminPort: number; pid: number; message?: string }>('ready', { type: 'start', options: { sampleMs: 250, ...rest } });
+    if (ready.type === 'error') throw new Error(`daemon child failed to start: ${ready.message}`);
+    p.adminPort = ready.adminPort;
+    p.pid = ready.pid;
+    return p;
+  }
+
+  private request<T>(reply: string, msg: unknown): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`daemon child did not answer ${reply} within 60 s`)), 60_000);
+      this.waiters.push({
+        type: reply,
+        resolve: (m) => {
+          clearTimeout(t);
+          resolve(m);
+        },
+      });
+      this.child.send(msg as object);
+    });
+  }
+
+  async state(): Promise<ChildState> {
+    return (await this.request<{ state: ChildState }>('state', { type: 'state' })).state;
+  }
+
+  /** CPU time (user + system, ms) of the child so far, from /proc (all threads). */
+  cpuMsFromProc(): number {
+    const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields 14 and 15 (utime, stime) are at 11 and 12 after the command name
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+  }
+
+  /** Peak resident set size so far (VmHWM), MB. */
+  peakRssMb(): number {
+    const s = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const m = /VmHWM:\s+(\d+) kB/.exec(s);
+    return m ? Number(m[1]) / 1024 : NaN;
+  }
+
+  rssMb(): number {
+    const s = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    const m = /VmRSS:\s+(\d+) kB/.exec(s);
+    return m ? Number(m[1]) / 1024 : NaN;
+  }
+
+  async stop(): Promise<StoppedStats | null> {
+    let stats: StoppedStats | null = null;
+    try {
+      stats = (await this.request<{ stats: StoppedStats }>('stopped', { type: 'stop' })).stats;
+    } catch {
+      this.child.kill('SIGKILL');
+    }
+    await this.exited;
+    return stats;
+  }
+}

@@ -1,0 +1,113 @@
+// termsync terminals list | add ID HOST:PORT [--groups 1,2] | remove ID | approve ID | groups ID LIST
+import { Command, InvalidArgumentError } from 'commander';
+import type { HostPort } from '../../config.js';
+import type { TerminalView } from '../admin-client.js';
+import { parseHostPort } from '../options.js';
+import { action, addCommonOptions, clientFor, formatTable, groupsArg, timeText, writeJson, type CliContext, type CommonOptions } from './common.js';
+
+function hostPortArg(v: string): HostPort {
+  const hp = parseHostPort(v.trim());
+  if (!hp) throw new InvalidArgumentError('must be HOST:PORT, e.g. 10.0.0.20:51211 (IPv6 in brackets: [fd00::20]:51211)');
+  return hp;
+}
+
+function terminalIdArg(v: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(v)) throw new InvalidArgumentError('a terminal ID is 1..64 letters, digits, ".", "_" or "-"');
+  return v;
+}
+
+export function terminalRows(list: TerminalView[]): string {
+  return formatTable(
+    ['ID', 'STATE', 'APPROVED', 'DIRECTION', 'ADDRESS', 'DEVICE', 'MODEL', 'LAST EVENT', 'OWED', 'LAST SEEN', 'GROUPS'],
+    list.map((t) => [
+      t.id,
+      t.state,
+      t.approved,
+      t.direction,
+      t.address,
+      t.deviceId,
+      t.model,
+      t.lastEventId,
+      t.pushesOwed,
+      timeText(t.lastSeen),
+      t.accessGroups.length ? t.accessGroups.join(',') : '',
+    ]),
+  );
+}
+
+function describe(t: TerminalView): string {
+  return `${t.id} (${t.address ?? 'no address'}, ${t.state}${t.approved ? '' : ', not approved'})`;
+}
+
+export function addTerminalsCommand(parent: Command, ctx: CliContext): Command {
+  const { io } = ctx;
+  const group = parent.command('terminals').description("list and manage the daemon's terminals");
+
+  addCommonOptions(group.command('list').description('list every terminal with its state'))
+    .action(
+      action(ctx, async (o: CommonOptions) => {
+        const list = await clientFor(o, io).terminals();
+        if (o.json) writeJson(io, list);
+        else io.out.write(list.length ? terminalRows(list) : 'no terminals\n');
+      }),
+    );
+
+  addCommonOptions(
+    group
+      .command('add')
+      .description('add a terminal the daemon dials (or change its address); it is approved at once')
+      .argument('<id>', 'terminal ID (letters, digits, ".", "_", "-")', terminalIdArg)
+      .argument('<host:port>', "the terminal's address", hostPortArg)
+      .option('--groups <list>', 'access groups this terminal serves, e.g. 1,2 (sync mode "specific")', groupsArg),
+  ).action(
+    action(ctx, async (id: string, hp: HostPort, o: CommonOptions & { groups?: number[] }) => {
+      const client = clientFor(o, io);
+      const t = await client.addTerminal({ id, host: hp.host, port: hp.port, ...(o.groups ? { accessGroups: o.groups } : {}) });
+      if (o.json) writeJson(io, t);
+      else io.out.write(`terminal ${describe(t)} saved; the daemon dials it\n`);
+    }),
+  );
+
+  addCommonOptions(
+    group
+      .command('remove')
+      .alias('rm')
+      .description("remove a terminal: its session ends and its queued pushes go; the server's users stay")
+      .argument('<id>', 'terminal ID'),
+  ).action(
+    action(ctx, async (id: string, o: CommonOptions) => {
+      await clientFor(o, io).removeTerminal(id);
+      if (o.json) writeJson(io, { removed: id });
+      else io.out.write(`terminal ${id} removed\n`);
+    }),
+  );
+
+  addCommonOptions(
+    group
+      .command('approve')
+      .description('approve a pending terminal (one that dialled in and is not configured); it starts syncing')
+      .argument('<id>', 'terminal ID (for dial-in terminals: the device ID)'),
+  ).action(
+    action(ctx, async (id: string, o: CommonOptions) => {
+      const t = await clientFor(o, io).approveTerminal(id);
+      if (o.json) writeJson(io, t);
+      else io.out.write(`terminal ${describe(t)} approved\n`);
+    }),
+  );
+
+  addCommonOptions(
+    group
+      .command('groups')
+      .description('set the access groups a terminal serves (sync mode "specific"); "" for none')
+      .argument('<id>', 'terminal ID')
+      .argument('<list>', 'access group numbers separated by commas, e.g. 1,2', groupsArg),
+  ).action(
+    action(ctx, async (id: string, groups: number[], o: CommonOptions) => {
+      const t = await clientFor(o, io).setTerminalGroups(id, groups);
+      if (o.json) writeJson(io, t);
+      else io.out.write(`terminal ${t.id} serves access groups ${t.accessGroups.length ? t.accessGroups.join(',') : '(none)'}\n`);
+    }),
+  );
+
+  return group;
+}
