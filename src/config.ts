@@ -43,7 +43,7 @@ export interface RunConfig {
   tlsRequireClientCert: boolean;
   /**
    * Sync mode to set at start-up. undefined = keep the mode stored in the
-   * database (whose initial value is 'all'); when given it overrides and is persisted.
+   * database (whose initial value is 'server'); when given it overrides and is persisted.
    */
   syncMode?: SyncMode;
   /** comm key file; required unless insecureDevKey */

@@ -55,6 +55,8 @@ async function loadPlaywright(): Promise<{ pw: Playwright | null; reason: string
 }
 
 const { pw, reason } = await loadPlaywright();
+// say why in the run's output: a skipped suite is easy to overlook
+if (reason) process.stderr.write(`test/admin-page.test.ts SKIPPED: ${reason}\n`);
 
 // The predicates below run inside the page: Playwright sends their source (the
 // page's CSP forbids eval, so string predicates would not work). The type

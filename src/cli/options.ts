@@ -119,7 +119,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'tls-require-client-cert', key: 'tlsRequireClientCert', type: 'bool',
     help: 'refuse TLS terminals without a client certificate signed by --tls-ca' },
   { name: 'sync-mode', key: 'syncMode', type: 'enum', choices: SYNC_MODES, valueName: 'MODE',
-    help: 'set and persist the sync mode; without it the stored mode is kept (initially "all")' },
+    help: 'set and persist the sync mode; without it the stored mode is kept (initially "server")' },
   { name: 'comm-key-file', key: 'commKeyFile', type: 'path', valueName: 'PATH',
     help: 'file holding the comm key shared with the terminals (mode 0600; raw bytes or hex, at least 16 bytes); required' },
   { name: 'insecure-dev-key', key: 'insecureDevKey', type: 'bool',
