@@ -57,8 +57,6 @@ export interface RunConfig {
   requestTimeoutMs: number;
   /** global cap on requests in flight to all terminals together */
   concurrency: number;
-  /** most fan-out jobs held in memory before the outbox takes over */
-  queueDepth: number;
   /** approve terminals that authenticate but are not configured, instead of holding them pending */
   autoApprove: boolean;
   logLevel: LogLevel;
@@ -92,7 +90,6 @@ export const RUN_DEFAULTS = {
   heartbeatSec: 10,
   requestTimeoutMs: 10_000,
   concurrency: 32,
-  queueDepth: 10_000,
   autoApprove: false,
   logLevel: 'info',
   logPretty: false,

@@ -119,8 +119,8 @@ describe('flag file errors name the file and line', () => {
     expect(errorOf([`--flagfile=${f1}`])).toBe(`${f1}:1: --heartbeat-sec must be an integer from 1 to 3600 (got "ten")`);
     const f2 = flags(['--concurrency=0']);
     expect(errorOf([`--flagfile=${f2}`])).toBe(`${f2}:1: --concurrency must be an integer from 1 to 4096 (got "0")`);
-    const f3 = flags(['--queue-depth=-5']);
-    expect(errorOf([`--flagfile=${f3}`])).toMatch(/:1: --queue-depth must be an integer from 1 to 10000000 \(got "-5"\)$/);
+    const f3 = flags(['--request-timeout-ms=-5']);
+    expect(errorOf([`--flagfile=${f3}`])).toMatch(/:1: --request-timeout-ms must be an integer from 100 to 600000 \(got "-5"\)$/);
   });
 
   it('bad host:port values', () => {

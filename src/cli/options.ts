@@ -134,8 +134,6 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'how long to wait for a terminal to answer a request' },
   { name: 'concurrency', key: 'concurrency', type: 'int', min: 1, max: 4096, valueName: 'N',
     help: 'most requests in flight to all terminals together' },
-  { name: 'queue-depth', key: 'queueDepth', type: 'int', min: 1, max: 10_000_000, valueName: 'N',
-    help: 'most fan-out jobs held in memory; beyond it they wait in the database outbox' },
   { name: 'auto-approve', key: 'autoApprove', type: 'bool',
     help: 'approve terminals that authenticate but are not configured, instead of holding them pending' },
   { name: 'log-level', key: 'logLevel', type: 'enum', choices: LOG_LEVELS, valueName: 'LEVEL', help: 'log level' },
