@@ -138,10 +138,16 @@ export function simCommand(): Command {
       try {
         if (flags.commKeyFile !== undefined && flags.insecureDevKey) throw new CommKeyError('give --comm-key-file or --insecure-dev-key, not both');
         if (flags.commKeyFile !== undefined) commKey = readCommKeyFile(flags.commKeyFile);
-        else if (flags.insecureDevKey) {
+        else {
+          // Simulated terminals guard nothing, so trying them needs no key file; the
+          // daemon, which guards a site, never falls back like this.
           commKey = DEV_COMM_KEY;
-          log.warn('using the public development comm key (--insecure-dev-key): anyone can impersonate these terminals');
-        } else throw new CommKeyError('--comm-key-file is required (or --insecure-dev-key, for local testing only)');
+          log.warn(
+            flags.insecureDevKey
+              ? 'using the public development comm key (--insecure-dev-key): anyone can impersonate these terminals'
+              : 'no --comm-key-file: using the public development comm key (start the daemon with --insecure-dev-key to talk to these terminals)',
+          );
+        }
         const anyTls = flags.tls || flags.tlsCert || flags.tlsKey || flags.tlsCa || flags.tlsInsecure || flags.tlsRequestCert;
         let tls: SimTlsOptions | undefined;
         if (anyTls) {

@@ -111,3 +111,8 @@ export function spawnDaemon(o: DaemonChildOptions): Promise<ChildHandle<{ pid: n
   const json = JSON.stringify({ ...o, commKey: Buffer.isBuffer(o.commKey) ? o.commKey.toString('hex') : o.commKey });
   return spawnTsx('test/helpers/daemon-child.ts', [], { env: { TERMSYNC_CHILD_OPTS: json } });
 }
+
+/** Simulated terminals in a child process (test/helpers/sim-child.ts). */
+export function spawnSim(o: Record<string, unknown> & { terminals: number; commKey: Buffer }): Promise<ChildHandle<{ pid: number; ports: number[] }>> {
+  return spawnTsx('test/helpers/sim-child.ts', [], { env: { TERMSYNC_SIM_OPTS: JSON.stringify({ ...o, commKey: o.commKey.toString('hex') }) } });
+}

@@ -1,0 +1,57 @@
+// The enrollment burst against the daemon, with the device-bound limit and the
+// naive baseline on the same scenario and simulator timing.
+import { DEFAULT_MAX_USERS_PER_BATCH } from '../src/sim/terminal.js';
+import { DEFAULT_TIMING } from '../src/sim/timing.js';
+import { DEV_COMM_KEY } from '../src/sim/devkey.js';
+import { Simulator } from '../src/sim/simulator.js';
+import { deviceBound, type BoundResult } from './bound.js';
+import { runNaive, type NaiveResult } from './naive.js';
+import { replay, type ReplayResult } from './replay.js';
+import { generate, sampleEnrollments, type Scenario } from './scenario.js';
+import { startBenchSite } from './site.js';
+import { round } from './stats.js';
+
+export interface BurstOptions {
+  terminals: number;
+  users: number;
+  seed?: number;
+  cpuProfDir?: string;
+  logFile?: string;
+  progress?: (msg: string) => void;
+}
+
+export function burstScenario(o: { terminals: number; users: number; seed?: number }): Scenario {
+  return generate({ generator: 'burst', seed: o.seed ?? 42, params: { terminals: o.terminals, users: o.users, cards: 1, fingers: 1 } });
+}
+
+export async function runBurst(o: BurstOptions): Promise<{ replay: ReplayResult; bound: BoundResult; scenario: Scenario }> {
+  const scenario = burstScenario(o);
+  const bound = deviceBound(scenario, DEFAULT_TIMING, DEFAULT_MAX_USERS_PER_BATCH, 'max');
+  o.progress?.(`burst: ${o.users} users on ${o.terminals} terminals; device bound ${round(bound.boundMs / 1000, 2)} s`);
+  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile });
+  try {
+    const r = await replay({ scenario, sim: site.sim, daemon: site.daemon, db: site.db, speed: 'max', adminProbeMs: 100, progress: o.progress, timeoutMs: 15 * 60_000 });
+    return { replay: r, bound, scenario };
+  } finally {
+    await site.close();
+  }
+}
+
+export interface NaiveRun extends NaiveResult {
+  sampleUsers: number;
+  /** the sample's time scaled to the whole scenario (the naive loop is sequential: linear) */
+  scaledMs: number;
+}
+
+/** The naive baseline on the first `sampleUsers` enrollments of the same burst, scaled to all users. */
+export async function runNaiveSample(o: { terminals: number; users: number; seed?: number; sampleUsers: number }): Promise<NaiveRun> {
+  const full = burstScenario(o);
+  const sample = sampleEnrollments(full, o.sampleUsers);
+  const sim = await Simulator.start({ terminals: o.terminals, commKey: DEV_COMM_KEY });
+  try {
+    const r = await runNaive(sim, sample, DEV_COMM_KEY);
+    return { ...r, sampleUsers: r.enrollments, scaledMs: (r.convergenceMs * o.users) / r.enrollments };
+  } finally {
+    await sim.close();
+  }
+}
