@@ -48,6 +48,8 @@ export interface RunConfig {
   syncMode?: SyncMode;
   /** comm key file; required unless insecureDevKey */
   commKeyFile?: string;
+  /** per-terminal comm key files (--terminal-key, repeatable) */
+  terminalKeys: { deviceId: number; path: string }[];
   /** use the public development key (src/sim/devkey.ts); never on a site */
   insecureDevKey: boolean;
   /** admin HTTP listener; undefined = off */
@@ -76,6 +78,7 @@ export const DEFAULT_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 51280 }
 export const RUN_DEFAULTS = {
   db: './data/termsync.db',
   terminals: [] as TerminalEndpoint[],
+  terminalKeys: [] as { deviceId: number; path: string }[],
   listen: undefined,
   tlsListen: undefined,
   tlsCert: undefined,

@@ -51,6 +51,15 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/**
+ * Every terminal online. Waited for before asserting it: with a 1 s heartbeat a
+ * busy machine (parallel test files, a browser starting) can make the daemon
+ * drop a session for a moment and redial it.
+ */
+async function allOnline(): Promise<void> {
+  await waitFor(() => site.daemon.terminals().every((t) => t.state === 'online'), { message: 'terminals not all online' });
+}
+
 beforeAll(async () => {
   site = await startSite({ terminals: 3, daemon: { heartbeatSec: 1 } });
   admin = await startAdmin({ daemon: site.daemon, host: '127.0.0.1', port: 0, token: Buffer.from(TOKEN), log: silent });
@@ -64,6 +73,7 @@ afterAll(async () => {
 
 describe('health and authentication', () => {
   it('GET /healthz answers without a token', async () => {
+    await allOnline();
     const r = await api('GET', '/healthz', { token: null });
     expect(r.status).toBe(200);
     expect(r.body).toEqual({ ok: true, db: 'ok', terminalsOnline: 3 });
@@ -143,6 +153,7 @@ describe('routing and request errors', () => {
 
 describe('terminals', () => {
   it('GET /api/terminals lists the running terminals with their state', async () => {
+    await allOnline();
     const r = await api('GET', '/api/terminals');
     expect(r.status).toBe(200);
     expect(r.body.map((t: any) => [t.id, t.state])).toEqual([
@@ -191,6 +202,7 @@ describe('terminals', () => {
   });
 
   it('POST /api/terminals/:id/resync compares a live terminal with the server', async () => {
+    await allOnline();
     const before = site.daemon.engine.stats.reconciles;
     const r = await api('POST', '/api/terminals/t2/resync');
     expect(r.status).toBe(202);
@@ -377,6 +389,7 @@ describe('events, settings, push failures, backup', () => {
   });
 
   it('GET /api/status sums up the site for the page', async () => {
+    await allOnline();
     const r = await api('GET', '/api/status');
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ syncMode: 'all', terminals: { online: 3, offline: 0, pending: 0 } });

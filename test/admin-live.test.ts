@@ -163,7 +163,16 @@ describe('GET /metrics', () => {
     await site.waitConverged({ users: ['8101'] });
     await waitFor(() => site.daemon.engine.stats.lastPushLatencyMs.length > 0, { message: 'no push latency sample' });
 
-    const { text, values } = await scrape();
+    // (a 1 s heartbeat on a busy machine can drop a session for a moment: wait for all three)
+    let text = '';
+    let values = new Map<string, number>();
+    await waitFor(
+      async () => {
+        ({ text, values } = await scrape());
+        return values.get('termsync_terminals{state="online"}') === 3;
+      },
+      { message: 'not all terminals online in the metrics' },
+    );
     for (const name of [
       'termsync_terminals',
       'termsync_queue_jobs',

@@ -105,11 +105,14 @@ describe.skipIf(reason !== null)(`status page in headless Chromium${reason ? ` (
   it('opens with ?token=, drops the token from the address, and shows the terminals online', async () => {
     await page.goto(`http://127.0.0.1:${admin.port}/?token=${TOKEN}`);
     expect(page.url()).toBe(`http://127.0.0.1:${admin.port}/`);
-    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#terminals tr[data-state="online"]').length === 3, undefined, { timeout: 10_000 });
+    await page.waitForFunction(
+      () => (globalThis as any).document.querySelectorAll('#terminals tr[data-state="online"]').length === 3 && (globalThis as any).document.querySelector('#c-online').textContent === '3',
+      undefined,
+      { timeout: 10_000 },
+    );
     const ids = await page.locator('#terminals tr td:first-child').allTextContents();
     expect(ids).toEqual(['t1', 't2', 't3']);
     expect(await page.locator('#syncMode').textContent()).toBe('all');
-    expect(await page.locator('#c-online').textContent()).toBe('3');
     // the recent log is there from the start (terminals coming online)
     await page.waitForFunction(() => [...(globalThis as any).document.querySelectorAll('#log tr')].some((tr: any) => tr.textContent.includes('Terminal online')), undefined, { timeout: 5000 });
   });
@@ -143,7 +146,7 @@ describe.skipIf(reason !== null)(`status page in headless Chromium${reason ? ` (
     await fetch(control, { method: 'POST', body: JSON.stringify({ type: 'refuse', ms: 60_000 }) });
     await fetch(control, { method: 'POST', body: JSON.stringify({ type: 'drop' }) });
     await page.waitForFunction(() => (globalThis as any).document.querySelector('#terminals tr[data-terminal="t3"]')?.dataset.state === 'offline', undefined, { timeout: 10_000 });
-    expect(await page.locator('#c-offline').textContent()).toBe('1');
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('#c-offline').textContent === '1', undefined, { timeout: 10_000 });
     await page.waitForFunction(
       () => [...(globalThis as any).document.querySelectorAll('#log tr')].some((tr: any) => tr.textContent.includes('Terminal offline') && tr.textContent.includes('t3')),
       undefined,

@@ -241,3 +241,30 @@ describe('server-side changes and sessions', () => {
     await waitFor(() => site!.daemon.terminals().find((t) => t.id === 't2')!.state === 'online', { timeoutMs: 10_000 });
   });
 });
+
+describe('comm keys', () => {
+  it('a terminal with a key of its own is accepted with that key; the site key does not open it', async () => {
+    const { Simulator } = await import('../src/sim/simulator.js');
+    const { ZERO_TIMING } = await import('../src/sim/timing.js');
+    const own = Buffer.from('a-key-for-terminal-2001-only!!!!');
+    const good = await Simulator.start({ terminals: 1, deviceIdBase: 2000, commKey: own, timing: ZERO_TIMING });
+    const impostor = await Simulator.start({ terminals: 1, deviceIdBase: 3000, commKey: own, timing: ZERO_TIMING });
+    try {
+      site = await startSite({ terminals: 1, daemon: { terminalKeys: new Map([[2001, own]]) } });
+      site.daemon.addTerminal({ id: '2001', host: '127.0.0.1', port: good.ports()[0] });
+      site.daemon.addTerminal({ id: '3001', host: '127.0.0.1', port: impostor.ports()[0] });
+      await waitFor(() => site!.daemon.terminals().find((t) => t.id === '2001')?.state === 'online');
+      site.daemon.putUser(person('k1'));
+      await waitFor(() => good.terminals[0].getUser('k1') !== undefined);
+      // 3001 holds a key the server does not have for it: never authenticated, never synced
+      await site.daemon.engine.idle();
+      expect(site.daemon.terminals().find((t) => t.id === '3001')!.state).toBe('offline');
+      expect(impostor.terminals[0].getUser('k1')).toBeUndefined();
+    } finally {
+      await site?.close();
+      site = undefined;
+      await good.close();
+      await impostor.close();
+    }
+  });
+});

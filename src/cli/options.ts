@@ -99,6 +99,15 @@ export function parseTerminal(raw: string, flag = '--terminal'): TerminalEndpoin
   return { id, host: hp.host, port: hp.port };
 }
 
+/** `DEVICEID:PATH`: a comm key file for one terminal, overriding the site key. */
+export function parseTerminalKey(raw: string): { deviceId: number; path: string } {
+  const m = /^(\d{1,10}):(.+)$/.exec(raw);
+  const deviceId = m ? Number(m[1]) : 0;
+  if (!m || deviceId < 1 || deviceId > 0xffff_ffff)
+    throw new FlagValueError(`--terminal-key must be DEVICEID:PATH, e.g. 7:/etc/termsync/terminal-7.key (got ${JSON.stringify(raw)})`);
+  return { deviceId, path: m[2] };
+}
+
 /**
  * The flag table. Defaults live in RUN_DEFAULTS (src/config.ts); the help text
  * shows them. Order here is the order of --help.
@@ -122,6 +131,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'set and persist the sync mode; without it the stored mode is kept (initially "server")' },
   { name: 'comm-key-file', key: 'commKeyFile', type: 'path', valueName: 'PATH',
     help: 'file holding the comm key shared with the terminals (mode 0600; raw bytes or hex, at least 16 bytes); required' },
+  { name: 'terminal-key', key: 'terminalKeys', type: 'repeatable', valueName: 'DEVICEID:PATH', item: parseTerminalKey,
+    help: 'a comm key file (mode 0600) for one terminal, overriding --comm-key-file for it; repeatable' },
   { name: 'insecure-dev-key', key: 'insecureDevKey', type: 'bool',
     help: 'use the public development comm key instead of --comm-key-file (simulator and demos only, never on a site)' },
   { name: 'admin-listen', key: 'adminListen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,
