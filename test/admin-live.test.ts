@@ -89,7 +89,8 @@ describe('GET /api/events/stream', () => {
     expect(dev.id).toBe(String(dev.data.id));
     expect(dev.data).toMatchObject({ label: 'User update succeeded (Device)', terminal: 't3', user: '8001' });
     // then the pushes to the two other terminals
-    await waitFor(() => s.messages.filter((m) => m.data.type === 'USER_UPDATE_SUCCESS_SERVER' && m.data.user === '8001').length === 2, {
+    const pushedTo = (list: SseMessage[], user: string) => new Set(list.filter((m) => m.data.type === 'USER_UPDATE_SUCCESS_SERVER' && m.data.user === user).map((m) => m.data.terminal));
+    await waitFor(() => pushedTo(s.messages, '8001').size === 2, {
       message: 'the push events did not arrive on the stream',
     });
     const ids = s.messages.map((m) => Number(m.id));
@@ -101,9 +102,10 @@ describe('GET /api/events/stream', () => {
 
     // a client that saw up to the device event resumes right after it
     const again = openStream('/api/events/stream', { 'last-event-id': String(dev.data.id) });
-    await waitFor(() => again.messages.length >= 2, { message: 'resume did not replay' });
+    await waitFor(() => again.messages.filter((m) => m.data.user === '8001').length >= 2, { message: 'resume did not replay' });
     expect(Number(again.messages[0].id)).toBeGreaterThan(dev.data.id);
-    expect(again.messages.filter((m) => m.data.user === '8001').map((m) => m.data.type)).toEqual(['USER_UPDATE_SUCCESS_SERVER', 'USER_UPDATE_SUCCESS_SERVER']);
+    expect([...pushedTo(again.messages, '8001')].sort()).toEqual(['t1', 't2']);
+    expect(again.messages.some((m) => m.data.type === 'USER_UPDATE_SUCCESS_DEVICE' && m.data.user === '8001')).toBe(false);
     again.close();
 
     // ?after= works the same for clients that cannot set headers
@@ -118,7 +120,7 @@ describe('GET /api/events/stream', () => {
     await waitFor(() => s.status === 200);
     const put = await fetch(base + '/api/users/8002', { method: 'PUT', body: JSON.stringify({ name: 'From the API' }) });
     expect(put.status).toBe(201);
-    await waitFor(() => s.messages.filter((m) => m.data.user === '8002' && m.data.label === 'User update succeeded (Server)').length === 3, {
+    await waitFor(() => new Set(s.messages.filter((m) => m.data.user === '8002' && m.data.label === 'User update succeeded (Server)').map((m) => m.data.terminal)).size === 3, {
       message: 'push events for 8002 missing on the stream',
     });
     s.close();

@@ -14,7 +14,7 @@
 // one PUT_USERS.
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { EventCode, ORIGIN_DEVICE, Status, statusName } from '../codec/constants.js';
+import { EventCode, ORIGIN_DEVICE, Status, UserFlag, statusName } from '../codec/constants.js';
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
@@ -519,12 +519,12 @@ export class SyncEngine {
     }
     this.stats.reconciles++;
     const index = await link.listUsers();
-    const onTerminal = new Map(index.map((e) => [e.userId, e.digest]));
+    const onTerminal = new Map(index.map((e) => [e.userId, e]));
     const toPull: string[] = [];
     const toPush: string[] = [];
-    for (const [userId, digest] of onTerminal) {
+    for (const [userId, entry] of onTerminal) {
       const u = this.store.getUser(userId);
-      if (!u || link.digestOf(u) !== digest) {
+      if (!u || link.digestOf(u) !== entry.digest || entry.disabled !== ((u.flag & UserFlag.DISABLED) !== 0)) {
         if (this.pullEnabled()) toPull.push(userId);
         else if (u) toPush.push(userId);
       }

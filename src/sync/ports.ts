@@ -29,6 +29,8 @@ export interface UserIndexEntry {
   userId: string;
   /** content digest comparable with digestOf() on a server record */
   digest: string;
+  /** the DISABLED bit, which the digest leaves out */
+  disabled: boolean;
 }
 
 export type GetUserResult = { userId: string; user: UserRecord } | { userId: string; user: null; status: number; reason: string };

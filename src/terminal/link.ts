@@ -26,6 +26,7 @@ import {
   userDigest,
   ProtocolError,
   MAX_PAYLOAD,
+  UserFlag,
 } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
@@ -119,7 +120,7 @@ export class ProtocolLink implements TerminalLink {
     for (;;) {
       const f = await this.conn.request(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount: LIMITS.maxListCount }));
       const page = decodeListUsersResponse(f.payload);
-      for (const e of page.entries) out.push({ userId: e.userId, digest: e.digest.toString('hex') });
+      for (const e of page.entries) out.push({ userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 });
       if (!page.more || page.entries.length === 0) return out;
       after = page.entries[page.entries.length - 1].userId;
     }
