@@ -52,7 +52,7 @@ describe('store write failures', () => {
     expect(e.sqliteCode).toMatch(/^SQLITE_READONLY/);
     expect(e.operation).toBe('putUserFromServer');
     expect(caught(() => ro.mergeDeviceUser(deviceUser('1'), { terminalId: 'A', eventId: 1 })).code).toBe('READONLY');
-    const r = ro.recordEventDurably({ type: MonitoringEvent.SERVER_DB_SAVE_FAILED, userId: '2', detail: 'READONLY' });
+    const r = ro.recordEventDurably({ type: MonitoringEvent.SERVER_DB_SAVE_FAIL, userId: '2', detail: 'READONLY' });
     expect(r).toEqual({ stored: false, pending: 1 });
     expect(ro.pendingEventCount).toBe(1);
   });
@@ -65,9 +65,9 @@ describe('store write failures', () => {
     s.connection.pragma('query_only = 1');
     expect(caught(() => s.appendEvent({ type: 'X' })).code).toBe('READONLY');
 
-    expect(s.recordEventDurably({ type: MonitoringEvent.SERVER_DB_SAVE_FAILED, userId: 'a' })).toEqual({ stored: false, pending: 1 });
+    expect(s.recordEventDurably({ type: MonitoringEvent.SERVER_DB_SAVE_FAIL, userId: 'a' })).toEqual({ stored: false, pending: 1 });
     clock = 2_000;
-    expect(s.recordEventDurably({ type: MonitoringEvent.SERVER_DB_SAVE_FAILED, userId: 'b' })).toEqual({ stored: false, pending: 2 });
+    expect(s.recordEventDurably({ type: MonitoringEvent.SERVER_DB_SAVE_FAIL, userId: 'b' })).toEqual({ stored: false, pending: 2 });
     expect(s.flushPendingEvents()).toBe(0); // still read-only
     expect(s.pendingEventCount).toBe(2);
 

@@ -58,18 +58,18 @@ describe('store: monitoring events', () => {
   it('appends and lists with after / type / terminal filters and newest-first', () => {
     const id1 = store.appendEvent({ type: MonitoringEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: 'A', userId: '1' });
     const ids = store.appendEvents([
-      { type: MonitoringEvent.SERVER_DB_SAVE_FAILED, terminalId: 'B', userId: '2', detail: 'FULL' },
+      { type: MonitoringEvent.SERVER_DB_SAVE_FAIL, terminalId: 'B', userId: '2', detail: 'FULL' },
       { type: 'TERMINAL_CONNECTED', terminalId: 'A', time: 123 },
     ]);
     expect(ids).toEqual([id1 + 1, id1 + 2]);
     expect(store.listEvents().map((e) => e.id)).toEqual([id1, id1 + 1, id1 + 2]);
     expect(store.listEvents({ after: id1 }).map((e) => e.id)).toEqual([id1 + 1, id1 + 2]);
-    expect(store.listEvents({ type: MonitoringEvent.SERVER_DB_SAVE_FAILED })).toEqual([
-      { id: id1 + 1, time: 5_000, type: 'SERVER_DB_SAVE_FAILED', terminalId: 'B', userId: '2', detail: 'FULL' },
+    expect(store.listEvents({ type: MonitoringEvent.SERVER_DB_SAVE_FAIL })).toEqual([
+      { id: id1 + 1, time: 5_000, type: 'SERVER_DB_SAVE_FAIL', terminalId: 'B', userId: '2', detail: 'FULL' },
     ]);
     expect(store.listEvents({ terminalId: 'A', newestFirst: true }).map((e) => e.time)).toEqual([123, 5_000]);
     expect(store.listEvents({ limit: 1 })).toHaveLength(1);
-    expect(MONITORING_LABELS[MonitoringEvent.SERVER_DB_SAVE_FAILED]).toBe('Fail to save to the server DB');
+    expect(MONITORING_LABELS[MonitoringEvent.SERVER_DB_SAVE_FAIL]).toBe('Fail to save to the server DB');
   });
 
   it('prunes to a bound so the log cannot grow without limit; IDs are never reused', () => {

@@ -19,6 +19,7 @@ function fakeClock() {
     clearInterval: () => {
       fn = null;
     },
+    afterPendingIo: (f: () => void) => f(),
     advance(ms: number) {
       const end = now + ms;
       while (fn && next <= end) {
@@ -73,5 +74,34 @@ describe('reconnect backoff with full jitter', () => {
     const buckets = new Array(8).fill(0);
     for (const d of delays) buckets[Math.floor(d / 1000)]++;
     for (const b of buckets) expect(b).toBeGreaterThan(60);
+  });
+});
+
+describe('heartbeat after a blocked event loop', () => {
+  it('does not declare a session dead when its bytes were waiting to be read', async () => {
+    let now = 0;
+    let tick: (() => void) | null = null;
+    let dead = false;
+    const deferred: (() => void)[] = [];
+    const hb = new Heartbeat({
+      intervalMs: 1000,
+      ping: () => {},
+      dead: () => (dead = true),
+      now: () => now,
+      setInterval: (f) => ((tick = f), 1),
+      clearInterval: () => (tick = null),
+      afterPendingIo: (f) => deferred.push(f),
+    });
+    hb.start();
+    now = 5000; // the loop was blocked for 5 s; the terminal's answer is queued behind the timer
+    tick!();
+    expect(dead).toBe(false);
+    hb.touch(); // the pending read runs before the deferred check
+    deferred.shift()!();
+    expect(dead).toBe(false);
+    now = 7000; // and a really silent session still dies
+    tick!();
+    deferred.shift()!();
+    expect(dead).toBe(true);
   });
 });

@@ -16,8 +16,6 @@ import { MONITORING_LABELS, type StoredEvent } from '../store/types.js';
 /** The human wording of every event type termsync writes; unknown types show their type name. */
 export const EVENT_LABELS: Readonly<Record<string, string>> = {
   ...MONITORING_LABELS,
-  // the sync engine spells the DB failure without the trailing D; both read the same
-  SERVER_DB_SAVE_FAIL: MONITORING_LABELS.SERVER_DB_SAVE_FAILED,
   USER_DELETED_ON_DEVICE: 'User deleted on device',
   PUSH_FAILED: 'Push failed',
   RECONCILE: 'Terminal resynced (user lists compared)',

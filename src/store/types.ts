@@ -113,7 +113,7 @@ export interface LogPosition {
 export const MonitoringEvent = {
   USER_UPDATE_SUCCESS_DEVICE: 'USER_UPDATE_SUCCESS_DEVICE',
   USER_UPDATE_SUCCESS_SERVER: 'USER_UPDATE_SUCCESS_SERVER',
-  SERVER_DB_SAVE_FAILED: 'SERVER_DB_SAVE_FAILED',
+  SERVER_DB_SAVE_FAIL: 'SERVER_DB_SAVE_FAIL',
 } as const;
 export type MonitoringEventType = (typeof MonitoringEvent)[keyof typeof MonitoringEvent];
 
@@ -121,7 +121,7 @@ export type MonitoringEventType = (typeof MonitoringEvent)[keyof typeof Monitori
 export const MONITORING_LABELS: Readonly<Record<MonitoringEventType, string>> = {
   USER_UPDATE_SUCCESS_DEVICE: 'User update succeeded (Device)',
   USER_UPDATE_SUCCESS_SERVER: 'User update succeeded (Server)',
-  SERVER_DB_SAVE_FAILED: 'Fail to save to the server DB',
+  SERVER_DB_SAVE_FAIL: 'Fail to save to the server DB',
 };
 
 export interface EventInput {

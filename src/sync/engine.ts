@@ -19,15 +19,15 @@ import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
-import type { MergeResult, OutboxItem, SyncMode, TerminalRow } from '../store/types.js';
+import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
 import type { TerminalLink } from './ports.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
 /** Monitoring event types written by the engine (besides the store's own). */
 export const EngineEvent = {
-  SERVER_DB_SAVE_FAIL: 'SERVER_DB_SAVE_FAIL',
-  USER_UPDATE_SUCCESS_SERVER: 'USER_UPDATE_SUCCESS_SERVER',
+  SERVER_DB_SAVE_FAIL: MonitoringEvent.SERVER_DB_SAVE_FAIL,
+  USER_UPDATE_SUCCESS_SERVER: MonitoringEvent.USER_UPDATE_SUCCESS_SERVER,
   USER_DELETED_ON_DEVICE: 'USER_DELETED_ON_DEVICE',
   PUSH_FAILED: 'PUSH_FAILED',
   RECONCILE: 'RECONCILE',
@@ -120,9 +120,12 @@ export class SyncEngine {
     if (mode !== 'off') for (const lane of this.lanes.values()) this.kickPush(lane);
   }
 
-  /** Called for monitoring events, so the admin API can stream them. */
-  onActivity(fn: (e: { type: string; terminalId?: string; userId?: string }) => void): void {
+  /** Called for monitoring events, so the admin API can stream them. Returns the unsubscribe function. */
+  onActivity(fn: (e: { type: string; terminalId?: string; userId?: string }) => void): () => void {
     this.listeners.push(fn);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== fn);
+    };
   }
 
   laneDepths(): { online: number; ingestBacklog: number; lanesWaiting: number } {
@@ -442,7 +445,7 @@ export class SyncEngine {
     const records: UserRecord[] = [];
     const live: OutboxItem[] = [];
     const gone: OutboxItem[] = [];
-    const recs = this.store.getUsers(items.map((i) => i.userId));
+    const recs = this.store.getUsersShared(items.map((i) => i.userId));
     items.forEach((it, k) => {
       const u = recs[k];
       if (u) {
@@ -467,7 +470,10 @@ export class SyncEngine {
     this.store.ackPushed(
       lane.id,
       ok,
-      okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
+      [
+        ...okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
+        ...failed.map((f) => ({ type: EngineEvent.PUSH_FAILED, terminalId: lane.id, userId: f.item.userId, detail: JSON.stringify({ status: f.status, reason: statusName(f.status) }) })),
+      ],
       failed.map((f) => ({ item: f.item, status: f.status, reason: statusName(f.status) })),
     );
     this.stats.pushes += okUsers.length;

@@ -10,6 +10,8 @@ export interface HeartbeatOptions {
   now?: () => number;
   setInterval?: (fn: () => void, ms: number) => unknown;
   clearInterval?: (h: unknown) => void;
+  /** runs `fn` after I/O already waiting has been read (default setImmediate) */
+  afterPendingIo?: (fn: () => void) => void;
 }
 
 export class Heartbeat {
@@ -35,10 +37,15 @@ export class Heartbeat {
     let sinceRing = 0;
     const si = this.o.setInterval ?? ((fn, ms) => setInterval(fn, ms).unref());
     this.handle = si(() => {
-      const silent = this.now() - this.lastRx;
-      if (silent >= this.deadAfterMs) {
-        this.stop();
-        this.o.dead(silent);
+      if (this.now() - this.lastRx >= this.deadAfterMs) {
+        // After the event loop was blocked (a busy host), the timer may fire before
+        // bytes that already arrived were read: look once more after pending I/O.
+        (this.o.afterPendingIo ?? setImmediate)(() => {
+          const silent = this.now() - this.lastRx;
+          if (this.handle === null || silent < this.deadAfterMs) return;
+          this.stop();
+          this.o.dead(silent);
+        });
         return;
       }
       sinceRing += tick;
