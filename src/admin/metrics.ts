@@ -159,6 +159,7 @@ export class MetricsCollector {
     this.reconnects++;
   };
   private stopped = false;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(o: MetricsSourceOptions) {
     this.daemon = o.daemon;
@@ -169,14 +170,15 @@ export class MetricsCollector {
   start(): void {
     this.daemon.manager.on('offline', this.onOffline);
     this.daemon.manager.on('reconnecting', this.onReconnecting);
-    this.daemon.engine.onActivity((e) => {
-      if (!this.stopped && e.type === 'USER_UPDATE_SUCCESS_SERVER') this.latency.drainSoon();
+    this.unsubscribe = this.daemon.engine.onActivity((e) => {
+      if (e.type === 'USER_UPDATE_SUCCESS_SERVER') this.latency.drainSoon();
     });
     this.loop.enable();
   }
 
   stop(): void {
     this.stopped = true;
+    this.unsubscribe?.();
     this.daemon.manager.off('offline', this.onOffline);
     this.daemon.manager.off('reconnecting', this.onReconnecting);
     this.loop.disable();

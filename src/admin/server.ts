@@ -96,11 +96,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   const hub = new EventHub({ store, log, pollMs: o.streamPollMs });
   const metrics = new MetricsCollector({ daemon });
   metrics.start();
-  let closed = false;
-  // the engine has no unsubscribe; after close the callback does nothing
-  daemon.engine.onActivity(() => {
-    if (!closed) hub.wake();
-  });
+  const unsubscribe = daemon.engine.onActivity(() => hub.wake());
   let backupRunning = false;
 
   const terminalView = (id: string): TerminalView => {
@@ -441,7 +437,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     port,
     close() {
       closing ??= new Promise<void>((resolve) => {
-        closed = true;
+        unsubscribe();
         hub.close();
         metrics.stop();
         server.close(() => resolve());
