@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
 import { main } from '../src/cli/main.js';
+import { Progress } from '../src/cli/progress.js';
 import type { CliIo } from '../src/cli/commands/common.js';
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
@@ -441,5 +442,53 @@ describe('exit codes and messages', () => {
     } finally {
       await guarded.close();
     }
+  });
+});
+
+describe('progress display', () => {
+  function stream(tty: boolean) {
+    const s = { text: '', isTTY: tty, columns: 100, write: (x: string) => ((s.text += x), true) };
+    return s;
+  }
+
+  it('on a terminal: one line redrawn in place with a bar, a newline at the end', () => {
+    let now = 0;
+    const out = stream(true);
+    const p = new Progress({ stream: out, label: 'importing users', total: 200, unit: 'lines', now: () => now });
+    for (let i = 0; i < 200; i++) {
+      now += 5;
+      p.tick();
+    }
+    p.done();
+    expect(out.text.split('\n')).toHaveLength(2); // one line, one newline
+    const frames = out.text.split('\r').filter(Boolean);
+    expect(frames.length).toBeGreaterThan(3);
+    expect(frames.length).toBeLessThan(20); // redrawn at most every 100 ms, not per tick
+    expect(frames[frames.length - 1]).toMatch(/^importing users \[#{30}\] 200\/200 lines \(100%\) 1\.0s\s*\n$/);
+    expect(frames.some((f) => /\[#{15}-{15}\] 100\/200 lines \(50%\)/.test(f) || /\(4\d%\)|\(5\d%\)/.test(f))).toBe(true);
+  });
+
+  it('elsewhere: a plain line every 10% or every 2 s, never a carriage return', () => {
+    let now = 0;
+    const out = stream(false);
+    const p = new Progress({ stream: out, label: 'exporting users', total: 1000, unit: 'users', now: () => now });
+    for (let i = 0; i < 1000; i++) p.tick(); // fast: one line per 10%
+    p.done();
+    const lines = out.text.trimEnd().split('\n');
+    expect(out.text).not.toContain('\r');
+    expect(lines).toHaveLength(10);
+    expect(lines[0]).toBe('exporting users: 100/1000 users (10%), 0.0s');
+    expect(lines[9]).toBe('exporting users: 1000/1000 users (100%) done, 0.0s');
+
+    const slow = stream(false);
+    const q = new Progress({ stream: slow, label: 'backing up', now: () => now });
+    now += 1000;
+    q.update(0);
+    now += 1500;
+    q.update(0); // 2.5 s since start: a line
+    now += 500;
+    q.update(0);
+    q.done('done in 3.0s');
+    expect(slow.text).toBe('backing up: 2.5s\nbacking up: done in 3.0s\n');
   });
 });

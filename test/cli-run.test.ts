@@ -1,14 +1,18 @@
 // The termsync executable as a user starts it: --help everywhere, `run --help`
 // listing the run flags, and the process exit codes (0 ok, 1 runtime failure,
 // 2 usage error) through bin/termsync.js.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startAdmin } from '../src/admin/server.js';
 import { RUN_FLAGS } from '../src/cli/options.js';
+import { userFromJson } from '../src/model/user.js';
+import { silent, startSite } from './helpers/site.js';
+import { waitFor } from './helpers/wait.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -70,5 +74,33 @@ describe('process exit codes', () => {
     const c = await termsync(['run', `--flagfile=${flags}`]);
     expect(c.code).toBe(2);
     expect(c.err).toBe(`termsync: ${flags}:2: unknown flag --bogus-flag\n`);
+  });
+});
+
+describe('events list --follow as a process', () => {
+  it('prints new events as they happen and exits 0 on Ctrl-C (SIGINT)', async () => {
+    const site = await startSite({ terminals: 2 });
+    const admin = await startAdmin({ daemon: site.daemon, host: '127.0.0.1', port: 0, token: null, log: silent, streamPollMs: 50 });
+    try {
+      const child = spawn(process.execPath, ['bin/termsync.js', 'events', 'list', '--follow', '--limit', '5'], {
+        cwd: ROOT,
+        env: { ...process.env, TERMSYNC_ADMIN: `http://127.0.0.1:${admin.port}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+      child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      await waitFor(() => /^\s*ID\s+TIME\s+EVENT/m.test(out), { timeoutMs: 20_000, message: `no header: ${err}` });
+      await site.sim.terminals[0].enroll(userFromJson({ id: 'proc-follow', name: 'Followed' }));
+      await waitFor(() => /User update succeeded \(Device\)\s+t1\s+proc-follow/.test(out), { message: `the new event was not printed:\n${out}` });
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(err).toBe('');
+    } finally {
+      await admin.close();
+      await site.close();
+    }
   });
 });

@@ -130,7 +130,7 @@ describe('connection dropped in the middle of PUT_USERS', () => {
 });
 
 describe('slow-reading terminal (1 KB/s)', () => {
-  it('writes wait for drain, at most one frame is ever buffered, and the other terminals are unaffected', async () => {
+  it('one PUT_USERS frame in flight at most, never written into an undrained socket; the rest waits in the outbox; other terminals are unaffected', async () => {
     site = await startSite({ terminals: 2, daemon: { syncMode: 'server', heartbeatSec: 30, requestTimeoutMs: 30_000 } });
     proxy = await startThrottleProxy(site.sim.ports()[1]);
     site.daemon.addTerminal({ id: 't2', host: '127.0.0.1', port: proxy.port });
@@ -171,10 +171,11 @@ describe('slow-reading terminal (1 KB/s)', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
       const big = writes.filter((w) => w.bytes > 64 * 1024);
-      // the slow terminal really pushed back: a PUT_USERS frame did not fit (write() returned false) ...
-      expect(big.length).toBeGreaterThan(0);
-      expect(big.some((w) => !w.accepted)).toBe(true);
-      // ... no large frame was written while the socket still wanted a drain ...
+      // the catch-up started with a full PUT_USERS frame, which the terminal is still reading: the next
+      // frame waits for its answer, so exactly one large frame was written in three seconds ...
+      expect(big.length).toBe(1);
+      // ... none was written while the socket still wanted a drain (on loopback the kernel takes a
+      // whole 1 MiB frame, so write() itself rarely says false here) ...
       expect(big.filter((w) => w.needDrainBefore)).toEqual([]);
       // ... and nothing piled up behind it: at most one PUT_USERS frame (plus a few tiny frames) buffered
       expect(Math.max(...writes.map((w) => w.buffered))).toBeLessThanOrEqual(HEADER_SIZE + MAX_PAYLOAD + 1024);

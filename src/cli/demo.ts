@@ -11,7 +11,7 @@ import { createLogger } from '../log.js';
 import { userFromJson } from '../model/user.js';
 import { DEV_COMM_KEY } from '../sim/devkey.js';
 import { Simulator } from '../sim/simulator.js';
-import { MONITORING_LABELS } from '../store/types.js';
+import { EVENT_LABELS } from '../admin/events.js';
 
 export interface DemoOptions {
   dataDir: string;
@@ -37,11 +37,10 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   say(`termsync demo: ${o.terminals} simulated terminals, database ${join(o.dataDir, 'termsync.db')}`);
   say(`status page and admin API: http://127.0.0.1:${admin.port}/   (Ctrl-C to stop)`);
   let lastEvent = daemon.store.listEvents({ newestFirst: true, limit: 1 })[0]?.id ?? 0;
-  const labels: Record<string, string> = { ...MONITORING_LABELS, SERVER_DB_SAVE_FAIL: 'Fail to save to the server DB' };
   const poll = setInterval(() => {
     for (const e of daemon.store.listEvents({ after: lastEvent, limit: 1000 })) {
       lastEvent = e.id;
-      say(`${(labels[e.type] ?? e.type).padEnd(32)} terminal=${e.terminalId ?? '-'} user=${e.userId ?? '-'}`);
+      say(`${(EVENT_LABELS[e.type] ?? e.type).padEnd(40)} terminal=${e.terminalId ?? '-'} user=${e.userId ?? '-'}`);
     }
   }, 200);
   let n = 0;

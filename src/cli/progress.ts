@@ -160,7 +160,9 @@ export class Progress {
   private writeTty(s: string): void {
     const nl = s.endsWith('\n');
     let line = nl ? s.slice(0, -1) : s;
-    const max = (this.stream.columns ?? 80) - 1;
+    // a pty may report 0 columns (no size set): then assume 80
+    const cols = this.stream.columns !== undefined && this.stream.columns >= 20 ? this.stream.columns : 80;
+    const max = cols - 1;
     if (line.length > max) line = line.slice(0, max);
     // clear what a longer previous line left behind
     const pad = this.drawnWidth > line.length ? ' '.repeat(this.drawnWidth - line.length) : '';

@@ -1,0 +1,27 @@
+import { mkdtempSync } from 'node:fs'; import { tmpdir } from 'node:os'; import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Store } from '../src/store/store.js';
+const dir = mkdtempSync(join(tmpdir(), 'x-'));
+const store = Store.open(join(dir, 'b.db'));
+const db = store.connection;
+const T = 50, N = 2000;
+const ids = Array.from({ length: T }, (_, i) => `t${i + 1}`);
+for (const id of ids) store.upsertTerminal({ id, direction: 'dial', address: 'x:1', approved: true });
+const users = Array.from({ length: N }, (_, k) => `E${String(k).padStart(6, '0')}`);
+function t(label: string, fn: () => void) { const s = performance.now(); fn(); const ms = performance.now() - s; console.log(label, Math.round(ms), 'ms', ((ms * 1000) / (N * (T - 1))).toFixed(1), 'us/row'); }
+const ins1 = db.prepare(`INSERT INTO outbox (terminal_id, user_id, enqueued_at) VALUES (?, ?, ?) ON CONFLICT (terminal_id, user_id) DO UPDATE SET gen = gen + 1`);
+const insPlain = db.prepare(`INSERT INTO outbox (terminal_id, user_id, enqueued_at) VALUES (?, ?, ?)`);
+const tx = db.transaction((f: () => void) => f());
+const now = Date.now();
+t('upsert 1-row', () => { for (let i = 0; i < N; i += 200) tx.immediate(() => { for (const u of users.slice(i, i + 200)) for (const tt of ids.slice(1)) ins1.run(tt, u, now); }); });
+db.exec('DELETE FROM outbox');
+t('plain insert 1-row', () => { for (let i = 0; i < N; i += 200) tx.immediate(() => { for (const u of users.slice(i, i + 200)) for (const tt of ids.slice(1)) insPlain.run(tt, u, now); }); });
+const del = db.prepare('DELETE FROM outbox WHERE terminal_id = ? AND user_id = ? AND gen = ?');
+t('delete 1-row', () => { for (const tt of ids.slice(1)) for (let i = 0; i < N; i += 200) tx.immediate(() => { for (const u of users.slice(i, i + 200)) del.run(tt, u, 1); }); });
+const multi = db.prepare(`INSERT INTO outbox (terminal_id, user_id, enqueued_at) SELECT value, ?, ? FROM json_each(?) WHERE true ON CONFLICT (terminal_id, user_id) DO UPDATE SET gen = gen + 1`);
+const idsJson = JSON.stringify(ids.slice(1));
+t('upsert json_each 49', () => { for (let i = 0; i < N; i += 200) tx.immediate(() => { for (const u of users.slice(i, i + 200)) multi.run(u, now, idsJson); }); });
+const delMulti = db.prepare(`DELETE FROM outbox WHERE terminal_id = ? AND user_id IN (SELECT value FROM json_each(?))`);
+t('delete json_each 200', () => { for (const tt of ids.slice(1)) for (let i = 0; i < N; i += 200) tx.immediate(() => { delMulti.run(tt, JSON.stringify(users.slice(i, i + 200))); }); });
+const ev = db.prepare('INSERT INTO events (time, type, terminal_id, user_id, detail) VALUES (?, ?, ?, ?, ?)');
+t('event insert', () => { for (const tt of ids.slice(1)) for (let i = 0; i < N; i += 200) tx.immediate(() => { for (const u of users.slice(i, i + 200)) ev.run(now, 'USER_UPDATE_SUCCESS_SERVER', tt, u, null); }); });
