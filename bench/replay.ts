@@ -50,6 +50,10 @@ export interface TimelinePoint {
   queueWaiting: number;
   rssMb: number;
   heapMb: number;
+  /** user records written to terminals since the previous point */
+  writes: number;
+  /** the daemon's CPU use since the previous point, % of one core */
+  daemonCpuPct: number;
 }
 
 export interface ReplayResult {
@@ -106,6 +110,8 @@ class Tracker {
   lastWrite = 0;
   deviceChanges = 0;
   writes = 0;
+  /** time of every server write (for the timeline) */
+  readonly writeTimes: number[] = [];
   private readonly listeners: (() => void)[] = [];
 
   constructor(
@@ -138,6 +144,7 @@ class Tracker {
         if (T === 1) this.markFull(u, now);
       } else if (e.param === ORIGIN_SERVER) {
         this.writes++;
+        this.writeTimes.push(now);
         this.lastWrite = now;
         this.lastWriteAt.set(u, now);
         let h = this.holders.get(u);
@@ -431,10 +438,25 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
   const fullTimes = [...tracker.fullAt.values()].sort((a, b) => a - b);
   const users = tracker.users;
   let k = 0;
+  let w = 0;
+  let prev: (typeof samples)[number] | undefined;
   const timeline: TimelinePoint[] = samples.map((s) => {
     const t = s.at - startEpoch;
     while (k < fullTimes.length && fullTimes[k] <= t) k++;
-    return { t: Math.round(t), convergedPct: users ? round((100 * k) / users, 2) : 100, outbox: s.outbox, queueWaiting: s.queueWaiting, rssMb: round(s.rss / 1048576), heapMb: round(s.heapUsed / 1048576) };
+    const w0 = w;
+    while (w < tracker.writeTimes.length && tracker.writeTimes[w] <= t) w++;
+    const cpuPct = prev ? (100 * (s.cpuUserUs + s.cpuSystemUs - prev.cpuUserUs - prev.cpuSystemUs)) / 1000 / Math.max(1, s.at - prev.at) : 0;
+    prev = s;
+    return {
+      t: Math.round(t),
+      convergedPct: users ? round((100 * k) / users, 2) : 100,
+      outbox: s.outbox,
+      queueWaiting: s.queueWaiting,
+      rssMb: round(s.rss / 1048576),
+      heapMb: round(s.heapUsed / 1048576),
+      writes: w - w0,
+      daemonCpuPct: round(cpuPct),
+    };
   });
   const stats = await daemon.state();
   const secs = convergenceMs / 1000;

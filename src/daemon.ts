@@ -183,18 +183,22 @@ export class Daemon {
   private onOnline(id: string, link: import('./sync/ports.js').TerminalLink): void {
     const row = this.store.getTerminal(id);
     const ident = link.identity;
-    this.store.updateTerminal(id, {
-      deviceId: ident.deviceId,
-      model: ident.model,
-      firmware: ident.firmware,
-      userCapacity: ident.userCapacity,
-      maxBatch: ident.maxBatch,
-      lastSeen: Date.now(),
-      ...(row?.direction === 'listen' ? { address: link.remote } : {}),
-    });
+    // Row updates are best effort: a database that refuses writes must not keep a
+    // terminal from syncing once it works again (the sync engine retries its own writes).
+    this.tryWrite(id, () =>
+      this.store.updateTerminal(id, {
+        deviceId: ident.deviceId,
+        model: ident.model,
+        firmware: ident.firmware,
+        userCapacity: ident.userCapacity,
+        maxBatch: ident.maxBatch,
+        lastSeen: Date.now(),
+        ...(row?.direction === 'listen' ? { address: link.remote } : {}),
+      }),
+    );
     if (!row || !row.approved) {
       this.pendingLinks.set(id, link);
-      this.store.updateTerminal(id, { state: 'pending' });
+      this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'pending' }));
       this.store.recordEventDurably({ type: DaemonEvent.TERMINAL_PENDING, terminalId: id, detail: JSON.stringify({ deviceId: ident.deviceId, remote: link.remote }) });
       this.log.warn({ terminal: id, deviceId: ident.deviceId, remote: link.remote }, 'unknown terminal held as pending until approved');
       link.onClose(() => this.pendingLinks.get(id) === link && this.pendingLinks.delete(id));
@@ -205,10 +209,18 @@ export class Daemon {
 
   private goOnline(id: string, link: import('./sync/ports.js').TerminalLink): void {
     this.online.add(id);
-    this.store.updateTerminal(id, { state: 'online', lastSeen: Date.now() });
+    this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'online', lastSeen: Date.now() }));
     this.store.recordEventDurably({ type: DaemonEvent.TERMINAL_ONLINE, terminalId: id, detail: JSON.stringify({ remote: link.remote }) });
     this.log.info({ terminal: id, remote: link.remote, deviceId: link.identity.deviceId }, 'terminal online');
     void this.engine.attach(id, link);
+  }
+
+  private tryWrite(id: string, fn: () => unknown): void {
+    try {
+      fn();
+    } catch (e) {
+      this.log.warn({ terminal: id, err: (e as Error).message }, 'terminal state not saved: the database refused the write');
+    }
   }
 
   private onOffline(id: string, reason: string): void {

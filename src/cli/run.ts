@@ -94,16 +94,26 @@ export function applyReload(daemon: Daemon, before: RunConfig, after: RunConfig,
   log.info({ terminals: after.terminals.length, syncMode: daemon.engine.syncMode }, 'configuration reloaded');
 }
 
+/** Flags that SIGHUP cannot change in a running daemon. */
+const RESTART_ONLY: (keyof RunConfig)[] = [
+  'db', 'listen', 'tlsListen', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsRequireClientCert', 'commKeyFile', 'terminalKeys',
+  'insecureDevKey', 'adminListen', 'adminTokenFile', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
+  'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
+];
+
 /** The `run` action: returns the process exit code when the daemon stops. */
 export async function runDaemon(argv: string[]): Promise<number> {
   let cfg = parseRunConfig(argv); // FlagError -> exit 2 by the caller
   const log = createLogger({ level: cfg.logLevel, pretty: cfg.logPretty });
+  // Until the daemon runs, SIGHUP must not kill the process (its default action).
+  let reload = () => log.warn('SIGHUP before start-up finished: ignored');
+  const onHup = () => reload();
+  process.on('SIGHUP', onHup);
   const running = await startRunning(cfg, log);
   log.info({ db: cfg.db, terminals: cfg.terminals.length, listen: running.daemon.listenPorts, admin: running.adminPort, syncMode: running.daemon.engine.syncMode }, 'termsync running');
-  await notifyReady(`syncing ${cfg.terminals.length} configured terminals`, { log });
   // The watchdog is fed only while the event loop turns and the database answers.
   const watchdog = startWatchdog({ log, healthy: () => running.daemon.store.isOpen && running.daemon.store.healthy() });
-  return new Promise<number>((resolve) => {
+  const done = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
@@ -111,9 +121,12 @@ export async function runDaemon(argv: string[]): Promise<number> {
       log.info({ signal }, 'stopping');
       void notifyStopping(undefined, { log });
       watchdog.stop();
+      process.off('SIGHUP', onHup);
       const hard = setTimeout(() => {
+        // Something refuses to close: leave rather than hang until systemd kills us.
         log.error('stop deadline passed; exiting');
-        resolve(1);
+        log.flush?.();
+        process.exit(1);
       }, 20_000);
       hard.unref();
       try {
@@ -129,16 +142,20 @@ export async function runDaemon(argv: string[]): Promise<number> {
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
-    process.on('SIGHUP', () => {
+    reload = () => {
       void notifyReloading(undefined, { log });
       try {
         const next = parseRunConfig(argv);
+        const ignored = RESTART_ONLY.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(cfg[k]));
+        if (ignored.length) log.warn({ flags: ignored }, 'these changed flags take effect only after a restart');
         applyReload(running.daemon, cfg, next, log);
         cfg = next;
       } catch (e) {
         log.error({ err: (e as Error).message }, 'new configuration refused; the old one keeps running');
       }
       void notifyReady(undefined, { log });
-    });
+    };
   });
+  await notifyReady(`syncing ${cfg.terminals.length} configured terminals`, { log });
+  return done;
 }

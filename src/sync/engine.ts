@@ -375,7 +375,9 @@ export class SyncEngine {
     const pulled = users.length ? await link.getUsers(users) : [];
     this.stats.pulls += pulled.length;
     const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
-    const targets = this.pushTargets(lane.id);
+    // the terminal list is read only when there is something to fan out (most batches in a
+    // burst are the terminals' own logs of our pushes: nothing to pull)
+    const targets = pulled.length ? this.pushTargets(lane.id) : [];
     for (const r of pulled) {
       if (r.user) {
         const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;

@@ -172,10 +172,16 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
         }
         d.attempt = 0;
         failed = true; // from here on, the session's close drives the redial
-        this.adopt(id, conn, 'dial', () => {
-          d.socket = null;
-          this.scheduleRedial(d, conn.closeReason ?? 'closed');
-        });
+        try {
+          this.adopt(id, conn, 'dial', () => {
+            d.socket = null;
+            this.scheduleRedial(d, conn.closeReason ?? 'closed');
+          });
+        } catch (e) {
+          // the session's owner could not take it (e.g. the database failed): end it, which redials
+          log.error({ err: (e as Error).message }, 'session could not be started; closing it');
+          conn.close(`session could not be started: ${(e as Error).message}`);
+        }
       } catch (e) {
         log.warn({ reason: (e as HandshakeError).reason, err: (e as Error).message }, 'handshake with terminal failed');
         retry((e as Error).message);
@@ -267,8 +273,14 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     }).then(
       (conn) => {
         if (this.closing) return conn.close('shutting down');
-        const id = this.o.resolveDialIn(conn.hello, remote);
-        this.adopt(id, conn, 'listen');
+        try {
+          const id = this.o.resolveDialIn(conn.hello, remote);
+          this.adopt(id, conn, 'listen');
+        } catch (e) {
+          // e.g. a new terminal cannot be recorded while the database fails: it dials again later
+          this.log.error({ remote, err: (e as Error).message }, 'session could not be started; closing it');
+          conn.close(`session could not be started: ${(e as Error).message}`);
+        }
       },
       (e: HandshakeError) => {
         if (e.reason === 'auth-failed' || e.reason === 'unknown-key') this.noteAuthFailure(addr);
