@@ -3,7 +3,7 @@
 // every checkpoint that nothing a terminal reported was lost and that every
 // terminal converged to the server's records.
 //
-//   npx tsx bench/soak.ts --minutes 30 [--terminals 8] [--seed 1] [--rate 3] [--out soak.json]
+//   npx tsx bench/soak.ts --minutes 30 [--terminals 8] [--seed 1] [--rate 3] [--out soak.json] [--no-daemon-faults]
 //
 // Workload: people enroll users at random terminals (about --rate per second)
 // and sometimes edit them there; the server adds and changes users too.
@@ -38,6 +38,8 @@ const { values: args } = parseArgs({
     'checkpoint-sec': { type: 'string', default: '120' },
     out: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    // no daemon kills or restarts: one daemon process for the whole run, so its RSS at the end means something
+    'no-daemon-faults': { type: 'boolean', default: false },
   },
 });
 const MINUTES = Number(args.minutes);
@@ -230,6 +232,9 @@ async function faultStep(): Promise<void> {
     t.refuse(500 + rnd.int(2500));
     t.dropConnections();
     fault('refuse');
+  } else if (args['no-daemon-faults']) {
+    t.dropConnections();
+    fault('drop');
   } else if (r < 0.9) {
     await stopDaemon('SIGKILL');
     fault('daemon-kill9');

@@ -79,11 +79,13 @@ describe('hung terminal (SIGSTOP)', () => {
     const [off] = daemon.store.listEvents({ type: 'TERMINAL_OFFLINE', terminalId: 'h1' });
     expect(off.detail).toContain('heartbeat');
     const lastRx = Math.max(...rx.filter((r) => r.terminal === 'h1' && r.t <= off.time).map((r) => r.t));
-    expect(lastRx).toBeLessThanOrEqual(stoppedAt + 5);
+    // the PING answers kept coming until the process stopped
+    expect(lastRx).toBeGreaterThanOrEqual(stoppedAt - HEARTBEAT_MS - TICK_MS - 300);
+    expect(lastRx).toBeLessThanOrEqual(stoppedAt + 300);
     const silentMs = off.time - lastRx;
-    // not before 1.5 intervals of silence, and no later than 1.5 intervals + one tick (+ timer lateness margin)
+    // not before 1.5 intervals of silence, and no later than 1.5 intervals + one tick (+ a margin for a busy machine)
     expect(silentMs).toBeGreaterThanOrEqual(1.5 * HEARTBEAT_MS - 5);
-    expect(silentMs).toBeLessThanOrEqual(1.5 * HEARTBEAT_MS + TICK_MS + 250);
+    expect(silentMs).toBeLessThanOrEqual(1.5 * HEARTBEAT_MS + TICK_MS + 500);
 
     // the other terminal is unaffected while h1 hangs
     expect(state('t2')).toBe('online');

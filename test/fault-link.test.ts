@@ -47,7 +47,7 @@ describe('black-holed link', () => {
     for (const [k, o] of outcomes.entries()) {
       expect(o.ok).toBe(false);
       expect(o.status).toBe(Status.TIMEOUT);
-      expect(o.at).toBeLessThanOrEqual(deadlines[k] + 200);
+      expect(o.at).toBeLessThanOrEqual(deadlines[k] + 400);
     }
     // the first one timed out on its own clock; that ended the session, which failed the others at once
     expect(outcomes[0].at).toBeGreaterThanOrEqual(deadlines[0] - 5);
@@ -130,7 +130,7 @@ describe('connection dropped in the middle of PUT_USERS', () => {
 });
 
 describe('slow-reading terminal (1 KB/s)', () => {
-  it('one PUT_USERS frame in flight at most, never written into an undrained socket; the rest waits in the outbox; other terminals are unaffected', async () => {
+  it('at most two PUT_USERS frames in flight, none written into an undrained socket; the rest waits in the outbox; other terminals are unaffected', async () => {
     site = await startSite({ terminals: 2, daemon: { syncMode: 'server', heartbeatSec: 30, requestTimeoutMs: 30_000 } });
     proxy = await startThrottleProxy(site.sim.ports()[1]);
     site.daemon.addTerminal({ id: 't2', host: '127.0.0.1', port: proxy.port });
@@ -171,9 +171,11 @@ describe('slow-reading terminal (1 KB/s)', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
       const big = writes.filter((w) => w.bytes > 64 * 1024);
-      // the catch-up started with a full PUT_USERS frame, which the terminal is still reading: the next
-      // frame waits for its answer, so exactly one large frame was written in three seconds ...
-      expect(big.length).toBe(1);
+      // the catch-up started with full PUT_USERS frames, which the terminal is still reading: the engine
+      // keeps at most two batches in flight per terminal (the one being answered and the one behind it),
+      // so in three seconds at most two large frames were written, not the whole 3 MB ...
+      expect(big.length).toBeGreaterThanOrEqual(1);
+      expect(big.length, JSON.stringify({ big, offline: eventsOf(site, 'TERMINAL_OFFLINE', 't2').map((e) => e.detail) })).toBeLessThanOrEqual(2);
       // ... none was written while the socket still wanted a drain (on loopback the kernel takes a
       // whole 1 MiB frame, so write() itself rarely says false here) ...
       expect(big.filter((w) => w.needDrainBefore)).toEqual([]);

@@ -43,7 +43,7 @@ describe('reconnect storm', () => {
     const back = s.daemon.store.listEvents({ type: 'TERMINAL_ONLINE', after: lastEvent, limit: 1000 }).map((e) => e.time - droppedAt);
     expect(Math.max(...back) - Math.min(...back)).toBeGreaterThanOrEqual(0.5 * BASE);
     const busiest = Math.max(...back.map((t0) => back.filter((t) => t >= t0 && t < t0 + 100).length));
-    expect(busiest).toBeLessThanOrEqual(20); // 100 ms holds ~5 on average; a herd would put all 50 there
+    expect(busiest).toBeLessThanOrEqual(25); // 100 ms holds ~5 on average; a herd would put all 50 there
 
     // and the site works afterwards
     s.daemon.putUser(person('after-storm'));

@@ -180,7 +180,11 @@ export class Store {
   private dropped = 0;
   private readonly stmtCache = new Map<string, Database.Statement>();
   /** getUsersShared's records by user ID, with the row version they were read at */
-  private readonly shared = new Map<string, { v: number; at: number; user: UserRecord }>();
+  private readonly shared = new Map<string, UserRecord>();
+  private sharedDataVersion = -1;
+  /** outbox rows per terminal (see owedCounts); null: count again */
+  private owed: Map<string, number> | null = null;
+  private owedDataVersion = -1;
   private readonly s: ReturnType<Store['prepareStatements']>;
   /** one reusable transaction wrapper: tx.immediate(fn) runs fn under BEGIN IMMEDIATE */
   private readonly tx: Database.Transaction<(fn: () => unknown) => unknown>;
@@ -331,8 +335,9 @@ export class Store {
       enqueue: db.prepare<[string, string, number]>(
         `INSERT INTO outbox (terminal_id, user_id, enqueued_at) VALUES (?, ?, ?)
          ON CONFLICT (terminal_id, user_id) DO UPDATE
-           SET gen = gen + 1, attempts = 0, last_error = NULL, enqueued_at = min(enqueued_at, excluded.enqueued_at)`,
-      ),
+           SET gen = gen + 1, attempts = 0, last_error = NULL, enqueued_at = min(enqueued_at, excluded.enqueued_at)
+         RETURNING gen`,
+      ).pluck(),
       enqueueAll: db.prepare<[string, number]>(
         `INSERT INTO outbox (terminal_id, user_id, enqueued_at) SELECT ?, id, ? FROM users WHERE true
          ON CONFLICT (terminal_id, user_id) DO UPDATE
@@ -384,6 +389,7 @@ export class Store {
       if (this.db.inTransaction) return fn();
       return this.tx.immediate(fn) as T;
     } catch (err) {
+      this.owed = null; // rolled back: the counts may have moved
       throw toStoreWriteError(err, operation);
     }
   }
@@ -403,28 +409,29 @@ export class Store {
    * As getUsers, for the push lanes: an unchanged user is the SAME object for
    * every caller (read-only: never mutate it), so a record fanned out to 49
    * terminals is read from SQLite once and encoded once (link.ts caches the
-   * encoding per object) instead of 49 times. An entry is used only while the
-   * user's (server_version, updated_at) still match the row, so a write by any
-   * connection invalidates it; this connection's writes also drop it at once.
+   * encoding per object) instead of 49 times. This connection's writes drop a
+   * user's entry at once; a commit by any other connection (PRAGMA
+   * data_version changes) drops them all.
    */
   getUsersShared(ids: readonly string[]): (UserRecord | null)[] {
     if (this.db.inTransaction) return this.getUsers(ids);
-    const ver = this.cached('SELECT server_version AS v, updated_at AS at FROM users WHERE id = ?');
-    return this.tx.deferred(() =>
-      ids.map((id) => {
-        const row = ver.get(id) as { v: number; at: number } | undefined;
-        if (!row) return null;
+    return this.tx.deferred(() => {
+      const dv = this.cached('PRAGMA data_version').pluck().get() as number;
+      if (dv !== this.sharedDataVersion) {
+        this.shared.clear();
+        this.sharedDataVersion = dv;
+      }
+      return ids.map((id) => {
         const hit = this.shared.get(id);
-        if (hit && hit.v === row.v && hit.at === row.at) return hit.user;
+        if (hit) return hit;
         const user = this.users.get(id);
         if (!user) return null;
-        if (hit) this.shared.delete(id);
-        this.shared.set(id, { v: row.v, at: row.at, user });
+        this.shared.set(id, user);
         // bounded: the oldest entry goes (a burst is pushed in roughly enqueue order)
         if (this.shared.size > SHARED_USERS) this.shared.delete(this.shared.keys().next().value!);
         return user;
-      }),
-    ) as (UserRecord | null)[];
+      });
+    }) as (UserRecord | null)[];
   }
 
   hasUser(id: string): boolean {
@@ -625,7 +632,10 @@ export class Store {
 
   /** Removes the terminal with its outbox rows (its push failures are kept for the record). */
   deleteTerminal(id: string): boolean {
-    return this.write('deleteTerminal', () => this.s.delTerminal.run(id).changes > 0);
+    return this.write('deleteTerminal', () => {
+      this.owed?.delete(id); // its outbox rows go by cascade
+      return this.s.delTerminal.run(id).changes > 0;
+    });
   }
 
   /** The terminal's log position; null for an unknown terminal. */
@@ -780,7 +790,8 @@ export class Store {
     let n = 0;
     for (const u of userIds) {
       for (const t of terminalIds) {
-        st.run(t, u, now);
+        // gen 1: a new row; more: coalesced into a waiting one
+        if (st.get(t, u, now) === 1) this.owedAdd(t, 1);
         n++;
       }
     }
@@ -804,14 +815,24 @@ export class Store {
 
   /** Enqueues every server user for a terminal (full resync) in one statement. */
   enqueueAllUsers(terminalId: string): number {
-    return this.write('enqueueAllUsers', () => this.s.enqueueAll.run(terminalId, this.now()).changes);
+    return this.write('enqueueAllUsers', () => {
+      this.owed = null; // inserted and coalesced rows are not told apart here: recount on next read
+      return this.s.enqueueAll.run(terminalId, this.now()).changes;
+    });
   }
 
   /**
    * The next entries for a terminal, oldest first, without removing them (ack
    * does). Entries deferred by fail(…, retryAfterMs) are skipped until due.
    */
-  take(terminalId: string, limit: number): OutboxItem[] {
+  take(terminalId: string, limit: number, after?: { enqueuedAt: number; userId: string }): OutboxItem[] {
+    if (after) {
+      // the entries queued behind `after` (a batch still in flight): a keyset range of the index
+      const st = this.cached(
+        'SELECT * FROM outbox WHERE terminal_id = ? AND enqueued_at <= ? AND (enqueued_at, user_id) > (?, ?) ORDER BY enqueued_at, user_id LIMIT ?',
+      );
+      return (st.all(terminalId, this.now(), after.enqueuedAt, after.userId, Math.max(1, limit)) as OutboxDbRow[]).map(outboxFromRow);
+    }
     return this.s.take.all(terminalId, this.now(), Math.max(1, limit)).map(outboxFromRow);
   }
 
@@ -830,6 +851,7 @@ export class Store {
         n += (typeof it === 'string' ? this.s.ackAny.run(terminalId, it) : this.s.ackGen.run(terminalId, it.userId, it.gen)).changes;
         if (failures) this.s.delFailure.run(terminalId, userId);
       }
+      this.owedAdd(terminalId, -n);
       return n;
     });
   }
@@ -862,8 +884,8 @@ export class Store {
   reject(terminalId: string, item: OutboxAck, status: number, reason: string): void {
     this.write('reject', () => {
       const userId = typeof item === 'string' ? item : item.userId;
-      if (typeof item === 'string') this.s.ackAny.run(terminalId, item);
-      else this.s.ackGen.run(terminalId, item.userId, item.gen);
+      const r = typeof item === 'string' ? this.s.ackAny.run(terminalId, item) : this.s.ackGen.run(terminalId, item.userId, item.gen);
+      this.owedAdd(terminalId, -r.changes);
       this.s.putFailure.run(terminalId, userId, status, reason, this.now());
     });
   }
@@ -882,16 +904,44 @@ export class Store {
     });
   }
 
+  /**
+   * Outbox rows per terminal. Counted once, then kept exact as this connection
+   * adds and removes rows (a count(*) over a burst's half a million rows takes
+   * long enough to stall the daemon on every status-page refresh); recounted
+   * when another connection committed (PRAGMA data_version) or a write failed.
+   */
+  private owedCounts(): Map<string, number> {
+    const dv = this.cached('PRAGMA data_version').pluck().get() as number;
+    if (!this.owed || dv !== this.owedDataVersion) {
+      const m = new Map<string, number>();
+      for (const r of this.s.outboxCounts.all()) m.set(r.terminal_id, r.n);
+      this.owed = m;
+      this.owedDataVersion = dv;
+    }
+    return this.owed;
+  }
+
+  private owedAdd(terminalId: string, n: number): void {
+    if (!this.owed || n === 0) return;
+    const v = (this.owed.get(terminalId) ?? 0) + n;
+    if (v > 0) this.owed.set(terminalId, v);
+    else this.owed.delete(terminalId);
+  }
+
   outboxCount(terminalId?: string): number {
-    return (terminalId === undefined ? this.s.outboxTotal.get() : this.s.outboxCount.get(terminalId)) as number;
+    const m = this.owedCounts();
+    if (terminalId !== undefined) return m.get(terminalId) ?? 0;
+    let total = 0;
+    for (const n of m.values()) total += n;
+    return total;
   }
 
   outboxCounts(): OutboxCounts {
     const byTerminal: Record<string, number> = {};
     let total = 0;
-    for (const r of this.s.outboxCounts.all()) {
-      byTerminal[r.terminal_id] = r.n;
-      total += r.n;
+    for (const [t, n] of this.owedCounts()) {
+      byTerminal[t] = n;
+      total += n;
     }
     return { total, byTerminal };
   }

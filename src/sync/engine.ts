@@ -24,6 +24,11 @@ import type { TerminalLink } from './ports.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
+/** most users pulled and merged in one ingest step (bounds the merge transaction's length) */
+const PULL_BATCH = 50;
+/** shortest time between two ingests of one terminal while it keeps logging */
+const INGEST_LINGER_MS = 25;
+
 /** Monitoring event types written by the engine (besides the store's own). */
 export const EngineEvent = {
   SERVER_DB_SAVE_FAIL: MonitoringEvent.SERVER_DB_SAVE_FAIL,
@@ -84,6 +89,12 @@ interface Lane {
   retryTimer: NodeJS.Timeout | null;
   /** user ID -> time its device event arrived (for pull-to-push latency) */
   arrivals: Map<string, number>;
+  /** the PUT_USERS batch sent and not yet answered (see pushSome) */
+  inflight: { link: TerminalLink; users: Set<string>; last: { enqueuedAt: number; userId: string }; done: Promise<void> } | null;
+  lastTask: Task | null;
+  /** an ingest's merge is waiting for its turn (see ingest) */
+  merging: boolean;
+  lastIngestAt: number;
 }
 
 export class SyncEngine {
@@ -96,6 +107,10 @@ export class SyncEngine {
   private readonly baseDbRetry: number;
   private mode: SyncMode;
   private stopping = false;
+  private readonly turnWaiters: (() => void)[] = [];
+  /** merges waiting for their turn or running (see ingest) */
+  private readonly merging = new Set<Promise<void>>();
+  private turnArmed = false;
   /** user -> arrival time of the device event that changed it and the pushes still owed for it */
   private readonly pending = new Map<string, { since: number; remaining: number }>();
   private listeners: ((e: { type: string; terminalId?: string; userId?: string }) => void)[] = [];
@@ -210,7 +225,11 @@ export class SyncEngine {
     this.stopping = true;
     this.queue.clear();
     for (const l of this.lanes.values()) if (l.retryTimer) clearTimeout(l.retryTimer);
-    const done = this.queue.onIdle().then(() => true);
+    // batches already sent are answered (and acknowledged) or fail with their session
+    const done = this.queue
+      .onIdle()
+      .then(() => Promise.allSettled([...this.merging, ...[...this.lanes.values()].map((l) => l.inflight?.done)]))
+      .then(() => true);
     const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), deadlineMs).unref());
     return Promise.race([done, timeout]);
   }
@@ -267,7 +286,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map() };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0 };
       this.lanes.set(id, l);
     }
     return l;
@@ -280,10 +299,40 @@ export class SyncEngine {
 
   private nextTask(lane: Lane): Task | null {
     if (!lane.link || lane.retryTimer) return null;
-    if (lane.inbox.length) return 'ingest';
-    if (lane.wantReconcile) return 'reconcile';
-    if (lane.wantPush && this.mode !== 'off') return 'push';
+    const push = lane.wantPush && this.mode !== 'off';
+    // Pulls come first, but never starve the pushes: a terminal that keeps logging
+    // (a burst of enrollments at it, or its log of our own pushes) alternates, so
+    // its writes start while its enrollments are still being pulled.
+    const pull = lane.inbox.length > 0 && !lane.merging;
+    if (pull && !(push && lane.lastTask === 'ingest')) return 'ingest';
+    if (lane.wantReconcile && !lane.merging) return 'reconcile';
+    if (push) return 'push';
+    if (pull) return 'ingest';
     return null;
+  }
+
+  /**
+   * Resolves on a later turn of the event loop, one waiter per turn, in order.
+   * Jobs start (and merges run) through it, so fifty lanes whose answers arrived
+   * together do not run their database work back to back while other lanes'
+   * answers, heartbeats and the admin API wait: between two such steps the loop
+   * serves timers and I/O (an immediate queued from an immediate runs on the
+   * next turn).
+   */
+  private turn(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.turnWaiters.push(resolve);
+      if (!this.turnArmed) this.armTurn();
+    });
+  }
+
+  private armTurn(): void {
+    this.turnArmed = true;
+    setImmediate(() => {
+      this.turnWaiters.shift()?.();
+      if (this.turnWaiters.length) this.armTurn();
+      else this.turnArmed = false;
+    });
   }
 
   private schedule(lane: Lane): void {
@@ -291,6 +340,7 @@ export class SyncEngine {
     const task = this.nextTask(lane);
     if (!task) return;
     lane.running = true;
+    lane.lastTask = task;
     const priority = task === 'ingest' ? Priority.PULL : task === 'push' && !lane.catchingUp ? Priority.PUSH : Priority.CATCHUP;
     this.queue
       .add(() => this.run(lane, task), { priority })
@@ -350,7 +400,16 @@ export class SyncEngine {
    * the terminal.
    */
   private async ingest(lane: Lane, link: TerminalLink): Promise<void> {
-    const batchMax = link.identity.maxBatch;
+    // A terminal logging fast (a burst of enrollments at it, or its log of our own
+    // pushes) is read in batches: one ingest per INGEST_LINGER_MS at most unless a
+    // whole batch is waiting. A lone event after a quiet spell goes at once.
+    const since = this.now() - lane.lastIngestAt;
+    if (since < INGEST_LINGER_MS && lane.inbox.length < PULL_BATCH) await new Promise((r) => setTimeout(r, INGEST_LINGER_MS - since));
+    lane.lastIngestAt = this.now();
+    if (lane.link !== link || lane.inbox.length === 0) return;
+    // at most PULL_BATCH users per pull: one merge transaction fans each user out to
+    // every terminal (an outbox row each), and it runs without yielding
+    const batchMax = Math.min(link.identity.maxBatch, PULL_BATCH);
     const users: string[] = [];
     /** user -> the last event in this batch that named it */
     const wanted = new Map<string, number>();
@@ -373,6 +432,39 @@ export class SyncEngine {
     const batch = lane.inbox.slice(0, take);
     const lastId = batch[batch.length - 1].id;
     const pulled = users.length ? await link.getUsers(users) : [];
+    if (pulled.length === 0) return this.mergeAndAck(lane, link, pulled, wanted, users, take, lastId, deletes, reset);
+    // The merge is the heaviest synchronous step (every user fans out to every
+    // terminal): it waits for its own turn of the event loop WITHOUT holding the
+    // lane, so this terminal's pushes go on meanwhile; no further ingest (nor a
+    // reconcile) of this lane starts before it is merged, so events stay in order.
+    lane.merging = true;
+    const merged = this.turn()
+      .then(() => this.mergeAndAck(lane, link, pulled, wanted, users, take, lastId, deletes, reset))
+      .catch((e) => {
+        if (!link.closed) {
+          this.log.warn({ terminal: lane.id, err: (e as Error).message }, 'merge failed; closing session');
+          link.close(`ingest failed: ${(e as Error).message}`);
+        }
+      })
+      .finally(() => {
+        lane.merging = false;
+        this.merging.delete(merged);
+        this.schedule(lane);
+      });
+    this.merging.add(merged);
+  }
+
+  private mergeAndAck(
+    lane: Lane,
+    link: TerminalLink,
+    pulled: Awaited<ReturnType<TerminalLink['getUsers']>>,
+    wanted: Map<string, number>,
+    users: string[],
+    take: number,
+    lastId: number,
+    deletes: EventRecord[],
+    reset: boolean,
+  ): void {
     this.stats.pulls += pulled.length;
     const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
     // the terminal list is read only when there is something to fan out (most batches in a
@@ -437,8 +529,29 @@ export class SyncEngine {
 
   // ----------------------------------------------------------------- push
 
+  /**
+   * One push step of a lane. Batches are pipelined: the next PUT_USERS is sent
+   * while the previous one is still being written by the terminal (which
+   * serves its requests in order), so a terminal never sits idle waiting for
+   * the server between two batches; at most two batches per terminal are in
+   * flight. The step ends once the previous batch is answered and acknowledged.
+   */
   private async pushSome(lane: Lane, link: TerminalLink): Promise<void> {
-    const items = this.store.take(lane.id, link.identity.maxBatch);
+    const prev = lane.inflight && lane.inflight.link === link ? lane.inflight : null;
+    const max = link.identity.maxBatch;
+    // behind the batch in flight (an entry changed again meanwhile waits for the next round)
+    let items = this.store.take(lane.id, max, prev?.last);
+    if (prev) {
+      items = items.filter((i) => !prev.users.has(i.userId));
+      if (items.length < max) {
+        // No full batch waits behind the one in flight: let that one finish first, so
+        // that what is enqueued meanwhile goes out together instead of as many small
+        // requests (its answer may also leave entries behind: look again after it).
+        await prev.done;
+        lane.wantPush = true;
+        return;
+      }
+    }
     if (items.length === 0) {
       lane.wantPush = false;
       lane.catchingUp = false;
@@ -455,6 +568,26 @@ export class SyncEngine {
         live.push(it);
       } else gone.push(it); // deleted on the server: the terminal deletes it too
     });
+    const tail = items[items.length - 1];
+    const batch = {
+      link,
+      users: new Set(items.map((i) => i.userId)),
+      last: { enqueuedAt: tail.enqueuedAt, userId: tail.userId },
+      done: this.completePush(lane, link, records, live, gone),
+    };
+    lane.inflight = batch;
+    // awaited by this lane's next step; a failure is never left unhandled
+    batch.done.then(
+      () => lane.inflight === batch && (lane.inflight = null),
+      () => lane.inflight === batch && (lane.inflight = null),
+    );
+    if (prev) await prev.done;
+    // more may be waiting: stay scheduled
+    lane.wantPush = true;
+  }
+
+  /** Waits for a sent batch's answer and records it (outbox, monitoring events, stats). */
+  private async completePush(lane: Lane, link: TerminalLink, records: UserRecord[], live: OutboxItem[], gone: OutboxItem[]): Promise<void> {
     let statuses: number[];
     try {
       statuses = records.length ? await link.putUsers(records) : [];
@@ -489,8 +622,6 @@ export class SyncEngine {
       this.notify(EngineEvent.PUSH_FAILED, lane.id, f.item.userId);
       this.pushDone(f.item.userId);
     }
-    // more may be waiting: stay scheduled
-    lane.wantPush = true;
   }
 
   /** Pull-to-last-push latency: from a device event's arrival to the last push it caused. */

@@ -225,7 +225,11 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     const server = tlsOpts
       ? tls.createServer({ cert: tlsOpts.cert, key: tlsOpts.key, ca: tlsOpts.ca, requestCert: tlsOpts.requireClientCert ?? false, rejectUnauthorized: tlsOpts.requireClientCert ?? false }, onSocket)
       : net.createServer(onSocket);
-    if (tlsOpts) server.on('tlsClientError', (e) => this.log.warn({ err: e.message }, 'TLS handshake refused'));
+    if (tlsOpts)
+      // the verification failure (e.g. CERT_HAS_EXPIRED) is on the socket; the error itself often just says "socket hang up"
+      server.on('tlsClientError', (e, s) =>
+        this.log.warn({ err: e.message, reason: s.authorizationError ?? undefined, remote: `${s.remoteAddress}:${s.remotePort}` }, 'TLS handshake refused'),
+      );
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
