@@ -15,22 +15,26 @@ export interface BurstOptions {
   terminals: number;
   users: number;
   seed?: number;
+  /** fingerprints per user (default 1) */
+  fingers?: number;
+  /** child processes the simulated terminals run in (0: this process) */
+  simProcesses?: number;
   cpuProfDir?: string;
   logFile?: string;
   progress?: (msg: string) => void;
 }
 
-export function burstScenario(o: { terminals: number; users: number; seed?: number }): Scenario {
-  return generate({ generator: 'burst', seed: o.seed ?? 42, params: { terminals: o.terminals, users: o.users, cards: 1, fingers: 1 } });
+export function burstScenario(o: { terminals: number; users: number; seed?: number; fingers?: number }): Scenario {
+  return generate({ generator: 'burst', seed: o.seed ?? 42, params: { terminals: o.terminals, users: o.users, cards: 1, fingers: o.fingers ?? 1 } });
 }
 
 export async function runBurst(o: BurstOptions): Promise<{ replay: ReplayResult; bound: BoundResult; scenario: Scenario }> {
   const scenario = burstScenario(o);
   const bound = deviceBound(scenario, DEFAULT_TIMING, DEFAULT_MAX_USERS_PER_BATCH, 'max');
   o.progress?.(`burst: ${o.users} users on ${o.terminals} terminals; device bound ${round(bound.boundMs / 1000, 2)} s`);
-  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile });
+  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile, simProcesses: o.simProcesses });
   try {
-    const r = await replay({ scenario, sim: site.sim, daemon: site.daemon, db: site.db, speed: 'max', adminProbeMs: 100, progress: o.progress, timeoutMs: 15 * 60_000 });
+    const r = await replay({ scenario, host: site.host, daemon: site.daemon, db: site.db, speed: 'max', adminProbeMs: 100, progress: o.progress, timeoutMs: 15 * 60_000 });
     return { replay: r, bound, scenario };
   } finally {
     await site.close();
@@ -44,7 +48,7 @@ export interface NaiveRun extends NaiveResult {
 }
 
 /** The naive baseline on the first `sampleUsers` enrollments of the same burst, scaled to all users. */
-export async function runNaiveSample(o: { terminals: number; users: number; seed?: number; sampleUsers: number }): Promise<NaiveRun> {
+export async function runNaiveSample(o: { terminals: number; users: number; seed?: number; fingers?: number; sampleUsers: number }): Promise<NaiveRun> {
   const full = burstScenario(o);
   const sample = sampleEnrollments(full, o.sampleUsers);
   const sim = await Simulator.start({ terminals: o.terminals, commKey: DEV_COMM_KEY });

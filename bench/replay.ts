@@ -13,30 +13,26 @@
 // action as soon as its terminal is free ("as fast as the terminals log
 // them"). Barriers, and at 'max' speed offline/online actions, wait for every
 // earlier action first.
-import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command, EventCode, ORIGIN_DEVICE, ORIGIN_SERVER } from '../src/codec/index.js';
-import type { EventRecord } from '../src/model/event.js';
-import type { UserRecord } from '../src/model/user.js';
-import type { Simulator } from '../src/sim/simulator.js';
-import type { SimTerminal, UserPatch } from '../src/sim/terminal.js';
-import { Store } from '../src/store/store.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { ORIGIN_DEVICE, ORIGIN_SERVER } from '../src/codec/index.js';
+import { startAdminProbe } from './admin-probe.js';
 import type { DaemonProc } from './daemon-proc.js';
 import type { Action, Scenario } from './scenario.js';
+import { epochNow, type SimEvent, type SimHost } from './sim-host.js';
 import { round, summarize, type Summary } from './stats.js';
 
 export type Speed = number | 'max';
 
 export interface ReplayOptions {
   scenario: Scenario;
-  sim: Simulator;
+  /** the simulated terminals (bench/sim-host.ts) */
+  host: SimHost;
   daemon: DaemonProc;
   /** the daemon's database file (read-only here) */
   db: string;
   speed: Speed;
-  /** probe the admin API while the scenario runs (GETs on a rotating set of endpoints) */
+  /** probe the admin API every N ms while the scenario runs (bench/admin-probe.ts, its own process) */
   adminProbeMs?: number;
   timeoutMs?: number;
   progress?: (msg: string) => void;
@@ -54,6 +50,8 @@ export interface TimelinePoint {
   writes: number;
   /** the daemon's CPU use since the previous point, % of one core */
   daemonCpuPct: number;
+  /** this process's (simulator + harness) CPU use since the previous point, % of one core */
+  simCpuPct: number;
 }
 
 export interface ReplayResult {
@@ -85,14 +83,12 @@ export interface ReplayResult {
     pushesFailed: number;
     dbWriteFailures: number;
   };
-  admin: (Summary & { errors: number }) | null;
+  admin: (Summary & { errors: number; byPath: Record<string, Summary> }) | null;
   commands: Record<string, number>;
   timeline: TimelinePoint[];
   /** the first few differences when not converged */
   problems: string[];
 }
-
-const CHANGE_CODES = new Set<number>([EventCode.USER_ENROLL_SUCCESS, EventCode.USER_UPDATE_SUCCESS, EventCode.USER_PARTIAL_UPDATE_SUCCESS]);
 
 /** Follows every terminal's log: who holds which change of which user, since when. */
 class Tracker {
@@ -112,31 +108,28 @@ class Tracker {
   writes = 0;
   /** time of every server write (for the timeline) */
   readonly writeTimes: number[] = [];
-  private readonly listeners: (() => void)[] = [];
+  private attached = true;
 
   constructor(
-    private readonly sim: Simulator,
-    private readonly now: () => number,
+    host: SimHost,
+    private readonly T: number,
+    /** epoch ms of the replay's start */
+    private readonly t0: number,
   ) {
-    for (const t of sim.terminals) {
-      const fn = (events: EventRecord[]) => this.onEvents(t, events);
-      t.on('events', fn);
-      this.listeners.push(() => t.off('events', fn));
-    }
+    host.onEvents((batch) => this.attached && this.onEvents(batch));
   }
 
-  private onEvents(t: SimTerminal, events: EventRecord[]): void {
-    const now = this.now();
-    const T = this.sim.terminals.length;
-    for (const e of events) {
-      if (!CHANGE_CODES.has(e.code) || !e.userId) continue;
+  private onEvents(batch: SimEvent[]): void {
+    const T = this.T;
+    for (const e of batch) {
+      const now = e.at - this.t0;
       const u = e.userId;
       if (e.param === ORIGIN_DEVICE) {
         this.deviceChanges++;
         this.finishLatency(u);
         this.changedAt.set(u, now);
         const h = new Uint8Array(T + 1);
-        h[t.index] = 1;
+        h[e.term] = 1;
         if (this.holderCount.get(u) === T) this.fullCount--;
         this.holders.set(u, h);
         this.holderCount.set(u, 1);
@@ -145,8 +138,8 @@ class Tracker {
       } else if (e.param === ORIGIN_SERVER) {
         this.writes++;
         this.writeTimes.push(now);
-        this.lastWrite = now;
-        this.lastWriteAt.set(u, now);
+        if (now > this.lastWrite) this.lastWrite = now;
+        this.lastWriteAt.set(u, Math.max(now, this.lastWriteAt.get(u) ?? 0));
         let h = this.holders.get(u);
         if (!h) {
           // a server-side user (not from a device change): track it too
@@ -154,8 +147,8 @@ class Tracker {
           this.holders.set(u, h);
           this.holderCount.set(u, 0);
         }
-        if (!h[t.index]) {
-          h[t.index] = 1;
+        if (!h[e.term]) {
+          h[e.term] = 1;
           const n = this.holderCount.get(u)! + 1;
           this.holderCount.set(u, n);
           if (n === T) this.markFull(u, now);
@@ -187,150 +180,27 @@ class Tracker {
   }
 
   detach(): void {
-    for (const off of this.listeners) off();
+    this.attached = false;
   }
-}
-
-/** The patch that makes a terminal's copy of a user equal to `u` (for 'edit-to'). */
-export function patchTo(u: UserRecord): UserPatch {
-  return {
-    name: u.name,
-    phrase: u.phrase,
-    startTime: u.setting.startTime,
-    endTime: u.setting.endTime,
-    cards: u.cards.map((c) => ({ type: c.type, data: c.data.toString('hex') })),
-    fingers: u.fingers.map((f) => ({ index: f.index, flag: f.flag, templates: [f.templates[0].toString('hex'), f.templates[1].toString('hex')] })),
-    faces: u.faces.map((f) => ({ index: f.index, flag: f.flag, data: f.data.toString('hex') })),
-    accessGroups: u.accessGroups,
-    pinHash: u.pinHash.length ? u.pinHash.toString('hex') : '',
-  };
-}
-
-async function perform(t: SimTerminal, a: Action): Promise<void> {
-  switch (a.op) {
-    case 'enroll':
-      await t.enroll(a.user);
-      return;
-    case 'edit':
-      await t.edit(a.userId, a.patch);
-      return;
-    case 'edit-to':
-      if (t.getUser(a.user.id)) await t.edit(a.user.id, patchTo(a.user));
-      else await t.enroll(a.user);
-      return;
-    case 'offline':
-      t.refuse(1e12);
-      t.dropConnections();
-      return;
-    case 'online':
-      t.refuse(0);
-      return;
-    case 'barrier':
-      return;
-  }
-}
-
-/**
- * Compares every terminal with the server's records. Returns the first few
- * problems (empty = converged). `skip`: terminals not expected to hold
- * anything (offline at the end).
- */
-export function verifyConverged(sim: Simulator, store: Store, skip: Set<number> = new Set(), limit = 5): string[] {
-  const problems: string[] = [];
-  const server: UserRecord[] = [];
-  for (let after = ''; ; ) {
-    const page = store.listUsers({ after, limit: 5000 });
-    if (page.length === 0) break;
-    server.push(...page);
-    after = page[page.length - 1].id;
-  }
-  for (const t of sim.terminals) {
-    if (skip.has(t.index)) continue;
-    const held = new Map<string, UserRecord>();
-    for (const u of t.storedUsers()) held.set(u.id, u);
-    for (const u of server) {
-      const h = held.get(u.id);
-      if (!h) problems.push(`terminal ${t.index} lacks user ${u.id}`);
-      else if (!usersEqual(h, u)) problems.push(`terminal ${t.index} holds user ${u.id} different from the server`);
-      if (problems.length >= limit) return problems;
-    }
-  }
-  return problems;
-}
-
-const ADMIN_PATHS = ['/api/status', '/api/terminals', '/api/users?limit=100', '/api/events?limit=100&order=desc', '/metrics', '/healthz'];
-
-/** GETs on the admin API, one at a time every `everyMs`, until stopped. */
-export function probeAdmin(port: number, everyMs: number): { stop(): Promise<{ latencies: number[]; errors: number }> } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const latencies: number[] = [];
-  let errors = 0;
-  let stopped = false;
-  const one = (path: string) =>
-    new Promise<void>((resolve) => {
-      const started = performance.now();
-      const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
-        res.on('data', () => {});
-        res.on('end', () => {
-          if (res.statusCode === 200) latencies.push(performance.now() - started);
-          else errors++;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-    });
-  const loop = (async () => {
-    for (let i = 0; !stopped; i++) {
-      const next = performance.now() + everyMs;
-      await one(ADMIN_PATHS[i % ADMIN_PATHS.length]);
-      const wait = next - performance.now();
-      if (wait > 0 && !stopped) await sleep(wait);
-    }
-  })();
-  return {
-    async stop() {
-      stopped = true;
-      await loop;
-      agent.destroy();
-      return { latencies, errors };
-    },
-  };
-}
-
-/** Counts the requests each terminal serves, by command (and user records written). */
-function countCommands(sim: Simulator): { counts: Record<string, number>; records: () => number; restore(): void } {
-  const counts: Record<string, number> = {};
-  let records = 0;
-  const restores: (() => void)[] = [];
-  for (const t of sim.terminals) {
-    const orig = t.handle.bind(t);
-    t.handle = (frame, hooks) => {
-      const name = Command[frame.command] ?? `0x${frame.command.toString(16)}`;
-      counts[name] = (counts[name] ?? 0) + 1;
-      if (frame.command === Command.PUT_USERS && frame.payload.length >= 4) records += frame.payload.readUInt16LE(2);
-      return orig(frame, hooks);
-    };
-    restores.push(() => {
-      delete (t as { handle?: unknown }).handle;
-    });
-  }
-  return { counts, records: () => records, restore: () => restores.forEach((r) => r()) };
 }
 
 export async function replay(o: ReplayOptions): Promise<ReplayResult> {
-  const { scenario: sc, sim, daemon } = o;
-  if (sim.terminals.length !== sc.terminals) throw new Error(`scenario ${sc.name} needs ${sc.terminals} terminals, the simulator has ${sim.terminals.length}`);
+  const { scenario: sc, host, daemon } = o;
+  if (host.terminals !== sc.terminals) throw new Error(`scenario ${sc.name} needs ${sc.terminals} terminals, the simulator has ${host.terminals}`);
   const t0 = performance.now();
+  const t0Epoch = epochNow();
   const now = () => performance.now() - t0;
-  const tracker = new Tracker(sim, now);
-  const cmd = countCommands(sim);
+  const tracker = new Tracker(host, sc.terminals, t0Epoch);
+  const cmd0 = await host.commandCounts();
   const sampleFrom = daemon.samples.length;
+  // this process's CPU (the simulated terminals and the harness), sampled with the daemon's samples
+  const ownCpu: { at: number; us: number }[] = [];
+  const ownTimer = setInterval(() => {
+    const c = process.cpuUsage();
+    ownCpu.push({ at: Date.now(), us: c.user + c.system });
+  }, 250);
   const cpu0 = daemon.cpuMsFromProc();
-  const admin = o.adminProbeMs ? probeAdmin(daemon.adminPort, o.adminProbeMs) : null;
-  const store = Store.open(o.db, { readonly: true });
+  const admin = o.adminProbeMs ? await startAdminProbe(daemon.adminPort, o.adminProbeMs) : null;
   const offline = new Set<number>();
   const deadline = Date.now() + (o.timeoutMs ?? 600_000);
   const problems: string[] = [];
@@ -342,7 +212,7 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
       if (st.idle && st.outbox === 0 && expectHolders) {
         // let in-flight writes land, then compare everything with the database
         await sleep(50);
-        const p = verifyConverged(sim, store, offline);
+        const p = await host.verify(o.db, [...offline]);
         if (p.length === 0) return true;
         if (Date.now() > deadline) {
           problems.push(...p);
@@ -370,7 +240,6 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
     }
     await Promise.all(
       [...byTerm].map(async ([term, list]) => {
-        const t = sim.terminal(term)!;
         for (const a of list) {
           if (o.speed !== 'max') {
             const due = segStartWall + (a.t - segStartT) / o.speed;
@@ -378,7 +247,7 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
             if (wait >= 1) await sleep(wait);
           }
           try {
-            await perform(t, a);
+            await host.perform(term, a);
           } catch (e) {
             problems.push(`${a.op} on terminal ${term} failed: ${(e as Error).message}`);
           }
@@ -401,7 +270,7 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
     }
     if (a.op === 'barrier') await waitConverged(false);
     else {
-      await perform(sim.terminal(a.term)!, a);
+      await host.perform(a.term, a);
       if (a.op === 'offline') offline.add(a.term);
       else offline.delete(a.term);
     }
@@ -427,9 +296,14 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
   const adminRes = admin ? await admin.stop() : null;
   const cpuMs = daemon.cpuMsFromProc() - cpu0;
   const wallMs = now();
-  store.close();
+  clearInterval(ownTimer);
+  // events appended before the end may still be on their way from the simulator's process
+  await sleep(20);
   tracker.detach();
-  cmd.restore();
+  const cmd1 = await host.commandCounts();
+  const counts: Record<string, number> = {};
+  for (const [k, v] of Object.entries(cmd1.counts)) if (v - (cmd0.counts[k] ?? 0) > 0) counts[k] = v - (cmd0.counts[k] ?? 0);
+  const records = cmd1.records - cmd0.records;
 
   const convergenceMs = tracker.lastWrite;
   const samples = daemon.samples.slice(sampleFrom);
@@ -446,6 +320,9 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
     const w0 = w;
     while (w < tracker.writeTimes.length && tracker.writeTimes[w] <= t) w++;
     const cpuPct = prev ? (100 * (s.cpuUserUs + s.cpuSystemUs - prev.cpuUserUs - prev.cpuSystemUs)) / 1000 / Math.max(1, s.at - prev.at) : 0;
+    const a = ownCpu.findLast((c) => c.at <= (prev?.at ?? 0));
+    const b = ownCpu.findLast((c) => c.at <= s.at);
+    const simPct = a && b && b.at > a.at ? (100 * (b.us - a.us)) / 1000 / (b.at - a.at) : 0;
     prev = s;
     return {
       t: Math.round(t),
@@ -456,6 +333,7 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
       heapMb: round(s.heapUsed / 1048576),
       writes: w - w0,
       daemonCpuPct: round(cpuPct),
+      simCpuPct: round(simPct),
     };
   });
   const stats = await daemon.state();
@@ -464,15 +342,15 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
     scenario: sc.name,
     speed: o.speed,
     terminals: sc.terminals,
-    users: store ? users : 0,
+    users,
     deviceChanges: tracker.deviceChanges,
     convergenceMs: round(convergenceMs),
     converged,
     actionsDoneMs: round(actionsDoneMs),
-    putUsersRequests: cmd.counts.PUT_USERS ?? 0,
-    userRecordsWritten: cmd.records(),
-    pushesPerSec: round((cmd.counts.PUT_USERS ?? 0) / secs),
-    recordsPerSec: round(cmd.records() / secs),
+    putUsersRequests: counts.PUT_USERS ?? 0,
+    userRecordsWritten: records,
+    pushesPerSec: round((counts.PUT_USERS ?? 0) / secs),
+    recordsPerSec: round(records / secs),
     latencyMs: roundSummary(summarize(tracker.finish())),
     daemon: {
       cpuMs: round(cpuMs),
@@ -486,8 +364,14 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
       pushesFailed: stats.pushesFailed,
       dbWriteFailures: stats.dbWriteFailures,
     },
-    admin: adminRes ? { ...roundSummary(summarize(adminRes.latencies)), errors: adminRes.errors } : null,
-    commands: cmd.counts,
+    admin: adminRes
+      ? {
+          ...roundSummary(summarize(adminRes.latencies)),
+          errors: adminRes.errors,
+          byPath: Object.fromEntries(Object.entries(adminRes.byPath).map(([p, l]) => [p, roundSummary(summarize(l))])),
+        }
+      : null,
+    commands: counts,
     timeline,
     problems,
   };

@@ -148,7 +148,7 @@ function quietDay(seed: number, p: Record<string, number>): Scenario {
     actions.push({ t: Math.round(t), term, op: 'enroll', user: u });
     if (rand() < 0.4) {
       // later that day the user gets a fingerprint (or a card) at another door
-      const later = Math.round(Math.min(dayMs - 1, t + 600_000 + rand() * 3_600_000 * 4));
+      const later = Math.round(Math.min(dayMs - 1, t + 3_600_000 + rand() * 3_600_000 * 4));
       const other = 1 + ((term + Math.floor(rand() * (T - 1))) % T);
       const patch: UserPatch = withCard ? { addFingers: [fingerJson(makeFinger(rand, 0))] } : { addCards: [cardJson(makeCard(id, 0))] };
       actions.push({ t: later, term: other, op: 'edit', userId: id, patch });

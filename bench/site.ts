@@ -1,20 +1,27 @@
-// One measured site: a simulator (in this process, default timing model) and
-// the daemon (its own process) dialling every simulated terminal, with a fresh
-// SQLite file in a temp directory.
+// One measured site: the simulated terminals (default timing model; in this
+// process, or split over child processes with `simProcesses`) and the daemon
+// (its own process) dialling every one of them, with a fresh SQLite file in a
+// temp directory.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
-import { Simulator } from '../src/sim/simulator.js';
+import type { Simulator } from '../src/sim/simulator.js';
 import type { TimingModel } from '../src/sim/timing.js';
 import { DaemonProc } from './daemon-proc.js';
+import { Recorder } from './recorder.js';
+import { startLocalHost, startProcessHost, type SimHost } from './sim-host.js';
 
 export interface BenchSite {
-  sim: Simulator;
+  host: SimHost;
+  /** the in-process simulator (null when the terminals run in child processes) */
+  sim: Simulator | null;
   daemon: DaemonProc;
   dir: string;
   db: string;
+  /** the recording proxy between the daemon and the terminals (with `record`) */
+  recorder: Recorder | null;
   close(): Promise<void>;
 }
 
@@ -26,6 +33,10 @@ export interface BenchSiteOptions {
   cpuProfDir?: string;
   logFile?: string;
   sampleMs?: number;
+  /** put a recording proxy between the daemon and the terminals */
+  record?: boolean;
+  /** run the terminals in this many child processes instead of this one */
+  simProcesses?: number;
   /** wait at most this long for every terminal to be online and the daemon idle */
   readyTimeoutMs?: number;
 }
@@ -33,10 +44,19 @@ export interface BenchSiteOptions {
 export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
   const dir = mkdtempSync(join(tmpdir(), 'termsync-bench-'));
   const db = join(dir, 'termsync.db');
-  const sim = await Simulator.start({ terminals: o.terminals, commKey: DEV_COMM_KEY, timing: o.timing });
-  const ports = sim.ports();
+  let sim: Simulator | null = null;
+  let host: SimHost;
+  if (o.simProcesses && o.simProcesses > 0) host = await startProcessHost({ terminals: o.terminals, processes: o.simProcesses, timing: o.timing });
+  else {
+    const local = await startLocalHost({ terminals: o.terminals, timing: o.timing });
+    sim = local.sim;
+    host = local;
+  }
+  let recorder: Recorder | null = null;
   let daemon: DaemonProc;
   try {
+    if (o.record) recorder = await Recorder.start(host.ports());
+    const ports = recorder ? recorder.ports() : host.ports();
     daemon = await DaemonProc.start({
       db,
       commKey: DEV_COMM_KEY.toString('hex'),
@@ -50,18 +70,22 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
       logFile: o.logFile,
     });
   } catch (e) {
-    await sim.close();
+    await recorder?.close();
+    await host.close();
     rmSync(dir, { recursive: true, force: true });
     throw e;
   }
   const site: BenchSite = {
+    host,
     sim,
     daemon,
     dir,
     db,
+    recorder,
     async close() {
       await daemon.stop();
-      await sim.close();
+      await recorder?.close();
+      await host.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

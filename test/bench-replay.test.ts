@@ -105,7 +105,7 @@ describe('recorder and replayer', () => {
     // replaying the recording converges to the same server records
     const site = await startBenchSite({ terminals: 3, timing: ZERO_TIMING });
     try {
-      const r = await replay({ scenario: back, sim: site.sim, daemon: site.daemon, db: site.db, speed: 'max', timeoutMs: 60_000 });
+      const r = await replay({ scenario: back, host: site.host, daemon: site.daemon, db: site.db, speed: 'max', timeoutMs: 60_000 });
       expect(r.problems).toEqual([]);
       expect(r.converged).toBe(true);
       expect(r.users).toBe(8);

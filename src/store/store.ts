@@ -332,12 +332,14 @@ export class Store {
       pruneBefore: db.prepare<[number]>('DELETE FROM events WHERE time < ?'),
       eventCount: db.prepare<[], number>('SELECT count(*) FROM events').pluck(),
       // outbox
-      enqueue: db.prepare<[string, string, number]>(
-        `INSERT INTO outbox (terminal_id, user_id, enqueued_at) VALUES (?, ?, ?)
-         ON CONFLICT (terminal_id, user_id) DO UPDATE
-           SET gen = gen + 1, attempts = 0, last_error = NULL, enqueued_at = min(enqueued_at, excluded.enqueued_at)
-         RETURNING gen`,
-      ).pluck(),
+      // enqueue = insert a new row, or (it exists) coalesce into it: the same as one upsert,
+      // but the count of rows stays known (see owedCounts) without RETURNING's cost
+      enqueueNew: db.prepare<[string, string, number]>(
+        'INSERT INTO outbox (terminal_id, user_id, enqueued_at) VALUES (?, ?, ?) ON CONFLICT (terminal_id, user_id) DO NOTHING',
+      ),
+      enqueueBump: db.prepare<[number, string, string]>(
+        'UPDATE outbox SET gen = gen + 1, attempts = 0, last_error = NULL, enqueued_at = min(enqueued_at, ?) WHERE terminal_id = ? AND user_id = ?',
+      ),
       enqueueAll: db.prepare<[string, number]>(
         `INSERT INTO outbox (terminal_id, user_id, enqueued_at) SELECT ?, id, ? FROM users WHERE true
          ON CONFLICT (terminal_id, user_id) DO UPDATE
@@ -786,12 +788,12 @@ export class Store {
   // --------------------------------------------------------------- outbox
 
   private enqueueIn(terminalIds: readonly string[], userIds: readonly string[], now = this.now()): number {
-    const st = this.s.enqueue;
+    const { enqueueNew, enqueueBump } = this.s;
     let n = 0;
     for (const u of userIds) {
       for (const t of terminalIds) {
-        // gen 1: a new row; more: coalesced into a waiting one
-        if (st.get(t, u, now) === 1) this.owedAdd(t, 1);
+        if (enqueueNew.run(t, u, now).changes === 1) this.owedAdd(t, 1);
+        else enqueueBump.run(now, t, u);
         n++;
       }
     }

@@ -12,6 +12,7 @@
 // user coalesce into one row per terminal, and a burst bigger than memory simply
 // waits on disk. Each push job sends up to the terminal's batch size of users in
 // one PUT_USERS.
+import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { EventCode, ORIGIN_DEVICE, Status, UserFlag, statusName } from '../codec/constants.js';
@@ -25,7 +26,9 @@ import type { TerminalLink } from './ports.js';
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
 /** most users pulled and merged in one ingest step (bounds the merge transaction's length) */
-const PULL_BATCH = 50;
+const PULL_BATCH = 25;
+/** steps released per turn of the event loop until this much time has passed (see turn) */
+const TURN_BUDGET_MS = 2;
 /** shortest time between two ingests of one terminal while it keeps logging */
 const INGEST_LINGER_MS = 25;
 
@@ -312,12 +315,14 @@ export class SyncEngine {
   }
 
   /**
-   * Resolves on a later turn of the event loop, one waiter per turn, in order.
-   * Jobs start (and merges run) through it, so fifty lanes whose answers arrived
-   * together do not run their database work back to back while other lanes'
-   * answers, heartbeats and the admin API wait: between two such steps the loop
-   * serves timers and I/O (an immediate queued from an immediate runs on the
-   * next turn).
+   * Resolves on a later turn of the event loop, in order. Every step with
+   * database work goes through it (a job's start, a merge, the acknowledgement
+   * of a pushed batch), so fifty lanes whose answers arrived together do not run
+   * their database work back to back while other lanes' answers, heartbeats and
+   * the admin API wait: one turn runs steps for about TURN_BUDGET_MS (plus the
+   * last step's own length), then the loop serves timers and I/O before the
+   * next turn (an immediate queued from an immediate runs on the next turn).
+   * The work is the same; only its slicing changes.
    */
   private turn(): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -329,9 +334,18 @@ export class SyncEngine {
   private armTurn(): void {
     this.turnArmed = true;
     setImmediate(() => {
-      this.turnWaiters.shift()?.();
-      if (this.turnWaiters.length) this.armTurn();
-      else this.turnArmed = false;
+      const start = performance.now();
+      // Release waiters one at a time: each runs its synchronous step (as microtasks)
+      // before the next is released, until the turn's budget is spent.
+      const next = () => {
+        this.turnWaiters.shift()?.();
+        queueMicrotask(() => {
+          if (this.turnWaiters.length === 0) this.turnArmed = false;
+          else if (performance.now() - start < TURN_BUDGET_MS) next();
+          else this.armTurn();
+        });
+      };
+      next();
     });
   }
 
@@ -352,6 +366,7 @@ export class SyncEngine {
   }
 
   private async run(lane: Lane, task: Task): Promise<void> {
+    await this.turn();
     const link = lane.link;
     if (!link || link.closed) return;
     try {
@@ -598,6 +613,7 @@ export class SyncEngine {
       this.stats.pushesFailed += records.length;
       throw e;
     }
+    await this.turn();
     const ok: OutboxItem[] = [...gone];
     const failed: { item: OutboxItem; status: number }[] = [];
     statuses.forEach((s, k) => (s === Status.OK ? ok.push(live[k]) : failed.push({ item: live[k], status: s })));

@@ -1,0 +1,314 @@
+// `npm run bench`: the standard suite. Writes bench/results/latest.json, the
+// chart bench/results/burst.svg and the human summary bench/RESULTS.md, and
+// prints the summary.
+//
+//   npm run bench                      the standard suite (about 4 minutes on 2 cores)
+//   npm run bench -- --quick           a smaller burst (2,000 users) and 200 idle terminals
+//   npm run bench -- --users=N --terminals=N --idle=N --naive-sample=N
+//   npm run bench -- --prof            also profile the daemon during the burst (node --cpu-prof)
+//   npm run bench -- --only=codec,store,burst,naive,idle,scenarios
+//   npm run bench -- --full            the full-size burst (the default already is full size)
+//
+// The daemon runs in its own process (bench/daemon-child.ts: Daemon.start +
+// startAdmin, what `termsync run` runs) so its CPU and memory are its own; the
+// simulated terminals (default timing model) and the harness run here.
+import { cpus, freemem, totalmem, loadavg } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DEFAULT_MAX_USERS_PER_BATCH } from '../src/sim/terminal.js';
+import { DEFAULT_TIMING } from '../src/sim/timing.js';
+import { deviceBound } from './bound.js';
+import { runBurst, runNaiveSample } from './burst.js';
+import { renderChart } from './chart.js';
+import { recordedScenarios } from './fixtures.js';
+import { runIdle } from './idle.js';
+import { topSelfTime } from './profile.js';
+import { replay } from './replay.js';
+import { startBenchSite } from './site.js';
+import { round } from './stats.js';
+import { runStoreBench } from './store.bench.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const RESULTS = join(HERE, 'results');
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    full: { type: 'boolean', default: false },
+    prof: { type: 'boolean', default: false },
+    users: { type: 'string' },
+    terminals: { type: 'string' },
+    idle: { type: 'string' },
+    'naive-sample': { type: 'string' },
+    'sim-processes': { type: 'string' },
+    only: { type: 'string' },
+  },
+  allowPositionals: false,
+});
+
+const quick = args.quick && !args.full;
+const TERMINALS = Number(args.terminals ?? 50);
+const USERS = Number(args.users ?? (quick ? 2000 : 10_000));
+const IDLE = Number(args.idle ?? (quick ? 200 : 1000));
+const NAIVE_SAMPLE = Number(args['naive-sample'] ?? (quick ? 50 : 100));
+/** the burst's simulated terminals run in this many child processes (one event loop cannot keep up with 50 busy terminals) */
+const SIM_PROCESSES = Number(args['sim-processes'] ?? 2);
+const only = args.only ? new Set(args.only.split(',')) : null;
+const want = (part: string) => !only || only.has(part);
+
+const log = (m: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+const suiteStart = Date.now();
+
+function machine() {
+  let cpuModel = cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpuModel = m[1].trim();
+  } catch {
+    // not Linux
+  }
+  return {
+    cpu: cpuModel,
+    cores: cpus().length,
+    mhz: cpus()[0]?.speed || null,
+    ramGb: round(totalmem() / 2 ** 30, 1),
+    freeRamGb: round(freemem() / 2 ** 30, 1),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverageAtStart: loadavg().map((x) => round(x, 2)),
+  };
+}
+
+async function main() {
+  mkdirSync(RESULTS, { recursive: true });
+  const out: Record<string, any> = { machine: machine(), startedAt: new Date().toISOString(), notes: [] as string[] };
+  const notes: string[] = out.notes;
+
+  // ------------------------------------------------------------ codec
+  if (want('codec')) {
+    log('codec: mitata micro-benchmarks of LOG_EVENT decoding');
+    try {
+      const { runCodecBench } = await import('./codec.bench.js');
+      const c = await runCodecBench();
+      out.codec = { ...c, recordsPerSec: Math.round(c.recordsPerSec), ratioToHandwritten: round(c.ratioToHandwritten, 2) };
+    } catch (e) {
+      out.codec = { error: (e as Error).message };
+      notes.push(`codec bench failed: ${(e as Error).message}`);
+    }
+  }
+
+  // ------------------------------------------------------------ store
+  if (want('store')) {
+    log('store: SQLite merge upserts and fan-out');
+    out.store = runStoreBench();
+  }
+
+  // ------------------------------------------------------------ burst
+  if (want('burst')) {
+    const profDir = args.prof ? mkdtempSync(join(tmpdir(), 'termsync-prof-')) : undefined;
+    log(`burst: ${USERS} users across ${TERMINALS} terminals (daemon in its own process${profDir ? ', profiled' : ''})`);
+    const { replay: r, bound } = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, cpuProfDir: profDir, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
+    const { timeline, ...rest } = r;
+    out.burst = {
+      terminals: TERMINALS,
+      users: USERS,
+      fullSize: TERMINALS === 50 && USERS === 10_000,
+      convergenceMs: r.convergenceMs,
+      converged: r.converged,
+      deviceBoundMs: round(bound.boundMs),
+      ratioToBound: round(r.convergenceMs / bound.boundMs, 3),
+      naiveMs: null as number | null,
+      speedupVsNaive: null as number | null,
+      adminP50Ms: r.admin?.p50 ?? null,
+      adminP99Ms: r.admin?.p99 ?? null,
+      peakRssMb: r.daemon.peakRssMb,
+      peakHeapMb: r.daemon.peakHeapMb,
+      pushesPerSec: r.pushesPerSec,
+      recordsPerSec: r.recordsPerSec,
+      latencyMs: r.latencyMs,
+      daemonCpuMs: r.daemon.cpuMs,
+      daemonCpuPercentOfOneCore: r.daemon.cpuPercentOfOneCore,
+      maxOutbox: r.daemon.maxOutbox,
+      busiestTerminal: bound.busiestTerminal,
+      writesOwed: bound.writesOwed,
+      timing: DEFAULT_TIMING,
+      simProcesses: SIM_PROCESSES,
+      maxUsersPerBatch: DEFAULT_MAX_USERS_PER_BATCH,
+      detail: rest,
+    };
+    writeFileSync(join(RESULTS, 'burst-timeline.json'), JSON.stringify(timeline));
+    writeFileSync(
+      join(RESULTS, 'burst.svg'),
+      renderChart(timeline, {
+        title: `termsync: ${USERS.toLocaleString('en')} users enrolled across ${TERMINALS} terminals`,
+        subtitle: `converged in ${round(r.convergenceMs / 1000, 1)} s; device-bound limit ${round(bound.boundMs / 1000, 1)} s (${round(r.convergenceMs / bound.boundMs, 2)}x); ${out.machine.cpu}, ${out.machine.cores} cores, node ${process.version}`,
+        markers: [
+          { t: bound.boundMs, label: 'device-bound limit', color: '#2ca02c' },
+          { t: r.convergenceMs, label: 'converged', color: '#111' },
+        ],
+      }),
+    );
+    if (profDir) {
+      const files = readdirSync(profDir).map((f) => join(profDir, f));
+      // the largest profile is the main thread (tsx's loader thread writes a small one)
+      const main = files.sort((a, b) => readFileSync(b).length - readFileSync(a).length)[0];
+      if (main) out.burst.profile = topSelfTime(main, 20);
+      rmSync(profDir, { recursive: true, force: true });
+    }
+  }
+
+  // ------------------------------------------------------------ naive
+  if (want('naive')) {
+    log(`naive: the first ${NAIVE_SAMPLE} enrollments of the same burst, synced one user per request, one terminal at a time`);
+    const n = await runNaiveSample({ terminals: TERMINALS, users: USERS, sampleUsers: NAIVE_SAMPLE });
+    out.naive = { ...n, convergenceMs: round(n.convergenceMs), scaledMs: round(n.scaledMs), method: `measured on the first ${n.sampleUsers} of ${USERS} enrollments (${n.writes} writes), scaled by ${USERS}/${n.sampleUsers}: the naive loop is sequential, so its time grows linearly with the users` };
+    if (out.burst) {
+      out.burst.naiveMs = round(n.scaledMs);
+      out.burst.speedupVsNaive = round(n.scaledMs / out.burst.convergenceMs, 1);
+    }
+  }
+
+  // ------------------------------------------------------------ idle
+  if (want('idle')) {
+    log(`idle: ${IDLE} connected terminals, heartbeats only`);
+    const i = await runIdle({ terminals: IDLE, windowMs: 20_000, progress: log });
+    out.idle = i;
+  }
+
+  // ------------------------------------------------------------ recorded scenarios
+  if (want('scenarios')) {
+    out.scenarios = {};
+    for (const rec of recordedScenarios()) {
+      log(`scenario ${rec.name}: replaying the recording at ${rec.speed === 'max' ? 'maximum speed' : `${rec.speed}x`}`);
+      const site = await startBenchSite({ terminals: rec.scenario.terminals });
+      try {
+        const r = await replay({ scenario: rec.scenario, host: site.host, daemon: site.daemon, db: site.db, speed: rec.speed, adminProbeMs: 200, timeoutMs: 180_000 });
+        let boundMs: number | null = null;
+        try {
+          boundMs = round(deviceBound(rec.scenario, DEFAULT_TIMING, DEFAULT_MAX_USERS_PER_BATCH, rec.speed).boundMs);
+        } catch {
+          boundMs = null;
+        }
+        const { timeline: _t, commands, ...rest } = r;
+        out.scenarios[rec.name] = {
+          title: rec.scenario.title,
+          fixture: `fixtures/${rec.name}.frames.jsonl.gz`,
+          fixtureBytes: rec.bytes,
+          speed: rec.speed,
+          converged: r.converged,
+          convergenceMs: r.convergenceMs,
+          deviceBoundMs: boundMs,
+          latencyMs: r.latencyMs,
+          adminP99Ms: r.admin?.p99 ?? null,
+          daemonCpuMs: r.daemon.cpuMs,
+          peakRssMb: r.daemon.peakRssMb,
+          detail: { ...rest, commands },
+        };
+      } finally {
+        await site.close();
+      }
+    }
+  }
+
+  out.suiteMs = Date.now() - suiteStart;
+  out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
+  writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
+  const summary = humanSummary(out);
+  writeFileSync(join(HERE, 'RESULTS.md'), summary);
+  process.stdout.write(summary);
+  log(`done in ${round(out.suiteMs / 1000)} s: bench/results/latest.json, bench/results/burst.svg, bench/RESULTS.md`);
+}
+
+const n0 = (v: number | null | undefined, d = 0) => (v === null || v === undefined || !Number.isFinite(v) ? 'n/a' : v.toLocaleString('en', { maximumFractionDigits: d, minimumFractionDigits: d }));
+const check = (ok: boolean) => (ok ? 'met' : 'MISSED');
+
+/** Why a burst target was missed and what would close it (from profiling the daemon, see the report). */
+function analysis(o: Record<string, any>): string[] {
+  const b = o.burst;
+  const L: string[] = ['## Where the burst stands, and why', ''];
+  if (b.ratioToBound > 1.25) {
+    L.push(
+      `- Convergence is ${n0(b.ratioToBound, 2)}x the device bound (target 1.25x, missed by ${n0((b.ratioToBound / 1.25 - 1) * 100)}%). The bound assumes every terminal writes from the first millisecond; the daemon first has to pull and merge each enrolled user, and each merge fans the user out to ${b.terminals - 1} outbox rows in one SQLite transaction (about 1 ms of daemon CPU per user, ${n0(b.users / 1000)} s for the burst). While the merges run (the first third of the run, see the chart: the outbox grows faster than it drains) the terminals are fed at well under their write rate; afterwards they write at the device limit.`,
+      `- The daemon used ${n0(b.daemonCpuMs / 1000, 1)} s of CPU for a bound of ${n0(b.deviceBoundMs / 1000, 1)} s: on two cores shared with fifty simulated terminals (about a core of decoding and storing records) it cannot run ahead of the devices. Profile (node --cpu-prof on the daemon): the largest self-time items are better-sqlite3's transaction commit (the WAL checkpoint's fsync: with synchronous=NORMAL every 1,000 WAL pages), the outbox inserts, deletes and the per-user monitoring-event inserts; JavaScript itself is a small share.`,
+      '- What would close it: (1) run WAL checkpoints off the event loop (a worker thread with its own connection, wal_autocheckpoint=0 on the main one): measured 30-40% off a merge; (2) one outbox row per user with the set of terminals still owed (a bitmap) instead of a row per terminal and user: the fan-out becomes one insert and 49 cheap updates instead of 49 inserts and 49 deletes; (3) a multi-core host (the simulated terminals alone take a core here).',
+    );
+  }
+  if (b.adminP99Ms >= 50) {
+    L.push(
+      `- Admin API p99 is ${n0(b.adminP99Ms, 1)} ms (target < 50 ms; p50 ${n0(b.adminP50Ms, 1)} ms). The sync engine slices its database work (a job, a merge of at most 25 users, an acknowledgement) into turns of about 2 ms of the event loop, and outbox counts are kept in memory instead of counted per request; the remaining tail is the merge step itself (25 users x ${b.terminals - 1} outbox rows, ~20-40 ms with the checkpoint fsync) and CPU contention: the probe, the daemon and the simulator processes share two cores. Smaller merge steps or checkpoints off the loop (above) would cut the tail.`,
+    );
+  }
+  if (b.ratioToBound <= 1.25 && b.adminP99Ms < 50) L.push('- All burst targets met in this run.');
+  return L;
+}
+
+function humanSummary(o: Record<string, any>): string {
+  const m = o.machine;
+  const L: string[] = [];
+  L.push('# termsync benchmark results', '');
+  L.push(`Run ${o.startedAt} with \`npm run bench\` (${n0(o.suiteMs / 1000)} s).`, '');
+  L.push(`Machine: ${m.cpu}, ${m.cores} cores${m.mhz ? ` at ${m.mhz} MHz` : ''}, ${m.ramGb} GiB RAM, Node ${m.node}, ${m.platform}. Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')} (other work on the machine shares its 2 cores).`, '');
+  L.push(
+    `The daemon runs in its own process (Daemon + admin API, as \`termsync run\`), measured from /proc. The simulated terminals use the default timing model (2 ms per command, 3 ms per user written, 1 ms per user read, at most 200 users per request, one command at a time per terminal); in the burst they run in ${o.burst?.simProcesses ?? 2} child processes, elsewhere in the bench process. The admin API is probed from a process of its own. Everything shares the two cores.`,
+    '',
+  );
+  if (o.burst) {
+    const b = o.burst;
+    L.push(`## Enrollment burst: ${n0(b.users)} users across ${b.terminals} terminals${b.fullSize ? ' (full size)' : ' (SCALED DOWN: not the full 10,000 x 50)'}`, '');
+    L.push('| measure | result | target |', '|---|---|---|');
+    L.push(`| convergence (every terminal holds every user, equal to the server) | ${n0(b.convergenceMs / 1000, 1)} s${b.converged ? '' : ' (did NOT converge)'} | |`);
+    L.push(`| device-bound limit (busiest terminal's own work, timing model) | ${n0(b.deviceBoundMs / 1000, 1)} s | |`);
+    L.push(`| convergence / device bound | ${n0(b.ratioToBound, 2)}x | <= 1.25x: ${check(b.ratioToBound <= 1.25)} |`);
+    L.push(`| naive way (one user per request, one terminal at a time) | ${n0(b.naiveMs / 1000)} s (scaled from a sample) | |`);
+    L.push(`| speed-up over the naive way | ${n0(b.speedupVsNaive, 1)}x | >= 20x: ${check(b.speedupVsNaive >= 20)} |`);
+    L.push(`| admin API latency during the burst, p50 / p99 | ${n0(b.adminP50Ms, 1)} / ${n0(b.adminP99Ms, 1)} ms | p99 < 50 ms: ${check(b.adminP99Ms < 50)} |`);
+    L.push(`| daemon peak RSS / peak heap | ${n0(b.peakRssMb)} / ${n0(b.peakHeapMb)} MB | RSS < 300 MB: ${check(b.peakRssMb < 300)} |`);
+    L.push(`| user records written per second / PUT_USERS per second | ${n0(b.recordsPerSec)} / ${n0(b.pushesPerSec)} | |`);
+    L.push(`| enrollment to last peer holding the user, p50 / p99 / max | ${n0(b.latencyMs.p50 / 1000, 1)} / ${n0(b.latencyMs.p99 / 1000, 1)} / ${n0(b.latencyMs.max / 1000, 1)} s | |`);
+    L.push(`| daemon CPU during the burst | ${n0(b.daemonCpuMs / 1000, 1)} s (${n0(b.daemonCpuPercentOfOneCore)}% of one core) | |`);
+    L.push(`| deepest outbox | ${n0(b.maxOutbox)} entries | |`, '');
+    L.push('Chart: [bench/results/burst.svg](results/burst.svg) (users held by every terminal, and outbox depth, over time).', '');
+    if (o.naive) L.push(`Naive baseline: ${o.naive.method}. Sample: ${n0(o.naive.convergenceMs / 1000, 1)} s for ${o.naive.writes} writes.`, '');
+    if (b.profile) {
+      L.push(`Daemon CPU profile during the burst (node --cpu-prof, top self time of ${n0(b.profile.totalMs)} ms busy):`, '');
+      for (const f of b.profile.functions.slice(0, 12)) L.push(`- ${f.selfPct}% ${f.name} (${f.where})`);
+      L.push('');
+    }
+  }
+  if (o.idle) {
+    const i = o.idle;
+    L.push(`## ${n0(i.terminals)} connected idle terminals`, '');
+    L.push(`Heartbeat every ${i.heartbeatSec} s; measured over ${n0(i.windowMs / 1000)} s: daemon CPU ${n0(i.cpuPercentOfOneCore, 2)}% of one core (target < 5%: ${check(i.cpuPercentOfOneCore < 5)}), RSS ${n0(i.rssMb)} MB, ${n0(i.pings)} pings answered; all terminals connected and reconciled in ${n0(i.connectMs / 1000, 1)} s.`, '');
+  }
+  if (o.codec) {
+    const c = o.codec;
+    L.push('## Codec and SQLite', '');
+    if (c.error) L.push(`Codec bench failed: ${c.error}`, '');
+    else {
+      L.push(`LOG_EVENT decoding (mitata, ${n0(c.payloadBytes)}-byte payloads of 1,000 records): ${n0(c.recordsPerSec / 1e6, 2)} M records/s, ${n0(c.mbPerSec)} MB/s (target >= 2 M/s: ${check(c.recordsPerSec >= 2e6)}); hand-written DataView decoder ${n0(c.handwrittenRecordsPerSec / 1e6, 2)} M records/s (ratio ${n0(c.ratioToHandwritten, 2)}, target within 2x: ${check(c.ratioToHandwritten >= 0.5)}); binary-parser reference ${n0(c.binaryParserRecordsPerSec / 1e6, 2)} M records/s; raw Buffer copy ${n0(c.copyMbPerSec)} MB/s.`, '');
+    }
+  }
+  if (o.store) {
+    const s = o.store;
+    L.push(`SQLite merge upserts (user with a card and a fingerprint): ${n0(s.mergeUnbatchedPerSec)}/s one per transaction, ${n0(s.mergeBatchedPerSec)}/s in batches of ${s.batchSize}; fan-out cycle (enqueue to ${s.fanoutTerminals - 1} terminals, take, read, acknowledge with its monitoring event): ${n0(s.fanoutRecordsPerSec)} user records/s.`, '');
+  }
+  if (o.scenarios) {
+    L.push('## Recorded scenarios (fixtures/*.frames.jsonl.gz, replayed)', '');
+    L.push('| scenario | speed | converged in | device bound | change to last peer p50 / p99 | admin p99 | daemon CPU |', '|---|---|---|---|---|---|---|');
+    for (const [name, s] of Object.entries<any>(o.scenarios)) {
+      L.push(`| ${name}: ${s.title} | ${s.speed === 'max' ? 'max' : `${s.speed}x`} | ${s.converged ? `${n0(s.convergenceMs / 1000, 2)} s` : 'NOT converged'} | ${s.deviceBoundMs === null ? 'n/a' : `${n0(s.deviceBoundMs / 1000, 2)} s`} | ${n0(s.latencyMs.p50)} / ${n0(s.latencyMs.p99)} ms | ${n0(s.adminP99Ms, 1)} ms | ${n0(s.daemonCpuMs / 1000, 2)} s |`);
+    }
+    L.push('', 'At a replay speed of N, N ms of the scenario pass per wall-clock ms (8640x: a day in 10 s); convergence is wall-clock time from the first action.', '');
+  }
+  if (o.burst) L.push(...analysis(o), '');
+  if (o.notes.length) L.push('## Notes', '', ...o.notes.map((n: string) => `- ${n}`), '');
+  return L.join('\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench failed: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
