@@ -268,3 +268,14 @@ describe('comm keys', () => {
     }
   });
 });
+
+describe('slow terminals', () => {
+  it('a terminal too slow to write a full batch within the request timeout still catches up (smaller batches)', async () => {
+    site = await startSite({ terminals: 2, daemon: { syncMode: 'server', requestTimeoutMs: 1000 }, sim: { timing: { perCommandMs: 0, perUserWriteMs: 12, perUserReadMs: 0 } } });
+    for (let i = 0; i < 200; i++) site.daemon.putUser(person(`slow${i}`));
+    // a full batch of 200 takes 2.4 s at this terminal, more than the 1 s timeout
+    await site.waitConverged({ count: 200, timeoutMs: 40_000 });
+    // and the daemon knows it: every push acknowledged
+    await waitFor(() => site!.daemon.store.outboxCount() === 0, { timeoutMs: 40_000, message: 'outbox not drained' });
+  }, 60_000);
+});

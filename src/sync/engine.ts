@@ -98,6 +98,12 @@ interface Lane {
   /** an ingest's merge is waiting for its turn (see ingest) */
   merging: boolean;
   lastIngestAt: number;
+  /**
+   * Most users per PUT_USERS for this terminal: its announced batch size, halved
+   * after a batch failed in transit (a slow link that cannot carry a full batch
+   * within the request timeout) and doubled back after each batch that went through.
+   */
+  batchLimit: number;
 }
 
 export class SyncEngine {
@@ -289,7 +295,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0 };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -505,9 +511,13 @@ export class SyncEngine {
       throw e;
     }
     lane.dbRetryMs = this.baseDbRetry;
-    lane.inbox.splice(0, take);
-    lane.processed = lastId;
-    link.ack(lastId);
+    // The merge may have waited for its turn while this session ended and a new
+    // one began: the new session's inbox is its own (it re-reads from the cursor).
+    if (lane.link === link) {
+      lane.inbox.splice(0, take);
+      lane.processed = lastId;
+      link.ack(lastId);
+    }
     const touched = new Set<string>();
     for (const r of results) {
       const arrived = lane.arrivals.get(r.record.id);
@@ -553,7 +563,7 @@ export class SyncEngine {
    */
   private async pushSome(lane: Lane, link: TerminalLink): Promise<void> {
     const prev = lane.inflight && lane.inflight.link === link ? lane.inflight : null;
-    const max = link.identity.maxBatch;
+    const max = Math.min(link.identity.maxBatch, lane.batchLimit);
     // behind the batch in flight (an entry changed again meanwhile waits for the next round)
     let items = this.store.take(lane.id, max, prev?.last);
     if (prev) {
@@ -609,10 +619,13 @@ export class SyncEngine {
       // USER_NOT_FOUND on a delete is success: the terminal does not hold the user.
       if (gone.length) await link.deleteUsers(gone.map((g) => g.userId));
     } catch (e) {
-      // Transport failure: the entries stay in the outbox for the next session.
+      // Transport failure: the entries stay in the outbox for the next session,
+      // which sends smaller batches in case the link could not carry this one in time.
       this.stats.pushesFailed += records.length;
+      lane.batchLimit = Math.max(1, Math.floor(records.length / 2));
       throw e;
     }
+    if (lane.batchLimit < link.identity.maxBatch && records.length >= lane.batchLimit) lane.batchLimit *= 2;
     await this.turn();
     const ok: OutboxItem[] = [...gone];
     const failed: { item: OutboxItem; status: number }[] = [];
