@@ -28,6 +28,7 @@ import { Simulator } from '../src/sim/simulator.js';
 import { Store } from '../src/store/store.js';
 import { usersEqual } from '../src/sync/merge.js';
 import { spawnDaemon, type ChildHandle } from '../test/helpers/child.js';
+import { prng } from '../test/helpers/faults.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,17 +48,6 @@ const N = Number(args.terminals);
 const RATE = Number(args.rate);
 const CHECKPOINT_MS = Number(args['checkpoint-sec']) * 1000;
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n: number) => Math.floor(next() * n) };
-}
 const rnd = prng(Number(args.seed));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string, extra: Record<string, unknown> = {}) =>

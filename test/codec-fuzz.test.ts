@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prng } from './helpers/faults.js';
 import {
   FrameDecoder,
   FrameKind,
@@ -43,18 +44,6 @@ import {
 const SEED = 0x7e55c0de;
 const MUTANTS = 100_000;
 
-/** mulberry32: small, fast, seedable */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] };
-}
 
 const dir = join(import.meta.dirname, '..', 'protocol', 'vectors');
 const corpus: Buffer[] = readdirSync(dir)

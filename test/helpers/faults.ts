@@ -1,22 +1,16 @@
 // Shared bits of the fault and security tests: a seeded PRNG, people to enroll,
 // a read-only look at a daemon's database from outside the daemon, and a
 // convergence check of simulated terminals against it.
+import { prng as mulberry32 } from '../../bench/scenario.js';
 import { userFromJson, type UserRecord } from '../../src/model/user.js';
 import type { Simulator } from '../../src/sim/simulator.js';
 import { Store } from '../../src/store/store.js';
 import { usersEqual } from '../../src/sync/merge.js';
 
-/** mulberry32: small, fast, seedable (a failure names its seed and reproduces) */
+/** A seeded random source (a failure names its seed and reproduces). */
 export function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n: number) => Math.floor(next() * n) };
+  const next = mulberry32(seed);
+  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] };
 }
 
 export function person(id: string, extra: Record<string, unknown> = {}): UserRecord {
