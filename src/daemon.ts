@@ -70,7 +70,7 @@ export class Daemon {
   private stopped = false;
 
   static async start(o: DaemonOptions): Promise<Daemon> {
-    const store = Store.open(o.db, { busyTimeoutMs: o.busyTimeoutMs, synchronous: o.synchronous, logger: o.log });
+    const store = Store.open(o.db, { busyTimeoutMs: o.busyTimeoutMs, synchronous: o.synchronous, logger: o.log, checkpointInWorker: true });
     const d = new Daemon(o, store);
     try {
       await d.begin(o);
@@ -289,6 +289,7 @@ export class Daemon {
       }
     }
     this.store.flushPendingEvents();
+    await this.store.stopCheckpointer();
     this.store.close();
   }
 }

@@ -5,6 +5,7 @@
 // waits up to busyTimeoutMs for another connection and then fails BUSY).
 //
 // Every write method throws StoreWriteError, never a raw SqliteError.
+import { Checkpointer } from './checkpointer.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -179,6 +180,7 @@ export class Store {
   private pending: EventInput[] = [];
   private dropped = 0;
   private readonly stmtCache = new Map<string, Database.Statement>();
+  private checkpointer: Checkpointer | undefined;
   /** getUsersShared's records by user ID, with the row version they were read at */
   private readonly shared = new Map<string, UserRecord>();
   private sharedDataVersion = -1;
@@ -255,7 +257,9 @@ export class Store {
         if (applied.length > 0) opts.logger?.info({ path: file, applied, version: LATEST_SCHEMA_VERSION }, 'database schema migrated');
         if (!memory) tightenSidecars(file);
       }
-      return new Store(db, file, opts);
+      const store = new Store(db, file, opts);
+      if (opts.checkpointInWorker && !readonly && !memory) store.checkpointer = new Checkpointer(db, file, opts.logger);
+      return store;
     } catch (err) {
       db.close();
       throw (err as { code?: unknown }).code?.toString().startsWith('SQLITE_') ? toStoreWriteError(err, 'open') : err;
@@ -291,8 +295,15 @@ export class Store {
   }
 
   /** Tries once more to save pending events, then closes. Idempotent. */
+  /** Ends the checkpoint worker after a last checkpoint (call before close when it runs). */
+  async stopCheckpointer(): Promise<void> {
+    await this.checkpointer?.stop();
+    this.checkpointer = undefined;
+  }
+
   close(): void {
     if (!this.db.open) return;
+    void this.checkpointer?.stop();
     if (this.pending.length > 0 && !this.readonly) this.flushPendingEvents();
     if (this.pending.length > 0) this.log?.warn({ pending: this.pending.length }, 'closing the store with monitoring events not saved');
     this.db.close();

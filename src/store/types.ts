@@ -13,6 +13,8 @@ export type Synchronous = 'NORMAL' | 'FULL';
 export interface StoreOptions {
   /** open without write access (no migrations; the schema must be current). Default false. */
   readonly?: boolean;
+  /** run WAL checkpoints in a worker thread instead of inside commits (the daemon does). Default false. */
+  checkpointInWorker?: boolean;
   /** how long a write waits for another connection's write lock, ms. Default 5000. */
   busyTimeoutMs?: number;
   /** PRAGMA synchronous in WAL mode. Default 'NORMAL' (see the trade-off in store.ts). */
