@@ -7,6 +7,7 @@ import { userIdProblem, type UserRecord } from './model/user.js';
 import { Store } from './store/store.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine } from './sync/engine.js';
+import type { TerminalLink } from './sync/ports.js';
 import { SessionManager, type DialTarget, type DialTls, type ListenTls } from './terminal/manager.js';
 
 export interface DaemonOptions {
@@ -66,7 +67,7 @@ export class Daemon {
   readonly listenPorts: number[] = [];
   private readonly log: Logger;
   private readonly online = new Set<string>();
-  private readonly pendingLinks = new Map<string, import('./sync/ports.js').TerminalLink>();
+  private readonly pendingLinks = new Map<string, TerminalLink>();
   private stopped = false;
 
   static async start(o: DaemonOptions): Promise<Daemon> {
@@ -180,7 +181,7 @@ export class Daemon {
     return id;
   }
 
-  private onOnline(id: string, link: import('./sync/ports.js').TerminalLink): void {
+  private onOnline(id: string, link: TerminalLink): void {
     const row = this.store.getTerminal(id);
     const ident = link.identity;
     // Row updates are best effort: a database that refuses writes must not keep a
@@ -207,7 +208,7 @@ export class Daemon {
     this.goOnline(id, link);
   }
 
-  private goOnline(id: string, link: import('./sync/ports.js').TerminalLink): void {
+  private goOnline(id: string, link: TerminalLink): void {
     this.online.add(id);
     this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'online', lastSeen: Date.now() }));
     this.store.recordEventDurably({ type: DaemonEvent.TERMINAL_ONLINE, terminalId: id, detail: JSON.stringify({ remote: link.remote }) });

@@ -2,8 +2,7 @@
 // opens the database, binds the listeners, starts the admin API, tells systemd
 // it is ready, and handles SIGTERM (orderly stop) and SIGHUP (re-read the flag
 // files: terminals added or removed without dropping the others' sessions).
-import { readFileSync } from 'node:fs';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';

@@ -43,6 +43,11 @@ function remoteOf(s: net.Socket): string {
 }
 
 /** The terminal listens; the server dials it. */
+/** The terminal side of one connection, whichever side dialled. */
+function openSession(o: EndpointOptions, socket: net.Socket, remote: string): SimSession {
+  return new SimSession({ terminal: o.terminal, socket, commKey: o.commKey, heartbeatSec: o.heartbeatSec, handshakeMs: o.handshakeMs, logger: o.logger, remote });
+}
+
 export class TerminalListener implements Endpoint {
   private server: net.Server | undefined;
   private _port: number;
@@ -73,15 +78,7 @@ export class TerminalListener implements Endpoint {
       }
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 30_000);
-      new SimSession({
-        terminal: this.opts.terminal,
-        socket,
-        commKey: this.opts.commKey,
-        heartbeatSec: this.opts.heartbeatSec,
-        handshakeMs: this.opts.handshakeMs,
-        logger: this.opts.logger,
-        remote: remoteOf(socket),
-      });
+      openSession(this.opts, socket, remoteOf(socket));
     };
     const t = this.opts.tls;
     if (t) {
@@ -221,15 +218,7 @@ export class TerminalDialler implements Endpoint {
       }
       let authenticated = false;
       if (socket) {
-        const session = new SimSession({
-          terminal: this.opts.terminal,
-          socket,
-          commKey: this.opts.commKey,
-          heartbeatSec: this.opts.heartbeatSec,
-          handshakeMs: this.opts.handshakeMs,
-          logger: this.opts.logger,
-          remote: `${this.host}:${this.serverPort}`,
-        });
+        const session = openSession(this.opts, socket, `${this.host}:${this.serverPort}`);
         this.current = session;
         const reason = await session.closed;
         this.current = undefined;
