@@ -65,7 +65,7 @@ export class ZkChangeTracker {
 
   /** Whether a read of this terminal was diffed before. */
   hasBaseline(terminal: string): boolean {
-    return this.terminals.get(terminal)?.seen.size !== undefined && this.baselines.has(terminal);
+    return this.baselines.has(terminal);
   }
 
   private readonly baselines = new Set<string>();
