@@ -34,7 +34,7 @@ describe('termsync sim --protocol zk', () => {
       });
       expect(ready.terminals.map((t) => t.id)).toEqual(['1', '2']);
       const api = `http://${ready.control}`;
-      const list = await (await fetch(`${api}/terminals`)).json();
+      const list = (await (await fetch(`${api}/terminals`)).json()) as { terminals: { protocol: string; uidStart: number }[] };
       expect(list.terminals.map((t: { protocol: string; uidStart: number }) => [t.protocol, t.uidStart])).toEqual([
         ['zk', 1],
         ['zk', 300],
