@@ -116,6 +116,28 @@ describe('ZK client against the simulator', () => {
     await expect(c.deleteUser('2002')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it('a user enrolled at the terminal after our read keeps its slot: a new user is never written over it', async () => {
+    const s = await sim();
+    const t = s.terminals[0];
+    const c = await client(s);
+    await c.readUsers();
+    await t.enroll({ id: 'walk-in', name: 'Enrolled at the device' }); // takes uid 1 behind our back
+    const uid = await c.writeUser(person('pushed'));
+    expect(uid).toBe(2);
+    expect(t.listUsers().map((u) => [u.uid, u.userId])).toEqual([
+      [1, 'walk-in'],
+      [2, 'pushed'],
+    ]);
+    // in bulk, with the terminal disabled (nobody can enroll at it), one read serves every new user
+    const before = c.tableReads;
+    await c.withDisabled(async () => {
+      await c.readUsers();
+      for (let i = 0; i < 5; i++) await c.writeUser(person(`bulk-${i}`));
+    });
+    expect(c.tableReads - before).toBe(1);
+    expect(t.userCount).toBe(7);
+  });
+
   it('a refusal by the terminal is a typed error (duplicate card)', async () => {
     const s = await sim();
     await s.terminals[0].enroll({ id: 'a', card: 555 });

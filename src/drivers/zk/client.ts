@@ -170,6 +170,12 @@ export class ZkClient extends EventEmitter {
   readonly uids = new ZkUidMap();
   /** record size measured by the last table read (72 until one was read) */
   recordSize: ZkRecordSize = 72;
+  /** whether the terminal is disabled by us (no enrollment at the device meanwhile) */
+  private disabledByUs = false;
+  /** whether the uid map was read while the terminal was disabled (it cannot go stale until enable) */
+  private mapFresh = false;
+  /** table reads done (for tests and stats) */
+  tableReads = 0;
   /** frames skipped because their reply id belonged to an earlier request */
   staleFrames = 0;
   /** realtime events received (each acknowledged) */
@@ -431,11 +437,18 @@ export class ZkClient extends EventEmitter {
 
   /** The terminal shows "working" and takes no input at the device (around bulk work). */
   disable(): Promise<void> {
-    return this.serial(async () => void (await this.simple(Cmd.DISABLEDEVICE)));
+    return this.serial(async () => {
+      await this.simple(Cmd.DISABLEDEVICE);
+      this.disabledByUs = true;
+    });
   }
 
   enable(): Promise<void> {
-    return this.serial(async () => void (await this.simple(Cmd.ENABLEDEVICE)));
+    return this.serial(async () => {
+      this.disabledByUs = false;
+      this.mapFresh = false;
+      await this.simple(Cmd.ENABLEDEVICE);
+    });
   }
 
   /** Runs `fn` with the terminal disabled, enabling it again whatever happens. */
@@ -450,19 +463,32 @@ export class ZkClient extends EventEmitter {
 
   /** Reads the whole user table (record size measured) and refreshes the uid map. */
   readUsers(): Promise<ZkReadResult> {
-    return this.serial(async () => {
-      const counts = await this.counts();
-      const table = await this.readTable(Table.USERS.inner, Table.USERS.fct, 'reading users');
-      let t;
-      try {
-        t = decodeUserTable(table, counts.users);
-      } catch (e) {
-        throw new ZkError('PROTOCOL', `reading users: ${(e as Error).message}`);
-      }
-      this.recordSize = t.recordSize;
-      this.uids.load(t.users);
-      return t;
-    });
+    return this.serial(() => this.loadUsers());
+  }
+
+  private async loadUsers(): Promise<ZkReadResult> {
+    const counts = await this.counts();
+    const table = await this.readTable(Table.USERS.inner, Table.USERS.fct, 'reading users');
+    let t: ZkReadResult;
+    try {
+      t = decodeUserTable(table, counts.users);
+    } catch (e) {
+      throw new ZkError('PROTOCOL', `reading users: ${(e as Error).message}`);
+    }
+    this.recordSize = t.recordSize;
+    this.uids.load(t.users);
+    this.tableReads++;
+    this.mapFresh = this.disabledByUs;
+    return t;
+  }
+
+  /**
+   * The uid map is safe to allocate from when it was read while we hold the
+   * terminal disabled; otherwise someone may have enrolled at the device since,
+   * taking the uid we would hand out, so the table is read again first.
+   */
+  private async freshMap(): Promise<void> {
+    if (!this.mapFresh) await this.loadUsers();
   }
 
   /** Reads every fingerprint template. */
@@ -496,13 +522,15 @@ export class ZkClient extends EventEmitter {
 
   /**
    * Writes a user (creating it or overwriting its slot). The uid comes from the
-   * uid map (a user the terminal holds keeps its uid; a new one gets a free uid);
+   * uid map (a user the terminal holds keeps its uid; a new one gets a free uid,
+   * from a map read while the terminal is disabled, or read again now);
    * `user.uid` is ignored. With templates, the user and its templates go in one
    * upload (command 110), which replaces the user's templates; without, USER_WRQ.
    * Returns the uid used.
    */
   writeUser(user: ZkUser, templates?: { finger: number; flag: number; template: Buffer }[]): Promise<number> {
     return this.serial(async () => {
+      if (this.uids.uidOf(user.userId) === undefined) await this.freshMap();
       const uid = this.uids.uidOf(user.userId) ?? this.uids.allocate();
       const u = { ...user, uid };
       let rec: Buffer;
@@ -537,8 +565,9 @@ export class ZkClient extends EventEmitter {
   /** Deletes one template of a user (command 19). Returns false when there was none. */
   deleteTemplate(userId: string, finger: number): Promise<boolean> {
     return this.serial(async () => {
+      if (this.uids.uidOf(userId) === undefined) await this.freshMap();
       const uid = this.uids.uidOf(userId);
-      if (uid === undefined) throw new ZkError('NOT_FOUND', `no user ${JSON.stringify(userId)} on the terminal (as of the last read)`);
+      if (uid === undefined) throw new ZkError('NOT_FOUND', `no user ${JSON.stringify(userId)} on the terminal`);
       const q = Buffer.alloc(3);
       q.writeUInt16LE(uid, 0);
       q[2] = finger;
@@ -556,8 +585,9 @@ export class ZkClient extends EventEmitter {
   /** Deletes a user by user ID (the uid from the map). NOT_FOUND when the terminal does not hold it. */
   deleteUser(userId: string): Promise<void> {
     return this.serial(async () => {
+      if (this.uids.uidOf(userId) === undefined) await this.freshMap();
       const uid = this.uids.uidOf(userId);
-      if (uid === undefined) throw new ZkError('NOT_FOUND', `no user ${JSON.stringify(userId)} on the terminal (as of the last read)`);
+      if (uid === undefined) throw new ZkError('NOT_FOUND', `no user ${JSON.stringify(userId)} on the terminal`);
       const q = Buffer.alloc(2);
       q.writeUInt16LE(uid, 0);
       try {

@@ -215,7 +215,6 @@ export class ZkWatcher extends EventEmitter {
 
   private async doPut(u: UserRecord, extras?: ZkExtras): Promise<ToZk> {
     const c = this.need();
-    if (c.uids.size === 0 && this.current.size === 0) await c.readUsers();
     const existing = this.current.get(u.id);
     const uid = c.uids.uidOf(u.id) ?? 0;
     const out = userToZk(u, { uid, extras, existing, recordSize: c.recordSize });
