@@ -64,6 +64,11 @@ export async function runZkSim(cmd: Command, flags: ZkSimFlags): Promise<void> {
   const log = pino({ level: flags.logLevel, base: { component: 'sim', protocol: 'zk' } });
   if (flags.dial !== undefined) cmd.error('termsync sim: ZK terminals only listen (--dial is for termsync terminals)', { exitCode: 2 });
   const explicit = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
+  // flags of the termsync simulator that mean nothing to a ZK terminal
+  const ignored = ['commKeyFile', 'insecureDevKey', 'tls', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsInsecure', 'tlsServername', 'tlsRequestCert', 'state', 'scenarioUsers', 'logCapacity', 'maxUsersPerBatch', 'deviceIdBase', 'heartbeatSec']
+    .filter((k) => explicit(k))
+    .map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
+  if (ignored.length > 0) cmd.error(`termsync sim: ${ignored.join(', ')} ${ignored.length === 1 ? 'does' : 'do'} not apply to ZK terminals (the comm key is --zk-password)`, { exitCode: 2 });
   const port = explicit('listen') ? flags.listen.port : ZK_DEFAULT_PORT;
   let timing: ZkTimingModel = flags.latency ? { ...DEFAULT_ZK_TIMING } : { ...ZERO_ZK_TIMING };
   if (flags.latency) {
