@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ZkClient, ZkError, type ZkRealtimeEvent } from '../src/drivers/zk/client.js';
-import { encodeZkFrame } from '../src/drivers/zk/codec.js';
+import { encodeZkFrame, ZkFrameDecoder } from '../src/drivers/zk/codec.js';
 import { Cmd, EventFlag, Reply } from '../src/drivers/zk/constants.js';
 import { userToZk, zkToUser } from '../src/drivers/zk/mapping.js';
 import { decodeEnrollUserEvent, type ZkUser } from '../src/drivers/zk/records.js';
@@ -281,5 +281,40 @@ describe('ZK client against a misbehaving device', () => {
     const freePort = (free.address() as net.AddressInfo).port;
     await new Promise<void>((r) => free.close(() => r()));
     await expect(ZkClient.connect({ host: '127.0.0.1', port: freePort, timeoutMs: 1000 })).rejects.toMatchObject({ code: 'CONNECT_FAILED' });
+  });
+});
+
+describe('the ZK simulator against hostile or odd clients', () => {
+  it('a probe connection with no data is harmless; garbage closes only that session; an oversized upload is refused', async () => {
+    const s = await sim();
+    const port = s.ports()[0];
+    const probe = net.connect(port, '127.0.0.1');
+    await new Promise((r) => probe.once('connect', r));
+    probe.destroy();
+    const good = await client(s);
+    const bad = net.connect(port, '127.0.0.1');
+    const badClosed = new Promise((r) => bad.once('close', r));
+    bad.on('error', () => undefined);
+    bad.write(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    await badClosed;
+    expect((await good.freeSizes()).users).toBe(0);
+    // an upload announced beyond the limit is refused before anything is buffered
+    const raw = net.connect(port, '127.0.0.1');
+    raw.on('error', () => undefined);
+    const replies: number[] = [];
+    const d = new ZkFrameDecoder();
+    const two = new Promise<void>((resolve) =>
+      raw.on('data', (b) => {
+        for (const f of d.feed(b)) replies.push(f.command);
+        if (replies.length >= 2) resolve();
+      }),
+    );
+    await new Promise((r) => raw.once('connect', r));
+    const big = Buffer.alloc(4);
+    big.writeUInt32LE(0x7fffffff, 0);
+    raw.write(Buffer.concat([encodeZkFrame({ command: Cmd.CONNECT, session: 0, reply: 0 }), encodeZkFrame({ command: Cmd.PREPARE_DATA, session: 0, reply: 1, data: big })]));
+    await two;
+    raw.destroy();
+    expect(replies).toEqual([Reply.ACK_OK, Reply.ACK_ERROR]);
   });
 });

@@ -1,6 +1,6 @@
 // Independent ZK clients from npm against termsync's ZK simulator:
 // node-zklib 1.3.0 and zkteco-js 1.7.2 read users and device info, zkteco-js
-// writes and deletes users. Their known defects are worked around here, never in
+// writes and deletes users, node-zklib decodes a realtime punch. Their known defects are worked around here, never in
 // the simulator: they frame replies by 'data' events (so the simulator's default
 // pause between the frames of a chunked read is kept), have no comm key support
 // (terminals without a key), write card numbers as u16, cap user IDs at 9
@@ -60,6 +60,28 @@ describe('node-zklib 1.3.0 against the ZK simulator', () => {
     expect(data).toHaveLength(40);
     expect(data[0]).toMatchObject({ uid: 1, userId: '1001', name: 'Person 1', cardno: 5001, password: '101' });
     expect(data[39]).toMatchObject({ uid: 40, userId: '1040', name: 'Person 40', cardno: 5040 });
+  });
+});
+
+describe('node-zklib 1.3.0 realtime', () => {
+  it('decodes a punch sent as a 32-byte EF_ATTLOG event', async () => {
+    quiet();
+    const s = await sim();
+    const t = s.terminals[0];
+    await t.enroll({ id: '4711', name: 'Punch' });
+    const zk = new NodeZklib('127.0.0.1', s.ports()[0], 5000, 4000);
+    await zk.createSocket();
+    closers.push(() => zk.disconnect().catch(() => undefined));
+    const registered = new Promise((resolve) => t.once('registered', resolve));
+    const got = new Promise<{ userId: string; attTime: Date }>((resolve) => zk.getRealTimeLogs(resolve));
+    expect(await registered).toBe(1); // EF_ATTLOG only
+    // node-zklib looks at the first frame of each socket read only: let its read of
+    // the REG_EVENT reply happen before the punch, as a person at a terminal would
+    await new Promise((r) => setTimeout(r, 100));
+    await t.punch('4711');
+    const ev = await got;
+    expect(ev.userId).toBe('4711');
+    expect(Math.abs(new Date(ev.attTime).getTime() - Date.now())).toBeLessThan(120_000);
   });
 });
 

@@ -234,7 +234,9 @@ export class ZkSimSession {
         return this.reply(f, Reply.ACK_OK);
       case Cmd.REG_EVENT:
         this.eventMask = f.data.length >= 4 ? f.data.readUInt32LE(0) : f.data.length >= 2 ? f.data.readUInt16LE(0) : 0;
-        return this.reply(f, Reply.ACK_OK);
+        await this.reply(f, Reply.ACK_OK);
+        t.emit('registered', this.eventMask);
+        return;
       case Cmd.PREPARE_BUFFER: {
         if (f.data.length < 11) return this.reply(f, Reply.ACK_ERROR);
         const { inner, fct } = decodePrepareBuffer(f.data);
