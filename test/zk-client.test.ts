@@ -318,3 +318,25 @@ describe('the ZK simulator against hostile or odd clients', () => {
     expect(replies).toEqual([Reply.ACK_OK, Reply.ACK_ERROR]);
   });
 });
+
+describe('ZK client and reply ids', () => {
+  it('a reply with an id the client never sent is taken and counted (firmware numbering its own way)', async () => {
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.on('data', (b) => {
+        const cmd = b.readUInt16LE(8);
+        if (cmd === Cmd.CONNECT) sock.write(encodeZkFrame({ command: Reply.ACK_OK, session: 5, reply: 0 }));
+        else if (cmd === Cmd.GET_VERSION) sock.write(encodeZkFrame({ command: Reply.ACK_OK, session: 5, reply: 0x4000, data: Buffer.from('Ver X\0') }));
+        else sock.write(encodeZkFrame({ command: Reply.ACK_ERROR, session: 5, reply: b.readUInt16LE(14) }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    closers.push(() => new Promise<void>((r) => server.close(() => r())));
+    const c = await ZkClient.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, timeoutMs: 3000 });
+    closers.push(() => c.destroy());
+    await expect(c.freeSizes()).rejects.toMatchObject({ code: 'REFUSED' });
+    const info = await c.deviceInfo().catch((e) => e);
+    expect(info).toMatchObject({ code: 'REFUSED' }); // GET_FREE_SIZES inside deviceInfo is refused by this device
+    expect(c.foreignReplyIds).toBe(1);
+  });
+});

@@ -98,6 +98,9 @@ export interface ZkReadResult {
   recordSize: ZkRecordSize;
 }
 
+/** reply ids of this many earlier requests count as late answers */
+const RECENT_REPLIES = 16;
+
 interface Waiter {
   resolve(f: ZkFrame): void;
   reject(e: Error): void;
@@ -178,6 +181,8 @@ export class ZkClient extends EventEmitter {
   tableReads = 0;
   /** frames skipped because their reply id belonged to an earlier request */
   staleFrames = 0;
+  /** replies whose reply id was none we sent (taken as the answer) */
+  foreignReplyIds = 0;
   /** realtime events received (each acknowledged) */
   eventsReceived = 0;
 
@@ -299,7 +304,12 @@ export class ZkClient extends EventEmitter {
     this.emit('closed', e);
   }
 
-  /** The next frame of the reply to request `reply`; frames of earlier requests are skipped. */
+  /**
+   * The next frame of the reply to request `reply`. A frame carrying the reply id
+   * of one of our recent requests is a late answer and is skipped; one carrying an
+   * id we never sent is taken (firmware that numbers replies its own way) and
+   * counted.
+   */
   private async nextFrame(reply: number, what: string): Promise<ZkFrame> {
     for (;;) {
       if (this.failure) throw this.failure;
@@ -315,8 +325,15 @@ export class ZkClient extends EventEmitter {
           this.waiter = { resolve, reject, timer };
         }));
       if (f.reply === reply) return f;
-      this.staleFrames++;
-      this.log?.debug({ terminal: `${this.host}:${this.port}`, expected: reply, got: f.reply, command: f.command }, 'ZK frame of an earlier request skipped');
+      const age = (reply - f.reply) & 0xffff;
+      if (age > 0 && age <= RECENT_REPLIES) {
+        this.staleFrames++;
+        this.log?.debug({ terminal: `${this.host}:${this.port}`, expected: reply, got: f.reply, command: f.command }, 'ZK frame of an earlier request skipped');
+        continue;
+      }
+      if (this.foreignReplyIds++ === 0)
+        this.log?.warn({ terminal: `${this.host}:${this.port}`, expected: reply, got: f.reply, command: f.command }, 'ZK reply with a reply id we never sent (taken as the answer)');
+      return f;
     }
   }
 
@@ -396,7 +413,8 @@ export class ZkClient extends EventEmitter {
     } finally {
       if (!this.failure) await this.simple(Cmd.FREE_DATA).catch(() => undefined);
     }
-    return out;
+    // a device that announces an empty table: the same as a table of no records
+    return total === 0 ? Buffer.alloc(4) : out;
   }
 
   // ------------------------------------------------------------ public operations
