@@ -9,7 +9,7 @@ import { ZkClient, ZkError, type ZkRealtimeEvent } from '../src/drivers/zk/clien
 import { encodeZkFrame, ZkFrameDecoder } from '../src/drivers/zk/codec.js';
 import { Cmd, EventFlag, Reply } from '../src/drivers/zk/constants.js';
 import { userToZk, zkToUser } from '../src/drivers/zk/mapping.js';
-import { decodeEnrollUserEvent, type ZkUser } from '../src/drivers/zk/records.js';
+import { decodeEnrollUserEvent, encodeUserTable, type ZkUser } from '../src/drivers/zk/records.js';
 import { ZkChangeTracker, zkUserDigest } from '../src/drivers/zk/tracker.js';
 import { userFromJson } from '../src/model/user.js';
 import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
@@ -338,5 +338,39 @@ describe('ZK client and reply ids', () => {
     const info = await c.deviceInfo().catch((e) => e);
     expect(info).toMatchObject({ code: 'REFUSED' }); // GET_FREE_SIZES inside deviceInfo is refused by this device
     expect(c.foreignReplyIds).toBe(1);
+  });
+});
+
+describe('ZK client and table reads streamed at once', () => {
+  it('a table answered to PREPARE_BUFFER with PREPARE_DATA, DATA frames and ACK_OK in one write is read whole', async () => {
+    const table = encodeUserTable([person('s1'), person('s2')].map((u, i) => ({ ...u, uid: i + 1 })));
+    const server = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      const d = new ZkFrameDecoder();
+      sock.on('data', (b) => {
+        for (const f of d.feed(b)) {
+          const r = (command: number, data?: Buffer, session = 3) => encodeZkFrame({ command, session, reply: f.reply, data });
+          if (f.command === Cmd.CONNECT) sock.write(r(Reply.ACK_OK));
+          else if (f.command === Cmd.GET_FREE_SIZES) {
+            const sizes = Buffer.alloc(80);
+            sizes.writeInt32LE(2, 16);
+            sock.write(r(Reply.ACK_OK, sizes));
+          } else if (f.command === Cmd.PREPARE_BUFFER) {
+            const head = Buffer.alloc(8);
+            head.writeUInt32LE(table.length, 0);
+            head.writeUInt32LE(100, 4);
+            const frames = [r(Cmd.PREPARE_DATA, head)];
+            for (let p = 0, n = 0; p < table.length; p += 100, n++) frames.push(r(Cmd.DATA, table.subarray(p, p + 100), n));
+            frames.push(r(Reply.ACK_OK));
+            sock.write(Buffer.concat(frames));
+          } else sock.write(r(Reply.ACK_OK));
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    closers.push(() => new Promise<void>((r) => server.close(() => r())));
+    const c = await ZkClient.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, timeoutMs: 3000 });
+    closers.push(() => c.close());
+    expect((await c.readUsers()).users.map((u) => u.userId)).toEqual(['s1', 's2']);
   });
 });

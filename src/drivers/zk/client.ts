@@ -392,6 +392,12 @@ export class ZkClient extends EventEmitter {
   private async readTable(inner: number, fct: number, what: string): Promise<Buffer> {
     const r = await this.exchange(Cmd.PREPARE_BUFFER, encodePrepareBuffer(inner, fct));
     if (r.command === Cmd.DATA) return r.data; // a small table, sent at once
+    if (r.command === Cmd.PREPARE_DATA) {
+      // some firmware streams the table at once: PREPARE_DATA, DATA..., ACK_OK
+      const data = await this.collectData(r, this.replyId, what, 64 * 1024 * 1024);
+      await this.simple(Cmd.FREE_DATA).catch(() => undefined);
+      return data;
+    }
     if (r.command === Reply.ACK_ERROR) throw new ZkError('REFUSED', `${what}: the terminal refused the read`, r.command);
     if (r.command !== Reply.ACK_OK) throw new ZkError('UNEXPECTED_REPLY', `${what}: PREPARE_BUFFER answered ${codeName(r.command)}`, r.command);
     if (r.data.length < 5) throw new ZkError('PROTOCOL', `${what}: PREPARE_BUFFER's answer holds no size`);
