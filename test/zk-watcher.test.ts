@@ -77,6 +77,22 @@ describe('ZK watcher', () => {
     expect(s3.confirmed.sort()).toEqual(['1001', 'srv-1']);
   });
 
+  it('writes many users with the terminal disabled and one table read; a refused one does not stop the rest', async () => {
+    const { sim, watch } = await setup();
+    const t = sim.terminals[0];
+    await t.enroll({ id: 'holder', card: 777 });
+    const w = watch(0);
+    const up = nextScan(w);
+    w.start();
+    await up;
+    const list = ['b1', 'b2', 'dup', 'b3'].map((id) => ({ user: userFromJson({ id, name: id, cards: id === 'dup' ? [{ type: 1, data: '00000309' }] : [] }) }));
+    const res = await w.putUsers(list);
+    expect(res.map((r) => (r instanceof Error ? (r as { code?: string }).code : 'ok'))).toEqual(['ok', 'ok', 'REFUSED', 'ok']);
+    expect(t.listUsers().map((u) => u.userId)).toEqual(['holder', 'b1', 'b2', 'b3']);
+    expect(t.disabled).toBe(false);
+    expect((await w.scan()).changed).toEqual([]);
+  });
+
   it('the poll finds an edit made at the terminal', async () => {
     const { sim, watch } = await setup({ pollMs: 150 });
     await sim.terminals[0].enroll({ id: 'p1', name: 'Before' });

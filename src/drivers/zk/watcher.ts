@@ -213,6 +213,31 @@ export class ZkWatcher extends EventEmitter {
     return this.exclusive(() => this.doPut(u, extras));
   }
 
+  /**
+   * Writes many users in one go: the terminal is disabled meanwhile (nobody can
+   * enroll at it), its table read once for the uid map, then every user written.
+   * Results in order; a user the terminal refuses gets its error, the rest go on.
+   */
+  putUsers(list: { user: UserRecord; extras?: ZkExtras }[]): Promise<(ToZk | Error)[]> {
+    return this.exclusive(async () => {
+      const c = this.need();
+      return c.withDisabled(async () => {
+        const { users } = await c.readUsers();
+        this.current = new Map(users.map((u) => [u.userId, u]));
+        const out: (ToZk | Error)[] = [];
+        for (const { user, extras } of list) {
+          try {
+            out.push(await this.doPut(user, extras));
+          } catch (e) {
+            if (!(e instanceof Error) || !c.connected) throw e;
+            out.push(e);
+          }
+        }
+        return out;
+      });
+    });
+  }
+
   private async doPut(u: UserRecord, extras?: ZkExtras): Promise<ToZk> {
     const c = this.need();
     const existing = this.current.get(u.id);
