@@ -138,6 +138,25 @@ describe('ZK client against the simulator', () => {
     expect(t.userCount).toBe(7);
   });
 
+  it('registered for enroll events, a single new user costs one count check, not a table read; a walk-in still forces one', async () => {
+    const s = await sim();
+    const t = s.terminals[0];
+    const c = await client(s);
+    await c.registerEvents(EventFlag.ENROLLUSER);
+    await c.readUsers();
+    const reads = c.tableReads;
+    for (let i = 0; i < 3; i++) await c.writeUser(person(`single-${i}`));
+    expect(c.tableReads).toBe(reads);
+    await t.enroll({ id: 'walk-in' }); // uid 4, announced by EF_ENROLLUSER
+    expect(await c.writeUser(person('after-walk-in'))).toBe(5);
+    expect(c.tableReads).toBe(reads + 1);
+    // a delete at the device raises no event, but the count no longer matches the map
+    await t.remove('single-0');
+    await c.writeUser(person('after-delete'));
+    expect(c.tableReads).toBe(reads + 2);
+    expect(t.listUsers().map((u) => u.userId)).toEqual(['single-1', 'single-2', 'walk-in', 'after-walk-in', 'after-delete']);
+  });
+
   it('a refusal by the terminal is a typed error (duplicate card)', async () => {
     const s = await sim();
     await s.terminals[0].enroll({ id: 'a', card: 555 });

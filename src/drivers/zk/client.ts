@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { encodeZkFrame, makeCommKey, ZkFrameDecoder, ZkProtocolError, type ZkFrame } from './codec.js';
-import { Cmd, codeName, Reply, SAVE_USERTEMPS_DATA, Table, ZK_DEFAULT_PORT, ZK_READ_CHUNK, ZK_UPLOAD_CHUNK } from './constants.js';
+import { Cmd, codeName, EventFlag, Reply, SAVE_USERTEMPS_DATA, Table, ZK_DEFAULT_PORT, ZK_READ_CHUNK, ZK_UPLOAD_CHUNK } from './constants.js';
 import {
   decodeFreeSizes,
   decodeTemplateTable,
@@ -177,6 +177,11 @@ export class ZkClient extends EventEmitter {
   private disabledByUs = false;
   /** whether the uid map was read while the terminal was disabled (it cannot go stale until enable) */
   private mapFresh = false;
+  /** registered for EF_ENROLLUSER: every enrollment at the device is announced to us */
+  private enrollEventsOn = false;
+  /** EF_ENROLLUSER events received, and their count when the uid map was last read */
+  private enrollEvents = 0;
+  private enrollEventsAtRead = -1;
   /** table reads done (for tests and stats) */
   tableReads = 0;
   /** frames skipped because their reply id belonged to an earlier request */
@@ -277,6 +282,7 @@ export class ZkClient extends EventEmitter {
 
   private onEvent(f: ZkFrame): void {
     this.eventsReceived++;
+    if (f.session === EventFlag.ENROLLUSER) this.enrollEvents++;
     // every event is acknowledged, reply id 0, no data (and the device does not answer that)
     this.socket?.write(encodeZkFrame({ command: Reply.ACK_OK, session: this.session, reply: 0 }));
     const ev: ZkRealtimeEvent = { flag: f.session, data: f.data };
@@ -501,18 +507,28 @@ export class ZkClient extends EventEmitter {
     }
     this.recordSize = t.recordSize;
     this.uids.load(t.users);
+    this.enrollEventsAtRead = this.enrollEvents;
     this.tableReads++;
     this.mapFresh = this.disabledByUs;
     return t;
   }
 
   /**
-   * The uid map is safe to allocate from when it was read while we hold the
-   * terminal disabled; otherwise someone may have enrolled at the device since,
-   * taking the uid we would hand out, so the table is read again first.
+   * Makes sure the uid map can be allocated from. Someone may enroll at the
+   * device at any moment, taking the uid we would hand out, so the map is
+   * trusted only when it was read while we hold the terminal disabled, or when
+   * we are registered for EF_ENROLLUSER, none arrived since the read, and the
+   * device's user count (one cheap round trip, after which any earlier
+   * enrollment's event has arrived) still matches the map. Otherwise the table
+   * is read again.
    */
   private async freshMap(): Promise<void> {
-    if (!this.mapFresh) await this.loadUsers();
+    if (this.mapFresh) return;
+    if (this.enrollEventsOn && this.enrollEventsAtRead === this.enrollEvents) {
+      const counts = await this.counts();
+      if (this.enrollEventsAtRead === this.enrollEvents && counts.users === this.uids.size) return;
+    }
+    await this.loadUsers();
   }
 
   /** Reads every fingerprint template. */
@@ -634,6 +650,7 @@ export class ZkClient extends EventEmitter {
       const d = Buffer.alloc(4);
       d.writeUInt32LE(mask >>> 0, 0);
       await this.simple(Cmd.REG_EVENT, d);
+      this.enrollEventsOn = (mask & EventFlag.ENROLLUSER) !== 0;
     });
   }
 
