@@ -77,7 +77,7 @@ describe('control API: terminals and on-device actions', () => {
   it('an edit replaces the given fields, appends cards, sets UPDATED and logs an update with param 1', async () => {
     const s = await start();
     const c = await connect(s.ports()[0]);
-    expect(await c.putUsers([userFromJson({ id: '42', name: 'Server', accessGroups: [3], cards: [{ type: 1, data: '01' }] })])).toEqual([0]);
+    expect(await c.putUsers([{ ...userFromJson({ id: '42', name: 'Server', accessGroups: [3], cards: [{ type: 1, data: '01' }] }), version: 1 }])).toEqual([0]);
     const r = await api('PATCH', '/terminals/1/users/42', { name: 'At the door', addCards: [{ type: 2, data: '02' }], endTime: 2000000000 });
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ id: '42', name: 'At the door', accessGroups: [3], endTime: 2000000000, flag: UserFlag.UPDATED_ON_DEVICE, version: 2 });
