@@ -15,10 +15,10 @@ export class CommKeyError extends Error {
 }
 
 /**
- * Reads a comm key file. The file holds either the key as hex (an even number of
- * hex digits, at least 32 = 16 bytes, surrounding whitespace ignored) or, if it is
- * not hex, the raw key bytes (one trailing newline stripped). Either way the key
- * must be at least 16 bytes.
+ * Reads a comm key file (PROTOCOL.md 4.5). The file holds either the key as hex
+ * (an even number of hex digits, at least 32 = 16 bytes, surrounded by nothing
+ * but ASCII whitespace) or, if it is not that, the raw key bytes (one trailing
+ * LF, CR LF or CR stripped). Either way the key must be at least 16 bytes.
  */
 export function readCommKeyFile(path: string): Buffer {
   let raw: Buffer;
@@ -31,7 +31,8 @@ export function readCommKeyFile(path: string): Buffer {
 }
 
 export function parseCommKey(raw: Buffer, where = 'comm key'): Buffer {
-  const text = raw.toString('latin1').trim();
+  // only space, tab, CR and LF are trimmed (String.trim would also take bytes such as 0xA0)
+  const text = raw.toString('latin1').replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
   let key: Buffer;
   if (text.length >= MIN_COMM_KEY_BYTES * 2 && text.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(text)) {
     key = Buffer.from(text, 'hex');
