@@ -225,3 +225,25 @@ describe('control API: faults', () => {
     expect((await c.getInfo()).deviceId).toBe(s.terminals[0].deviceId);
   });
 });
+
+describe('control API: faults busy and unreadable (for PROTOCOL.md 1.1 section 4.4 and GET_USERS)', () => {
+  it('busy answers requests BUSY over the wire; unreadable garbles a record; bad bodies are 400 naming every fault kind', async () => {
+    const s = await start();
+    const c = await connect(s.ports()[0]);
+    expect((await api('POST', '/terminals/1/users', { id: 'u1' })).status).toBe(201);
+    const busy = await api('POST', '/terminals/1/faults', { type: 'busy', count: 1, command: 'GET_USERS' });
+    expect(busy).toMatchObject({ status: 200, json: { ok: true, type: 'busy', count: 1, command: 'GET_USERS', frame: 'response' } });
+    await expect(c.getUsers(['u1'])).rejects.toThrow(/status -7/);
+    expect(((await c.getUsers(['u1'])) as UserRecord[])[0].id).toBe('u1');
+    const unreadable = await api('POST', '/terminals/1/faults', { type: 'unreadable', ms: 60_000, userId: 'u1' });
+    expect(unreadable).toMatchObject({ status: 200, json: { type: 'unreadable', ms: 60_000, userId: 'u1' } });
+    await expect(c.getUsers(['u1'])).rejects.toThrow(/formatVersion 2/);
+    const bad = await api('POST', '/terminals/1/faults', { type: 'nonsense' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toBe('fault type must be one of drop, stall, corrupt, refuse, reset, blackhole, busy, unreadable');
+    expect((await api('POST', '/terminals/1/faults', { type: 'busy', command: 'LOG_ACK' })).status).toBe(400);
+    expect((await api('POST', '/terminals/1/faults', { type: 'busy', frame: 'maybe' })).status).toBe(400);
+    expect((await api('POST', '/terminals/1/faults', { type: 'unreadable' })).status).toBe(400);
+    expect((await api('POST', '/terminals/3/faults', { type: 'busy' })).json.error).toMatch(/ids are 1\.\.2/);
+  });
+});
