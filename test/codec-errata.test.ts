@@ -109,3 +109,38 @@ describe('the comm-key file (PROTOCOL.md 4.5)', () => {
     expect(() => parseCommKey(Buffer.from('0'.repeat(33)))).toThrow(/odd number of digits \(33\)/);
   });
 });
+
+describe('reserved fields are ignored by receivers, padding is checked (PROTOCOL.md 2.2)', () => {
+  it('non-zero reserved bytes decode as if they were 0', async () => {
+    const c = await import('../src/codec/index.js');
+    const info = c.encodeInfo({ deviceId: 9, userCount: 1, userCapacity: 10, logEpoch: 3, firstEventId: 1, lastEventId: 2, logCapacity: 100, time: 5, maxUsersPerBatch: 50, model: 'm', firmware: 'f' });
+    const infoR = Buffer.from(info);
+    infoR.writeUInt16LE(0xbeef, 34); // GET_INFO reserved
+    expect(c.decodeInfo(infoR)).toEqual(c.decodeInfo(info));
+    const hr = c.encodeHelloResponse({ version: 2, heartbeatSec: 30, nonce: Buffer.alloc(16, 1), proof: Buffer.alloc(32, 2) });
+    const hrR = Buffer.from(hr);
+    hrR[1] = 0x7f; // HELLO response reserved
+    expect(c.decodeHelloResponse(hrR)).toEqual(c.decodeHelloResponse(hr));
+    const u = c.encodeUser({ ...(await import('../src/model/user.js')).emptyUser('r1'), name: 'R' });
+    const uR = Buffer.from(u);
+    uR[43] = 0x55; // user header reserved
+    expect(c.decodeUser(uR)).toEqual(c.decodeUser(u));
+    const lu = c.encodeListUsersResponse({ total: 1, more: false, entries: [{ userId: 'r1', flag: 0, version: 1, digest: Buffer.alloc(12, 3) }] });
+    const luR = Buffer.from(lu);
+    luR[7] = 1; // head reserved
+    luR[8 + 33] = 9; // entry reserved
+    expect(c.decodeListUsersResponse(luR)).toEqual(c.decodeListUsersResponse(lu));
+    const sub = c.encodeSubscribeRequest({ afterId: 4, window: 10 });
+    const subR = Buffer.from(sub);
+    subR.writeUInt16LE(0xffff, 6);
+    expect(c.decodeSubscribeRequest(subR)).toEqual(c.decodeSubscribeRequest(sub));
+  });
+
+  it('padding after a char[N] text is checked', async () => {
+    const c = await import('../src/codec/index.js');
+    const u = c.encodeUser({ ...(await import('../src/model/user.js')).emptyUser('p1'), name: 'Pad' });
+    const bad = Buffer.from(u);
+    bad[48 + 12 + 10] = 0x41; // a byte after the name's NUL
+    expect(codeOf(() => c.decodeUser(bad))).toBe('BAD_PADDING');
+  });
+});

@@ -99,7 +99,7 @@ export function simCommand(): Command {
         .default({ host: '127.0.0.1', port: DEFAULT_TERMINAL_PORT }, `127.0.0.1:${DEFAULT_TERMINAL_PORT}`),
     )
     .option('--dial <host:port>', 'the terminals dial this server instead of listening (reconnecting with backoff)', hostPortArg)
-    .option('--comm-key-file <path>', 'comm key shared with the server (hex, at least 32 digits, or raw bytes, at least 16)')
+    .option('--comm-key-file <path>', 'comm key shared with the server (PROTOCOL.md 4.5: hex digits only = hex, at least 32; else raw bytes, at least 16)')
     .option('--insecure-dev-key', 'use the public development comm key (src/sim/devkey.ts); for demos only')
     .option('--tls', 'dial mode: connect with TLS')
     .option('--tls-cert <path>', 'PEM certificate: the terminals\' server certificate (listen) or client certificate (dial)')
