@@ -198,6 +198,11 @@ export class SimSession implements SessionHooks {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
+    // A black-holed terminal reads and ignores everything. If the blackhole began
+    // before it had read the server's AUTH answer, the frames that follow are
+    // ignored too, and must not trip the pre-authentication size limit: that
+    // would close the session, which a black hole never does.
+    if (this.terminal.blackholed && this.decoder.limit < MAX_PAYLOAD) this.decoder.setMaxPayload(MAX_PAYLOAD);
     try {
       this.decoder.feedEach(chunk, (f) => this.onFrame(f));
     } catch (e) {
