@@ -3,14 +3,27 @@
 
 export const MAGIC0 = 0x54; // 'T'
 export const MAGIC1 = 0x53; // 'S'
-export const PROTOCOL_VERSION = 1;
-export const MIN_PROTOCOL_VERSION = 1;
-export const MAX_PROTOCOL_VERSION = 1;
+/**
+ * Protocol versions as the wire numbers them (PROTOCOL.md section 3): one byte,
+ * 1 = protocol 1.0, 2 = protocol 1.1. The frame layout is the same in both.
+ */
+export const PROTOCOL_1_0 = 1;
+export const PROTOCOL_1_1 = 2;
+/** the frame version HELLO and AUTH frames (and their answers) always carry; encodeFrame's default */
+export const PROTOCOL_VERSION = PROTOCOL_1_0;
+export const MIN_PROTOCOL_VERSION = PROTOCOL_1_0;
+/** the newest version this code speaks */
+export const MAX_PROTOCOL_VERSION = PROTOCOL_1_1;
 export const HEADER_SIZE = 20;
 export const MAX_PAYLOAD = 1_048_576;
 export const MAX_PREAUTH_PAYLOAD = 256;
 export const MAX_ERROR_MESSAGE = 256;
 export const HANDSHAKE_DEADLINE_MS = 10_000;
+
+/** "major.minor" of a wire version number: 1 -> "1.0", 2 -> "1.1" */
+export function protocolVersionName(v: number): string {
+  return v >= 1 && v <= 10 ? `1.${v - 1}` : `wire version ${v}`;
+}
 
 export const DEFAULT_TERMINAL_PORT = 51211; // server dials terminal
 export const DEFAULT_SERVER_PORT = 51212; // terminal dials server

@@ -14,7 +14,6 @@ import {
   HANDSHAKE_DEADLINE_MS,
   MAX_PAYLOAD,
   MAX_PREAUTH_PAYLOAD,
-  MAX_PROTOCOL_VERSION,
   MIN_PROTOCOL_VERSION,
   NONCE_BYTES,
   PROOF_LABEL_SERVER,
@@ -71,6 +70,13 @@ interface Subscription {
   /** IDs pushed and not yet acknowledged, ascending, from `ackHead` */
   unacked: number[];
   ackHead: number;
+  /**
+   * After a log reset while events of the old epoch were still unacknowledged: the
+   * highest of them. Nothing of the new epoch is sent until a LOG_ACK reaches it
+   * (a LOG_ACK names no epoch, so this keeps every acknowledgement unambiguous and
+   * the window exact); 0 otherwise.
+   */
+  drainOldUpTo: number;
 }
 
 export class SimSession implements SessionHooks {
@@ -79,9 +85,9 @@ export class SimSession implements SessionHooks {
   private readonly socket: Duplex;
   private readonly key: Buffer;
   private readonly log: Logger | undefined;
-  private readonly decoder = new FrameDecoder({ maxPayload: MAX_PREAUTH_PAYLOAD });
+  private readonly decoder: FrameDecoder;
   private state: State = 'hello-sent';
-  private version = PROTOCOL_VERSION;
+  private _version = PROTOCOL_VERSION;
   private seq = 0;
   private nonceT = randomBytes(NONCE_BYTES);
   private heartbeatSec: number;
@@ -103,8 +109,19 @@ export class SimSession implements SessionHooks {
   readonly closed: Promise<string>;
 
   private readonly onEvents = () => this.schedulePump();
+  /**
+   * PROTOCOL.md 5 (log reset during a subscription): the subscription stays; once
+   * every event sent under the old epoch is acknowledged, the new log's events
+   * follow from its first ID, in LOG_EVENT frames carrying the new epoch.
+   */
   private readonly onLogReset = () => {
-    if (this.sub) this.sub = { sentUpTo: 0, window: this.sub.window, unacked: [], ackHead: 0 };
+    const s = this.sub;
+    if (!s) return;
+    if (s.drainOldUpTo > 0) return; // still draining an earlier epoch: the same wait covers this one
+    if (s.ackHead < s.unacked.length) {
+      s.drainOldUpTo = s.unacked[s.unacked.length - 1];
+      this.log?.debug({ waitFor: s.drainOldUpTo }, 'log reset during the subscription: new events wait for the old ones to be acknowledged');
+    } else this.restartSubscription(s);
   };
   private readonly onFaultsChanged = () => this.schedulePump();
 
@@ -116,6 +133,8 @@ export class SimSession implements SessionHooks {
     this.heartbeatSec = opts.heartbeatSec ?? DEFAULT_HEARTBEAT_SEC;
     this.log = opts.logger?.child({ terminal: this.terminal.index, deviceId: this.terminal.deviceId, remote: this.remote });
     this.closed = new Promise((r) => (this.resolveClosed = r));
+    // a terminal configured as a protocol 1.0 device does not read frames of a newer version
+    this.decoder = new FrameDecoder({ maxPayload: MAX_PREAUTH_PAYLOAD, maxVersion: this.terminal.maxVersion });
 
     this.terminal.sessions.add(this);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -141,7 +160,7 @@ export class SimSession implements SessionHooks {
       payload: encodeHello({
         deviceId: t.deviceId,
         minVersion: MIN_PROTOCOL_VERSION,
-        maxVersion: MAX_PROTOCOL_VERSION,
+        maxVersion: t.maxVersion,
         maxUsersPerBatch: t.maxUsersPerBatch,
         userCapacity: t.userCapacity,
         logCapacity: t.ring.capacity,
@@ -151,6 +170,11 @@ export class SimSession implements SessionHooks {
         nonce: this.nonceT,
       }),
     });
+  }
+
+  /** the protocol version of this session: 1 (protocol 1.0) until the server's HELLO answer, then the one it chose */
+  get version(): number {
+    return this._version;
   }
 
   /** true once the handshake succeeded (stays true after the close) */
@@ -174,6 +198,11 @@ export class SimSession implements SessionHooks {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
+    // A black-holed terminal reads and ignores everything. If the blackhole began
+    // before it had read the server's AUTH answer, the frames that follow are
+    // ignored too, and must not trip the pre-authentication size limit: that
+    // would close the session, which a black hole never does.
+    if (this.terminal.blackholed && this.decoder.limit < MAX_PAYLOAD) this.decoder.setMaxPayload(MAX_PAYLOAD);
     try {
       this.decoder.feedEach(chunk, (f) => this.onFrame(f));
     } catch (e) {
@@ -242,13 +271,13 @@ export class SimSession implements SessionHooks {
       const msg = e instanceof Error ? e.message : String(e);
       return this.sendErrorAndClose(f.seq, f.command, Status.BAD_PAYLOAD, msg, `malformed HELLO response: ${msg}`);
     }
-    if (hr.version < MIN_PROTOCOL_VERSION || hr.version > MAX_PROTOCOL_VERSION)
+    if (hr.version < MIN_PROTOCOL_VERSION || hr.version > this.terminal.maxVersion)
       return this.sendErrorAndClose(
         f.seq,
         f.command,
         Status.UNSUPPORTED_VERSION,
         `version ${hr.version} not spoken`,
-        `server chose protocol version ${hr.version}, not in ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}`,
+        `server chose protocol version ${hr.version}, not in ${MIN_PROTOCOL_VERSION}..${this.terminal.maxVersion}`,
       );
     const want = computeProof(this.key, PROOF_LABEL_SERVER, this.nonceT, hr.nonce, this.terminal.deviceId);
     if (!proofEquals(want, hr.proof)) {
@@ -256,7 +285,7 @@ export class SimSession implements SessionHooks {
       this.log?.warn('server proof is wrong (the server does not hold this terminal\'s comm key); closing');
       return this.close('server proof wrong');
     }
-    this.version = hr.version;
+    this._version = hr.version;
     if (hr.heartbeatSec > 0) this.heartbeatSec = hr.heartbeatSec;
     const proofT = computeProof(this.key, PROOF_LABEL_TERMINAL, hr.nonce, this.nonceT, this.terminal.deviceId);
     this.state = 'auth-sent';
@@ -273,7 +302,7 @@ export class SimSession implements SessionHooks {
     this.handshakeTimer = undefined;
     this.idleTimer = setTimeout(() => this.onIdle(), this.idleMs());
     this.idleTimer.unref();
-    this.log?.info({ heartbeatSec: this.heartbeatSec, version: this.version }, 'session authenticated');
+    this.log?.info({ heartbeatSec: this.heartbeatSec, version: this._version }, 'session authenticated');
   }
 
   private idleMs(): number {
@@ -378,7 +407,7 @@ export class SimSession implements SessionHooks {
 
   /** SUBSCRIBE_LOG (called by the terminal inside its queue, before the answer is sent). */
   subscribe(afterId: number, window: number): void {
-    this.sub = { sentUpTo: afterId, window, unacked: [], ackHead: 0 };
+    this.sub = { sentUpTo: afterId, window, unacked: [], ackHead: 0, drainOldUpTo: 0 };
     this.holdPush = true; // released by serve() once the SUBSCRIBE_LOG answer is written
     this.log?.debug({ afterId, window }, 'log subscription');
   }
@@ -387,11 +416,24 @@ export class SimSession implements SessionHooks {
     const s = this.sub;
     if (!s) return;
     while (s.ackHead < s.unacked.length && s.unacked[s.ackHead] <= lastEventId) s.ackHead++;
+    if (s.drainOldUpTo > 0) {
+      if (lastEventId >= s.drainOldUpTo) this.restartSubscription(s);
+      this.schedulePump();
+      return;
+    }
     if (s.ackHead > 1024 && s.ackHead * 2 > s.unacked.length) {
       s.unacked = s.unacked.slice(s.ackHead);
       s.ackHead = 0;
     }
     this.schedulePump();
+  }
+
+  /** The subscription continues with the current (new) epoch's log from its first event. */
+  private restartSubscription(s: Subscription): void {
+    s.sentUpTo = 0;
+    s.unacked = [];
+    s.ackHead = 0;
+    s.drainOldUpTo = 0;
   }
 
   private schedulePump(): void {
@@ -406,7 +448,7 @@ export class SimSession implements SessionHooks {
   /** Pushes pending events while the window and the socket allow. */
   private pump(): void {
     const s = this.sub;
-    if (!s || this.state !== 'ready' || this.holdPush || this.waitingDrain) return;
+    if (!s || this.state !== 'ready' || this.holdPush || this.waitingDrain || s.drainOldUpTo > 0) return;
     const t = this.terminal;
     const now = Date.now();
     const holdUntil = Math.max(t.stallUntil, t.blackholeUntil);
@@ -444,7 +486,7 @@ export class SimSession implements SessionHooks {
   /** Encodes and writes one frame; returns false when the socket asks to wait for 'drain'. */
   private write(f: FrameInit): boolean {
     if (this.state === 'closed' || this.socket.destroyed) return false;
-    const buf = encodeFrame({ ...f, version: f.version ?? this.version });
+    const buf = encodeFrame({ ...f, version: f.version ?? this._version });
     if (this.terminal.takeCorrupt()) {
       buf[buf.length - 1] ^= 0xff; // last payload byte, or the CRC of an empty frame: the CRC check fails
       this.log?.info({ command: f.command }, 'fault: corrupted an outgoing frame');

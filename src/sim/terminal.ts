@@ -20,6 +20,8 @@ import {
   InfoMask,
   LIMITS,
   MAX_PAYLOAD,
+  MAX_PROTOCOL_VERSION,
+  MIN_PROTOCOL_VERSION,
   ORIGIN_DEVICE,
   ORIGIN_SERVER,
   ProtocolError,
@@ -63,6 +65,11 @@ export interface SimTerminalOptions {
   model?: string;
   firmware?: string;
   capabilities?: number;
+  /**
+   * the newest protocol version this terminal speaks (PROTOCOL.md 3): 2 = protocol
+   * 1.1 (default), 1 = a protocol 1.0 terminal (for compatibility tests)
+   */
+  maxVersion?: number;
   logger?: Logger;
 }
 
@@ -135,6 +142,12 @@ function cardKey(data: Buffer): string {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** the fault "unreadable" for every user */
+const ALL_USERS = Symbol('all users');
+/** offset of formatVersion in a user record header (PROTOCOL.md 6.2) */
+const USER_FORMAT_VERSION_OFFSET = 32;
+/** a user record format no protocol 1.x peer knows */
+export const UNREADABLE_FORMAT_VERSION = 2;
 
 function nowSec(): number {
   return Math.floor(Date.now() / 1000);
@@ -163,6 +176,8 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   readonly model: string;
   readonly firmware: string;
   capabilities: number;
+  /** the newest protocol version this terminal offers in HELLO */
+  readonly maxVersion: number;
   timing: TimingModel;
   readonly ring: EventRing;
   readonly log: Logger | undefined;
@@ -178,6 +193,10 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   blackholeUntil = 0;
   refuseUntil = 0;
   private corruptNext = false;
+  private busyLeft = 0;
+  private busyCommand: Command | undefined;
+  private busyAsError = false;
+  private readonly unreadableUntil = new Map<string | symbol, number>();
 
   /** sessions currently open on this terminal (handshaking or authenticated) */
   readonly sessions = new Set<{ authenticated: boolean; destroy(reason: string): void }>();
@@ -198,6 +217,9 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
     this.model = opts.model ?? SIM_MODEL;
     this.firmware = opts.firmware ?? SIM_FIRMWARE;
     this.capabilities = opts.capabilities ?? CAP_PHOTO | CAP_FACES;
+    this.maxVersion = opts.maxVersion ?? MAX_PROTOCOL_VERSION;
+    if (!Number.isInteger(this.maxVersion) || this.maxVersion < MIN_PROTOCOL_VERSION || this.maxVersion > MAX_PROTOCOL_VERSION)
+      throw new RangeError(`maxVersion must be ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}, got ${opts.maxVersion}`);
     this.timing = resolveTiming(opts.timing);
     this.ring = new EventRing(opts.logCapacity ?? DEFAULT_LOG_CAPACITY);
     this.log = opts.logger?.child({ terminal: this.index, deviceId: this.deviceId });
@@ -286,6 +308,8 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   handle(frame: Frame, hooks?: SessionHooks): Promise<FrameInit> {
     return this.run(async () => {
       await this.waitStall();
+      const busy = this.takeBusy(frame);
+      if (busy) return busy;
       try {
         return await this.serve(frame, hooks);
       } catch (e) {
@@ -374,7 +398,11 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
         // encode after the wait so the answer reflects the state when it is sent
         const results = req.userIds.map((id) => {
           const s = this.users.get(id);
-          return s ? { status: Status.OK, record: encodeUser(s.user, mask) } : { status: Status.USER_NOT_FOUND, record: EMPTY };
+          if (!s) return { status: Status.USER_NOT_FOUND, record: EMPTY };
+          const record = encodeUser(s.user, mask);
+          // fault "unreadable": a record in a user format the server does not know (framing intact)
+          if (this.isUnreadable(id)) record[USER_FORMAT_VERSION_OFFSET] = UNREADABLE_FORMAT_VERSION;
+          return { status: Status.OK, record };
         });
         const payload = encodeGetUsersResponse({ results });
         if (payload.length > MAX_PAYLOAD) {
@@ -424,9 +452,9 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
     if (existing && !overwrite) return Status.DUPLICATE_USER_ID;
     if (!existing && this.users.size >= this.userCapacity) return Status.USER_FULL;
     if (this.cardConflict(u)) return Status.DUPLICATE_CARD;
-    // the server's record, stored as "same as server" (keeping only the disabled bit)
+    // PROTOCOL.md 5 PUT_USERS: the server's record is stored as sent, version included;
+    // of the flag, CREATED/UPDATED (device changes) are cleared and DISABLED is kept
     u.flag &= UserFlag.DISABLED;
-    u.version = existing ? (existing.user.version + 1) & 0xffff : 1;
     this.storeUser(u);
     this.append(existing ? EventCode.USER_UPDATE_SUCCESS : EventCode.USER_ENROLL_SUCCESS, u.id, ORIGIN_SERVER);
     this.changed();
@@ -562,6 +590,45 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   refuse(ms: number): void {
     this.refuseUntil = Date.now() + ms;
     this.emit('refuse', this.refuseUntil);
+  }
+
+  /**
+   * Busy: the next `count` requests (of `command` only, when given; never PING or
+   * BYE) are answered with status BUSY instead of being served: as a RESPONSE
+   * (what a protocol 1.1 terminal sends) or, with `asError`, as an ERROR frame.
+   */
+  busy(count: number, opts: { command?: Command; asError?: boolean } = {}): void {
+    this.busyLeft = count;
+    this.busyCommand = opts.command;
+    this.busyAsError = opts.asError ?? false;
+  }
+
+  /** requests still to be answered BUSY */
+  get busyRemaining(): number {
+    return this.busyLeft;
+  }
+
+  private takeBusy(frame: Frame): FrameInit | null {
+    if (this.busyLeft <= 0 || frame.command === Command.PING || frame.command === Command.BYE) return null;
+    if (this.busyCommand !== undefined && frame.command !== this.busyCommand) return null;
+    this.busyLeft--;
+    this.log?.debug({ command: frame.command, left: this.busyLeft }, 'fault: answered BUSY');
+    if (this.busyAsError) return errorFrame(frame, Status.BUSY, 'busy (fault)');
+    return { kind: FrameKind.RESPONSE, seq: frame.seq, command: frame.command, status: Status.BUSY, payload: EMPTY };
+  }
+
+  /**
+   * Unreadable: for `ms` from now, GET_USERS returns the record of `userId` (or of
+   * every user when omitted) with formatVersion 2, a format a protocol 1.x server
+   * cannot read; 0 ends it.
+   */
+  unreadable(ms: number, userId?: string): void {
+    this.unreadableUntil.set(userId ?? ALL_USERS, Date.now() + ms);
+  }
+
+  private isUnreadable(userId: string): boolean {
+    const now = Date.now();
+    return (this.unreadableUntil.get(userId) ?? 0) > now || (this.unreadableUntil.get(ALL_USERS) ?? 0) > now;
   }
 
   corruptNextFrame(): void {
