@@ -1,7 +1,7 @@
 // Public types of the store (src/store/store.ts).
 import type { Logger } from 'pino';
 import type { UserRecord } from '../model/user.js';
-import type { MergeField } from '../sync/merge.js';
+import type { MergeField } from '../model/merge.js';
 
 export type SyncMode = 'off' | 'server' | 'all' | 'specific';
 export const SYNC_MODES: readonly SyncMode[] = ['off', 'server', 'all', 'specific'];
