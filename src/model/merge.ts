@@ -11,6 +11,7 @@
 // list the server holds is kept whole, so server-held access groups are never
 // lost or replaced by a device update (the reference server's known failure).
 import { USER_DISABLED } from './limits.js';
+import { fitForTerminal, type PartsSupport } from './parts.js';
 import { hasPin, structuredCloneUser, type UserRecord, type UserSetting } from './user.js';
 
 /** Every field the merge policy decides on, as named in `filled` and in VACANCY. */
@@ -118,8 +119,15 @@ function copyList(to: UserRecord, from: UserRecord, f: (typeof LIST_FIELDS)[numb
 /**
  * Merges a record pulled from a terminal into the server's record.
  * Neither argument is modified; the result shares no buffers with them.
+ *
+ * `parts`: what the source terminal can carry (its driver's declaration). A
+ * part it cannot carry is vacant in its record for that reason alone: it is
+ * taken as vacant whatever the record holds there, so it never fills a server
+ * field, and (as for every vacant device field) the server's value stays.
+ * Without `parts` the terminal carries every part.
  */
-export function mergeDeviceIntoServer(server: UserRecord | null, device: UserRecord): MergeOutcome {
+export function mergeDeviceIntoServer(server: UserRecord | null, fromDevice: UserRecord, parts?: Readonly<PartsSupport>): MergeOutcome {
+  const device = parts ? { ...fitForTerminal(fromDevice, parts), version: fromDevice.version } : fromDevice;
   if (server === null) {
     const record = structuredCloneUser(device);
     // created/updated-on-device (and the reserved deleted bit) describe the
@@ -214,4 +222,15 @@ export function usersEqual(a: UserRecord, b: UserRecord): boolean {
   const pa = hasPin(a);
   if (pa !== hasPin(b) || (pa && !bufEq(a.pinHash, b.pinHash))) return false;
   return LIST_FIELDS.every((f) => listFieldEqual(f, a, b));
+}
+
+/**
+ * True when a terminal that carries `parts` holds the same user as the server:
+ * both records compared as that terminal would hold them (fitForTerminal), so a
+ * part the terminal cannot carry, a name it keeps shorter, the cards or fingers
+ * beyond its counts are no difference. With ALL_PARTS this is usersEqual.
+ * The engine's reconcile uses it for drivers that list whole records.
+ */
+export function sameForTerminal(server: UserRecord, device: UserRecord, parts: Readonly<PartsSupport>): boolean {
+  return usersEqual(fitForTerminal(server, parts), fitForTerminal(device, parts));
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { USER_DISABLED, structuredCloneUser, type UserRecord } from '../model/user.js';
-import { mergeDeviceIntoServer, usersEqual } from '../model/merge.js';
+import { mergeDeviceIntoServer, sameForTerminal, usersEqual } from '../model/merge.js';
 import { StoreWriteError, toStoreWriteError } from './errors.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, SchemaVersionError } from './migrations.js';
 import {
@@ -549,13 +549,13 @@ export class Store {
 
   private mergeIn(device: UserRecord, ctx: MergeContext, now: number): MergeResult {
     const prev = this.users.get(device.id);
-    const m = mergeDeviceIntoServer(prev, device);
+    const m = mergeDeviceIntoServer(prev, device, ctx.parts);
     let serverVersion: number;
     if (m.changed) {
       serverVersion = this.users.write(m.record, prev, now);
       this.shared.delete(device.id);
     } else serverVersion = this.versionOf(device.id).serverVersion;
-    const differsFromDevice = !usersEqual(m.record, device);
+    const differsFromDevice = ctx.parts ? !sameForTerminal(m.record, device, ctx.parts) : !usersEqual(m.record, device);
 
     const targets = new Set<string>();
     if (ctx.pushTo && (m.changed || ctx.pushWhen === 'always')) {
