@@ -2,7 +2,7 @@
 // handshake.ts): the two state machines talk to each other through the real
 // frame codec, reproduce the golden vectors byte for byte, and refuse every
 // wrong step with the frame PROTOCOL.md 4.1 asks for.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -192,5 +192,23 @@ describe('termsync handshake: the terminal refuses every wrong answer', () => {
     const a = t.receive(wire(s.receive(wire(t.hello())).send!));
     const step = t.receive(wire({ kind: FrameKind.RESPONSE, seq: a.send!.seq, command: Command.AUTH, status: Status.AUTH_FAILED }));
     expect(step).toMatchObject({ state: 'failed', failure: { reason: 'refused', message: 'server rejected AUTH with AUTH_FAILED' } });
+  });
+});
+
+describe('termsync handshake: written once', () => {
+  it('no other source file or test peer computes or checks a proof', () => {
+    const root = join(import.meta.dirname, '..');
+    const allowed = new Set(['src/codec/auth.ts', 'src/drivers/termsync/handshake.ts']);
+    const offenders: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+        const rel = `${dir}/${e.name}`;
+        if (e.isDirectory()) walk(rel);
+        else if (rel.endsWith('.ts') && !allowed.has(rel) && /\b(computeProof|proofEquals)\(/.test(readFileSync(join(root, rel), 'utf8'))) offenders.push(rel);
+      }
+    };
+    walk('src');
+    walk('test/helpers');
+    expect(offenders).toEqual([]);
   });
 });
