@@ -210,7 +210,7 @@ export interface DialTarget {
   terminalId: string;
   host: string;
   port: number;
-  /** the comm key for this terminal (the protocol decides its form) */
+  /** the terminal's key as configured (a key file's bytes): termsync's comm key; a protocol with another form parses it (ZK: the numeric password as digits) */
   key: Buffer;
   signal?: AbortSignal;
 }
