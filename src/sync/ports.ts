@@ -158,7 +158,7 @@ export interface FeedState {
 
 export type UserListing =
   | { kind: 'digest'; entries: { userId: string; digest: string }[] }
-  | { kind: 'full'; users: UserRecord[] };
+  | { kind: 'full-read'; users: UserRecord[] };
 
 /** One connected, authenticated terminal, as the engine sees it. */
 export interface DeviceSession {
@@ -201,7 +201,12 @@ export interface TerminalDriver {
   readonly protocol: string;
   /** the port a terminal of this protocol listens on when none is given */
   readonly defaultPort: number;
-  /** Connects and authenticates; rejects with DriverError ('transport' when unreachable, 'invalid' when the key is refused). */
+  /**
+   * Connects and authenticates; rejects with DriverError: 'transport' when the
+   * terminal cannot be reached or hangs up during the handshake (a termsync
+   * terminal does when the server's proof shows another key), 'invalid' when
+   * the server side finds the key or the protocol version wrong.
+   */
   dial(target: DialTarget): Promise<DeviceSession>;
 }
 
