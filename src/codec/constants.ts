@@ -1,5 +1,7 @@
 // Every protocol constant, named as in protocol/PROTOCOL.md. Nothing else in the
-// code base spells these numbers.
+// code base spells these numbers. The limits of a user record and the DISABLED
+// bit are the domain's (src/model/limits.ts); the protocol adopts them.
+import { USER_DISABLED, USER_LIMITS } from '../model/limits.js';
 
 export const MAGIC0 = 0x54; // 'T'
 export const MAGIC1 = 0x53; // 'S'
@@ -112,7 +114,7 @@ export enum UserFlag {
   CREATED_ON_DEVICE = 0x01,
   UPDATED_ON_DEVICE = 0x02,
   DELETED = 0x04,
-  DISABLED = 0x80,
+  DISABLED = USER_DISABLED,
 }
 
 export enum InfoMask {
@@ -133,22 +135,9 @@ export const INFO_MASK_ALL_PARTS = 0x07ff;
 /** "everything" in a GET_USERS request */
 export const INFO_MASK_ANY = 0xffff;
 
+/** The user-record limits of the model, plus the protocol's own. */
 export const LIMITS = {
-  userIdBytes: 32,
-  nameBytes: 192,
-  phraseBytes: 128,
-  jobLabelBytes: 48,
-  pinHashBytes: 32,
-  photoBytes: 16_384,
-  cards: 8,
-  cardDataBytes: 32,
-  fingers: 10,
-  fingerTemplateBytes: 384,
-  faces: 5,
-  faceDataBytes: 32_768,
-  accessGroups: 16,
-  jobCodes: 16,
-  securityLevelMax: 5,
+  ...USER_LIMITS,
   maxBatch: 1000,
   maxLogCount: 1000,
   maxListCount: 1000,

@@ -1,10 +1,10 @@
 // SimSession: one connection of a simulated terminal, whichever side dialled.
 // The terminal speaks first (HELLO with nonceT), checks the server's proof and
-// closes if it is wrong, sends AUTH, then serves requests through
+// closes if it is wrong, sends AUTH (the steps: TerminalHandshake in
+// src/drivers/termsync/handshake.ts), then serves requests through
 // SimTerminal.handle in the order they arrived and pushes the realtime log
 // within the subscription window. Writes respect backpressure (write() false ->
 // wait for 'drain'); reading pauses while too many requests are queued.
-import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import {
@@ -15,25 +15,18 @@ import {
   MAX_PAYLOAD,
   MAX_PREAUTH_PAYLOAD,
   MIN_PROTOCOL_VERSION,
-  NONCE_BYTES,
-  PROOF_LABEL_SERVER,
-  PROOF_LABEL_TERMINAL,
   PROTOCOL_VERSION,
   ProtocolError,
   Status,
-  computeProof,
   decodeErrorPayload,
-  decodeHelloResponse,
   decodeLogAck,
-  encodeAuth,
   encodeFrame,
-  encodeHello,
   encodeLogEvent,
-  proofEquals,
   statusName,
   type Frame,
   type FrameInit,
 } from '../codec/index.js';
+import { TerminalHandshake } from '../drivers/termsync/handshake.js';
 import { errorFrame, type SessionHooks, type SimTerminal } from './terminal.js';
 
 /** the heartbeat assumed when the server announces 0 */
@@ -89,7 +82,7 @@ export class SimSession implements SessionHooks {
   private state: State = 'hello-sent';
   private _version = PROTOCOL_VERSION;
   private seq = 0;
-  private nonceT = randomBytes(NONCE_BYTES);
+  private readonly handshake: TerminalHandshake;
   private heartbeatSec: number;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -152,24 +145,21 @@ export class SimSession implements SessionHooks {
     this.terminal.on('faults-changed', this.onFaultsChanged);
 
     const t = this.terminal;
-    this.write({
-      kind: FrameKind.REQUEST,
-      seq: this.nextSeq(),
-      command: Command.HELLO,
-      version: PROTOCOL_VERSION,
-      payload: encodeHello({
+    this.handshake = new TerminalHandshake({
+      key: opts.commKey,
+      announce: {
         deviceId: t.deviceId,
-        minVersion: MIN_PROTOCOL_VERSION,
-        maxVersion: t.maxVersion,
         maxUsersPerBatch: t.maxUsersPerBatch,
         userCapacity: t.userCapacity,
         logCapacity: t.ring.capacity,
         capabilities: t.capabilities,
         model: t.model,
         firmware: t.firmware,
-        nonce: this.nonceT,
-      }),
+      },
+      versions: { min: MIN_PROTOCOL_VERSION, max: t.maxVersion },
+      nextSeq: () => this.nextSeq(),
     });
+    this.write(this.handshake.hello());
   }
 
   /** the protocol version of this session: 1 (protocol 1.0) until the server's HELLO answer, then the one it chose */
@@ -234,67 +224,34 @@ export class SimSession implements SessionHooks {
     }
     switch (this.state) {
       case 'hello-sent':
-        return this.onHelloAnswer(f);
       case 'auth-sent':
-        return this.onAuthAnswer(f);
+        return this.onHandshakeFrame(f);
       case 'ready':
         return this.onReadyFrame(f);
     }
   }
 
-  /** Frames that are not the expected handshake answer. Returns true when the frame was dealt with. */
-  private preAuthOther(f: Frame, expected: Command): boolean {
-    if (f.kind === FrameKind.ERROR) {
-      this.close(`server sent ERROR ${statusName(f.status)} during the handshake: ${safeErrorText(f.payload)}`);
-      return true;
+  /** The server's HELLO and AUTH answers (the steps are TerminalHandshake's). */
+  private onHandshakeFrame(f: Frame): void {
+    const step = this.handshake.receive(f);
+    if (step.state === 'failed') {
+      if (step.failure.reason === 'server-proof') this.log?.warn(`${step.failure.message}; closing`);
+      if (step.send) {
+        try {
+          this.write(step.send);
+        } catch {
+          // best effort
+        }
+      }
+      return this.close(step.failure.message);
     }
-    if (f.kind !== FrameKind.RESPONSE || f.command !== expected || f.seq !== this.seq) {
-      this.sendErrorAndClose(
-        f.seq,
-        f.command,
-        Status.NOT_AUTHENTICATED,
-        'not authenticated',
-        `unexpected frame (kind ${f.kind}, command 0x${f.command.toString(16)}) before authentication`,
-      );
-      return true;
+    if (step.state === 'continue') {
+      this.state = 'auth-sent';
+      this.write(step.send);
+      return;
     }
-    return false;
-  }
-
-  private onHelloAnswer(f: Frame): void {
-    if (this.preAuthOther(f, Command.HELLO)) return;
-    if (f.status !== Status.OK) return this.close(`server refused HELLO with ${statusName(f.status)}`);
-    let hr: ReturnType<typeof decodeHelloResponse>;
-    try {
-      hr = decodeHelloResponse(f.payload);
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      return this.sendErrorAndClose(f.seq, f.command, Status.BAD_PAYLOAD, msg, `malformed HELLO response: ${msg}`);
-    }
-    if (hr.version < MIN_PROTOCOL_VERSION || hr.version > this.terminal.maxVersion)
-      return this.sendErrorAndClose(
-        f.seq,
-        f.command,
-        Status.UNSUPPORTED_VERSION,
-        `version ${hr.version} not spoken`,
-        `server chose protocol version ${hr.version}, not in ${MIN_PROTOCOL_VERSION}..${this.terminal.maxVersion}`,
-      );
-    const want = computeProof(this.key, PROOF_LABEL_SERVER, this.nonceT, hr.nonce, this.terminal.deviceId);
-    if (!proofEquals(want, hr.proof)) {
-      // the server does not hold our key: say nothing more, close
-      this.log?.warn('server proof is wrong (the server does not hold this terminal\'s comm key); closing');
-      return this.close('server proof wrong');
-    }
-    this._version = hr.version;
-    if (hr.heartbeatSec > 0) this.heartbeatSec = hr.heartbeatSec;
-    const proofT = computeProof(this.key, PROOF_LABEL_TERMINAL, hr.nonce, this.nonceT, this.terminal.deviceId);
-    this.state = 'auth-sent';
-    this.write({ kind: FrameKind.REQUEST, seq: this.nextSeq(), command: Command.AUTH, version: PROTOCOL_VERSION, payload: encodeAuth({ proof: proofT }) });
-  }
-
-  private onAuthAnswer(f: Frame): void {
-    if (this.preAuthOther(f, Command.AUTH)) return;
-    if (f.status !== Status.OK) return this.close(`server rejected AUTH with ${statusName(f.status)}`);
+    this._version = step.version;
+    if (step.heartbeatSec > 0) this.heartbeatSec = step.heartbeatSec;
     this.state = 'ready';
     this.everAuthenticated = true;
     this.decoder.setMaxPayload(MAX_PAYLOAD);

@@ -47,7 +47,7 @@ import {
   type FrameInit,
 } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
-import { structuredCloneUser, userFromJson, UserJsonError, userIdProblem, type UserRecord } from '../model/user.js';
+import { structuredCloneUser, userFromJson, UserJsonError, validateUser, type UserRecord } from '../model/user.js';
 import { EventRing } from './ring.js';
 import { delay, resolveTiming, type TimingModel } from './timing.js';
 
@@ -108,32 +108,6 @@ export interface UserPatch {
   addCards?: unknown[];
   addFingers?: unknown[];
   [field: string]: unknown;
-}
-
-/** A user-ID problem or a per-user limit broken by `u`, or null. */
-export function userLimitProblem(u: UserRecord): string | null {
-  const idErr = userIdProblem(u.id);
-  if (idErr) return idErr;
-  if (u.cards.length > LIMITS.cards) return `a user holds at most ${LIMITS.cards} cards (got ${u.cards.length})`;
-  if (u.fingers.length > LIMITS.fingers) return `a user holds at most ${LIMITS.fingers} fingers (got ${u.fingers.length})`;
-  if (u.faces.length > LIMITS.faces) return `a user holds at most ${LIMITS.faces} faces (got ${u.faces.length})`;
-  if (u.accessGroups.length > LIMITS.accessGroups)
-    return `a user holds at most ${LIMITS.accessGroups} access groups (got ${u.accessGroups.length})`;
-  if (u.jobCodes.length > LIMITS.jobCodes) return `a user holds at most ${LIMITS.jobCodes} job codes (got ${u.jobCodes.length})`;
-  const seen = new Set<string>();
-  for (const c of u.cards) {
-    if (c.type < 1 || c.type > 255) return 'card type must be 1..255';
-    if (c.data.length < 1 || c.data.length > LIMITS.cardDataBytes) return `card data must be 1..${LIMITS.cardDataBytes} bytes`;
-    const k = cardKey(c.data);
-    if (seen.has(k)) return 'the same card is listed twice';
-    seen.add(k);
-  }
-  const fingerIdx = new Set<number>();
-  for (const f of u.fingers) {
-    if (fingerIdx.has(f.index)) return `finger index ${f.index} is listed twice`;
-    fingerIdx.add(f.index);
-  }
-  return null;
 }
 
 /** Cards are identified by their data (the card number), whatever their type. */
@@ -447,7 +421,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
       this.log?.debug({ err: (e as Error).message }, 'PUT_USERS record rejected');
       return Status.INVALID_USER;
     }
-    if (userLimitProblem(u)) return Status.INVALID_USER;
+    if (validateUser(u)) return Status.INVALID_USER;
     const existing = this.users.get(u.id);
     if (existing && !overwrite) return Status.DUPLICATE_USER_ID;
     if (!existing && this.users.size >= this.userCapacity) return Status.USER_FULL;
@@ -471,7 +445,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
     const u = structuredCloneUser(user);
     return this.run(async () => {
       await delay(this.timing.perCommandMs + this.timing.perUserWriteMs);
-      const problem = userLimitProblem(u);
+      const problem = validateUser(u);
       if (problem) throw new SimActionError(400, problem, Status.INVALID_USER);
       if (this.users.has(u.id)) throw new SimActionError(409, `user ${JSON.stringify(u.id)} already exists`, Status.DUPLICATE_USER_ID);
       if (this.users.size >= this.userCapacity)
@@ -529,7 +503,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
         if (e instanceof UserJsonError) throw new SimActionError(400, e.message, Status.INVALID_USER);
         throw e;
       }
-      const problem = userLimitProblem(u);
+      const problem = validateUser(u);
       if (problem) throw new SimActionError(400, problem, Status.INVALID_USER);
       const owner = this.cardConflict(u);
       if (owner) throw new SimActionError(409, `a card is already held by user ${JSON.stringify(owner)}`, Status.DUPLICATE_CARD);
