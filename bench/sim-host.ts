@@ -16,7 +16,7 @@ import { Simulator } from '../src/sim/simulator.js';
 import type { SimTerminal, UserPatch } from '../src/sim/terminal.js';
 import type { TimingModel } from '../src/sim/timing.js';
 import { Store } from '../src/store/store.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 import type { Action } from './scenario.js';
 
 /** A user-change event as a terminal appended it; `at` is epoch ms (performance.timeOrigin-based, sub-ms). */

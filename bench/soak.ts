@@ -26,7 +26,7 @@ import { userFromJson, userToJson, type UserRecord } from '../src/model/user.js'
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { Store } from '../src/store/store.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 import { spawnDaemon, type ChildHandle } from '../test/helpers/child.js';
 import { prng } from '../test/helpers/faults.js';
 

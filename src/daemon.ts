@@ -3,7 +3,7 @@
 // admin API (src/admin) and the CLI drive it through the methods below.
 import type { Logger } from 'pino';
 import type { Hello } from './codec/index.js';
-import { userIdProblem, type UserRecord } from './model/user.js';
+import { validateUser, type UserRecord } from './model/user.js';
 import { Store } from './store/store.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine } from './sync/engine.js';
@@ -241,7 +241,7 @@ export class Daemon {
 
   /** A server-side create or change: stored, then pushed to the terminals in scope. */
   putUser(u: UserRecord): { created: boolean; changed: boolean; pushedTo: string[] } {
-    const problem = userIdProblem(u.id);
+    const problem = validateUser(u);
     if (problem) throw new Error(problem);
     const pushTo = this.engine.targetsFor(u);
     const r = this.store.putUserFromServer(u, { pushTo });

@@ -16,7 +16,7 @@ import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
 import { Store } from '../src/store/store.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 
 const timing = { perCommandMs: 2, perUserWriteMs: 3, perUserReadMs: 1, perUserListedMs: 0, perEventReadMs: 0 };
 const dir = mkdtempSync(join(tmpdir(), 'termsync-bench-test-'));

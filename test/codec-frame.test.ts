@@ -130,7 +130,7 @@ describe('FrameDecoder', () => {
     const cases: [string, () => Buffer, string, number?][] = [
       ['bad magic', () => Object.assign(frame(), { 0: 0x47 }), 'BAD_MAGIC'],
       ['bad second magic byte', () => Object.assign(frame(), { 1: 0x00 }), 'BAD_MAGIC'],
-      ['version 2', () => fixCrc(Object.assign(frame(), { 2: 2 })), 'BAD_VERSION'],
+      ['version 3 (newer than protocol 1.1)', () => fixCrc(Object.assign(frame(), { 2: 3 })), 'BAD_VERSION'],
       ['version 0', () => fixCrc(Object.assign(frame(), { 2: 0 })), 'BAD_VERSION'],
       ['kind 0', () => fixCrc(Object.assign(frame(), { 3: 0 })), 'BAD_KIND'],
       ['kind 5', () => fixCrc(Object.assign(frame(), { 3: 5 })), 'BAD_KIND'],
@@ -162,7 +162,7 @@ describe('FrameDecoder', () => {
 
     it('rejects bad magic / version / kind as soon as those bytes arrive', () => {
       expect(protocolError(() => new FrameDecoder().feed(hex('47'))).code).toBe('BAD_MAGIC');
-      expect(protocolError(() => new FrameDecoder().feed(hex('545302'))).code).toBe('BAD_VERSION');
+      expect(protocolError(() => new FrameDecoder().feed(hex('545303'))).code).toBe('BAD_VERSION');
       expect(protocolError(() => new FrameDecoder().feed(hex('54530109'))).code).toBe('BAD_KIND');
     });
 

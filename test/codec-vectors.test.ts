@@ -11,17 +11,22 @@ import {
   PROOF_LABEL_SERVER,
   PROOF_LABEL_TERMINAL,
   computeProof,
+  decodeFramePayload,
   decodeHello,
   decodeUser,
+  isProtocolError,
   encodeFrame,
   encodeUser,
   proofEquals,
+  userDigest,
   type Frame,
 } from '../src/codec/index.js';
-import { describePayload, encodePayload, hydrate, type Vector } from '../protocol/vectors/json.js';
+import { describePayload, encodePayload, hydrate, type ExtensionVector, type MalformedVector, type Vector } from '../protocol/vectors/json.js';
 
 const dir = join(import.meta.dirname, '..', 'protocol', 'vectors');
-const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+/** the two tables of other shapes: inputs to refuse, and payloads with extension bytes */
+const TABLES = new Set(['malformed.json', 'extensions.json']);
+const files = readdirSync(dir).filter((f) => f.endsWith('.json') && !TABLES.has(f)).sort();
 const vectors: (Vector & { file: string })[] = files.flatMap((file) =>
   (JSON.parse(readFileSync(join(dir, file), 'utf8')) as Vector[]).map((v) => ({ ...v, file })),
 );
@@ -65,8 +70,9 @@ describe('golden vectors', () => {
       const frames = decodeAll([wire]);
       expect(frames).toHaveLength(1);
       const f = frames[0];
-      expect({ kind: f.kind, seq: f.seq, command: f.command, status: f.status }).toEqual(v.frame);
-      expect(f.version).toBe(1);
+      expect({ version: f.version, kind: f.kind, seq: f.seq, command: f.command, status: f.status }).toEqual(v.frame);
+      // handshake frames always carry version 1 (PROTOCOL.md 3)
+      if (f.command === Command.HELLO || f.command === Command.AUTH) expect(f.version).toBe(1);
       expect(describePayload(f)).toEqual(v.payload);
     });
 
@@ -108,15 +114,17 @@ describe('golden vectors', () => {
 
   it('the handshake proofs verify with the published comm key and nonces', () => {
     const hs = vectors.filter((v) => v.auth);
-    expect(hs.length).toBe(3);
+    expect(hs.length).toBeGreaterThanOrEqual(3);
     const { commKey, deviceId, nonceT, nonceS } = hs[0].auth!;
     const key = Buffer.from(commKey, 'hex');
     const nT = Buffer.from(nonceT, 'hex');
     const nS = Buffer.from(nonceS, 'hex');
-    const hello = hs.find((v) => v.frame.kind === FrameKind.REQUEST && v.frame.command === Command.HELLO)!;
-    expect(decodeHello(Buffer.from(hello.hex, 'hex').subarray(20)).nonce).toEqual(nT);
-    const resp = hs.find((v) => v.frame.kind === FrameKind.RESPONSE)!;
-    expect(proofEquals(Buffer.from(resp.payload.proof, 'hex'), computeProof(key, PROOF_LABEL_SERVER, nT, nS, deviceId))).toBe(true);
+    for (const hello of hs.filter((v) => v.frame.kind === FrameKind.REQUEST && v.frame.command === Command.HELLO))
+      expect(decodeHello(Buffer.from(hello.hex, 'hex').subarray(20)).nonce).toEqual(nT);
+    const resps = hs.filter((v) => v.frame.kind === FrameKind.RESPONSE);
+    expect(resps.length).toBeGreaterThanOrEqual(2);
+    for (const r of resps) expect(proofEquals(Buffer.from(r.payload.proof, 'hex'), computeProof(key, PROOF_LABEL_SERVER, nT, nS, deviceId))).toBe(true);
+    const resp = resps[0];
     const auth = hs.find((v) => v.frame.command === Command.AUTH)!;
     expect(proofEquals(Buffer.from(auth.payload.proof, 'hex'), computeProof(key, PROOF_LABEL_TERMINAL, nS, nT, deviceId))).toBe(true);
     // the two labels make the two proofs differ
@@ -126,7 +134,7 @@ describe('golden vectors', () => {
   it('decodes all vectors sent back to back in one chunk, and in random chunks (seeded)', () => {
     const all = Buffer.concat(vectors.map(bytesOf));
     const want = vectors.map((v) => v.frame);
-    const shape = (fs: Frame[]) => fs.map((f) => ({ kind: f.kind, seq: f.seq, command: f.command, status: f.status }));
+    const shape = (fs: Frame[]) => fs.map((f) => ({ version: f.version, kind: f.kind, seq: f.seq, command: f.command, status: f.status }));
     expect(shape(decodeAll([all]))).toEqual(want);
     let seed = 12345;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 2 ** 24;
@@ -141,5 +149,94 @@ describe('golden vectors', () => {
       expect(shape(got)).toEqual(want);
       expect(got.map((f) => f.payload.toString('hex'))).toEqual(vectors.map((v) => v.hex.slice(40)));
     }
+  });
+});
+
+describe('protocol 1.1 vectors (v1_1.json)', () => {
+  const v11 = vectors.filter((v) => v.file === 'v1_1.json');
+  const byName = (n: string) => {
+    const v = v11.find((x) => x.name.startsWith(n));
+    if (!v) throw new Error(`no vector ${n}`);
+    return v;
+  };
+
+  it('frames after the handshake carry version 2, handshake frames version 1', () => {
+    expect(v11.length).toBeGreaterThanOrEqual(15);
+    for (const v of v11) {
+      const handshake = v.frame.command === Command.HELLO || v.frame.command === Command.AUTH;
+      expect(v.frame.version, v.name).toBe(handshake ? 1 : 2);
+    }
+    expect(byName('HELLO request from a 1.1 terminal').payload).toMatchObject({ minVersion: 1, maxVersion: 2 });
+    expect(byName('HELLO response from a 1.1 server').payload.version).toBe(2);
+    expect(byName('HELLO response from a 1.0 server').payload.version).toBe(1);
+  });
+
+  it('PUT_USERS: the record sent with flag 0x83 and version 77 is the one read back with flag 0x80 and version 77', () => {
+    const put = byName('PUT_USERS request: a disabled user').payload.users[0].user;
+    expect([put.flag, put.version]).toEqual([0x83, 77]);
+    const got = byName('GET_USERS response: the user as stored').payload.results[0].user;
+    expect([got.flag, got.version]).toEqual([0x80, 77]);
+    expect({ ...got, flag: 0 }).toEqual({ ...put, flag: 0 });
+  });
+
+  it('LIST_USERS: the digest of a disabled user equals the digest of the same user enabled, the entry flag tells them apart', () => {
+    const entry = byName('LIST_USERS response: the disabled user').payload.entries[0];
+    expect(entry.flag & 0x80).toBe(0x80);
+    const stored = hydrate(byName('GET_USERS response: the user as stored').payload.results[0].user);
+    expect(userDigest({ ...stored, flag: 0 }).toString('hex')).toBe(entry.digest);
+    expect(userDigest(stored).toString('hex')).toBe(entry.digest);
+  });
+
+  it('BUSY, TIMEOUT and whole-request failures are RESPONSEs with an empty payload; ERROR BUSY names the request', () => {
+    for (const n of ['PUT_USERS response USER_FULL', 'GET_USERS response BUSY', 'GET_USERS response TIMEOUT', 'GET_USERS response FRAME_TOO_LARGE', 'DELETE_USERS response USER_NOT_FOUND']) {
+      const v = byName(n);
+      expect(v.frame.kind, n).toBe(FrameKind.RESPONSE);
+      expect(v.frame.status, n).toBeLessThan(0);
+      expect(v.hex.length, n).toBe(40); // header only
+    }
+    const busy = byName('GET_USERS response BUSY');
+    const err = byName('ERROR BUSY naming the GET_USERS request');
+    expect([err.frame.kind, err.frame.seq, err.frame.command, err.frame.status]).toEqual([FrameKind.ERROR, busy.frame.seq, busy.frame.command, busy.frame.status]);
+  });
+
+  it('a LOG_EVENT after a reset carries the new epoch and IDs from 1, ascending', () => {
+    const before = vectors.find((v) => v.name === 'LOG_EVENT with 3 events')!.payload;
+    const after = byName('LOG_EVENT after a log reset').payload;
+    expect(after.logEpoch).not.toBe(before.logEpoch);
+    expect(after.events.map((e: { id: number }) => e.id)).toEqual([1, 2]);
+    expect(byName('SUBSCRIBE_LOG request with the largest window').payload.window).toBe(4096);
+  });
+});
+
+describe('malformed inputs (malformed.json): each with the exact error and status', () => {
+  const table = JSON.parse(readFileSync(join(dir, 'malformed.json'), 'utf8')) as MalformedVector[];
+  it('holds the cases the spec names', () => {
+    expect(table.length).toBeGreaterThanOrEqual(10);
+    for (const n of ['GET_INFO response OK with an empty payload', 'HELLO request with device ID 0', 'LOG_EVENT whose event IDs go down']) expect(table.map((m) => m.name)).toContain(n);
+  });
+  it.each(table.map((m) => [m.name, m] as const))('%s', (_n, m) => {
+    const [f] = decodeAll([Buffer.from(m.hex, 'hex')]); // the framing is sound
+    let err: unknown;
+    try {
+      const v = decodeFramePayload(f) as { results?: { record: Buffer }[]; records?: Buffer[] };
+      expect(m.where, 'the payload decoded, so the fault must be in a record').toBe('record');
+      decodeUser(v.results?.[0]?.record ?? v.records![0]);
+    } catch (e) {
+      err = e;
+    }
+    expect(isProtocolError(err), String(err)).toBe(true);
+    expect((err as { code: string }).code).toBe(m.error);
+    expect((err as { status: number }).status).toBe(m.status);
+  });
+});
+
+describe('extension bytes (extensions.json) are ignored where PROTOCOL.md 2.2 allows them', () => {
+  const table = JSON.parse(readFileSync(join(dir, 'extensions.json'), 'utf8')) as ExtensionVector[];
+  it.each(table.map((x) => [x.name, x] as const))('%s', (_n, x) => {
+    const [f] = decodeAll([Buffer.from(x.hex, 'hex')]);
+    expect(describePayload(f)).toEqual(x.payload);
+    // re-encoding the decoded fields gives the payload without the extension
+    const payload = encodePayload(x.frame, x.payload);
+    expect(Buffer.concat([payload, Buffer.from(x.extension, 'hex')]).equals(f.payload)).toBe(true);
   });
 });

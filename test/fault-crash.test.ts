@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { userToJson } from '../src/model/user.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 import { spawnDaemon, type ChildHandle } from './helpers/child.js';
 import { person, prng, readServer, unconvergedTerminals } from './helpers/faults.js';
 import { waitFor } from './helpers/wait.js';

@@ -8,7 +8,7 @@ import { Command, EventCode, HEADER_SIZE, MAX_PAYLOAD, ORIGIN_SERVER, Status } f
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import type { SimTerminal } from '../src/sim/terminal.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 import type { ProtocolLink } from '../src/terminal/link.js';
 import { RequestError } from '../src/terminal/connection.js';
 import { person, prng } from './helpers/faults.js';

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UserFlag } from '../src/codec/constants.js';
 import { emptyUser, hashPin, structuredCloneUser, type UserRecord } from '../src/model/user.js';
-import { mergeDeviceIntoServer, usersEqual, VACANCY, type MergeField } from '../src/sync/merge.js';
+import { mergeDeviceIntoServer, usersEqual, VACANCY, type MergeField } from '../src/model/merge.js';
 import { fullUser } from './store-fixtures.js';
 
 // One row per field: how to make it vacant, value A (server's), value B (device's).

@@ -15,7 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashPin, userFromJson } from '../src/model/user.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 import { waitFor } from './helpers/wait.js';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -77,7 +77,7 @@ describe('control API: terminals and on-device actions', () => {
   it('an edit replaces the given fields, appends cards, sets UPDATED and logs an update with param 1', async () => {
     const s = await start();
     const c = await connect(s.ports()[0]);
-    expect(await c.putUsers([userFromJson({ id: '42', name: 'Server', accessGroups: [3], cards: [{ type: 1, data: '01' }] })])).toEqual([0]);
+    expect(await c.putUsers([{ ...userFromJson({ id: '42', name: 'Server', accessGroups: [3], cards: [{ type: 1, data: '01' }] }), version: 1 }])).toEqual([0]);
     const r = await api('PATCH', '/terminals/1/users/42', { name: 'At the door', addCards: [{ type: 2, data: '02' }], endTime: 2000000000 });
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ id: '42', name: 'At the door', accessGroups: [3], endTime: 2000000000, flag: UserFlag.UPDATED_ON_DEVICE, version: 2 });
@@ -223,5 +223,27 @@ describe('control API: faults', () => {
     await expect(c.request(Command.GET_INFO, undefined, 600)).rejects.toThrow(/no answer/);
     expect(c.isClosed).toBe(false);
     expect((await c.getInfo()).deviceId).toBe(s.terminals[0].deviceId);
+  });
+});
+
+describe('control API: faults busy and unreadable (for PROTOCOL.md 1.1 section 4.4 and GET_USERS)', () => {
+  it('busy answers requests BUSY over the wire; unreadable garbles a record; bad bodies are 400 naming every fault kind', async () => {
+    const s = await start();
+    const c = await connect(s.ports()[0]);
+    expect((await api('POST', '/terminals/1/users', { id: 'u1' })).status).toBe(201);
+    const busy = await api('POST', '/terminals/1/faults', { type: 'busy', count: 1, command: 'GET_USERS' });
+    expect(busy).toMatchObject({ status: 200, json: { ok: true, type: 'busy', count: 1, command: 'GET_USERS', frame: 'response' } });
+    await expect(c.getUsers(['u1'])).rejects.toThrow(/status -7/);
+    expect(((await c.getUsers(['u1'])) as UserRecord[])[0].id).toBe('u1');
+    const unreadable = await api('POST', '/terminals/1/faults', { type: 'unreadable', ms: 60_000, userId: 'u1' });
+    expect(unreadable).toMatchObject({ status: 200, json: { type: 'unreadable', ms: 60_000, userId: 'u1' } });
+    await expect(c.getUsers(['u1'])).rejects.toThrow(/formatVersion 2/);
+    const bad = await api('POST', '/terminals/1/faults', { type: 'nonsense' });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toBe('fault type must be one of drop, stall, corrupt, refuse, reset, blackhole, busy, unreadable');
+    expect((await api('POST', '/terminals/1/faults', { type: 'busy', command: 'LOG_ACK' })).status).toBe(400);
+    expect((await api('POST', '/terminals/1/faults', { type: 'busy', frame: 'maybe' })).status).toBe(400);
+    expect((await api('POST', '/terminals/1/faults', { type: 'unreadable' })).status).toBe(400);
+    expect((await api('POST', '/terminals/3/faults', { type: 'busy' })).json.error).toMatch(/ids are 1\.\.2/);
   });
 });

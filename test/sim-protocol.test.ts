@@ -53,7 +53,7 @@ describe('handshake', () => {
   it('the terminal speaks first with its identity, then authenticates and serves GET_INFO', async () => {
     const s = await start({ terminals: 2, deviceIdBase: 7000, userCapacity: 500, logCapacity: 64, maxUsersPerBatch: 50 });
     const c = await connect(s.ports()[1]);
-    expect(c.hello).toMatchObject({ deviceId: 7002, minVersion: 1, maxVersion: 1, maxUsersPerBatch: 50, userCapacity: 500, logCapacity: 64 });
+    expect(c.hello).toMatchObject({ deviceId: 7002, minVersion: 1, maxVersion: 2, maxUsersPerBatch: 50, userCapacity: 500, logCapacity: 64 });
     expect(c.hello.nonce.length).toBe(16);
     const info = await c.getInfo();
     expect(info).toMatchObject({ deviceId: 7002, userCount: 0, userCapacity: 500, firstEventId: 0, lastEventId: 0, logCapacity: 64, maxUsersPerBatch: 50 });
@@ -173,19 +173,19 @@ describe('users', () => {
     expect(statuses).toEqual([Status.OK, Status.INVALID_USER, Status.OK, Status.INVALID_USER, Status.DUPLICATE_CARD]);
     expect(t.userCount).toBe(2);
     const [alice] = await c.getUsers(['alice']);
-    expect(alice).toMatchObject({ id: 'alice', name: 'Person alice', flag: 0, version: 1 });
+    expect(alice).toMatchObject({ id: 'alice', name: 'Person alice', flag: 0, version: 0 }); // the version the server sent
     const log = await c.getLog(0);
     expect(log.events.map((e) => [e.userId, e.code, e.param])).toEqual([
       ['alice', EventCode.USER_ENROLL_SUCCESS, ORIGIN_SERVER],
       ['carol', EventCode.USER_ENROLL_SUCCESS, ORIGIN_SERVER],
     ]);
-    // overwrite=0 refuses an existing ID; overwrite=1 replaces and logs an update, bumping the version
+    // overwrite=0 refuses an existing ID; overwrite=1 replaces and logs an update, keeping the server's version
     expect(await c.putUsers([person('alice')], false)).toEqual([Status.DUPLICATE_USER_ID]);
-    expect(await c.putUsers([person('alice', { name: 'Alice B' })], true)).toEqual([Status.OK]);
+    expect(await c.putUsers([{ ...person('alice', { name: 'Alice B' }), version: 77 }], true)).toEqual([Status.OK]);
     const [alice2] = (await c.getUsers(['alice'])) as UserRecord[];
     expect(alice2.name).toBe('Alice B');
     expect(alice2.cards).toEqual([]); // a stored record replaces the whole user
-    expect(alice2.version).toBe(2);
+    expect(alice2.version).toBe(77);
     expect((await c.getLog(2)).events.map((e) => [e.userId, e.code, e.param])).toEqual([['alice', EventCode.USER_UPDATE_SUCCESS, 0]]);
     // the card freed by the replacement can now go to eve
     expect(await c.putUsers([person('eve', { cards: [card('01020304')] })])).toEqual([Status.OK]);
@@ -239,7 +239,7 @@ describe('users', () => {
     const [entry] = (await c.listUsers('', 1)).entries;
     const [rec] = (await c.getUsers([entry.userId])) as UserRecord[];
     expect(entry.digest.equals(userDigest(rec))).toBe(true);
-    expect([entry.flag, entry.version]).toEqual([0, 1]);
+    expect([entry.flag, entry.version]).toEqual([0, 0]); // stored as the server sent it
   });
 
   it('DELETE_USERS deletes per ID, logs param 0, and answers USER_NOT_FOUND for strangers', async () => {

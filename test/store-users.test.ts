@@ -4,7 +4,7 @@ import { emptyUser } from '../src/model/user.js';
 import { StoreWriteError } from '../src/store/errors.js';
 import type { Store } from '../src/store/store.js';
 import { MonitoringEvent } from '../src/store/types.js';
-import { usersEqual } from '../src/sync/merge.js';
+import { usersEqual } from '../src/model/merge.js';
 import { deviceUser, fullUser, openTemp } from './store-fixtures.js';
 
 let t: ReturnType<typeof openTemp>;

@@ -12,6 +12,13 @@ import {
   FrameKind,
   InfoMask,
   INFO_MASK_ANY,
+  MAX_SUBSCRIBE_WINDOW,
+  PROTOCOL_1_0,
+  PROTOCOL_1_1,
+  ProtocolError,
+  decodeFramePayload,
+  decodeUser,
+  type Frame,
   ORIGIN_DEVICE,
   ORIGIN_SERVER,
   PROOF_LABEL_SERVER,
@@ -44,7 +51,7 @@ import {
   type UserRecord,
 } from '../../src/codec/index.js';
 import { emptyUser, hashPin } from '../../src/model/user.js';
-import { describePayload, type Vector } from './json.js';
+import { describePayload, type ExtensionVector, type MalformedVector, type Vector } from './json.js';
 
 /** deterministic bytes: SHA-256(seed ‖ counter) chained */
 function bytes(seed: string, n: number): Buffer {
@@ -107,20 +114,68 @@ const ev = (id: number, userId: string, code: number, param: number, flags = 0x0
 
 // ---------------------------------------------------------------- vectors
 
-const files: Record<string, Vector[]> = {};
+const files: Record<string, unknown[]> = {};
 
-function add(file: string, name: string, kind: FrameKind, seq: number, command: number, status: number, payload: Buffer, extra: Partial<Vector> = {}): void {
-  const hex = encodeFrame({ kind, seq, command, status, payload });
+function decodeOne(hex: Buffer, name: string): Frame {
   const frames = new FrameDecoder().feed(hex);
   if (frames.length !== 1) throw new Error(`${name}: did not decode to one frame`);
-  const f = frames[0];
+  return frames[0];
+}
+
+/** Adds a vector; `extra.frameVersion` sets the frame's version byte (default 1). */
+function add(
+  file: string,
+  name: string,
+  kind: FrameKind,
+  seq: number,
+  command: number,
+  status: number,
+  payload: Buffer,
+  extra: Partial<Vector> & { frameVersion?: number } = {},
+): void {
+  const { frameVersion = PROTOCOL_1_0, ...rest } = extra;
+  const hex = encodeFrame({ version: frameVersion, kind, seq, command, status, payload });
+  const f = decodeOne(hex, name);
   (files[file] ??= []).push({
     name,
     hex: hex.toString('hex'),
-    frame: { kind, seq, command, status },
+    frame: { version: frameVersion, kind, seq, command, status },
     payload: describePayload(f),
-    ...extra,
-  });
+    ...rest,
+  } satisfies Vector);
+}
+
+/** A frame of a protocol 1.1 session (frame version 2). */
+function add11(name: string, kind: FrameKind, seq: number, command: number, status: number, payload: Buffer, extra: Partial<Vector> = {}): void {
+  add('v1_1', name, kind, seq, command, status, payload, { ...extra, frameVersion: PROTOCOL_1_1 });
+}
+
+/** An input a receiver must refuse; checked here against the reference decoder. */
+function malformed(name: string, kind: FrameKind, seq: number, command: number, status: number, payload: Buffer, where: 'payload' | 'record', about: string): void {
+  const hex = encodeFrame({ version: PROTOCOL_1_1, kind, seq, command, status, payload });
+  const f = decodeOne(hex, name);
+  let err: unknown;
+  try {
+    const v = decodeFramePayload(f) as { results?: { record: Buffer }[]; records?: Buffer[] };
+    if (where === 'record') decodeUser(v.results?.[0]?.record ?? v.records![0]);
+  } catch (e) {
+    err = e;
+  }
+  if (!(err instanceof ProtocolError)) throw new Error(`${name}: the reference decoder accepted it`);
+  (files.malformed ??= []).push({ name, hex: hex.toString('hex'), where, error: err.code, status: err.status, about } satisfies MalformedVector);
+}
+
+/** A payload followed by extension bytes a receiver ignores (PROTOCOL.md 2.2). */
+function extended(name: string, kind: FrameKind, seq: number, command: number, payload: Buffer, extension: Buffer): void {
+  const hex = encodeFrame({ version: PROTOCOL_1_1, kind, seq, command, payload: Buffer.concat([payload, extension]) });
+  const f = decodeOne(hex, name);
+  (files.extensions ??= []).push({
+    name,
+    hex: hex.toString('hex'),
+    frame: { version: PROTOCOL_1_1, kind, seq, command, status: 0 },
+    payload: describePayload(f),
+    extension: extension.toString('hex'),
+  } satisfies ExtensionVector);
 }
 const { REQUEST, RESPONSE, EVENT, ERROR } = FrameKind;
 const EMPTY = Buffer.alloc(0);
@@ -300,9 +355,181 @@ add('errors', 'ERROR FRAME_TOO_LARGE', ERROR, 0, 0, Status.FRAME_TOO_LARGE, enco
 add('errors', 'ERROR NOT_AUTHENTICATED', ERROR, 1, Command.GET_INFO, Status.NOT_AUTHENTICATED, encodeErrorPayload(''));
 add('errors', 'ERROR BUSY, empty message', ERROR, 20, Command.GET_USERS, Status.BUSY, EMPTY);
 
+// ---------------------------------------------------------------- protocol 1.1 (frame version 2 after the handshake)
+
+const helloV11 = {
+  deviceId: DEVICE_ID,
+  minVersion: PROTOCOL_1_0,
+  maxVersion: PROTOCOL_1_1,
+  maxUsersPerBatch: 50,
+  userCapacity: 50_000,
+  logCapacity: 100_000,
+  capabilities: 0x1 | 0x4,
+  model: 'TS-2 Entry',
+  firmware: '1.5.0',
+  nonce: NONCE_T,
+};
+add('v1_1', 'HELLO request from a 1.1 terminal (versions 1..2; frame version 1)', REQUEST, 1, Command.HELLO, 0, encodeHello(helloV11), { auth: HANDSHAKE });
+add(
+  'v1_1',
+  'HELLO response from a 1.1 server choosing version 2 (frame version 1)',
+  RESPONSE,
+  1,
+  Command.HELLO,
+  0,
+  encodeHelloResponse({ version: PROTOCOL_1_1, heartbeatSec: 30, nonce: NONCE_S, proof: computeProof(COMM_KEY, PROOF_LABEL_SERVER, NONCE_T, NONCE_S, DEVICE_ID) }),
+  { auth: HANDSHAKE },
+);
+add(
+  'v1_1',
+  'HELLO response from a 1.0 server to a 1.1 terminal: version 1',
+  RESPONSE,
+  1,
+  Command.HELLO,
+  0,
+  encodeHelloResponse({ version: PROTOCOL_1_0, heartbeatSec: 30, nonce: NONCE_S, proof: computeProof(COMM_KEY, PROOF_LABEL_SERVER, NONCE_T, NONCE_S, DEVICE_ID) }),
+  { auth: HANDSHAKE, about: 'the same terminal then sends every later frame with version 1' },
+);
+add('v1_1', 'ERROR BAD_PAYLOAD refusing a HELLO with device ID 0 (frame version 1)', ERROR, 1, Command.HELLO, Status.BAD_PAYLOAD, encodeErrorPayload('hello.deviceId: must be non-zero'), {
+  frameVersion: PROTOCOL_1_0,
+  about: 'the server closes the connection after it',
+});
+add11('GET_INFO request in a 1.1 session (frame version 2)', REQUEST, 1, Command.GET_INFO, 0, EMPTY);
+add11('PING request from the terminal (counts as traffic for the server heartbeat)', REQUEST, 3, Command.PING, 0, EMPTY);
+add11('PING response from the server', RESPONSE, 3, Command.PING, 0, EMPTY);
+
+// PUT_USERS and the flag byte: a record sent with CREATED|UPDATED|DISABLED and version 77 is stored with flag 0x80 and version 77
+const zoeFromServer: UserRecord = { ...zoe, flag: UserFlag.DISABLED | UserFlag.CREATED_ON_DEVICE | UserFlag.UPDATED_ON_DEVICE, version: 77 };
+add11('PUT_USERS request: a disabled user with flag 0x83 and version 77', REQUEST, 20, Command.PUT_USERS, 0, encodePutUsersRequest({ overwrite: true, records: [encodeUser(zoeFromServer)] }), {
+  about: 'the terminal stores flag 0x80 (DISABLED kept, CREATED and UPDATED cleared) and version 77',
+});
+add11('PUT_USERS response OK', RESPONSE, 20, Command.PUT_USERS, 0, encodeStatusList({ statuses: [Status.OK] }));
+const zoeStored: UserRecord = { ...zoe, flag: UserFlag.DISABLED, version: 77 };
+add11('GET_USERS response: the user as stored after that PUT_USERS', RESPONSE, 21, Command.GET_USERS, 0, encodeGetUsersResponse({ results: [{ status: 0, record: encodeUser(zoeStored) }] }));
+add11(
+  'LIST_USERS response: the disabled user; the digest equals that of the same user enabled',
+  RESPONSE,
+  22,
+  Command.LIST_USERS,
+  0,
+  encodeListUsersResponse({ total: 1, more: false, entries: [{ userId: zoeStored.id, flag: zoeStored.flag, version: zoeStored.version, digest: userDigest(zoeStored) }] }),
+  { about: `the digest is computed with flag 0: ${userDigest({ ...zoeStored, flag: 0 }).toString('hex')} is the digest of the enabled user too; compare flag & 0x80 as well` },
+);
+if (!userDigest(zoeStored).equals(userDigest({ ...zoeStored, flag: 0 }))) throw new Error('digest must ignore the flag');
+
+// whole-request failures and BUSY
+add11('PUT_USERS response USER_FULL for the whole request (every record USER_FULL)', RESPONSE, 23, Command.PUT_USERS, Status.USER_FULL, EMPTY);
+add11('GET_USERS response BUSY (a terminal sends BUSY as a RESPONSE; retry later)', RESPONSE, 24, Command.GET_USERS, Status.BUSY, EMPTY);
+add11('ERROR BUSY naming the GET_USERS request (a server treats it as the RESPONSE above)', ERROR, 24, Command.GET_USERS, Status.BUSY, encodeErrorPayload('busy'));
+add11('GET_USERS response TIMEOUT (-601; retry later)', RESPONSE, 25, Command.GET_USERS, Status.TIMEOUT, EMPTY);
+add11('GET_USERS response FRAME_TOO_LARGE (ask for half as many users)', RESPONSE, 26, Command.GET_USERS, Status.FRAME_TOO_LARGE, EMPTY);
+add11('DELETE_USERS response USER_NOT_FOUND for the whole request', RESPONSE, 27, Command.DELETE_USERS, Status.USER_NOT_FOUND, EMPTY);
+
+// the realtime log: the largest window, and a log reset during the subscription
+add11('SUBSCRIBE_LOG request with the largest window (4096)', REQUEST, 30, Command.SUBSCRIBE_LOG, 0, encodeSubscribeRequest({ afterId: 107, window: MAX_SUBSCRIBE_WINDOW }));
+const NEW_EPOCH = 0x0badcafe;
+add11(
+  'LOG_EVENT after a log reset during the subscription: the new epoch, IDs from 1',
+  EVENT,
+  31,
+  Command.LOG_EVENT,
+  0,
+  encodeLogEvent({ logEpoch: NEW_EPOCH, events: [ev(1, '', EventCode.FACTORY_RESET, 0), ev(2, '2001', EventCode.USER_ENROLL_SUCCESS, ORIGIN_DEVICE)] }),
+  { about: 'sent only once every event of the old epoch was acknowledged; the server reconciles by LIST_USERS and goes on' },
+);
+add11('LOG_ACK of the new epoch', EVENT, 40, Command.LOG_ACK, 0, encodeLogAck({ lastEventId: 2 }));
+
+// ---------------------------------------------------------------- inputs a receiver must refuse
+
+malformed('GET_INFO response OK with an empty payload', RESPONSE, 1, Command.GET_INFO, 0, EMPTY, 'payload', 'a malformed answer: the server closes the session (an ERROR frame first is optional)');
+{
+  const h = encodeHello(helloV11);
+  h.writeUInt32LE(0, 0);
+  malformed('HELLO request with device ID 0', REQUEST, 1, Command.HELLO, 0, h, 'payload', 'the server answers ERROR BAD_PAYLOAD and closes');
+  const h2 = encodeHello(helloV11);
+  h2[4] = 2;
+  h2[5] = 1;
+  malformed('HELLO request with minVersion above maxVersion', REQUEST, 1, Command.HELLO, 0, h2, 'payload', 'the server answers ERROR BAD_PAYLOAD and closes');
+}
+{
+  const up = encodeLogEvent({ logEpoch: LOG_EPOCH, events: [ev(108, '1001', EventCode.USER_UPDATE_SUCCESS, ORIGIN_DEVICE), ev(109, '1002', EventCode.USER_UPDATE_SUCCESS, ORIGIN_DEVICE)] });
+  const down = Buffer.from(up);
+  down.writeUInt32LE(107, 8 + 48); // the second event's ID goes below the first
+  malformed('LOG_EVENT whose event IDs go down', EVENT, 5, Command.LOG_EVENT, 0, down, 'payload', 'within one epoch IDs strictly ascend; the server ends the session');
+  const twice = Buffer.from(up);
+  twice.writeUInt32LE(108, 8 + 48);
+  malformed('LOG_EVENT with the same event ID twice', EVENT, 5, Command.LOG_EVENT, 0, twice, 'payload', 'within one epoch IDs strictly ascend; the server ends the session');
+  const page = encodeGetLogResponse({ logEpoch: LOG_EPOCH, firstEventId: 1, lastEventId: 109, events: [ev(108, '1001', EventCode.USER_UPDATE_SUCCESS, ORIGIN_DEVICE), ev(109, '', EventCode.SYSTEM_STARTED, 0)] });
+  page.writeUInt32LE(100, 16 + 48);
+  malformed('GET_LOG response whose event IDs go down', RESPONSE, 6, Command.GET_LOG, 0, page, 'payload', 'a malformed answer: the server closes the session');
+}
+{
+  const sub = encodeSubscribeRequest({ afterId: 0, window: MAX_SUBSCRIBE_WINDOW });
+  sub.writeUInt16LE(MAX_SUBSCRIBE_WINDOW + 1, 4);
+  malformed('SUBSCRIBE_LOG request with window 4097', REQUEST, 7, Command.SUBSCRIBE_LOG, 0, sub, 'payload', 'the terminal answers ERROR BAD_PAYLOAD; the session continues');
+}
+malformed('LOG_ACK of 5 bytes', EVENT, 8, Command.LOG_ACK, 0, Buffer.from('6a00000000', 'hex'), 'payload', 'LOG_ACK is not extensible');
+{
+  const put = encodePutUsersRequest({ overwrite: true, records: [encodeUser(ana)] });
+  malformed('PUT_USERS request with a trailing byte', REQUEST, 9, Command.PUT_USERS, 0, Buffer.concat([put, Buffer.from([0])]), 'payload', 'PUT_USERS is not extensible: ERROR BAD_PAYLOAD, the session continues');
+}
+{
+  const rec = encodeUser(anaOnDevice);
+  rec[32] = 2; // formatVersion 2: unknown to protocol 1.x
+  malformed(
+    'GET_USERS response whose record has formatVersion 2',
+    RESPONSE,
+    10,
+    Command.GET_USERS,
+    0,
+    encodeGetUsersResponse({ results: [{ status: 0, record: rec }] }),
+    'record',
+    'the envelope is sound: this user cannot be pulled (a durable pull failure, USER_PULL_FAILED); the session goes on',
+  );
+  const card = encodeUser(ana);
+  const cardStart = 48 + 12 + 192 + 4 + 32; // header, SETTING, NAME, PHOTO (size 0), PIN: the first card
+  card[cardStart + 2 + 7] = 0xff; // a byte after the card's 7 data bytes
+  malformed('PUT_USERS request whose record has non-zero card padding', REQUEST, 11, Command.PUT_USERS, 0, encodePutUsersRequest({ overwrite: true, records: [card] }), 'record', 'that record fails with INVALID_USER; the others are stored');
+}
+{
+  const list = encodeListUsersResponse({ total: 0, more: false, entries: [] });
+  list[6] = 2;
+  malformed('LIST_USERS response with more = 2', RESPONSE, 12, Command.LIST_USERS, 0, list, 'payload', 'a malformed answer: the server closes the session');
+}
+
+// ---------------------------------------------------------------- extension bytes a receiver ignores
+
+const EXT = Buffer.from('e1e2e3e4', 'hex');
+extended('HELLO request with 4 extension bytes', REQUEST, 1, Command.HELLO, encodeHello(helloV11), EXT);
+extended(
+  'GET_INFO response with 4 extension bytes',
+  RESPONSE,
+  2,
+  Command.GET_INFO,
+  encodeInfo({ deviceId: DEVICE_ID, userCount: 1, userCapacity: 50_000, logEpoch: LOG_EPOCH, firstEventId: 1, lastEventId: 2, logCapacity: 100_000, time: 1_700_000_900, maxUsersPerBatch: 50, model: 'TS-2 Entry', firmware: '1.5.0' }),
+  EXT,
+);
+extended(
+  'GET_LOG response with extension bytes after its event records',
+  RESPONSE,
+  3,
+  Command.GET_LOG,
+  encodeGetLogResponse({ logEpoch: LOG_EPOCH, firstEventId: 1, lastEventId: 101, events: [ev(101, '1001', EventCode.USER_ENROLL_SUCCESS, ORIGIN_DEVICE)] }),
+  EXT,
+);
+extended(
+  'LIST_USERS response with extension bytes after its entries',
+  RESPONSE,
+  4,
+  Command.LIST_USERS,
+  encodeListUsersResponse({ total: 1, more: false, entries: [{ userId: '1001', flag: 0, version: 3, digest: userDigest(ana) }] }),
+  EXT,
+);
+extended('SUBSCRIBE_LOG response with extension bytes', RESPONSE, 5, Command.SUBSCRIBE_LOG, encodeSubscribeResponse({ logEpoch: LOG_EPOCH, firstEventId: 1, lastEventId: 101 }), EXT);
+
 const dir = dirname(fileURLToPath(import.meta.url));
 let total = 0;
-for (const [name, vectors] of Object.entries(files)) {
+for (const [name, vectors] of Object.entries(files).sort(([a], [b]) => a.localeCompare(b))) {
   writeFileSync(join(dir, `${name}.json`), JSON.stringify(vectors, null, 2) + '\n');
   total += vectors.length;
 }

@@ -37,11 +37,39 @@ export function hydrate(v: any): any {
 export interface Vector {
   name: string;
   hex: string;
-  frame: { kind: number; seq: number; command: number; status: number };
+  /** version: the frame's protocol version byte (1 = protocol 1.0 and every handshake frame, 2 = a protocol 1.1 session) */
+  frame: { version: number; kind: number; seq: number; command: number; status: number };
   /** decoded payload fields; {} for an empty payload, { message } for ERROR frames */
   payload: any;
   /** handshake vectors: the comm key and device the proofs were computed with */
   auth?: { commKey: string; deviceId: number; nonceT: string; nonceS: string };
+  /** what the vector shows, where the name alone does not say it */
+  about?: string;
+}
+
+/** An input a receiver must refuse (protocol/vectors/malformed.json). */
+export interface MalformedVector {
+  name: string;
+  /** a complete frame with sound framing (magic, version, kind, length, CRC) */
+  hex: string;
+  /** "payload": decoding the frame's payload fails; "record": the payload decodes, the first user record in it does not */
+  where: 'payload' | 'record';
+  /** the reference decoder's ProtocolError code */
+  error: string;
+  /** the status to answer or close with (PROTOCOL.md 2.1, 4.4) */
+  status: number;
+  about: string;
+}
+
+/** A payload longer than its layout, whose extension bytes a receiver ignores (protocol/vectors/extensions.json). */
+export interface ExtensionVector {
+  name: string;
+  hex: string;
+  frame: Vector['frame'];
+  /** the payload as decoded: the extension bytes are not part of it */
+  payload: any;
+  /** the extension bytes at the end of the payload, hex */
+  extension: string;
 }
 
 // ---------------------------------------------------------------- payload <-> JSON by command

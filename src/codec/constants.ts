@@ -1,16 +1,31 @@
 // Every protocol constant, named as in protocol/PROTOCOL.md. Nothing else in the
-// code base spells these numbers.
+// code base spells these numbers. The limits of a user record and the DISABLED
+// bit are the domain's (src/model/limits.ts); the protocol adopts them.
+import { USER_DISABLED, USER_LIMITS } from '../model/limits.js';
 
 export const MAGIC0 = 0x54; // 'T'
 export const MAGIC1 = 0x53; // 'S'
-export const PROTOCOL_VERSION = 1;
-export const MIN_PROTOCOL_VERSION = 1;
-export const MAX_PROTOCOL_VERSION = 1;
+/**
+ * Protocol versions as the wire numbers them (PROTOCOL.md section 3): one byte,
+ * 1 = protocol 1.0, 2 = protocol 1.1. The frame layout is the same in both.
+ */
+export const PROTOCOL_1_0 = 1;
+export const PROTOCOL_1_1 = 2;
+/** the frame version HELLO and AUTH frames (and their answers) always carry; encodeFrame's default */
+export const PROTOCOL_VERSION = PROTOCOL_1_0;
+export const MIN_PROTOCOL_VERSION = PROTOCOL_1_0;
+/** the newest version this code speaks */
+export const MAX_PROTOCOL_VERSION = PROTOCOL_1_1;
 export const HEADER_SIZE = 20;
 export const MAX_PAYLOAD = 1_048_576;
 export const MAX_PREAUTH_PAYLOAD = 256;
 export const MAX_ERROR_MESSAGE = 256;
 export const HANDSHAKE_DEADLINE_MS = 10_000;
+
+/** "major.minor" of a wire version number: 1 -> "1.0", 2 -> "1.1" */
+export function protocolVersionName(v: number): string {
+  return v >= 1 && v <= 10 ? `1.${v - 1}` : `wire version ${v}`;
+}
 
 export const DEFAULT_TERMINAL_PORT = 51211; // server dials terminal
 export const DEFAULT_SERVER_PORT = 51212; // terminal dials server
@@ -99,7 +114,7 @@ export enum UserFlag {
   CREATED_ON_DEVICE = 0x01,
   UPDATED_ON_DEVICE = 0x02,
   DELETED = 0x04,
-  DISABLED = 0x80,
+  DISABLED = USER_DISABLED,
 }
 
 export enum InfoMask {
@@ -120,22 +135,9 @@ export const INFO_MASK_ALL_PARTS = 0x07ff;
 /** "everything" in a GET_USERS request */
 export const INFO_MASK_ANY = 0xffff;
 
+/** The user-record limits of the model, plus the protocol's own. */
 export const LIMITS = {
-  userIdBytes: 32,
-  nameBytes: 192,
-  phraseBytes: 128,
-  jobLabelBytes: 48,
-  pinHashBytes: 32,
-  photoBytes: 16_384,
-  cards: 8,
-  cardDataBytes: 32,
-  fingers: 10,
-  fingerTemplateBytes: 384,
-  faces: 5,
-  faceDataBytes: 32_768,
-  accessGroups: 16,
-  jobCodes: 16,
-  securityLevelMax: 5,
+  ...USER_LIMITS,
   maxBatch: 1000,
   maxLogCount: 1000,
   maxListCount: 1000,

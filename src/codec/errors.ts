@@ -28,7 +28,9 @@ export type ProtocolErrorCode =
   | 'TOO_MANY_JOB_CODES'
   | 'BAD_INFO_MASK'
   | 'BAD_FORMAT_VERSION'
-  | 'TOO_MANY_RECORDS';
+  | 'TOO_MANY_RECORDS'
+  /** event records of one GET_LOG page or LOG_EVENT frame whose IDs do not strictly ascend */
+  | 'EVENTS_NOT_ASCENDING';
 
 /** The status a peer should be answered with for each code, unless the thrower says otherwise. */
 const DEFAULT_STATUS: Record<ProtocolErrorCode, Status> = {
@@ -54,6 +56,7 @@ const DEFAULT_STATUS: Record<ProtocolErrorCode, Status> = {
   BAD_INFO_MASK: Status.BAD_PAYLOAD,
   BAD_FORMAT_VERSION: Status.BAD_PAYLOAD,
   TOO_MANY_RECORDS: Status.BAD_PAYLOAD,
+  EVENTS_NOT_ASCENDING: Status.BAD_PAYLOAD,
 };
 
 export class ProtocolError extends Error {

@@ -64,6 +64,19 @@ function userIdAt(b: Buffer, p: number, i: number): string {
 }
 
 /**
+ * Throws EVENTS_NOT_ASCENDING unless the IDs strictly ascend (PROTOCOL.md 5: a
+ * GET_LOG page and a LOG_EVENT frame carry events in ascending ID order, no ID twice).
+ */
+export function checkAscending(events: { id: number }[], what: string): void {
+  for (let i = 1; i < events.length; i++)
+    if (events[i].id <= events[i - 1].id)
+      throw new ProtocolError(
+        'EVENTS_NOT_ASCENDING',
+        `${what}: event IDs must strictly ascend, but events[${i}].id ${events[i].id} follows ${events[i - 1].id}`,
+      );
+}
+
+/**
  * Decodes `count` event records starting at buf[offset]. Throws ProtocolError
  * (TRUNCATED when the buffer is too short, or the user ID's validity error).
  */

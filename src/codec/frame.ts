@@ -82,6 +82,11 @@ export function encodeFrame(f: FrameInit): Buffer {
 export interface FrameDecoderOptions {
   /** payload limit in bytes (default MAX_PAYLOAD); lower it to MAX_PREAUTH_PAYLOAD before authentication */
   maxPayload?: number;
+  /**
+   * the highest frame version accepted (default MAX_PROTOCOL_VERSION); a peer that
+   * speaks only protocol 1.0 sets 1, so a frame of a newer version is BAD_VERSION
+   */
+  maxVersion?: number;
 }
 
 /** buffers above this capacity are released once they hold no partial frame */
@@ -89,6 +94,7 @@ const KEEP_CAPACITY = 64 * 1024;
 
 export class FrameDecoder {
   private maxPayload: number;
+  private readonly maxVersion: number;
   /** holds the one partial frame: bytes 0..fill */
   private buf: Buffer = EMPTY;
   private fill = 0;
@@ -96,6 +102,10 @@ export class FrameDecoder {
 
   constructor(opts: FrameDecoderOptions = {}) {
     this.maxPayload = MAX_PAYLOAD;
+    const mv = opts.maxVersion ?? MAX_PROTOCOL_VERSION;
+    if (!isInt(mv, MIN_PROTOCOL_VERSION, MAX_PROTOCOL_VERSION))
+      throw new RangeError(`maxVersion must be an integer in ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}`);
+    this.maxVersion = mv;
     if (opts.maxPayload !== undefined) this.setMaxPayload(opts.maxPayload);
   }
 
@@ -170,8 +180,8 @@ export class FrameDecoder {
     if (avail >= 2 && b[off + 1] !== MAGIC1) throw badMagic(b, off, avail);
     if (avail >= 3) {
       const v = b[off + 2];
-      if (v < MIN_PROTOCOL_VERSION || v > MAX_PROTOCOL_VERSION)
-        throw new ProtocolError('BAD_VERSION', `frame version ${v} is not supported (${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION})`);
+      if (v < MIN_PROTOCOL_VERSION || v > this.maxVersion)
+        throw new ProtocolError('BAD_VERSION', `frame version ${v} is not supported (${MIN_PROTOCOL_VERSION}..${this.maxVersion})`);
     }
     if (avail >= 4) {
       const k = b[off + 3];

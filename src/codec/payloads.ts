@@ -18,7 +18,7 @@ import {
   USER_HEADER_SIZE,
 } from './constants.js';
 import { ProtocolError, guard } from './errors.js';
-import { decodeEvents, writeEvent, type EventRecord } from './events.js';
+import { checkAscending, decodeEvents, writeEvent, type EventRecord } from './events.js';
 import { checkBuf, checkInt, need, readChar, readUserId, writeChar, writeUserId } from './text.js';
 
 // ------------------------------------------------------------------ helpers
@@ -320,6 +320,7 @@ function writePosition(out: Buffer, r: LogPosition, what: string): void {
 export function encodeGetLogResponse(r: GetLogResponse): Buffer {
   return guard('GET_LOG response', () => {
     const events = list<EventRecord>(r.events, 0, LIMITS.maxLogCount, 'getLogResponse.events');
+    checkAscending(events, 'getLogResponse.events');
     const out = Buffer.alloc(GET_LOG_HEAD_SIZE + events.length * EVENT_RECORD_SIZE);
     writePosition(out, r, 'getLogResponse');
     out.writeUInt16LE(events.length, 12);
@@ -335,6 +336,7 @@ export function decodeGetLogResponse(b: Buffer): GetLogResponse {
     const n = count(h.count, 0, LIMITS.maxLogCount, 'getLogResponse.events');
     // extra bytes after the events are an extension and ignored (PROTOCOL.md 2.1)
     const events = decodeEvents(b, GET_LOG_HEAD_SIZE, n);
+    checkAscending(events, 'getLogResponse.events');
     return { logEpoch: h.logEpoch, firstEventId: h.firstEventId, lastEventId: h.lastEventId, events };
   });
 }
@@ -407,6 +409,7 @@ export const logEventHeadParser = new Parser().endianness('little').uint32('logE
 export function encodeLogEvent(r: LogEvent): Buffer {
   return guard('LOG_EVENT', () => {
     const events = list<EventRecord>(r.events, 1, LIMITS.maxLogCount, 'logEvent.events');
+    checkAscending(events, 'logEvent.events');
     const out = Buffer.alloc(LOG_EVENT_HEAD_SIZE + events.length * EVENT_RECORD_SIZE);
     out.writeUInt32LE(checkInt(r.logEpoch, 0, 0xffffffff, 'logEvent.logEpoch'), 0);
     out.writeUInt16LE(events.length, 4);
@@ -422,6 +425,7 @@ export function decodeLogEvent(b: Buffer): LogEvent {
     const n = count(h.count, 1, LIMITS.maxLogCount, 'logEvent.events');
     const events = decodeEvents(b, LOG_EVENT_HEAD_SIZE, n);
     exactEnd(b, LOG_EVENT_HEAD_SIZE + n * EVENT_RECORD_SIZE, 'LOG_EVENT');
+    checkAscending(events, 'logEvent.events');
     return { logEpoch: h.logEpoch, events };
   });
 }

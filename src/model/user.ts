@@ -2,7 +2,9 @@
 // simulator, the store and the admin API. The JSON form (userToJson /
 // userFromJson) is the one documented in the README.
 import { createHash } from 'node:crypto';
-import { LIMITS } from '../codec/constants.js';
+import { USER_DISABLED, USER_LIMITS as LIMITS } from './limits.js';
+
+export { USER_DISABLED, USER_LIMITS } from './limits.js';
 
 export interface UserSetting {
   startTime: number; // Unix seconds, 0 = unset
@@ -83,7 +85,12 @@ export function hashPin(pin: string): Buffer {
 
 /** The PIN hash field is "set" when it holds 32 bytes that are not all zero. */
 export function hasPin(u: UserRecord): boolean {
-  return u.pinHash.length === 32 && u.pinHash.some((b) => b !== 0);
+  return u.pinHash.length === LIMITS.pinHashBytes && u.pinHash.some((b) => b !== 0);
+}
+
+/** An administrator disabled the user (the one flag bit the server keeps). */
+export function isDisabled(u: UserRecord): boolean {
+  return (u.flag & USER_DISABLED) !== 0;
 }
 
 // ---------------------------------------------------------------- JSON form
@@ -134,7 +141,7 @@ export function userToJson(u: UserRecord): UserJson {
     cardAuthMode: u.setting.cardAuthMode,
     idAuthMode: u.setting.idAuthMode,
     authGroupId: u.authGroupId,
-    disabled: (u.flag & 0x80) !== 0,
+    disabled: isDisabled(u),
     cards: u.cards.map((c) => ({ type: c.type, data: hex(c.data) })),
     fingers: u.fingers.map((f) => ({ index: f.index, flag: f.flag, templates: [hex(f.templates[0]), hex(f.templates[1])] })),
     faces: u.faces.map((f) => ({ index: f.index, flag: f.flag, data: hex(f.data) })),
@@ -186,6 +193,77 @@ export function userIdProblem(id: unknown): string | null {
   return null;
 }
 
+const isUint = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+const utf8Bytes = (s: string) => Buffer.byteLength(s, 'utf8');
+
+function textProblem(v: unknown, field: string, maxBytes: number): string | null {
+  if (typeof v !== 'string') return `${field} must be a string`;
+  if (utf8Bytes(v) > maxBytes) return `${field} is longer than ${maxBytes} bytes of UTF-8`;
+  if (v.includes('\0')) return `${field} must not contain NUL`;
+  return null;
+}
+
+/**
+ * The one check of a whole user record against the server's rules (USER_LIMITS):
+ * the ID; text sizes; settings in range; photo size; a PIN hash of 0 or 32
+ * bytes; at most 8 cards of 1..32 bytes, no card twice; at most 10 fingers with
+ * indexes 0..9, none twice, two 384-byte templates each; at most 5 faces of
+ * 1..32 KiB; at most 16 access groups and 16 job codes. Returns the first
+ * problem as a sentence an administrator can act on, or null. The admin API,
+ * the daemon and the simulator all call this; the wire codecs enforce their own
+ * encoding on top.
+ */
+export function validateUser(u: UserRecord): string | null {
+  const idErr = userIdProblem(u.id);
+  if (idErr) return idErr;
+  const t = textProblem(u.name, 'name', LIMITS.nameBytes) ?? textProblem(u.phrase, 'phrase', LIMITS.phraseBytes);
+  if (t) return t;
+  if (!isUint(u.flag, 0xff)) return 'flag must be a byte';
+  if (!isUint(u.authGroupId, 0xffffffff)) return 'authGroupId must be an integer in 0..4294967295';
+  const s = u.setting;
+  if (!isUint(s.startTime, 0xffffffff) || !isUint(s.endTime, 0xffffffff)) return 'startTime and endTime must be Unix seconds (0 = unset)';
+  for (const f of ['fingerAuthMode', 'cardAuthMode', 'idAuthMode'] as const) if (!isUint(s[f], 0xff)) return `${f} must be an integer in 0..255`;
+  if (!isUint(s.securityLevel, LIMITS.securityLevelMax)) return `securityLevel must be an integer in 0..${LIMITS.securityLevelMax}`;
+  if (!Buffer.isBuffer(u.photo) || u.photo.length > LIMITS.photoBytes) return `the photo is longer than ${LIMITS.photoBytes} bytes`;
+  if (!Buffer.isBuffer(u.pinHash) || (u.pinHash.length !== 0 && u.pinHash.length !== LIMITS.pinHashBytes))
+    return `the PIN hash must be empty or ${LIMITS.pinHashBytes} bytes`;
+
+  if (u.cards.length > LIMITS.cards) return `a user holds at most ${LIMITS.cards} cards (got ${u.cards.length})`;
+  const cards = new Set<string>();
+  for (const c of u.cards) {
+    if (!isUint(c.type, 0xff) || c.type < 1) return 'card type must be 1..255';
+    if (!Buffer.isBuffer(c.data) || c.data.length < 1 || c.data.length > LIMITS.cardDataBytes) return `card data must be 1..${LIMITS.cardDataBytes} bytes`;
+    // a card is identified by its data (the card number), whatever its type
+    const k = c.data.toString('hex');
+    if (cards.has(k)) return 'the same card is listed twice';
+    cards.add(k);
+  }
+  if (u.fingers.length > LIMITS.fingers) return `a user holds at most ${LIMITS.fingers} fingers (got ${u.fingers.length})`;
+  const fingers = new Set<number>();
+  for (const f of u.fingers) {
+    if (!isUint(f.index, LIMITS.fingerIndexMax)) return `finger index must be 0..${LIMITS.fingerIndexMax}`;
+    if (fingers.has(f.index)) return `finger index ${f.index} is listed twice`;
+    fingers.add(f.index);
+    if (!isUint(f.flag, 0xff)) return `finger ${f.index}: flag must be a byte`;
+    if (!Array.isArray(f.templates) || f.templates.length !== 2 || f.templates.some((x) => !Buffer.isBuffer(x) || x.length !== LIMITS.fingerTemplateBytes))
+      return `finger ${f.index}: two templates of ${LIMITS.fingerTemplateBytes} bytes are needed`;
+  }
+  if (u.faces.length > LIMITS.faces) return `a user holds at most ${LIMITS.faces} faces (got ${u.faces.length})`;
+  for (const f of u.faces) {
+    if (!isUint(f.index, 0xff) || !isUint(f.flag, 0xff)) return 'face index and flag must be bytes';
+    if (!Buffer.isBuffer(f.data) || f.data.length < 1 || f.data.length > LIMITS.faceDataBytes) return `face data must be 1..${LIMITS.faceDataBytes} bytes`;
+  }
+  if (u.accessGroups.length > LIMITS.accessGroups) return `a user holds at most ${LIMITS.accessGroups} access groups (got ${u.accessGroups.length})`;
+  if (!u.accessGroups.every((g) => isUint(g, 0xffffffff))) return 'access groups must be integers in 0..4294967295';
+  if (u.jobCodes.length > LIMITS.jobCodes) return `a user holds at most ${LIMITS.jobCodes} job codes (got ${u.jobCodes.length})`;
+  for (const j of u.jobCodes) {
+    if (!isUint(j.code, 0xffffffff)) return 'job codes must be integers in 0..4294967295';
+    const l = textProblem(j.label, 'job code label', LIMITS.jobLabelBytes);
+    if (l) return l;
+  }
+  return null;
+}
+
 /**
  * Parses the JSON form. `base` supplies the fields the JSON leaves out (a PATCH);
  * without it they are vacant.
@@ -209,7 +287,7 @@ export function userFromJson(j: unknown, base?: UserRecord): UserRecord {
   if (o.authGroupId !== undefined) u.authGroupId = int(o.authGroupId, 'authGroupId', 0, 0xffffffff);
   if (o.disabled !== undefined) {
     if (typeof o.disabled !== 'boolean') throw new UserJsonError('disabled must be true or false');
-    u.flag = o.disabled ? u.flag | 0x80 : u.flag & ~0x80;
+    u.flag = o.disabled ? u.flag | USER_DISABLED : u.flag & ~USER_DISABLED;
   }
   if (o.cards !== undefined)
     u.cards = list(o.cards, 'cards', LIMITS.cards, (c, i) => {
@@ -226,7 +304,7 @@ export function userFromJson(j: unknown, base?: UserRecord): UserRecord {
         b.copy(full);
         return full;
       }) as [Buffer, Buffer];
-      return { index: int(f.index, `fingers[${i}].index`, 0, 9), flag: int(f.flag ?? 0, `fingers[${i}].flag`, 0, 255), templates: t };
+      return { index: int(f.index, `fingers[${i}].index`, 0, LIMITS.fingerIndexMax), flag: int(f.flag ?? 0, `fingers[${i}].flag`, 0, 255), templates: t };
     });
   if (o.faces !== undefined)
     u.faces = list(o.faces, 'faces', LIMITS.faces, (f, i) => {

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
-import { DEFAULT_TERMINAL_PORT, LIMITS } from '../codec/index.js';
+import { DEFAULT_TERMINAL_PORT, LIMITS, PROTOCOL_1_0, PROTOCOL_1_1 } from '../codec/index.js';
 import { CommKeyError, DEV_COMM_KEY, readCommKeyFile } from './devkey.js';
 import type { SimTlsOptions } from './endpoint.js';
 import { runScenario, type ScenarioSpread } from './scenario.js';
@@ -64,6 +64,7 @@ interface SimFlags {
   logCapacity: number;
   maxUsersPerBatch: number;
   deviceIdBase: number;
+  maxProtocolVersion: '1.0' | '1.1';
   latencyCommand: number;
   latencyUserWrite: number;
   latencyUserRead: number;
@@ -99,7 +100,7 @@ export function simCommand(): Command {
         .default({ host: '127.0.0.1', port: DEFAULT_TERMINAL_PORT }, `127.0.0.1:${DEFAULT_TERMINAL_PORT}`),
     )
     .option('--dial <host:port>', 'the terminals dial this server instead of listening (reconnecting with backoff)', hostPortArg)
-    .option('--comm-key-file <path>', 'comm key shared with the server (hex, at least 32 digits, or raw bytes, at least 16)')
+    .option('--comm-key-file <path>', 'comm key shared with the server (PROTOCOL.md 4.5: hex digits only = hex, at least 32; else raw bytes, at least 16)')
     .option('--insecure-dev-key', 'use the public development comm key (src/sim/devkey.ts); for demos only')
     .option('--tls', 'dial mode: connect with TLS')
     .option('--tls-cert <path>', 'PEM certificate: the terminals\' server certificate (listen) or client certificate (dial)')
@@ -131,6 +132,11 @@ export function simCommand(): Command {
     .option('--scenario-cards <k>', 'scenario: cards per user', intArg(0, LIMITS.cards), 1)
     .option('--scenario-fingers <f>', 'scenario: fingers per user', intArg(0, LIMITS.fingers), 0)
     .option('--scenario-prefix <text>', 'scenario: user IDs are PREFIX1, PREFIX2, ...', 'sim-')
+    .addOption(
+      new Option('--max-protocol-version <v>', 'newest termsync protocol version the terminals offer (1.0 makes them behave as protocol 1.0 terminals)')
+        .choices(['1.0', '1.1'])
+        .default('1.1'),
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'));
   addZkOptions(cmd).action(async (flags: SimFlags & { protocol: string }) => {
       if (flags.protocol === 'zk') return runZkSim(cmd, flags as unknown as Parameters<typeof runZkSim>[1]);
@@ -186,6 +192,7 @@ export function simCommand(): Command {
           logCapacity: flags.logCapacity,
           maxUsersPerBatch: flags.maxUsersPerBatch,
           deviceIdBase: flags.deviceIdBase,
+          maxVersion: flags.maxProtocolVersion === '1.0' ? PROTOCOL_1_0 : PROTOCOL_1_1,
           tls,
           logger: log,
         };

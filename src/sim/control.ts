@@ -9,20 +9,22 @@
 //   PATCH  /terminals/:id/users/:userId        on-device edit (fields replace; addCards/addFingers append)
 //   DELETE /terminals/:id/users/:userId        on-device delete; 204
 //   GET    /terminals/:id/events?after=N&limit=M   the event ring
-//   POST   /terminals/:id/faults               {type: drop|stall|corrupt|refuse|reset|blackhole, ms?}
+//   POST   /terminals/:id/faults               {type: drop|stall|corrupt|refuse|reset|blackhole|busy|unreadable, ...}
 //
 // Errors: {"error": "message"} with 400 (bad input), 404 (no such terminal/user/route),
 // 405 (method), 409 (conflict with the terminal's state), 413 (body over 1 MiB).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { EventCode, statusName } from '../codec/index.js';
+import { Command, EventCode, statusName } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
 import { userToJson, type UserRecord } from '../model/user.js';
 import { SimActionError, type SimTerminal, type UserPatch } from './terminal.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_FAULT_MS = 24 * 3600 * 1000;
+/** every fault the control API injects (POST /terminals/:id/faults {"type": ...}) */
+export const FAULT_TYPES = ['drop', 'stall', 'corrupt', 'refuse', 'reset', 'blackhole', 'busy', 'unreadable'] as const;
 
 /** What the control API needs from the simulator. */
 export interface ControlTarget {
@@ -115,8 +117,32 @@ function applyFault(t: SimTerminal, body: unknown): Record<string, unknown> {
     case 'reset':
       t.factoryReset();
       return { type: 'reset', logEpoch: t.ring.logEpoch };
+    case 'busy': {
+      const g = body as { count?: unknown; command?: unknown; frame?: unknown };
+      const count = g.count === undefined ? 1 : g.count;
+      if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > 1_000_000)
+        throw new HttpError(400, '"count" must be a whole number in 0..1000000');
+      let command: Command | undefined;
+      if (g.command !== undefined) {
+        const c = typeof g.command === 'string' ? (Command as unknown as Record<string, number>)[g.command] : undefined;
+        if (typeof c !== 'number' || c === Command.HELLO || c === Command.AUTH || c === Command.LOG_EVENT || c === Command.LOG_ACK)
+          throw new HttpError(400, '"command" must name a request the terminal serves, e.g. "GET_USERS"');
+        command = c;
+      }
+      if (g.frame !== undefined && g.frame !== 'response' && g.frame !== 'error')
+        throw new HttpError(400, '"frame" must be "response" (the default) or "error"');
+      t.busy(count, { command, asError: g.frame === 'error' });
+      return { type: 'busy', count, ...(command !== undefined ? { command: Command[command] } : {}), frame: g.frame ?? 'response' };
+    }
+    case 'unreadable': {
+      const ms = parseMs(f.ms);
+      const userId = (body as { userId?: unknown }).userId;
+      if (userId !== undefined && (typeof userId !== 'string' || userId === '')) throw new HttpError(400, '"userId" must be a non-empty string');
+      t.unreadable(ms, userId);
+      return { type: 'unreadable', ms, ...(userId !== undefined ? { userId } : {}) };
+    }
     default:
-      throw new HttpError(400, 'fault type must be one of drop, stall, corrupt, refuse, reset, blackhole');
+      throw new HttpError(400, `fault type must be one of ${FAULT_TYPES.join(', ')}`);
   }
 }
 

@@ -15,10 +15,10 @@ export class CommKeyError extends Error {
 }
 
 /**
- * Reads a comm key file. The file holds either the key as hex (an even number of
- * hex digits, at least 32 = 16 bytes, surrounding whitespace ignored) or, if it is
- * not hex, the raw key bytes (one trailing newline stripped). Either way the key
- * must be at least 16 bytes.
+ * Reads a comm key file (PROTOCOL.md 4.5). A file holding nothing but hex digits
+ * (surrounding ASCII whitespace ignored) is the key in hex: an even number of
+ * digits, at least 32 (16 bytes), or it is refused. Any other file is the raw
+ * key bytes, one trailing LF, CR LF or CR stripped, at least 16 bytes.
  */
 export function readCommKeyFile(path: string): Buffer {
   let raw: Buffer;
@@ -31,9 +31,15 @@ export function readCommKeyFile(path: string): Buffer {
 }
 
 export function parseCommKey(raw: Buffer, where = 'comm key'): Buffer {
-  const text = raw.toString('latin1').trim();
+  // only space, tab, CR and LF are trimmed (String.trim would also take bytes such as 0xA0)
+  const text = raw.toString('latin1').replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
   let key: Buffer;
-  if (text.length >= MIN_COMM_KEY_BYTES * 2 && text.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(text)) {
+  if (/^[0-9a-fA-F]+$/.test(text)) {
+    // hex digits only: a hex key, even if it is too short or odd (a raw key made of hex digits alone is not allowed)
+    if (text.length % 2 !== 0)
+      throw new CommKeyError(`${where}: the comm key looks like hex but has an odd number of digits (${text.length}); a hex key has two digits per byte`);
+    if (text.length < MIN_COMM_KEY_BYTES * 2)
+      throw new CommKeyError(`${where}: the comm key must be at least ${MIN_COMM_KEY_BYTES} bytes (${MIN_COMM_KEY_BYTES * 2} hex digits), got ${text.length} hex digits`);
     key = Buffer.from(text, 'hex');
   } else {
     key = raw;

@@ -3,7 +3,6 @@ export { Simulator, parseHostPort, DEFAULT_DEVICE_ID_BASE, type SimulatorOptions
 export {
   SimTerminal,
   SimActionError,
-  userLimitProblem,
   SIM_MODEL,
   SIM_FIRMWARE,
   DEFAULT_USER_CAPACITY,

@@ -1,10 +1,10 @@
 // SimSession: one connection of a simulated terminal, whichever side dialled.
 // The terminal speaks first (HELLO with nonceT), checks the server's proof and
-// closes if it is wrong, sends AUTH, then serves requests through
+// closes if it is wrong, sends AUTH (the steps: TerminalHandshake in
+// src/drivers/termsync/handshake.ts), then serves requests through
 // SimTerminal.handle in the order they arrived and pushes the realtime log
 // within the subscription window. Writes respect backpressure (write() false ->
 // wait for 'drain'); reading pauses while too many requests are queued.
-import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import {
@@ -14,27 +14,19 @@ import {
   HANDSHAKE_DEADLINE_MS,
   MAX_PAYLOAD,
   MAX_PREAUTH_PAYLOAD,
-  MAX_PROTOCOL_VERSION,
   MIN_PROTOCOL_VERSION,
-  NONCE_BYTES,
-  PROOF_LABEL_SERVER,
-  PROOF_LABEL_TERMINAL,
   PROTOCOL_VERSION,
   ProtocolError,
   Status,
-  computeProof,
   decodeErrorPayload,
-  decodeHelloResponse,
   decodeLogAck,
-  encodeAuth,
   encodeFrame,
-  encodeHello,
   encodeLogEvent,
-  proofEquals,
   statusName,
   type Frame,
   type FrameInit,
 } from '../codec/index.js';
+import { TerminalHandshake } from '../drivers/termsync/handshake.js';
 import { errorFrame, type SessionHooks, type SimTerminal } from './terminal.js';
 
 /** the heartbeat assumed when the server announces 0 */
@@ -71,6 +63,13 @@ interface Subscription {
   /** IDs pushed and not yet acknowledged, ascending, from `ackHead` */
   unacked: number[];
   ackHead: number;
+  /**
+   * After a log reset while events of the old epoch were still unacknowledged: the
+   * highest of them. Nothing of the new epoch is sent until a LOG_ACK reaches it
+   * (a LOG_ACK names no epoch, so this keeps every acknowledgement unambiguous and
+   * the window exact); 0 otherwise.
+   */
+  drainOldUpTo: number;
 }
 
 export class SimSession implements SessionHooks {
@@ -79,11 +78,11 @@ export class SimSession implements SessionHooks {
   private readonly socket: Duplex;
   private readonly key: Buffer;
   private readonly log: Logger | undefined;
-  private readonly decoder = new FrameDecoder({ maxPayload: MAX_PREAUTH_PAYLOAD });
+  private readonly decoder: FrameDecoder;
   private state: State = 'hello-sent';
-  private version = PROTOCOL_VERSION;
+  private _version = PROTOCOL_VERSION;
   private seq = 0;
-  private nonceT = randomBytes(NONCE_BYTES);
+  private readonly handshake: TerminalHandshake;
   private heartbeatSec: number;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -103,8 +102,19 @@ export class SimSession implements SessionHooks {
   readonly closed: Promise<string>;
 
   private readonly onEvents = () => this.schedulePump();
+  /**
+   * PROTOCOL.md 5 (log reset during a subscription): the subscription stays; once
+   * every event sent under the old epoch is acknowledged, the new log's events
+   * follow from its first ID, in LOG_EVENT frames carrying the new epoch.
+   */
   private readonly onLogReset = () => {
-    if (this.sub) this.sub = { sentUpTo: 0, window: this.sub.window, unacked: [], ackHead: 0 };
+    const s = this.sub;
+    if (!s) return;
+    if (s.drainOldUpTo > 0) return; // still draining an earlier epoch: the same wait covers this one
+    if (s.ackHead < s.unacked.length) {
+      s.drainOldUpTo = s.unacked[s.unacked.length - 1];
+      this.log?.debug({ waitFor: s.drainOldUpTo }, 'log reset during the subscription: new events wait for the old ones to be acknowledged');
+    } else this.restartSubscription(s);
   };
   private readonly onFaultsChanged = () => this.schedulePump();
 
@@ -116,6 +126,8 @@ export class SimSession implements SessionHooks {
     this.heartbeatSec = opts.heartbeatSec ?? DEFAULT_HEARTBEAT_SEC;
     this.log = opts.logger?.child({ terminal: this.terminal.index, deviceId: this.terminal.deviceId, remote: this.remote });
     this.closed = new Promise((r) => (this.resolveClosed = r));
+    // a terminal configured as a protocol 1.0 device does not read frames of a newer version
+    this.decoder = new FrameDecoder({ maxPayload: MAX_PREAUTH_PAYLOAD, maxVersion: this.terminal.maxVersion });
 
     this.terminal.sessions.add(this);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -133,24 +145,26 @@ export class SimSession implements SessionHooks {
     this.terminal.on('faults-changed', this.onFaultsChanged);
 
     const t = this.terminal;
-    this.write({
-      kind: FrameKind.REQUEST,
-      seq: this.nextSeq(),
-      command: Command.HELLO,
-      version: PROTOCOL_VERSION,
-      payload: encodeHello({
+    this.handshake = new TerminalHandshake({
+      key: opts.commKey,
+      announce: {
         deviceId: t.deviceId,
-        minVersion: MIN_PROTOCOL_VERSION,
-        maxVersion: MAX_PROTOCOL_VERSION,
         maxUsersPerBatch: t.maxUsersPerBatch,
         userCapacity: t.userCapacity,
         logCapacity: t.ring.capacity,
         capabilities: t.capabilities,
         model: t.model,
         firmware: t.firmware,
-        nonce: this.nonceT,
-      }),
+      },
+      versions: { min: MIN_PROTOCOL_VERSION, max: t.maxVersion },
+      nextSeq: () => this.nextSeq(),
     });
+    this.write(this.handshake.hello());
+  }
+
+  /** the protocol version of this session: 1 (protocol 1.0) until the server's HELLO answer, then the one it chose */
+  get version(): number {
+    return this._version;
   }
 
   /** true once the handshake succeeded (stays true after the close) */
@@ -174,6 +188,11 @@ export class SimSession implements SessionHooks {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
+    // A black-holed terminal reads and ignores everything. If the blackhole began
+    // before it had read the server's AUTH answer, the frames that follow are
+    // ignored too, and must not trip the pre-authentication size limit: that
+    // would close the session, which a black hole never does.
+    if (this.terminal.blackholed && this.decoder.limit < MAX_PAYLOAD) this.decoder.setMaxPayload(MAX_PAYLOAD);
     try {
       this.decoder.feedEach(chunk, (f) => this.onFrame(f));
     } catch (e) {
@@ -205,67 +224,34 @@ export class SimSession implements SessionHooks {
     }
     switch (this.state) {
       case 'hello-sent':
-        return this.onHelloAnswer(f);
       case 'auth-sent':
-        return this.onAuthAnswer(f);
+        return this.onHandshakeFrame(f);
       case 'ready':
         return this.onReadyFrame(f);
     }
   }
 
-  /** Frames that are not the expected handshake answer. Returns true when the frame was dealt with. */
-  private preAuthOther(f: Frame, expected: Command): boolean {
-    if (f.kind === FrameKind.ERROR) {
-      this.close(`server sent ERROR ${statusName(f.status)} during the handshake: ${safeErrorText(f.payload)}`);
-      return true;
+  /** The server's HELLO and AUTH answers (the steps are TerminalHandshake's). */
+  private onHandshakeFrame(f: Frame): void {
+    const step = this.handshake.receive(f);
+    if (step.state === 'failed') {
+      if (step.failure.reason === 'server-proof') this.log?.warn(`${step.failure.message}; closing`);
+      if (step.send) {
+        try {
+          this.write(step.send);
+        } catch {
+          // best effort
+        }
+      }
+      return this.close(step.failure.message);
     }
-    if (f.kind !== FrameKind.RESPONSE || f.command !== expected || f.seq !== this.seq) {
-      this.sendErrorAndClose(
-        f.seq,
-        f.command,
-        Status.NOT_AUTHENTICATED,
-        'not authenticated',
-        `unexpected frame (kind ${f.kind}, command 0x${f.command.toString(16)}) before authentication`,
-      );
-      return true;
+    if (step.state === 'continue') {
+      this.state = 'auth-sent';
+      this.write(step.send);
+      return;
     }
-    return false;
-  }
-
-  private onHelloAnswer(f: Frame): void {
-    if (this.preAuthOther(f, Command.HELLO)) return;
-    if (f.status !== Status.OK) return this.close(`server refused HELLO with ${statusName(f.status)}`);
-    let hr: ReturnType<typeof decodeHelloResponse>;
-    try {
-      hr = decodeHelloResponse(f.payload);
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      return this.sendErrorAndClose(f.seq, f.command, Status.BAD_PAYLOAD, msg, `malformed HELLO response: ${msg}`);
-    }
-    if (hr.version < MIN_PROTOCOL_VERSION || hr.version > MAX_PROTOCOL_VERSION)
-      return this.sendErrorAndClose(
-        f.seq,
-        f.command,
-        Status.UNSUPPORTED_VERSION,
-        `version ${hr.version} not spoken`,
-        `server chose protocol version ${hr.version}, not in ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}`,
-      );
-    const want = computeProof(this.key, PROOF_LABEL_SERVER, this.nonceT, hr.nonce, this.terminal.deviceId);
-    if (!proofEquals(want, hr.proof)) {
-      // the server does not hold our key: say nothing more, close
-      this.log?.warn('server proof is wrong (the server does not hold this terminal\'s comm key); closing');
-      return this.close('server proof wrong');
-    }
-    this.version = hr.version;
-    if (hr.heartbeatSec > 0) this.heartbeatSec = hr.heartbeatSec;
-    const proofT = computeProof(this.key, PROOF_LABEL_TERMINAL, hr.nonce, this.nonceT, this.terminal.deviceId);
-    this.state = 'auth-sent';
-    this.write({ kind: FrameKind.REQUEST, seq: this.nextSeq(), command: Command.AUTH, version: PROTOCOL_VERSION, payload: encodeAuth({ proof: proofT }) });
-  }
-
-  private onAuthAnswer(f: Frame): void {
-    if (this.preAuthOther(f, Command.AUTH)) return;
-    if (f.status !== Status.OK) return this.close(`server rejected AUTH with ${statusName(f.status)}`);
+    this._version = step.version;
+    if (step.heartbeatSec > 0) this.heartbeatSec = step.heartbeatSec;
     this.state = 'ready';
     this.everAuthenticated = true;
     this.decoder.setMaxPayload(MAX_PAYLOAD);
@@ -273,7 +259,7 @@ export class SimSession implements SessionHooks {
     this.handshakeTimer = undefined;
     this.idleTimer = setTimeout(() => this.onIdle(), this.idleMs());
     this.idleTimer.unref();
-    this.log?.info({ heartbeatSec: this.heartbeatSec, version: this.version }, 'session authenticated');
+    this.log?.info({ heartbeatSec: this.heartbeatSec, version: this._version }, 'session authenticated');
   }
 
   private idleMs(): number {
@@ -378,7 +364,7 @@ export class SimSession implements SessionHooks {
 
   /** SUBSCRIBE_LOG (called by the terminal inside its queue, before the answer is sent). */
   subscribe(afterId: number, window: number): void {
-    this.sub = { sentUpTo: afterId, window, unacked: [], ackHead: 0 };
+    this.sub = { sentUpTo: afterId, window, unacked: [], ackHead: 0, drainOldUpTo: 0 };
     this.holdPush = true; // released by serve() once the SUBSCRIBE_LOG answer is written
     this.log?.debug({ afterId, window }, 'log subscription');
   }
@@ -387,11 +373,24 @@ export class SimSession implements SessionHooks {
     const s = this.sub;
     if (!s) return;
     while (s.ackHead < s.unacked.length && s.unacked[s.ackHead] <= lastEventId) s.ackHead++;
+    if (s.drainOldUpTo > 0) {
+      if (lastEventId >= s.drainOldUpTo) this.restartSubscription(s);
+      this.schedulePump();
+      return;
+    }
     if (s.ackHead > 1024 && s.ackHead * 2 > s.unacked.length) {
       s.unacked = s.unacked.slice(s.ackHead);
       s.ackHead = 0;
     }
     this.schedulePump();
+  }
+
+  /** The subscription continues with the current (new) epoch's log from its first event. */
+  private restartSubscription(s: Subscription): void {
+    s.sentUpTo = 0;
+    s.unacked = [];
+    s.ackHead = 0;
+    s.drainOldUpTo = 0;
   }
 
   private schedulePump(): void {
@@ -406,7 +405,7 @@ export class SimSession implements SessionHooks {
   /** Pushes pending events while the window and the socket allow. */
   private pump(): void {
     const s = this.sub;
-    if (!s || this.state !== 'ready' || this.holdPush || this.waitingDrain) return;
+    if (!s || this.state !== 'ready' || this.holdPush || this.waitingDrain || s.drainOldUpTo > 0) return;
     const t = this.terminal;
     const now = Date.now();
     const holdUntil = Math.max(t.stallUntil, t.blackholeUntil);
@@ -444,7 +443,7 @@ export class SimSession implements SessionHooks {
   /** Encodes and writes one frame; returns false when the socket asks to wait for 'drain'. */
   private write(f: FrameInit): boolean {
     if (this.state === 'closed' || this.socket.destroyed) return false;
-    const buf = encodeFrame({ ...f, version: f.version ?? this.version });
+    const buf = encodeFrame({ ...f, version: f.version ?? this._version });
     if (this.terminal.takeCorrupt()) {
       buf[buf.length - 1] ^= 0xff; // last payload byte, or the CRC of an empty frame: the CRC check fails
       this.log?.info({ command: f.command }, 'fault: corrupted an outgoing frame');

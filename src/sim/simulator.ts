@@ -49,6 +49,8 @@ export interface SimulatorOptions {
   reconnect?: ReconnectOptions;
   model?: string;
   firmware?: string;
+  /** the newest protocol version the terminals offer (2 = protocol 1.1, the default; 1 = behave as protocol 1.0 terminals) */
+  maxVersion?: number;
   logger?: Logger;
 }
 
@@ -104,6 +106,7 @@ export class Simulator {
         timing,
         model: opts.model,
         firmware: opts.firmware,
+        maxVersion: opts.maxVersion,
         logger: log,
       });
       if (opts.tls) t.capabilities |= CAP_TLS;

@@ -20,6 +20,8 @@ import {
   InfoMask,
   LIMITS,
   MAX_PAYLOAD,
+  MAX_PROTOCOL_VERSION,
+  MIN_PROTOCOL_VERSION,
   ORIGIN_DEVICE,
   ORIGIN_SERVER,
   ProtocolError,
@@ -45,7 +47,7 @@ import {
   type FrameInit,
 } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
-import { structuredCloneUser, userFromJson, UserJsonError, userIdProblem, type UserRecord } from '../model/user.js';
+import { structuredCloneUser, userFromJson, UserJsonError, validateUser, type UserRecord } from '../model/user.js';
 import { EventRing } from './ring.js';
 import { delay, resolveTiming, type TimingModel } from './timing.js';
 
@@ -63,6 +65,11 @@ export interface SimTerminalOptions {
   model?: string;
   firmware?: string;
   capabilities?: number;
+  /**
+   * the newest protocol version this terminal speaks (PROTOCOL.md 3): 2 = protocol
+   * 1.1 (default), 1 = a protocol 1.0 terminal (for compatibility tests)
+   */
+  maxVersion?: number;
   logger?: Logger;
 }
 
@@ -103,38 +110,18 @@ export interface UserPatch {
   [field: string]: unknown;
 }
 
-/** A user-ID problem or a per-user limit broken by `u`, or null. */
-export function userLimitProblem(u: UserRecord): string | null {
-  const idErr = userIdProblem(u.id);
-  if (idErr) return idErr;
-  if (u.cards.length > LIMITS.cards) return `a user holds at most ${LIMITS.cards} cards (got ${u.cards.length})`;
-  if (u.fingers.length > LIMITS.fingers) return `a user holds at most ${LIMITS.fingers} fingers (got ${u.fingers.length})`;
-  if (u.faces.length > LIMITS.faces) return `a user holds at most ${LIMITS.faces} faces (got ${u.faces.length})`;
-  if (u.accessGroups.length > LIMITS.accessGroups)
-    return `a user holds at most ${LIMITS.accessGroups} access groups (got ${u.accessGroups.length})`;
-  if (u.jobCodes.length > LIMITS.jobCodes) return `a user holds at most ${LIMITS.jobCodes} job codes (got ${u.jobCodes.length})`;
-  const seen = new Set<string>();
-  for (const c of u.cards) {
-    if (c.type < 1 || c.type > 255) return 'card type must be 1..255';
-    if (c.data.length < 1 || c.data.length > LIMITS.cardDataBytes) return `card data must be 1..${LIMITS.cardDataBytes} bytes`;
-    const k = cardKey(c.data);
-    if (seen.has(k)) return 'the same card is listed twice';
-    seen.add(k);
-  }
-  const fingerIdx = new Set<number>();
-  for (const f of u.fingers) {
-    if (fingerIdx.has(f.index)) return `finger index ${f.index} is listed twice`;
-    fingerIdx.add(f.index);
-  }
-  return null;
-}
-
 /** Cards are identified by their data (the card number), whatever their type. */
 function cardKey(data: Buffer): string {
   return data.toString('hex');
 }
 
 const EMPTY = Buffer.alloc(0);
+/** the fault "unreadable" for every user */
+const ALL_USERS = Symbol('all users');
+/** offset of formatVersion in a user record header (PROTOCOL.md 6.2) */
+const USER_FORMAT_VERSION_OFFSET = 32;
+/** a user record format no protocol 1.x peer knows */
+export const UNREADABLE_FORMAT_VERSION = 2;
 
 function nowSec(): number {
   return Math.floor(Date.now() / 1000);
@@ -163,6 +150,8 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   readonly model: string;
   readonly firmware: string;
   capabilities: number;
+  /** the newest protocol version this terminal offers in HELLO */
+  readonly maxVersion: number;
   timing: TimingModel;
   readonly ring: EventRing;
   readonly log: Logger | undefined;
@@ -178,6 +167,10 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   blackholeUntil = 0;
   refuseUntil = 0;
   private corruptNext = false;
+  private busyLeft = 0;
+  private busyCommand: Command | undefined;
+  private busyAsError = false;
+  private readonly unreadableUntil = new Map<string | symbol, number>();
 
   /** sessions currently open on this terminal (handshaking or authenticated) */
   readonly sessions = new Set<{ authenticated: boolean; destroy(reason: string): void }>();
@@ -198,6 +191,9 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
     this.model = opts.model ?? SIM_MODEL;
     this.firmware = opts.firmware ?? SIM_FIRMWARE;
     this.capabilities = opts.capabilities ?? CAP_PHOTO | CAP_FACES;
+    this.maxVersion = opts.maxVersion ?? MAX_PROTOCOL_VERSION;
+    if (!Number.isInteger(this.maxVersion) || this.maxVersion < MIN_PROTOCOL_VERSION || this.maxVersion > MAX_PROTOCOL_VERSION)
+      throw new RangeError(`maxVersion must be ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}, got ${opts.maxVersion}`);
     this.timing = resolveTiming(opts.timing);
     this.ring = new EventRing(opts.logCapacity ?? DEFAULT_LOG_CAPACITY);
     this.log = opts.logger?.child({ terminal: this.index, deviceId: this.deviceId });
@@ -286,6 +282,8 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   handle(frame: Frame, hooks?: SessionHooks): Promise<FrameInit> {
     return this.run(async () => {
       await this.waitStall();
+      const busy = this.takeBusy(frame);
+      if (busy) return busy;
       try {
         return await this.serve(frame, hooks);
       } catch (e) {
@@ -374,7 +372,11 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
         // encode after the wait so the answer reflects the state when it is sent
         const results = req.userIds.map((id) => {
           const s = this.users.get(id);
-          return s ? { status: Status.OK, record: encodeUser(s.user, mask) } : { status: Status.USER_NOT_FOUND, record: EMPTY };
+          if (!s) return { status: Status.USER_NOT_FOUND, record: EMPTY };
+          const record = encodeUser(s.user, mask);
+          // fault "unreadable": a record in a user format the server does not know (framing intact)
+          if (this.isUnreadable(id)) record[USER_FORMAT_VERSION_OFFSET] = UNREADABLE_FORMAT_VERSION;
+          return { status: Status.OK, record };
         });
         const payload = encodeGetUsersResponse({ results });
         if (payload.length > MAX_PAYLOAD) {
@@ -419,14 +421,14 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
       this.log?.debug({ err: (e as Error).message }, 'PUT_USERS record rejected');
       return Status.INVALID_USER;
     }
-    if (userLimitProblem(u)) return Status.INVALID_USER;
+    if (validateUser(u)) return Status.INVALID_USER;
     const existing = this.users.get(u.id);
     if (existing && !overwrite) return Status.DUPLICATE_USER_ID;
     if (!existing && this.users.size >= this.userCapacity) return Status.USER_FULL;
     if (this.cardConflict(u)) return Status.DUPLICATE_CARD;
-    // the server's record, stored as "same as server" (keeping only the disabled bit)
+    // PROTOCOL.md 5 PUT_USERS: the server's record is stored as sent, version included;
+    // of the flag, CREATED/UPDATED (device changes) are cleared and DISABLED is kept
     u.flag &= UserFlag.DISABLED;
-    u.version = existing ? (existing.user.version + 1) & 0xffff : 1;
     this.storeUser(u);
     this.append(existing ? EventCode.USER_UPDATE_SUCCESS : EventCode.USER_ENROLL_SUCCESS, u.id, ORIGIN_SERVER);
     this.changed();
@@ -443,7 +445,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
     const u = structuredCloneUser(user);
     return this.run(async () => {
       await delay(this.timing.perCommandMs + this.timing.perUserWriteMs);
-      const problem = userLimitProblem(u);
+      const problem = validateUser(u);
       if (problem) throw new SimActionError(400, problem, Status.INVALID_USER);
       if (this.users.has(u.id)) throw new SimActionError(409, `user ${JSON.stringify(u.id)} already exists`, Status.DUPLICATE_USER_ID);
       if (this.users.size >= this.userCapacity)
@@ -501,7 +503,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
         if (e instanceof UserJsonError) throw new SimActionError(400, e.message, Status.INVALID_USER);
         throw e;
       }
-      const problem = userLimitProblem(u);
+      const problem = validateUser(u);
       if (problem) throw new SimActionError(400, problem, Status.INVALID_USER);
       const owner = this.cardConflict(u);
       if (owner) throw new SimActionError(409, `a card is already held by user ${JSON.stringify(owner)}`, Status.DUPLICATE_CARD);
@@ -562,6 +564,45 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   refuse(ms: number): void {
     this.refuseUntil = Date.now() + ms;
     this.emit('refuse', this.refuseUntil);
+  }
+
+  /**
+   * Busy: the next `count` requests (of `command` only, when given; never PING or
+   * BYE) are answered with status BUSY instead of being served: as a RESPONSE
+   * (what a protocol 1.1 terminal sends) or, with `asError`, as an ERROR frame.
+   */
+  busy(count: number, opts: { command?: Command; asError?: boolean } = {}): void {
+    this.busyLeft = count;
+    this.busyCommand = opts.command;
+    this.busyAsError = opts.asError ?? false;
+  }
+
+  /** requests still to be answered BUSY */
+  get busyRemaining(): number {
+    return this.busyLeft;
+  }
+
+  private takeBusy(frame: Frame): FrameInit | null {
+    if (this.busyLeft <= 0 || frame.command === Command.PING || frame.command === Command.BYE) return null;
+    if (this.busyCommand !== undefined && frame.command !== this.busyCommand) return null;
+    this.busyLeft--;
+    this.log?.debug({ command: frame.command, left: this.busyLeft }, 'fault: answered BUSY');
+    if (this.busyAsError) return errorFrame(frame, Status.BUSY, 'busy (fault)');
+    return { kind: FrameKind.RESPONSE, seq: frame.seq, command: frame.command, status: Status.BUSY, payload: EMPTY };
+  }
+
+  /**
+   * Unreadable: for `ms` from now, GET_USERS returns the record of `userId` (or of
+   * every user when omitted) with formatVersion 2, a format a protocol 1.x server
+   * cannot read; 0 ends it.
+   */
+  unreadable(ms: number, userId?: string): void {
+    this.unreadableUntil.set(userId ?? ALL_USERS, Date.now() + ms);
+  }
+
+  private isUnreadable(userId: string): boolean {
+    const now = Date.now();
+    return (this.unreadableUntil.get(userId) ?? 0) > now || (this.unreadableUntil.get(ALL_USERS) ?? 0) > now;
   }
 
   corruptNextFrame(): void {

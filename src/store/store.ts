@@ -10,9 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import { UserFlag } from '../codec/constants.js';
-import { structuredCloneUser, type UserRecord } from '../model/user.js';
-import { mergeDeviceIntoServer, usersEqual } from '../sync/merge.js';
+import { USER_DISABLED, structuredCloneUser, type UserRecord } from '../model/user.js';
+import { mergeDeviceIntoServer, sameForTerminal, usersEqual } from '../model/merge.js';
 import { StoreWriteError, toStoreWriteError } from './errors.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, SchemaVersionError } from './migrations.js';
 import {
@@ -474,7 +473,7 @@ export class Store {
     return this.write('putUserFromServer', () => {
       const prev = this.users.get(u.id);
       const rec = structuredCloneUser(u);
-      rec.flag &= UserFlag.DISABLED;
+      rec.flag &= USER_DISABLED;
       if (prev && usersEqual(prev, rec)) {
         return { created: false, changed: false, ...this.versionOf(u.id) };
       }
@@ -506,7 +505,7 @@ export class Store {
 
   /**
    * Merges a record pulled from a terminal, in ONE transaction: reads the
-   * server's record, applies the merge policy (src/sync/merge.ts), writes the
+   * server's record, applies the merge policy (src/model/merge.ts), writes the
    * user if it changed, records USER_UPDATE_SUCCESS_DEVICE, advances the
    * terminal's cursor to ctx.cursorAfter, and enqueues the outbox rows. Either
    * all of it happens or none (StoreWriteError).
@@ -550,13 +549,13 @@ export class Store {
 
   private mergeIn(device: UserRecord, ctx: MergeContext, now: number): MergeResult {
     const prev = this.users.get(device.id);
-    const m = mergeDeviceIntoServer(prev, device);
+    const m = mergeDeviceIntoServer(prev, device, ctx.parts);
     let serverVersion: number;
     if (m.changed) {
       serverVersion = this.users.write(m.record, prev, now);
       this.shared.delete(device.id);
     } else serverVersion = this.versionOf(device.id).serverVersion;
-    const differsFromDevice = !usersEqual(m.record, device);
+    const differsFromDevice = ctx.parts ? !sameForTerminal(m.record, device, ctx.parts) : !usersEqual(m.record, device);
 
     const targets = new Set<string>();
     if (ctx.pushTo && (m.changed || ctx.pushWhen === 'always')) {

@@ -1,7 +1,8 @@
 // Public types of the store (src/store/store.ts).
 import type { Logger } from 'pino';
 import type { UserRecord } from '../model/user.js';
-import type { MergeField } from '../sync/merge.js';
+import type { MergeField } from '../model/merge.js';
+import type { PartsSupport } from '../model/parts.js';
 
 export type SyncMode = 'off' | 'server' | 'all' | 'specific';
 export const SYNC_MODES: readonly SyncMode[] = ['off', 'server', 'all', 'specific'];
@@ -38,6 +39,12 @@ export interface PutUserResult {
 export interface MergeContext {
   /** the terminal the record came from */
   terminalId: string;
+  /**
+   * What that terminal can carry (its driver's declaration; default every part).
+   * Parts it cannot carry never fill a server field, and are no reason to push
+   * the server's record back to it (differsFromDevice uses sameForTerminal).
+   */
+  parts?: Readonly<PartsSupport>;
   /** the terminal's event ID that reported the change (kept in the monitoring event) */
   eventId: number;
   /** advance the terminal's cursor to this event ID in the same transaction (never moves it back) */

@@ -2,8 +2,8 @@
 // tables. Prepared once per connection; every method runs inside whatever
 // transaction the caller holds (the Store opens them).
 import type Database from 'better-sqlite3';
-import { UserFlag } from '../codec/constants.js';
-import { hasPin, type Card, type Face, type Finger, type JobCode, type UserRecord } from '../model/user.js';
+import { listFieldEqual as listEqual, type ListField } from '../model/merge.js';
+import { hasPin, USER_DISABLED, type Card, type Face, type Finger, type JobCode, type UserRecord } from '../model/user.js';
 
 interface UserRow {
   id: string;
@@ -57,14 +57,12 @@ export interface UserIndexEntry {
   updatedAt: number;
 }
 
-type ListField = 'cards' | 'fingers' | 'faces' | 'accessGroups' | 'jobCodes';
-
 const EMPTY = Buffer.alloc(0);
 
 function rowToUser(r: UserRow): UserRecord {
   return {
     id: r.id,
-    flag: r.disabled ? UserFlag.DISABLED : 0,
+    flag: r.disabled ? USER_DISABLED : 0,
     version: r.device_version,
     authGroupId: r.auth_group_id,
     setting: {
@@ -91,31 +89,6 @@ const toCard = (r: CardRow): Card => ({ type: r.type, data: r.data });
 const toFinger = (r: FingerRow): Finger => ({ index: r.finger_index, flag: r.flag, templates: [r.template0, r.template1] });
 const toFace = (r: FaceRow): Face => ({ index: r.face_index, flag: r.flag, data: r.data });
 const toJob = (r: JobRow): JobCode => ({ code: r.code, label: r.label });
-
-function bufEq(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && a.equals(b);
-}
-
-function listEqual(f: ListField, a: UserRecord, b: UserRecord): boolean {
-  switch (f) {
-    case 'cards':
-      return a.cards.length === b.cards.length && a.cards.every((c, i) => c.type === b.cards[i].type && bufEq(c.data, b.cards[i].data));
-    case 'fingers':
-      return (
-        a.fingers.length === b.fingers.length &&
-        a.fingers.every((x, i) => {
-          const y = b.fingers[i];
-          return x.index === y.index && x.flag === y.flag && bufEq(x.templates[0], y.templates[0]) && bufEq(x.templates[1], y.templates[1]);
-        })
-      );
-    case 'faces':
-      return a.faces.length === b.faces.length && a.faces.every((x, i) => x.index === b.faces[i].index && x.flag === b.faces[i].flag && bufEq(x.data, b.faces[i].data));
-    case 'accessGroups':
-      return a.accessGroups.length === b.accessGroups.length && a.accessGroups.every((g, i) => g === b.accessGroups[i]);
-    case 'jobCodes':
-      return a.jobCodes.length === b.jobCodes.length && a.jobCodes.every((j, i) => j.code === b.jobCodes[i].code && j.label === b.jobCodes[i].label);
-  }
-}
 
 const CHILD_TABLES: Record<ListField, string> = {
   cards: 'user_cards',
@@ -253,7 +226,7 @@ export class UserTables {
   write(u: UserRecord, prev: UserRecord | null, now: number): number {
     const params = {
       id: u.id,
-      disabled: u.flag & UserFlag.DISABLED ? 1 : 0,
+      disabled: u.flag & USER_DISABLED ? 1 : 0,
       device_version: u.version,
       auth_group_id: u.authGroupId,
       start_time: u.setting.startTime,

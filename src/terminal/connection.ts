@@ -1,9 +1,9 @@
 // One authenticated session with one terminal, seen from the server: the server
-// side of the handshake (PROTOCOL.md 4.1), request/response correlation by
+// side of the handshake (PROTOCOL.md 4.1; the steps are ServerHandshake in
+// src/drivers/termsync/handshake.ts, the deadline and the socket here), request/response correlation by
 // sequence number, realtime events, heartbeats, per-request timeouts and
 // backpressure-aware writes. It knows frames, not users: ProtocolLink (link.ts)
 // turns it into the protocol-independent TerminalLink the sync engine uses.
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -14,25 +14,16 @@ import {
   HANDSHAKE_DEADLINE_MS,
   MAX_PAYLOAD,
   MAX_PREAUTH_PAYLOAD,
-  MAX_PROTOCOL_VERSION,
-  MIN_PROTOCOL_VERSION,
-  NONCE_BYTES,
-  PROOF_LABEL_SERVER,
-  PROOF_LABEL_TERMINAL,
   ProtocolError,
   Status,
-  computeProof,
-  decodeAuth,
   decodeErrorPayload,
-  decodeHello,
   encodeErrorPayload,
   encodeFrame,
-  encodeHelloResponse,
-  proofEquals,
   statusName,
   type Frame,
   type Hello,
 } from '../codec/index.js';
+import { ServerHandshake, type HandshakeFailureReason } from '../drivers/termsync/handshake.js';
 import { Heartbeat } from './heartbeat.js';
 import { hexRedact } from '../log.js';
 
@@ -52,7 +43,7 @@ export class RequestError extends Error {
 /** The handshake failed; `reason` is safe to log. */
 export class HandshakeError extends Error {
   constructor(
-    readonly reason: 'deadline' | 'protocol' | 'version' | 'unknown-key' | 'auth-failed' | 'closed',
+    readonly reason: HandshakeFailureReason | 'deadline' | 'closed',
     message: string,
     readonly deviceId?: number,
   ) {
@@ -137,56 +128,18 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
         wake = null;
       }
     };
-    const refuse = (f: Frame, status: Status, e: HandshakeError): never => {
-      sendRaw(socket, encodeFrame({ kind: FrameKind.RESPONSE, seq: f.seq, command: f.command, status }));
-      throw e;
-    };
+    const hs = new ServerHandshake({ keyFor: opts.keyFor, heartbeatSec: opts.heartbeatSec });
     try {
-      const hf = await next();
-      if (hf.kind !== FrameKind.REQUEST || hf.command !== Command.HELLO) {
-        sendRaw(socket, errorFrame(hf.seq, hf.command, Status.NOT_AUTHENTICATED, 'HELLO expected'));
-        throw new HandshakeError('protocol', `expected HELLO, got kind ${hf.kind} command 0x${hf.command.toString(16)}`);
+      let done: { hello: Hello; version: number } | null = null;
+      while (!done) {
+        const step = hs.receive(await next());
+        // the session's payload limit applies from the AUTH answer on
+        if (step.state === 'done') decoder.setMaxPayload(MAX_PAYLOAD);
+        if (step.send) sendRaw(socket, encodeFrame(step.send));
+        if (step.state === 'failed') throw new HandshakeError(step.failure.reason, step.failure.message, step.failure.deviceId);
+        if (step.state === 'done') done = step;
       }
-      let hello: Hello;
-      try {
-        hello = decodeHello(hf.payload);
-      } catch (e) {
-        sendRaw(socket, errorFrame(hf.seq, hf.command, Status.BAD_PAYLOAD, (e as Error).message));
-        throw new HandshakeError('protocol', `bad HELLO: ${(e as Error).message}`);
-      }
-      const version = Math.min(hello.maxVersion, MAX_PROTOCOL_VERSION);
-      if (version < Math.max(hello.minVersion, MIN_PROTOCOL_VERSION)) {
-        refuse(hf, Status.UNSUPPORTED_VERSION, new HandshakeError('version', `terminal speaks versions ${hello.minVersion}..${hello.maxVersion}, server ${MIN_PROTOCOL_VERSION}..${MAX_PROTOCOL_VERSION}`, hello.deviceId));
-      }
-      const key = opts.keyFor(hello.deviceId);
-      if (!key) refuse(hf, Status.AUTH_FAILED, new HandshakeError('unknown-key', `no comm key for device ${hello.deviceId}`, hello.deviceId));
-      const nonceS = randomBytes(NONCE_BYTES);
-      const proofS = computeProof(key!, PROOF_LABEL_SERVER, hello.nonce, nonceS, hello.deviceId);
-      sendRaw(
-        socket,
-        encodeFrame({
-          kind: FrameKind.RESPONSE,
-          seq: hf.seq,
-          command: Command.HELLO,
-          version: 1,
-          payload: encodeHelloResponse({ version, heartbeatSec: opts.heartbeatSec, nonce: nonceS, proof: proofS }),
-        }),
-      );
-      const af = await next();
-      if (af.kind !== FrameKind.REQUEST || af.command !== Command.AUTH) {
-        sendRaw(socket, errorFrame(af.seq, af.command, Status.NOT_AUTHENTICATED, 'AUTH expected'));
-        throw new HandshakeError('protocol', `expected AUTH, got kind ${af.kind} command 0x${af.command.toString(16)}`, hello.deviceId);
-      }
-      let proofOk = false;
-      try {
-        const expected = computeProof(key!, PROOF_LABEL_TERMINAL, nonceS, hello.nonce, hello.deviceId);
-        proofOk = proofEquals(decodeAuth(af.payload).proof, expected);
-      } catch {
-        proofOk = false;
-      }
-      if (!proofOk) refuse(af, Status.AUTH_FAILED, new HandshakeError('auth-failed', `wrong comm key proof from device ${hello.deviceId}`, hello.deviceId));
-      decoder.setMaxPayload(MAX_PAYLOAD);
-      sendRaw(socket, encodeFrame({ kind: FrameKind.RESPONSE, seq: af.seq, command: Command.AUTH, version: 1 }));
+      const { hello, version } = done;
       socket.off('data', onData);
       socket.off('close', onClose);
       clearTimeout(deadline);

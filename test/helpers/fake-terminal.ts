@@ -4,31 +4,23 @@
 // for, and can then send anything at all. After authentication it answers the
 // daemon's catch-up requests (GET_INFO, SUBSCRIBE_LOG, LIST_USERS, PING, PUT_USERS)
 // like an empty terminal, so a session reaches its steady state.
-import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import {
   Command,
   FrameDecoder,
   FrameKind,
   MAX_PAYLOAD,
-  NONCE_BYTES,
-  PROOF_LABEL_SERVER,
-  PROOF_LABEL_TERMINAL,
   Status,
-  computeProof,
-  decodeHelloResponse,
   decodePutUsersRequest,
-  encodeAuth,
   encodeFrame,
-  encodeHello,
   encodeInfo,
   encodeListUsersResponse,
   encodeStatusList,
   encodeSubscribeResponse,
-  proofEquals,
   type Frame,
   type FrameInit,
 } from '../../src/codec/index.js';
+import { TerminalHandshake } from '../../src/drivers/termsync/handshake.js';
 
 export interface FakeTerminalOptions {
   port: number;
@@ -97,28 +89,17 @@ export class FakeTerminal {
     this.socket.write(Buffer.isBuffer(f) ? f : encodeFrame(f));
   }
 
-  helloFrame(): Buffer {
-    this.nonceT = randomBytes(NONCE_BYTES);
-    return encodeFrame({
-      kind: FrameKind.REQUEST,
-      seq: this.nextSeq(),
-      command: Command.HELLO,
-      payload: encodeHello({
-        deviceId: this.deviceId,
-        minVersion: 1,
-        maxVersion: 1,
-        maxUsersPerBatch: 50,
-        userCapacity: 1000,
-        logCapacity: 1000,
-        capabilities: 0,
-        model: 'fake',
-        firmware: '0',
-        nonce: this.nonceT,
-      }),
+  /** A fresh HELLO (new nonce); the handshake state it starts is kept for handshake(). */
+  helloFrame(key = this.o.key): Buffer {
+    this.hs = new TerminalHandshake({
+      key,
+      announce: { deviceId: this.deviceId, maxUsersPerBatch: 50, userCapacity: 1000, logCapacity: 1000, capabilities: 0, model: 'fake', firmware: '0' },
+      nextSeq: () => this.nextSeq(),
     });
+    return encodeFrame(this.hs.hello());
   }
 
-  private nonceT = randomBytes(NONCE_BYTES);
+  private hs: TerminalHandshake | null = null;
 
   /** Waits for a frame matching pred (received earlier or later); rejects when the socket closes first. */
   waitFrame(pred: (f: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
@@ -143,13 +124,16 @@ export class FakeTerminal {
 
   /** HELLO + AUTH with the given key (default: the terminal's). Resolves with the AUTH answer's status. */
   async handshake(key = this.o.key): Promise<number> {
-    this.send(this.helloFrame());
+    this.send(this.helloFrame(key));
+    const hs = this.hs!;
     const hr = await this.waitFrame((f) => f.command === Command.HELLO);
     if (hr.kind !== FrameKind.RESPONSE || hr.status !== Status.OK) return hr.status;
-    const r = decodeHelloResponse(hr.payload);
-    const serverOk = proofEquals(r.proof, computeProof(key, PROOF_LABEL_SERVER, this.nonceT, r.nonce, this.deviceId));
-    const proof = computeProof(key, PROOF_LABEL_TERMINAL, r.nonce, this.nonceT, this.deviceId);
-    this.send({ kind: FrameKind.REQUEST, seq: this.nextSeq(), command: Command.AUTH, payload: encodeAuth({ proof }) });
+    const step = hs.receive(hr);
+    if (step.state === 'failed' && step.failure.reason !== 'server-proof') throw new Error(step.failure.message);
+    // A wrong server proof means another key: a real terminal would close here; this
+    // hostile peer sends AUTH anyway, so that the server judges (and counts) the key.
+    const serverOk = step.state === 'continue';
+    this.send(step.state === 'continue' ? step.send : hs.auth());
     const ar = await this.waitFrame((f) => f.command === Command.AUTH);
     if (ar.status === Status.OK) this.authenticated = true;
     return serverOk || ar.status !== Status.OK ? ar.status : Status.AUTH_FAILED;

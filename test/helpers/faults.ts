@@ -5,7 +5,7 @@ import { prng as mulberry32 } from '../../bench/scenario.js';
 import { userFromJson, type UserRecord } from '../../src/model/user.js';
 import type { Simulator } from '../../src/sim/simulator.js';
 import { Store } from '../../src/store/store.js';
-import { usersEqual } from '../../src/sync/merge.js';
+import { usersEqual } from '../../src/model/merge.js';
 
 /** A seeded random source (a failure names its seed and reproduces). */
 export function prng(seed: number) {

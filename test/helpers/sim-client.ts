@@ -1,20 +1,15 @@
 // A tiny server-side protocol client for driving the simulator in tests, built
 // only on the codec: it does the server's half of the handshake over a real
-// socket, sends requests and matches answers by seq, and collects LOG_EVENTs.
+// socket (ServerHandshake, the same steps as the daemon's), sends requests and
+// matches answers by seq, and collects LOG_EVENTs.
 import net from 'node:net';
-import { randomBytes } from 'node:crypto';
 import {
   Command,
   FrameDecoder,
   FrameKind,
   INFO_MASK_ANY,
   MAX_PAYLOAD,
-  NONCE_BYTES,
-  PROOF_LABEL_SERVER,
-  PROOF_LABEL_TERMINAL,
   Status,
-  computeProof,
-  decodeAuth,
   decodeErrorPayload,
   decodeGetLogResponse,
   decodeGetUsersResponse,
@@ -29,17 +24,18 @@ import {
   encodeFrame,
   encodeGetLogRequest,
   encodeGetUsersRequest,
+  decodeHelloResponse,
   encodeHelloResponse,
   encodeListUsersRequest,
   encodeLogAck,
   encodePutUsersRequest,
   encodeSubscribeRequest,
   encodeUser,
-  proofEquals,
   type Frame,
   type Hello,
   type LogEvent,
 } from '../../src/codec/index.js';
+import { ServerHandshake } from '../../src/drivers/termsync/handshake.js';
 import type { UserRecord } from '../../src/model/user.js';
 
 export interface SimClientOptions {
@@ -154,17 +150,22 @@ export class SimClient {
   }
 
   private async handshake(o: SimClientOptions): Promise<void> {
+    const hs = new ServerHandshake({ keyFor: () => o.key, heartbeatSec: o.heartbeatSec ?? 30 });
     const hf = await this.nextHandshakeFrame();
-    if (hf.kind !== FrameKind.REQUEST || hf.command !== Command.HELLO) throw new HandshakeError(`expected HELLO, got command ${hf.command}`);
+    const hello = hs.receive(hf);
+    if (hello.state !== 'continue') throw new HandshakeError(hello.state === 'failed' ? hello.failure.message : 'handshake ended early');
     this.hello = decodeHello(hf.payload);
-    const nonceS = randomBytes(NONCE_BYTES);
-    let proofS = computeProof(o.key, PROOF_LABEL_SERVER, this.hello.nonce, nonceS, this.hello.deviceId);
-    if (o.wrongServerProof) proofS = Buffer.from(proofS.map((b) => b ^ 0x5a));
-    this.write(Command.HELLO, FrameKind.RESPONSE, hf.seq, 0, encodeHelloResponse({ version: 1, heartbeatSec: o.heartbeatSec ?? 30, nonce: nonceS, proof: proofS }));
+    let reply = hello.send;
+    if (o.wrongServerProof) {
+      // a server that does not hold the terminal's key
+      const r = decodeHelloResponse(reply.payload!);
+      reply = { ...reply, payload: encodeHelloResponse({ ...r, proof: Buffer.from(r.proof.map((b) => b ^ 0x5a)) }) };
+    }
+    this.socket.write(encodeFrame(reply));
     const af = await this.nextHandshakeFrame();
-    if (af.kind !== FrameKind.REQUEST || af.command !== Command.AUTH) throw new HandshakeError(`expected AUTH, got command ${af.command}`);
-    const want = computeProof(o.key, PROOF_LABEL_TERMINAL, nonceS, this.hello.nonce, this.hello.deviceId);
-    const status = o.authStatus ?? (proofEquals(want, decodeAuth(af.payload).proof) ? Status.OK : Status.AUTH_FAILED);
+    const auth = hs.receive(af);
+    if (auth.state === 'failed' && auth.failure.reason === 'protocol') throw new HandshakeError(auth.failure.message);
+    const status = o.authStatus ?? (auth.state === 'done' ? Status.OK : Status.AUTH_FAILED);
     this.write(Command.AUTH, FrameKind.RESPONSE, af.seq, status);
     if (status !== Status.OK) throw new HandshakeError(`AUTH answered with ${status}`);
   }

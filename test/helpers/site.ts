@@ -10,7 +10,7 @@ import type { UserRecord } from '../../src/model/user.js';
 import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
 import { Simulator, type SimulatorOptions } from '../../src/sim/simulator.js';
 import { ZERO_TIMING } from '../../src/sim/timing.js';
-import { usersEqual } from '../../src/sync/merge.js';
+import { usersEqual } from '../../src/model/merge.js';
 import { waitFor } from './wait.js';
 
 export interface SiteOptions {

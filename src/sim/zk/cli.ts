@@ -65,7 +65,7 @@ export async function runZkSim(cmd: Command, flags: ZkSimFlags): Promise<void> {
   if (flags.dial !== undefined) cmd.error('termsync sim: ZK terminals only listen (--dial is for termsync terminals)', { exitCode: 2 });
   const explicit = (name: string) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env';
   // flags of the termsync simulator that mean nothing to a ZK terminal
-  const ignored = ['commKeyFile', 'insecureDevKey', 'tls', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsInsecure', 'tlsServername', 'tlsRequestCert', 'state', 'scenarioUsers', 'logCapacity', 'maxUsersPerBatch', 'deviceIdBase', 'heartbeatSec']
+  const ignored = ['commKeyFile', 'insecureDevKey', 'tls', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsInsecure', 'tlsServername', 'tlsRequestCert', 'state', 'scenarioUsers', 'logCapacity', 'maxUsersPerBatch', 'deviceIdBase', 'heartbeatSec', 'maxProtocolVersion']
     .filter((k) => explicit(k))
     .map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
   if (ignored.length > 0) cmd.error(`termsync sim: ${ignored.join(', ')} ${ignored.length === 1 ? 'does' : 'do'} not apply to ZK terminals (the comm key is --zk-password)`, { exitCode: 2 });

@@ -1,6 +1,6 @@
 // The merge policy for a user record that a terminal reports as created or
-// updated on the device. Pure: no SQL, no I/O. The store calls it inside the
-// merge transaction (src/store/store.ts, mergeDeviceUser).
+// updated on the device. Pure model code: no SQL, no I/O, no protocol. The store
+// calls it inside the merge transaction (src/store/store.ts, mergeDeviceUser).
 //
 // Rule: the server wins. A field the server already holds is kept as it is;
 // only a VACANT server field is filled from the device. A new user is stored as
@@ -10,8 +10,9 @@
 // Lists (cards, fingers, faces, access groups, job codes) are one field each: a
 // list the server holds is kept whole, so server-held access groups are never
 // lost or replaced by a device update (the reference server's known failure).
-import { UserFlag } from '../codec/constants.js';
-import { hasPin, structuredCloneUser, type UserRecord, type UserSetting } from '../model/user.js';
+import { USER_DISABLED } from './limits.js';
+import { fitForTerminal, type PartsSupport } from './parts.js';
+import { hasPin, structuredCloneUser, type UserRecord, type UserSetting } from './user.js';
 
 /** Every field the merge policy decides on, as named in `filled` and in VACANCY. */
 export type MergeField =
@@ -118,20 +119,27 @@ function copyList(to: UserRecord, from: UserRecord, f: (typeof LIST_FIELDS)[numb
 /**
  * Merges a record pulled from a terminal into the server's record.
  * Neither argument is modified; the result shares no buffers with them.
+ *
+ * `parts`: what the source terminal can carry (its driver's declaration). A
+ * part it cannot carry is vacant in its record for that reason alone: it is
+ * taken as vacant whatever the record holds there, so it never fills a server
+ * field, and (as for every vacant device field) the server's value stays.
+ * Without `parts` the terminal carries every part.
  */
-export function mergeDeviceIntoServer(server: UserRecord | null, device: UserRecord): MergeOutcome {
+export function mergeDeviceIntoServer(server: UserRecord | null, fromDevice: UserRecord, parts?: Readonly<PartsSupport>): MergeOutcome {
+  const device = parts ? { ...fitForTerminal(fromDevice, parts), version: fromDevice.version } : fromDevice;
   if (server === null) {
     const record = structuredCloneUser(device);
     // created/updated-on-device (and the reserved deleted bit) describe the
     // terminal's copy, not the server's; DISABLED is data and is kept.
-    record.flag = device.flag & UserFlag.DISABLED;
+    record.flag = device.flag & USER_DISABLED;
     normalizePin(record);
     return { record, changed: true, filled: heldFields(record) };
   }
   if (server.id !== device.id) throw new Error(`merge of different users: server ${JSON.stringify(server.id)}, device ${JSON.stringify(device.id)}`);
 
   const record = structuredCloneUser(server);
-  record.flag = server.flag & UserFlag.DISABLED; // never changed by a device update
+  record.flag = server.flag & USER_DISABLED; // never changed by a device update
   normalizePin(record);
   const filled: MergeField[] = [];
 
@@ -180,6 +188,25 @@ function listEq<T>(a: readonly T[], b: readonly T[], eq: (x: T, y: T) => boolean
   return true;
 }
 
+/** The list fields of a user record (each one merge field, held or replaced whole). */
+export type ListField = (typeof LIST_FIELDS)[number];
+
+/** True when list field `f` holds the same entries, in the same order, in `a` and `b`. */
+export function listFieldEqual(f: ListField, a: UserRecord, b: UserRecord): boolean {
+  switch (f) {
+    case 'cards':
+      return listEq(a.cards, b.cards, (x, y) => x.type === y.type && bufEq(x.data, y.data));
+    case 'fingers':
+      return listEq(a.fingers, b.fingers, (x, y) => x.index === y.index && x.flag === y.flag && bufEq(x.templates[0], y.templates[0]) && bufEq(x.templates[1], y.templates[1]));
+    case 'faces':
+      return listEq(a.faces, b.faces, (x, y) => x.index === y.index && x.flag === y.flag && bufEq(x.data, y.data));
+    case 'accessGroups':
+      return listEq(a.accessGroups, b.accessGroups, (x, y) => x === y);
+    case 'jobCodes':
+      return listEq(a.jobCodes, b.jobCodes, (x, y) => x.code === y.code && x.label === y.label);
+  }
+}
+
 /**
  * True when two records hold the same user data: every field the merge knows,
  * plus the DISABLED bit. The device-side flag bits (created/updated on device)
@@ -188,17 +215,22 @@ function listEq<T>(a: readonly T[], b: readonly T[], eq: (x: T, y: T) => boolean
  */
 export function usersEqual(a: UserRecord, b: UserRecord): boolean {
   if (a.id !== b.id) return false;
-  if ((a.flag & UserFlag.DISABLED) !== (b.flag & UserFlag.DISABLED)) return false;
+  if ((a.flag & USER_DISABLED) !== (b.flag & USER_DISABLED)) return false;
   if (a.authGroupId !== b.authGroupId || a.name !== b.name || a.phrase !== b.phrase) return false;
   for (const f of SETTING_FIELDS) if (a.setting[f] !== b.setting[f]) return false;
   if (!bufEq(a.photo, b.photo)) return false;
   const pa = hasPin(a);
   if (pa !== hasPin(b) || (pa && !bufEq(a.pinHash, b.pinHash))) return false;
-  return (
-    listEq(a.cards, b.cards, (x, y) => x.type === y.type && bufEq(x.data, y.data)) &&
-    listEq(a.fingers, b.fingers, (x, y) => x.index === y.index && x.flag === y.flag && bufEq(x.templates[0], y.templates[0]) && bufEq(x.templates[1], y.templates[1])) &&
-    listEq(a.faces, b.faces, (x, y) => x.index === y.index && x.flag === y.flag && bufEq(x.data, y.data)) &&
-    listEq(a.accessGroups, b.accessGroups, (x, y) => x === y) &&
-    listEq(a.jobCodes, b.jobCodes, (x, y) => x.code === y.code && x.label === y.label)
-  );
+  return LIST_FIELDS.every((f) => listFieldEqual(f, a, b));
+}
+
+/**
+ * True when a terminal that carries `parts` holds the same user as the server:
+ * both records compared as that terminal would hold them (fitForTerminal), so a
+ * part the terminal cannot carry, a name it keeps shorter, the cards or fingers
+ * beyond its counts are no difference. With ALL_PARTS this is usersEqual.
+ * The engine's reconcile uses it for drivers that list whole records.
+ */
+export function sameForTerminal(server: UserRecord, device: UserRecord, parts: Readonly<PartsSupport>): boolean {
+  return usersEqual(fitForTerminal(server, parts), fitForTerminal(device, parts));
 }
