@@ -1,7 +1,8 @@
 // ZK record <-> termsync user, and the change tracker that stands in for the
 // events a ZK terminal does not send (edits, deletes), without echoes.
 import { describe, expect, it } from 'vitest';
-import { cardDataOf, cardNumberOf, userToZk, zkToUser, ZkMappingError } from '../src/drivers/zk/mapping.js';
+import { cardDataOf, cardNumberOf, userToZk, ZK_PARTS, zkToUser, ZkMappingError } from '../src/drivers/zk/mapping.js';
+import { fitForTerminal } from '../src/model/parts.js';
 import { ZkChangeTracker, zkUserDigest } from '../src/drivers/zk/tracker.js';
 import type { ZkTemplate, ZkUser } from '../src/drivers/zk/records.js';
 import { hashPin, userFromJson, userToJson } from '../src/model/user.js';
@@ -64,9 +65,11 @@ describe('termsync -> ZK', () => {
     expect(out.user.card).toBe(987654);
     expect(out.dropped.sort()).toEqual(['accessGroups', 'extraCards', 'fingers', 'phrase', 'photo', 'setting'].sort());
     expect(out.templates).toEqual([]);
-    // a first card that is not a plain number cannot go either
-    expect(userToZk(userFromJson({ id: 'C', cards: [{ type: 6, data: '01' }] }), { uid: 1 }).dropped).toContain('cardFormat');
-    expect(userToZk(userFromJson({ id: 'C', cards: [{ type: 1, data: '0102030405' }] }), { uid: 1 }).dropped).toContain('cardFormat');
+    // a ZK terminal keeps a number and no type; data over 4 bytes cannot go
+    expect(userToZk(userFromJson({ id: 'C', cards: [{ type: 6, data: '01' }] }), { uid: 1 })).toMatchObject({ user: { card: 1 }, dropped: [] });
+    const long = userToZk(userFromJson({ id: 'C', cards: [{ type: 1, data: '0102030405' }, { type: 1, data: '00000007' }] }), { uid: 1 });
+    expect(long.user.card).toBe(7);
+    expect(long.dropped).toContain('cardFormat');
   });
 
   it('a PIN goes out only as a plain password a ZK terminal gave that matches its hash', () => {
@@ -77,6 +80,22 @@ describe('termsync -> ZK', () => {
     expect(noPlain.dropped).toContain('pin');
     // the device's own password is kept when it still matches
     expect(userToZk(u, { uid: 1, existing: { ...ann, password: '1234' } }).user.password).toBe('1234');
+  });
+
+  it('what reaches a ZK terminal and comes back is what the model says a ZK terminal holds (ZK_PARTS)', () => {
+    const u = userFromJson({
+      id: 'R1',
+      name: 'Zoë Šťastná-Ångström-Ñandú',
+      disabled: true,
+      pin: '4321',
+      cards: [{ type: 1, data: '000f1206' }, { type: 1, data: '00000001' }],
+      accessGroups: [3],
+      phrase: 'x',
+      securityLevel: 2,
+    });
+    const out = userToZk(u, { uid: 9, extras: { level: 0, group: 1, password: '4321', templates: [] } });
+    const back = zkToUser(out.user).user;
+    expect(userToJson(back)).toEqual(userToJson(fitForTerminal(u, ZK_PARTS)));
   });
 
   it('user IDs a terminal cannot hold are refused with a clear error', () => {

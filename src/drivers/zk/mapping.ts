@@ -13,13 +13,41 @@
 // settings, more than one card, or termsync-format fingerprints; userToZk lists
 // what it left out so the caller can report it. Nothing is lost on the server:
 // the merge keeps server fields, and this mapping only builds what goes out.
+import { USER_DISABLED } from '../../model/limits.js';
+import { UNTYPED_CARD_TYPE, type PartsSupport } from '../../model/parts.js';
 import { emptyUser, hashPin, hasPin, type UserRecord } from '../../model/user.js';
 import { PRIV_DISABLED, Privilege, U72, USER_RECORD_72 } from './constants.js';
 import { truncateUtf8, type ZkRecordSize, type ZkTemplate, type ZkUser } from './records.js';
 
-/** termsync's card type for a plain card serial number (CSN). */
-export const ZK_CARD_TYPE = 1;
-const DISABLED_FLAG = 0x80;
+/** The card type a ZK card reads as: a ZK terminal keeps a number, no type (CSN, 1). */
+export const ZK_CARD_TYPE = UNTYPED_CARD_TYPE;
+const DISABLED_FLAG = USER_DISABLED;
+
+/** The template format of ZK fingerprints (ZKFinger); never the model's. */
+export const ZK_FINGER_FORMAT = 'zkfinger';
+
+/**
+ * What a ZK terminal (72-byte records) carries of a user, for the sync engine's
+ * port: a 23-byte name, the disabled bit, a plain password, one untyped card of
+ * up to 4 bytes. Its fingerprints are ZK templates: they do not fit the model's
+ * Finger and travel beside the record (ZkExtras), so none of the model's fingers.
+ */
+export const ZK_PARTS: Readonly<PartsSupport> = Object.freeze({
+  nameBytes: U72.nameBytes - 1,
+  phraseBytes: 0,
+  validity: false,
+  authModes: false,
+  securityLevel: false,
+  authGroup: false,
+  disabled: true,
+  photo: false,
+  pin: 'plain',
+  cards: Object.freeze({ max: 1, maxDataBytes: 4, typed: false }),
+  fingers: Object.freeze({ max: 0, format: ZK_FINGER_FORMAT }),
+  faces: 0,
+  accessGroups: 0,
+  jobCodes: 0,
+});
 
 /** What a ZK terminal holds beyond the termsync record. */
 export interface ZkExtras {
@@ -44,9 +72,9 @@ export function cardDataOf(n: number): Buffer {
   return b;
 }
 
-/** The ZK card number for a termsync card, or undefined when it cannot be one (not type 1, or more than 4 bytes). */
+/** The ZK card number for a termsync card (its data, big-endian, whatever its type), or undefined when it cannot be one (over 4 bytes, or 0). */
 export function cardNumberOf(c: { type: number; data: Buffer }): number | undefined {
-  if (c.type !== ZK_CARD_TYPE || c.data.length === 0 || c.data.length > 4) return undefined;
+  if (c.data.length === 0 || c.data.length > 4) return undefined;
   let n = 0;
   for (const b of c.data) n = n * 256 + b;
   return n === 0 ? undefined : n;
@@ -133,13 +161,16 @@ export function userToZk(u: UserRecord, opts: ToZkOptions): ToZk {
   const name = truncateUtf8(u.name, nameBytes);
   if (name !== u.name) dropped.push('nameTruncated');
 
+  // like the model's fitForTerminal(ZK_PARTS): the first card that fits 4 bytes, its type not kept
   let card = 0;
-  if (u.cards.length > 0) {
-    const n = cardNumberOf(u.cards[0]);
+  const fitting = u.cards.filter((c) => c.data.length <= 4);
+  if (fitting.length > 0) {
+    const n = cardNumberOf(fitting[0]);
     if (n === undefined) dropped.push('cardFormat');
     else card = n;
-    if (u.cards.length > 1) dropped.push('extraCards');
   }
+  if (fitting.length < u.cards.length) dropped.push('cardFormat');
+  if (fitting.length > 1) dropped.push('extraCards');
 
   // The server holds only a hash of the PIN: a plain password can go out only
   // when a ZK terminal told us one that matches it.
