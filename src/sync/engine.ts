@@ -21,7 +21,7 @@ import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
-import type { TerminalLink } from './ports.js';
+import type { GetUserResult, TerminalLink } from './ports.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
@@ -31,6 +31,8 @@ const PULL_BATCH = 25;
 const TURN_BUDGET_MS = 2;
 /** shortest time between two ingests of one terminal while it keeps logging */
 const INGEST_LINGER_MS = 25;
+/** most pull failures of one terminal taken into a session's retry set at once */
+const REPULL_LOAD = 10_000;
 
 /** Monitoring event types written by the engine (besides the store's own). */
 export const EngineEvent = {
@@ -41,6 +43,10 @@ export const EngineEvent = {
   RECONCILE: 'RECONCILE',
   TERMINAL_RESET: 'TERMINAL_RESET',
   LOG_GAP: 'LOG_GAP',
+  /** a device user whose record could not be read; kept in pull_failures and pulled again later */
+  USER_PULL_FAILED: 'USER_PULL_FAILED',
+  /** a terminal went past a bound the server sets (window, list size, paging); its session was ended */
+  PEER_LIMIT_EXCEEDED: 'PEER_LIMIT_EXCEEDED',
 } as const;
 
 const PULL_CODES = new Set<number>([EventCode.USER_ENROLL_SUCCESS, EventCode.USER_UPDATE_SUCCESS, EventCode.USER_PARTIAL_UPDATE_SUCCESS]);
@@ -69,7 +75,7 @@ export interface EngineStats {
   lastPushLatencyMs: number[];
 }
 
-type Task = 'ingest' | 'push' | 'reconcile';
+type Task = 'ingest' | 'push' | 'reconcile' | 'repull';
 
 interface Lane {
   id: string;
@@ -95,6 +101,8 @@ interface Lane {
   /** the PUT_USERS batch sent and not yet answered (see pushSome) */
   inflight: { link: TerminalLink; users: Set<string>; last: { enqueuedAt: number; userId: string }; done: Promise<void> } | null;
   lastTask: Task | null;
+  /** users whose earlier pull failed (pull_failures), to pull again in this session */
+  repull: Set<string>;
   /** an ingest's merge is waiting for its turn (see ingest) */
   merging: boolean;
   lastIngestAt: number;
@@ -183,7 +191,27 @@ export class SyncEngine {
       return;
     }
     lane.catchingUp = true;
+    this.loadPullFailures(lane);
     this.kickPush(lane);
+  }
+
+  /** Users of this terminal whose pull failed before are pulled again (session start, reconcile, retryPulls). */
+  private loadPullFailures(lane: Lane, userId?: string): number {
+    const rows = this.store.listPullFailures({ terminalId: lane.id, userId, limit: REPULL_LOAD });
+    for (const r of rows) lane.repull.add(r.userId);
+    if (rows.length) this.schedule(lane);
+    return rows.length;
+  }
+
+  /**
+   * Pulls again, now, the users of a terminal whose pull failed (all of them, or
+   * one). False when the terminal has no live session (they are pulled again at
+   * its next session start anyway).
+   */
+  retryPulls(terminalId: string, userId?: string): { online: boolean; queued: number } {
+    const lane = this.lanes.get(terminalId);
+    if (!lane?.link) return { online: false, queued: 0 };
+    return { online: true, queued: this.loadPullFailures(lane, userId) };
   }
 
   detach(terminalId: string): void {
@@ -295,7 +323,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -315,6 +343,7 @@ export class SyncEngine {
     const pull = lane.inbox.length > 0 && !lane.merging;
     if (pull && !(push && lane.lastTask === 'ingest')) return 'ingest';
     if (lane.wantReconcile && !lane.merging) return 'reconcile';
+    if (lane.repull.size > 0 && !lane.merging && this.pullEnabled()) return 'repull';
     if (push) return 'push';
     if (pull) return 'ingest';
     return null;
@@ -378,6 +407,7 @@ export class SyncEngine {
     try {
       if (task === 'ingest') await this.ingest(lane, link);
       else if (task === 'reconcile') await this.reconcile(lane, link);
+      else if (task === 'repull') await this.repull(lane, link);
       else await this.pushSome(lane, link);
     } catch (e) {
       if (e instanceof StoreWriteError) this.dbFailed(lane, e);
@@ -491,21 +521,16 @@ export class SyncEngine {
     // the terminal list is read only when there is something to fan out (most batches in a
     // burst are the terminals' own logs of our pushes: nothing to pull)
     const targets = pulled.length ? this.pushTargets(lane.id) : [];
-    for (const r of pulled) {
-      if (r.user) {
-        const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
-        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: wanted.get(r.userId) ?? lastId, pushTo: scoped } });
-      } else {
-        // Deleted again before we asked, or unreadable: nothing to merge.
-        this.stats.pullsFailed++;
-        this.log.info({ terminal: lane.id, user: r.userId, reason: r.reason }, 'device user could not be pulled');
-      }
-    }
+    const out = this.pullOutcome(lane, pulled, targets, (userId) => wanted.get(userId) ?? lastId);
+    merges.push(...out.merges);
     let results: MergeResult[];
     try {
       // While a reconcile is pending the cursor stays where it is (see startLog).
+      // Users that could not be read are recorded in the same transaction that
+      // advances the cursor, so their events are acknowledged only once they are owed.
       const advance = lane.wantReconcile ? null : { cursor: lastId, logEpoch: lane.epoch };
-      results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) })));
+      const events = [...out.events, ...deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) }))];
+      results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, events, { failed: out.failed, gone: out.gone });
     } catch (e) {
       if (e instanceof StoreWriteError) return this.dbFailed(lane, e, users);
       throw e;
@@ -527,8 +552,66 @@ export class SyncEngine {
       this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
     }
     for (const e of deletes) this.notify(EngineEvent.USER_DELETED_ON_DEVICE, lane.id, e.userId);
+    this.pullFailed(lane, out.failed);
     if (reset) lane.wantReconcile = true;
     this.kickPushes([...touched]);
+  }
+
+  /**
+   * Sorts a pull's results: records to merge, users the terminal no longer holds
+   * (USER_NOT_FOUND: deleted again before we asked; not a failure) and users
+   * whose record could not be read (failures, with a monitoring event each).
+   */
+  private pullOutcome(lane: Lane, pulled: GetUserResult[], targets: string[], eventIdOf: (userId: string) => number) {
+    const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
+    const failed: { userId: string; reason: string }[] = [];
+    const gone: string[] = [];
+    const events: { type: string; terminalId: string; userId: string; detail: string }[] = [];
+    for (const r of pulled) {
+      if (r.user) {
+        const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
+        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: eventIdOf(r.userId), pushTo: scoped } });
+      } else if (r.status === Status.USER_NOT_FOUND) {
+        gone.push(r.userId);
+      } else {
+        failed.push({ userId: r.userId, reason: r.reason });
+        // the reason names what was wrong (a status or a decoder message), never record contents
+        events.push({ type: EngineEvent.USER_PULL_FAILED, terminalId: lane.id, userId: r.userId, detail: JSON.stringify({ status: statusName(r.status), reason: r.reason, eventId: eventIdOf(r.userId) }) });
+      }
+    }
+    return { merges, failed, gone, events };
+  }
+
+  private pullFailed(lane: Lane, failed: { userId: string; reason: string }[]): void {
+    this.stats.pullsFailed += failed.length;
+    for (const f of failed) {
+      this.log.warn({ terminal: lane.id, user: f.userId, reason: f.reason }, 'device user could not be read; recorded as a pull failure and pulled again later');
+      this.notify(EngineEvent.USER_PULL_FAILED, lane.id, f.userId);
+    }
+  }
+
+  /** Pulls again users whose earlier pull failed; clears the rows of those read (or gone). */
+  private async repull(lane: Lane, link: TerminalLink): Promise<void> {
+    const ids = [...lane.repull].slice(0, Math.min(link.identity.maxBatch, PULL_BATCH));
+    for (const id of ids) lane.repull.delete(id);
+    try {
+      const pulled = await link.getUsers(ids);
+      await this.turn();
+      if (lane.link !== link) return;
+      const out = this.pullOutcome(lane, pulled, this.pushTargets(lane.id), () => 0);
+      const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+      this.stats.pulls += out.merges.length;
+      const touched = new Set<string>();
+      for (const r of results) {
+        for (const t of r.enqueued) touched.add(t);
+        this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+      }
+      this.pullFailed(lane, out.failed);
+      this.kickPushes([...touched]);
+    } catch (e) {
+      if (lane.link === link) for (const id of ids) lane.repull.add(id);
+      throw e;
+    }
   }
 
   /** Every approved terminal except `except` (sync targets). */
@@ -686,6 +769,9 @@ export class SyncEngine {
       return;
     }
     this.stats.reconciles++;
+    // users whose pull failed before are tried again: by this reconcile when it pulls
+    // them anyway, by the repull task after it otherwise
+    if (this.pullEnabled()) this.loadPullFailures(lane);
     const index = await link.listUsers();
     const onTerminal = new Map(index.map((e) => [e.userId, e]));
     const toPull: string[] = [];
@@ -707,12 +793,13 @@ export class SyncEngine {
     const targets = this.pushTargets(lane.id);
     const touched = new Set<string>();
     for (let i = 0; i < toPull.length; i += link.identity.maxBatch) {
-      const pulled = await link.getUsers(toPull.slice(i, i + link.identity.maxBatch));
-      const merges = pulled
-        .filter((r): r is { userId: string; user: UserRecord } => r.user !== null)
-        .map((r) => ({ user: r.user, ctx: { terminalId: lane.id, eventId: 0, pushTo: this.mode === 'specific' ? this.scope(targets, r.user) : targets } }));
-      const results = this.store.mergeDeviceUsers(merges);
-      this.stats.pulls += merges.length;
+      const ids = toPull.slice(i, i + link.identity.maxBatch);
+      for (const id of ids) lane.repull.delete(id);
+      const pulled = await link.getUsers(ids);
+      const out = this.pullOutcome(lane, pulled, targets, () => 0);
+      const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+      this.stats.pulls += out.merges.length;
+      this.pullFailed(lane, out.failed);
       for (const r of results) {
         for (const t of r.enqueued) touched.add(t);
         this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
@@ -724,6 +811,7 @@ export class SyncEngine {
     this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
     lane.wantReconcile = false;
     this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers: index.length, pulled: toPull.length, queued: toPush.length }));
+
     touched.add(lane.id);
     this.kickPushes([...touched]);
   }

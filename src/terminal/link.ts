@@ -154,7 +154,7 @@ export class ProtocolLink implements TerminalLink {
       else {
         try {
           const { user } = decodeUser(r.record);
-          if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: `terminal returned user ${JSON.stringify(user.id)}` });
+          if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: 'the terminal returned the record of another user' });
           else out.push({ userId, user });
         } catch (e) {
           out.push({ userId, user: null, status: (e as ProtocolError).status ?? Status.BAD_PAYLOAD, reason: (e as Error).message });
