@@ -27,6 +27,7 @@ import {
   ProtocolError,
   MAX_PAYLOAD,
   UserFlag,
+  type Frame,
 } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
@@ -48,10 +49,33 @@ export function encodedUser(u: UserRecord): Buffer {
 const SUBSCRIBE_WINDOW = 1000;
 /** bytes of framing around the records of one PUT_USERS request */
 const PUT_HEAD = 4;
+/** first wait before asking again after BUSY (or TIMEOUT) from the terminal; doubles up to BUSY_MAX_MS */
+export const BUSY_MIN_MS = 200;
+export const BUSY_MAX_MS = 30_000;
+
+/**
+ * A terminal's answer that is normal and says "ask again later" (PROTOCOL.md):
+ * BUSY, and TIMEOUT when the terminal itself reports it. Retried within the session.
+ */
+function isBusy(e: unknown): e is RequestError {
+  return e instanceof RequestError && e.answered && (e.status === Status.BUSY || e.status === Status.TIMEOUT);
+}
+
+/**
+ * A whole-request failure with a per-record status (USER_FULL, INVALID_USER, ...: the -7xx
+ * range): read as that status for every record of the request, not as a broken session.
+ */
+function perRecordStatus(e: unknown): number | null {
+  return e instanceof RequestError && e.answered && e.status <= -700 ? e.status : null;
+}
 
 export class ProtocolLink implements TerminalLink {
   readonly identity: TerminalIdentity;
   private subscribed: ((epoch: number, events: EventRecord[]) => void) | null = null;
+  /** the wait before the next retry after BUSY; reset by every successful answer */
+  private busyDelay = BUSY_MIN_MS;
+  /** requests answered BUSY (or TIMEOUT) by the terminal and asked again */
+  busyRetries = 0;
 
   constructor(readonly conn: TerminalConnection) {
     const h = conn.hello;
@@ -94,19 +118,53 @@ export class ProtocolLink implements TerminalLink {
     else this.conn.close(reason);
   }
 
+  /**
+   * One request; a BUSY answer (as a RESPONSE or as an ERROR frame naming the
+   * request) is asked again after a delay (200 ms doubling to 30 s, reset by
+   * every success), within the session. Every other failure rejects.
+   */
+  private async call(command: number, payload?: Buffer): Promise<Frame> {
+    for (;;) {
+      try {
+        const f = await this.conn.request(command, payload);
+        this.busyDelay = BUSY_MIN_MS;
+        return f;
+      } catch (e) {
+        if (!isBusy(e) || this.conn.closed) throw e;
+        this.busyRetries++;
+        const wait = this.busyDelay;
+        this.busyDelay = Math.min(BUSY_MAX_MS, this.busyDelay * 2);
+        await this.pause(wait);
+      }
+    }
+  }
+
+  /** Waits `ms`, or less when the session closes meanwhile (the next request then fails at once). */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.conn.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.conn.once('close', done);
+    });
+  }
+
   async info(): Promise<LogState & { userCount: number }> {
-    const i = decodeInfo((await this.conn.request(Command.GET_INFO)).payload);
+    const i = decodeInfo((await this.call(Command.GET_INFO)).payload);
     return { logEpoch: i.logEpoch, firstEventId: i.firstEventId, lastEventId: i.lastEventId, userCount: i.userCount };
   }
 
   async getLog(afterId: number, maxCount: number): Promise<LogPage> {
-    const f = await this.conn.request(Command.GET_LOG, encodeGetLogRequest({ afterId, maxCount: Math.min(maxCount, LIMITS.maxLogCount) }));
+    const f = await this.call(Command.GET_LOG, encodeGetLogRequest({ afterId, maxCount: Math.min(maxCount, LIMITS.maxLogCount) }));
     return decodeGetLogResponse(f.payload);
   }
 
   async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void): Promise<LogState> {
     this.subscribed = onEvents;
-    const f = await this.conn.request(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: SUBSCRIBE_WINDOW }));
+    const f = await this.call(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: SUBSCRIBE_WINDOW }));
     return decodeSubscribeResponse(f.payload);
   }
 
@@ -118,7 +176,7 @@ export class ProtocolLink implements TerminalLink {
     const out: UserIndexEntry[] = [];
     let after = '';
     for (;;) {
-      const f = await this.conn.request(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount: LIMITS.maxListCount }));
+      const f = await this.call(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount: LIMITS.maxListCount }));
       const page = decodeListUsersResponse(f.payload);
       for (const e of page.entries) out.push({ userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 });
       if (!page.more || page.entries.length === 0) return out;
@@ -135,8 +193,13 @@ export class ProtocolLink implements TerminalLink {
   private async getBatch(ids: string[], out: GetUserResult[]): Promise<void> {
     let f;
     try {
-      f = await this.conn.request(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
+      f = await this.call(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
     } catch (e) {
+      const st = perRecordStatus(e);
+      if (st !== null) {
+        for (const userId of ids) out.push({ userId, user: null, status: st, reason: statusName(st) });
+        return;
+      }
       // Large records (photos, faces) may not fit one frame: ask for halves.
       if (e instanceof RequestError && e.status === Status.FRAME_TOO_LARGE && ids.length > 1) {
         const half = Math.ceil(ids.length / 2);
@@ -170,8 +233,15 @@ export class ProtocolLink implements TerminalLink {
     const flush = async () => {
       if (batch.length === 0) return;
       await this.conn.drained();
-      const f = await this.conn.request(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
-      const st = decodeStatusList(f.payload).statuses;
+      let st: number[];
+      try {
+        const f = await this.call(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
+        st = decodeStatusList(f.payload).statuses;
+      } catch (e) {
+        const whole = perRecordStatus(e);
+        if (whole === null) throw e;
+        st = batch.map(() => whole);
+      }
       for (let k = 0; k < batch.length; k++) out.push(st[k] ?? Status.BAD_PAYLOAD);
       batch = [];
       bytes = PUT_HEAD;
@@ -190,8 +260,14 @@ export class ProtocolLink implements TerminalLink {
     const out: number[] = [];
     for (let i = 0; i < userIds.length; i += this.identity.maxBatch) {
       const ids = userIds.slice(i, i + this.identity.maxBatch);
-      const f = await this.conn.request(Command.DELETE_USERS, encodeDeleteUsersRequest({ userIds: ids }));
-      out.push(...decodeStatusList(f.payload).statuses);
+      try {
+        const f = await this.call(Command.DELETE_USERS, encodeDeleteUsersRequest({ userIds: ids }));
+        out.push(...decodeStatusList(f.payload).statuses);
+      } catch (e) {
+        const whole = perRecordStatus(e);
+        if (whole === null) throw e;
+        out.push(...ids.map(() => whole));
+      }
     }
     return out;
   }

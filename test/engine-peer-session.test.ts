@@ -1,0 +1,99 @@
+// What one terminal can do inside its own authenticated session, against the
+// real daemon over loopback with a real SQLite file: answers that say "later"
+// (BUSY), whole-request failures, event IDs that do not ascend, a window
+// overrun, user lists that never end, and slow peers holding the queue. The
+// misbehaving terminal is scripted from the codec (test/engine-peer.ts); the
+// well-behaved ones are the real simulator.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Command, Status } from '../src/codec/constants.js';
+import { userFromJson, type UserRecord } from '../src/model/user.js';
+import { ScriptedPeer, enrollEvent } from './engine-peer.js';
+import { startSite, type Site } from './helpers/site.js';
+import { waitFor } from './helpers/wait.js';
+
+let site: Site | undefined;
+const peers: ScriptedPeer[] = [];
+afterEach(async () => {
+  for (const p of peers.splice(0)) p.close();
+  await site?.close();
+  site = undefined;
+});
+
+const person = (id: string): UserRecord => userFromJson({ id, name: `Person ${id}`, cards: [{ type: 1, data: Buffer.from(`card-${id}`).toString('hex') }] });
+const events = (type: string, terminalId?: string) => site!.daemon.store.listEvents({ type, terminalId, limit: 10_000 });
+const stateOf = (id: string) => site!.daemon.terminals().find((t) => t.id === id)?.state;
+
+async function listeningSite(extra: Parameters<typeof startSite>[0] = {}): Promise<Site> {
+  site = await startSite({ terminals: 1, ...extra, daemon: { listen: [{ host: '127.0.0.1', port: 0 }], autoApprove: true, ...extra.daemon } });
+  return site;
+}
+
+/** A scripted terminal, online and past its first-contact reconcile. */
+async function peer(deviceId: number, o: Partial<Parameters<typeof ScriptedPeer.connect>[0]> = {}, setup?: (p: ScriptedPeer) => void): Promise<ScriptedPeer> {
+  const p = await ScriptedPeer.connect({ port: site!.daemon.listenPorts[0], deviceId, ...o });
+  peers.push(p);
+  setup?.(p);
+  return p;
+}
+
+async function reconciled(id: string): Promise<void> {
+  await waitFor(() => events('RECONCILE', id).length > 0, { message: `terminal ${id} was not reconciled` });
+  await site!.daemon.engine.idle();
+}
+
+describe('BUSY is a normal answer (issue 11.2)', () => {
+  it('GET_USERS answered BUSY as a RESPONSE, as an ERROR frame and TIMEOUT is asked again within the session; the user arrives', async () => {
+    await listeningSite();
+    let n = 0;
+    const p = await peer(7001, {
+      handlers: {
+        [Command.GET_USERS]: (f) => {
+          n++;
+          if (n === 1) return ScriptedPeer.reply(f, undefined, Status.BUSY);
+          if (n === 2) return ScriptedPeer.error(f, Status.BUSY);
+          if (n === 3) return ScriptedPeer.reply(f, undefined, Status.TIMEOUT);
+          return undefined;
+        },
+      },
+    });
+    await reconciled('7001');
+    p.users.set('b1', person('b1'));
+    p.lastEventId = 1;
+    p.sendEvents([enrollEvent(1, 'b1')]);
+    await waitFor(() => site!.daemon.store.getUser('b1') !== null, { message: 'the user never arrived' });
+    expect(p.count(Command.GET_USERS)).toBe(4);
+    await waitFor(() => p.acks.includes(1));
+    expect(p.closed).toBe(false);
+    expect(events('TERMINAL_OFFLINE', '7001')).toEqual([]);
+    // and it reached the other terminal
+    await site!.waitConverged({ ids: ['t1'], users: ['b1'] });
+  });
+
+  it('a PUT_USERS failing as a whole with USER_FULL is that status for every record: recorded per user, the session stays', async () => {
+    await listeningSite({ daemon: { syncMode: 'server' } });
+    const p = await peer(7002, { handlers: { [Command.PUT_USERS]: (f) => ScriptedPeer.reply(f, undefined, Status.USER_FULL) } });
+    await reconciled('7002');
+    site!.daemon.putUser(person('f1'));
+    site!.daemon.putUser(person('f2'));
+    await waitFor(() => site!.daemon.store.listPushFailures({ terminalId: '7002' }).length === 2);
+    expect(site!.daemon.store.listPushFailures({ terminalId: '7002' }).map((f) => [f.userId, f.status]).sort()).toEqual([
+      ['f1', Status.USER_FULL],
+      ['f2', Status.USER_FULL],
+    ]);
+    await site!.waitConverged({ ids: ['t1'], users: ['f1', 'f2'] });
+    expect(p.closed).toBe(false);
+    expect(events('TERMINAL_OFFLINE', '7002')).toEqual([]);
+  });
+
+  it('a session-ending status (BAD_CHECKSUM) still ends the session, with the reason recorded', async () => {
+    await listeningSite();
+    const p = await peer(7003, { handlers: { [Command.GET_USERS]: (f) => ScriptedPeer.reply(f, undefined, Status.BAD_CHECKSUM) } });
+    await reconciled('7003');
+    p.users.set('c1', person('c1'));
+    p.sendEvents([enrollEvent(1, 'c1')]);
+    await p.ft.closed;
+    await waitFor(() => events('TERMINAL_OFFLINE', '7003').length === 1);
+    expect(events('TERMINAL_OFFLINE', '7003')[0].detail).toContain('BAD_CHECKSUM');
+    expect(p.acks).toEqual([]);
+  });
+});
