@@ -30,9 +30,8 @@ async function listeningSite(extra: Parameters<typeof startSite>[0] = {}): Promi
 
 /** A scripted terminal, online and past its first-contact reconcile. */
 async function peer(deviceId: number, o: Partial<Parameters<typeof ScriptedPeer.connect>[0]> = {}, setup?: (p: ScriptedPeer) => void): Promise<ScriptedPeer> {
-  const p = await ScriptedPeer.connect({ port: site!.daemon.listenPorts[0], deviceId, ...o });
+  const p = await ScriptedPeer.connect({ port: site!.daemon.listenPorts[0], deviceId, before: setup, ...o });
   peers.push(p);
-  setup?.(p);
   return p;
 }
 
@@ -95,5 +94,29 @@ describe('BUSY is a normal answer (issue 11.2)', () => {
     await waitFor(() => events('TERMINAL_OFFLINE', '7003').length === 1);
     expect(events('TERMINAL_OFFLINE', '7003')[0].detail).toContain('BAD_CHECKSUM');
     expect(p.acks).toEqual([]);
+  });
+});
+
+describe('event IDs must ascend within an epoch (issue 11.7)', () => {
+  it('IDs resent up to the subscription start are skipped; an ID that goes down ends the session and nothing after it is acknowledged', async () => {
+    await listeningSite();
+    const p = await peer(7101, { logEpoch: 77 }, (x) => (x.lastEventId = 5));
+    await reconciled('7101');
+    for (const id of ['u4', 'u5', 'u6', 'u7']) p.users.set(id, person(id));
+    p.sendEvents([enrollEvent(4, 'u4'), enrollEvent(5, 'u5'), enrollEvent(6, 'u6')]);
+    await waitFor(() => p.acks.includes(6));
+    expect(site!.daemon.store.getUser('u6')).not.toBeNull();
+    // 4 and 5 were at or below where the subscription started: not pulled again
+    expect(site!.daemon.store.getUser('u4')).toBeNull();
+    expect(site!.daemon.store.getUser('u5')).toBeNull();
+    expect(site!.daemon.store.getCursor('7101')).toEqual({ logEpoch: 77, cursor: 6 });
+    p.sendEvents([enrollEvent(7, 'u7'), enrollEvent(6, 'u6')]);
+    await p.ft.closed;
+    await waitFor(() => events('TERMINAL_OFFLINE', '7101').length === 1);
+    expect(events('TERMINAL_OFFLINE', '7101')[0].detail).toMatch(/event IDs do not ascend: 6 after 7/);
+    await site!.daemon.engine.idle();
+    expect(site!.daemon.store.getUser('u7')).toBeNull();
+    expect(p.acks.filter((a) => a > 6)).toEqual([]);
+    expect(site!.daemon.store.getCursor('7101')!.cursor).toBe(6);
   });
 });

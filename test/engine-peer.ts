@@ -39,6 +39,8 @@ export interface PeerOptions {
   logEpoch?: number;
   /** per command, consulted before the default answer; return undefined to fall through to it */
   handlers?: Partial<Record<number, Handler>>;
+  /** runs before the handshake (the daemon asks GET_INFO right after it) */
+  before?: (p: ScriptedPeer) => void;
 }
 
 export class ScriptedPeer {
@@ -67,6 +69,7 @@ export class ScriptedPeer {
     // the fake's own answers are replaced by the script's (a runtime override of its answer step)
     (ft as unknown as { answer: (f: Frame) => void }).answer = (f: Frame) => peer.onRequest(f);
     ft.socket.on('data', () => peer.collectAcks());
+    o.before?.(peer);
     const st = await ft.handshake();
     if (st !== Status.OK) throw new Error(`handshake refused: ${st}`);
     return peer;

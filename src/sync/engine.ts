@@ -90,6 +90,10 @@ interface Lane {
   subscribedFrom: number;
   /** highest event ID processed in this session */
   processed: number;
+  /** highest event ID received in this session under the current epoch (null: none yet); IDs must ascend past it */
+  rxLast: number | null;
+  /** bumped when the terminal's log resets while connected: work begun before belongs to the old log */
+  gen: number;
   wantPush: boolean;
   catchingUp: boolean;
   wantReconcile: boolean;
@@ -297,20 +301,32 @@ export class SyncEngine {
     // SUBSCRIBE_LOG delivers the backlog after the cursor first (the catch-up),
     // then live events, paced by our acknowledgements.
     lane.seen = lane.subscribedFrom = lane.processed = cursor;
+    lane.rxLast = null;
     await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events));
     if (reason) this.schedule(lane);
   }
 
   private onEvents(lane: Lane, link: TerminalLink, epoch: number, events: EventRecord[]): void {
-    if (lane.link !== link) return;
-    if (epoch !== lane.epoch) {
-      // The terminal was reset while connected: start over on a fresh session.
-      link.close('terminal log epoch changed (reset)');
-      return;
+    if (lane.link !== link || link.closed) return;
+    if (epoch !== lane.epoch) this.logReset(lane, epoch);
+    // Within an epoch, event IDs strictly ascend over the whole session (PROTOCOL.md):
+    // a terminal that sends one that does not is not trusted further. Nothing of this
+    // batch is taken, and nothing after it is acknowledged (the session ends).
+    let last = lane.rxLast;
+    for (const e of events) {
+      if (last !== null && e.id <= last) {
+        const reason = `event IDs do not ascend: ${e.id} after ${last} in log epoch ${epoch}`;
+        this.log.warn({ terminal: lane.id, eventId: e.id, after: last }, `${reason}; closing session`);
+        void link.close(reason);
+        return;
+      }
+      last = e.id;
     }
+    lane.rxLast = last;
     const t = this.now();
     for (const e of events) {
-      if (e.id <= lane.seen) continue; // seen twice (e.g. resent after reconnect): no double work
+      // IDs up to where the subscription started, resent right after it: processed already
+      if (e.id <= lane.seen) continue;
       lane.seen = e.id;
       lane.inbox.push(e);
       if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && !lane.arrivals.has(e.userId)) lane.arrivals.set(e.userId, t);
@@ -318,12 +334,31 @@ export class SyncEngine {
     this.schedule(lane);
   }
 
+  /**
+   * The terminal's log restarted under a new epoch while the session stays up (a
+   * factory or database reset): record it, take the new epoch, reconcile by user
+   * list within this session, and process the new epoch's events, whose IDs start
+   * again. Work begun on the old log is not acknowledged (see gen).
+   */
+  private logReset(lane: Lane, epoch: number): void {
+    const reason = 'terminal was reset while connected (event IDs restarted under a new log epoch)';
+    this.log.info({ terminal: lane.id, from: lane.epoch, to: epoch }, `${reason}; reconciling by user list`);
+    this.emitEvent(EngineEvent.TERMINAL_RESET, lane.id, null, JSON.stringify({ reason, fromEpoch: lane.epoch, toEpoch: epoch }));
+    lane.gen++;
+    lane.epoch = epoch;
+    lane.inbox = [];
+    lane.arrivals.clear();
+    lane.seen = lane.subscribedFrom = lane.processed = 0;
+    lane.rxLast = null;
+    lane.wantReconcile = true;
+  }
+
   // ------------------------------------------------------------ scheduling
 
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -482,15 +517,16 @@ export class SyncEngine {
     }
     const batch = lane.inbox.slice(0, take);
     const lastId = batch[batch.length - 1].id;
+    const gen = lane.gen;
     const pulled = users.length ? await link.getUsers(users) : [];
-    if (pulled.length === 0) return this.mergeAndAck(lane, link, pulled, wanted, users, take, lastId, deletes, reset);
+    if (pulled.length === 0) return this.mergeAndAck(lane, link, gen, pulled, wanted, users, take, lastId, deletes, reset);
     // The merge is the heaviest synchronous step (every user fans out to every
     // terminal): it waits for its own turn of the event loop WITHOUT holding the
     // lane, so this terminal's pushes go on meanwhile; no further ingest (nor a
     // reconcile) of this lane starts before it is merged, so events stay in order.
     lane.merging = true;
     const merged = this.turn()
-      .then(() => this.mergeAndAck(lane, link, pulled, wanted, users, take, lastId, deletes, reset))
+      .then(() => this.mergeAndAck(lane, link, gen, pulled, wanted, users, take, lastId, deletes, reset))
       .catch((e) => {
         if (!link.closed) {
           this.log.warn({ terminal: lane.id, err: (e as Error).message }, 'merge failed; closing session');
@@ -508,6 +544,7 @@ export class SyncEngine {
   private mergeAndAck(
     lane: Lane,
     link: TerminalLink,
+    gen: number,
     pulled: Awaited<ReturnType<TerminalLink['getUsers']>>,
     wanted: Map<string, number>,
     users: string[],
@@ -528,7 +565,8 @@ export class SyncEngine {
       // While a reconcile is pending the cursor stays where it is (see startLog).
       // Users that could not be read are recorded in the same transaction that
       // advances the cursor, so their events are acknowledged only once they are owed.
-      const advance = lane.wantReconcile ? null : { cursor: lastId, logEpoch: lane.epoch };
+      const current = lane.gen === gen; // false: the log was reset meanwhile; these events were of the old one
+      const advance = lane.wantReconcile || !current ? null : { cursor: lastId, logEpoch: lane.epoch };
       const events = [...out.events, ...deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) }))];
       results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, events, { failed: out.failed, gone: out.gone });
     } catch (e) {
@@ -538,7 +576,7 @@ export class SyncEngine {
     lane.dbRetryMs = this.baseDbRetry;
     // The merge may have waited for its turn while this session ended and a new
     // one began: the new session's inbox is its own (it re-reads from the cursor).
-    if (lane.link === link) {
+    if (lane.link === link && lane.gen === gen) {
       lane.inbox.splice(0, take);
       lane.processed = lastId;
       link.ack(lastId);
@@ -769,6 +807,7 @@ export class SyncEngine {
       return;
     }
     this.stats.reconciles++;
+    const gen = lane.gen;
     // users whose pull failed before are tried again: by this reconcile when it pulls
     // them anyway, by the repull task after it otherwise
     if (this.pullEnabled()) this.loadPullFailures(lane);
@@ -808,8 +847,11 @@ export class SyncEngine {
     if (toPush.length) this.store.enqueueMany([lane.id], toPush);
     // Everything up to where this session's subscription started is now covered by
     // the comparison; events after it are (or will be) processed from the inbox.
-    this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
-    lane.wantReconcile = false;
+    // A log reset meanwhile asks for another comparison (the list may predate it).
+    if (lane.gen === gen) {
+      this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
+      lane.wantReconcile = false;
+    }
     this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers: index.length, pulled: toPull.length, queued: toPush.length }));
 
     touched.add(lane.id);
