@@ -120,3 +120,37 @@ describe('event IDs must ascend within an epoch (issue 11.7)', () => {
     expect(site!.daemon.store.getCursor('7101')!.cursor).toBe(6);
   });
 });
+
+/** A log event that names no user (nothing to pull): only the window and the acknowledgements matter. */
+const plain = (id: number) => ({ id, dateTime: 0, deviceId: 1, userId: '', code: 0x3300, param: 0, flags: 0 });
+
+describe('the subscription window is enforced (issue 14.3)', () => {
+  it('a terminal that keeps within the window is served; one that streams past it is cut off and recorded', async () => {
+    await listeningSite({ daemon: { engine: { subscribeWindow: 8 } } });
+    const good = await peer(7201);
+    await reconciled('7201');
+    // SUBSCRIBE_LOG asked for the window the engine enforces
+    const sub = good.requests.find((f) => f.command === Command.SUBSCRIBE_LOG)!;
+    expect(sub.payload.readUInt16LE(4)).toBe(8);
+    good.sendEvents([1, 2, 3, 4, 5, 6, 7, 8].map(plain));
+    await waitFor(() => good.acks.includes(8));
+    good.sendEvents([9, 10, 11, 12].map(plain));
+    good.sendEvents([13, 14, 15, 16].map(plain));
+    await waitFor(() => good.acks.includes(16));
+    expect(good.closed).toBe(false);
+
+    const bad = await peer(7202);
+    await reconciled('7202');
+    // three batches back to back without waiting for a LOG_ACK: 15 events in flight
+    bad.sendEventBatches([[1, 2, 3, 4, 5].map(plain), [6, 7, 8, 9, 10].map(plain), [11, 12, 13, 14, 15].map(plain)]);
+    await bad.ft.closed;
+    await waitFor(() => events('PEER_LIMIT_EXCEEDED', '7202').length === 1);
+    expect(JSON.parse(events('PEER_LIMIT_EXCEEDED', '7202')[0].detail!)).toMatchObject({ limit: 'window', window: 8 });
+    await waitFor(() => events('TERMINAL_OFFLINE', '7202').length === 1);
+    expect(events('TERMINAL_OFFLINE', '7202')[0].detail).toMatch(/window/);
+    expect(bad.acks.filter((a) => a > 8)).toEqual([]);
+    // the well-behaved terminal goes on
+    expect(good.closed).toBe(false);
+    expect(stateOf('7201')).toBe('online');
+  });
+});

@@ -12,6 +12,7 @@ import {
   decodeListUsersRequest,
   decodeLogAck,
   decodePutUsersRequest,
+  encodeFrame,
   encodeGetUsersResponse,
   encodeInfo,
   encodeListUsersResponse,
@@ -94,6 +95,11 @@ export class ScriptedPeer {
   /** Sends one LOG_EVENT frame (kind EVENT) with these events, under `epoch` (default the peer's). */
   sendEvents(events: EventRecord[], epoch = this.logEpoch): void {
     this.ft.send({ kind: FrameKind.EVENT, seq: this.ft.nextSeq(), command: Command.LOG_EVENT, payload: encodeLogEvent({ logEpoch: epoch, events }) });
+  }
+
+  /** Several LOG_EVENT frames in ONE socket write (they arrive together, before any LOG_ACK can come back). */
+  sendEventBatches(batches: EventRecord[][], epoch = this.logEpoch): void {
+    this.ft.send(Buffer.concat(batches.map((events) => encodeFrame({ kind: FrameKind.EVENT, seq: this.ft.nextSeq(), command: Command.LOG_EVENT, payload: encodeLogEvent({ logEpoch: epoch, events }) }))));
   }
 
   static reply(f: Frame, payload?: Buffer, status: number = Status.OK): FrameInit {

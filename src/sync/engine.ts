@@ -31,6 +31,8 @@ const PULL_BATCH = 25;
 const TURN_BUDGET_MS = 2;
 /** shortest time between two ingests of one terminal while it keeps logging */
 const INGEST_LINGER_MS = 25;
+/** the SUBSCRIBE_LOG window asked of terminals (PROTOCOL.md allows 1..4096) */
+export const DEFAULT_WINDOW = 1000;
 /** most pull failures of one terminal taken into a session's retry set at once */
 const REPULL_LOAD = 10_000;
 
@@ -61,8 +63,13 @@ export interface EngineOptions {
   concurrency?: number;
   /** delay before retrying a batch whose database write failed, doubling to 30 s */
   dbRetryMs?: number;
+  /** events a terminal may have sent and not had acknowledged (the SUBSCRIBE_LOG window); more ends its session */
+  subscribeWindow?: number;
   now?: () => number;
 }
+
+/** The engine's bounds and tuning as the daemon passes them through (DaemonOptions.engine). */
+export type EngineTuning = Omit<EngineOptions, 'store' | 'log' | 'now'>;
 
 export interface EngineStats {
   pulls: number;
@@ -94,6 +101,8 @@ interface Lane {
   rxLast: number | null;
   /** bumped when the terminal's log resets while connected: work begun before belongs to the old log */
   gen: number;
+  /** IDs of the events received and not yet acknowledged, ascending (at most the window; see onEvents) */
+  flight: number[];
   wantPush: boolean;
   catchingUp: boolean;
   wantReconcile: boolean;
@@ -126,6 +135,7 @@ export class SyncEngine {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly baseDbRetry: number;
+  private readonly window: number;
   private mode: SyncMode;
   private stopping = false;
   private readonly turnWaiters: (() => void)[] = [];
@@ -141,6 +151,7 @@ export class SyncEngine {
     this.log = o.log;
     this.now = o.now ?? Date.now;
     this.baseDbRetry = o.dbRetryMs ?? 1000;
+    this.window = o.subscribeWindow ?? DEFAULT_WINDOW;
     this.queue = new PQueue({ concurrency: o.concurrency ?? 64 });
     this.mode = this.store.getSyncMode();
   }
@@ -302,7 +313,8 @@ export class SyncEngine {
     // then live events, paced by our acknowledgements.
     lane.seen = lane.subscribedFrom = lane.processed = cursor;
     lane.rxLast = null;
-    await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events));
+    lane.flight = [];
+    await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events), this.window);
     if (reason) this.schedule(lane);
   }
 
@@ -323,11 +335,20 @@ export class SyncEngine {
       last = e.id;
     }
     lane.rxLast = last;
+    // The window: the terminal may have at most `window` events sent and not acknowledged.
+    // One that streams past it is cut off before its events cost memory.
+    let fresh = 0;
+    for (const e of events) if (e.id > lane.seen) fresh++;
+    if (lane.flight.length + fresh > this.window) {
+      this.peerLimit(lane, link, 'window', { window: this.window, unacknowledged: lane.flight.length + fresh }, `more than ${this.window} events sent without acknowledgement (the subscription window)`);
+      return;
+    }
     const t = this.now();
     for (const e of events) {
       // IDs up to where the subscription started, resent right after it: processed already
       if (e.id <= lane.seen) continue;
       lane.seen = e.id;
+      lane.flight.push(e.id);
       lane.inbox.push(e);
       if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && !lane.arrivals.has(e.userId)) lane.arrivals.set(e.userId, t);
     }
@@ -350,7 +371,27 @@ export class SyncEngine {
     lane.arrivals.clear();
     lane.seen = lane.subscribedFrom = lane.processed = 0;
     lane.rxLast = null;
+    lane.flight = [];
     lane.wantReconcile = true;
+  }
+
+  /** Acknowledges the terminal's events up to `lastId` (all processed) and frees their place in the window. */
+  private ack(lane: Lane, link: TerminalLink, lastId: number): void {
+    let k = 0;
+    while (k < lane.flight.length && lane.flight[k] <= lastId) k++;
+    if (k) lane.flight.splice(0, k);
+    link.ack(lastId);
+  }
+
+  /**
+   * A terminal went past a bound the server sets: record it (PEER_LIMIT_EXCEEDED,
+   * with the bound and the figures, never personal data), log it, end the session.
+   */
+  private peerLimit(lane: Lane, link: TerminalLink, limit: string, figures: Record<string, number | string>, message: string): void {
+    if (link.closed) return;
+    this.log.warn({ terminal: lane.id, limit, ...figures }, `${message}; closing session`);
+    this.emitEvent(EngineEvent.PEER_LIMIT_EXCEEDED, lane.id, null, JSON.stringify({ limit, ...figures }));
+    void link.close(`peer limit exceeded (${limit}): ${message}`);
   }
 
   // ------------------------------------------------------------ scheduling
@@ -358,7 +399,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -579,7 +620,7 @@ export class SyncEngine {
     if (lane.link === link && lane.gen === gen) {
       lane.inbox.splice(0, take);
       lane.processed = lastId;
-      link.ack(lastId);
+      this.ack(lane, link, lastId);
     }
     const touched = new Set<string>();
     for (const r of results) {

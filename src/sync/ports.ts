@@ -41,8 +41,11 @@ export interface TerminalLink {
   /** current log state and user count */
   info(): Promise<LogState & { userCount: number }>;
   getLog(afterId: number, maxCount: number): Promise<LogPage>;
-  /** Realtime events after `afterId`; `onEvents` runs for each batch and must call ack() when processed. */
-  subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void): Promise<LogState>;
+  /**
+   * Realtime events after `afterId`; `onEvents` runs for each batch and must call ack() when processed.
+   * `window`: most events the terminal may send before an acknowledgement (the engine enforces it).
+   */
+  subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window?: number): Promise<LogState>;
   ack(lastEventId: number): void;
   /** The whole user index (paged internally). */
   listUsers(): Promise<UserIndexEntry[]>;

@@ -26,6 +26,7 @@ import {
   userDigest,
   ProtocolError,
   MAX_PAYLOAD,
+  MAX_SUBSCRIBE_WINDOW,
   UserFlag,
   type Frame,
 } from '../codec/index.js';
@@ -162,9 +163,10 @@ export class ProtocolLink implements TerminalLink {
     return decodeGetLogResponse(f.payload);
   }
 
-  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void): Promise<LogState> {
+  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window = SUBSCRIBE_WINDOW): Promise<LogState> {
     this.subscribed = onEvents;
-    const f = await this.call(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: SUBSCRIBE_WINDOW }));
+    const w = Math.max(1, Math.min(MAX_SUBSCRIBE_WINDOW, Math.floor(window)));
+    const f = await this.call(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: w }));
     return decodeSubscribeResponse(f.payload);
   }
 
