@@ -6,6 +6,7 @@
 // well-behaved ones are the real simulator.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command, Status } from '../src/codec/constants.js';
+import { decodeListUsersRequest, encodeListUsersResponse } from '../src/codec/index.js';
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import { ScriptedPeer, enrollEvent } from './engine-peer.js';
 import { startSite, type Site } from './helpers/site.js';
@@ -153,4 +154,47 @@ describe('the subscription window is enforced (issue 14.3)', () => {
     expect(good.closed).toBe(false);
     expect(stateOf('7201')).toBe('online');
   });
+});
+
+/** LIST_USERS answers of a hostile terminal: `page(req)` gives the page to send. */
+function lister(page: (after: string, n: number) => { total: number; more: boolean; ids: string[] }) {
+  return {
+    [Command.LIST_USERS]: (f: import('../src/codec/index.js').Frame) => {
+      const req = decodeListUsersRequest(f.payload);
+      const p = page(req.afterUserId, ++listCalls);
+      return ScriptedPeer.reply(f, encodeListUsersResponse({ total: p.total, more: p.more, entries: p.ids.map((userId) => ({ userId, flag: 0, version: 1, digest: Buffer.alloc(12, 7) })) }));
+    },
+  };
+}
+let listCalls = 0;
+const ids = (from: number, n: number) => Array.from({ length: n }, (_, k) => `x${String(from + k).padStart(9, '0')}`);
+
+describe('LIST_USERS is bounded (issue 14.1)', () => {
+  const cases: { name: string; limit: string; page: Parameters<typeof lister>[0]; engine?: Record<string, number> }[] = [
+    { name: 'a list that never ends (new IDs on every page)', limit: 'list-total', page: (_a, n) => ({ total: 900, more: true, ids: ids(n * 1000, 1000) }) },
+    { name: 'the same page over and over', limit: 'list-paging', page: () => ({ total: 900, more: true, ids: ids(0, 1000) }) },
+    { name: 'more=1 with an empty page', limit: 'list-paging', page: () => ({ total: 900, more: true, ids: [] }) },
+    { name: 'a total beyond the capacity the terminal announced (1000)', limit: 'list-total', page: () => ({ total: 5000, more: true, ids: ids(0, 10) }) },
+    { name: 'a total beyond the daemon ceiling', limit: 'list-total', page: () => ({ total: 60, more: false, ids: ids(0, 60) }), engine: { maxTerminalUsers: 50 } },
+  ];
+  for (const c of cases) {
+    it(`${c.name} ends that session with a recorded reason; the other terminals go on`, async () => {
+      await listeningSite({ daemon: { engine: c.engine } });
+      listCalls = 0;
+      const p = await peer(7301, { handlers: lister(c.page) });
+      await p.ft.closed;
+      await waitFor(() => events('PEER_LIMIT_EXCEEDED', '7301').length === 1);
+      const detail = JSON.parse(events('PEER_LIMIT_EXCEEDED', '7301')[0].detail!);
+      expect(detail.limit).toBe(c.limit);
+      await waitFor(() => events('TERMINAL_OFFLINE', '7301').length === 1);
+      expect(events('TERMINAL_OFFLINE', '7301')[0].detail).toMatch(/peer limit exceeded/);
+      // the reconcile never finished: no cursor was stored, so the next session compares again
+      expect(site!.daemon.store.getCursor('7301')!.logEpoch).toBeNull();
+      expect(listCalls).toBeLessThanOrEqual(3);
+      // a well-behaved terminal is unaffected
+      await site!.sim.terminals[0].enroll(person('ok1'));
+      await waitFor(() => site!.daemon.store.getUser('ok1') !== null);
+      expect(stateOf('t1')).toBe('online');
+    });
+  }
 });

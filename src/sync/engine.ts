@@ -21,7 +21,8 @@ import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
-import type { GetUserResult, TerminalLink } from './ports.js';
+import type { GetUserResult, TerminalLink, UserIndexEntry } from './ports.js';
+import { DEFAULT_MAX_TERMINAL_USERS, PeerLimitError } from './peer-limit.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
@@ -31,6 +32,17 @@ const PULL_BATCH = 25;
 const TURN_BUDGET_MS = 2;
 /** shortest time between two ingests of one terminal while it keeps logging */
 const INGEST_LINGER_MS = 25;
+/** a reconcile gives the event loop back after running this long */
+const SLICE_MS = 4;
+/** server users read per step of a reconcile */
+const SERVER_WALK_PAGE = 128;
+/** users queued for a terminal per transaction during a reconcile */
+const RECONCILE_PUSH_CHUNK = 1000;
+/** default --reconcile-timeout-sec */
+export const DEFAULT_RECONCILE_TIMEOUT_SEC = 300;
+/** wait before retrying an abandoned reconcile, doubling up to the max */
+const RECONCILE_RETRY_MIN_MS = 5_000;
+const RECONCILE_RETRY_MAX_MS = 600_000;
 /** the SUBSCRIBE_LOG window asked of terminals (PROTOCOL.md allows 1..4096) */
 export const DEFAULT_WINDOW = 1000;
 /** most pull failures of one terminal taken into a session's retry set at once */
@@ -65,6 +77,12 @@ export interface EngineOptions {
   dbRetryMs?: number;
   /** events a terminal may have sent and not had acknowledged (the SUBSCRIBE_LOG window); more ends its session */
   subscribeWindow?: number;
+  /** most users a terminal may list (besides the capacity it announced); more ends its session (--max-terminal-users) */
+  maxTerminalUsers?: number;
+  /** a reconcile running longer is abandoned and retried later (--reconcile-timeout-sec), ms */
+  reconcileTimeoutMs?: number;
+  /** first wait before retrying an abandoned reconcile, doubling to 10 min (default 5 s) */
+  reconcileRetryMs?: number;
   now?: () => number;
 }
 
@@ -103,6 +121,10 @@ interface Lane {
   gen: number;
   /** IDs of the events received and not yet acknowledged, ascending (at most the window; see onEvents) */
   flight: number[];
+  /** wait before retrying an abandoned reconcile (doubles; reset by one that finishes) */
+  reconcileRetryMs: number;
+  /** set while an abandoned reconcile waits for its retry */
+  reconcileTimer: NodeJS.Timeout | null;
   wantPush: boolean;
   catchingUp: boolean;
   wantReconcile: boolean;
@@ -136,6 +158,9 @@ export class SyncEngine {
   private readonly now: () => number;
   private readonly baseDbRetry: number;
   private readonly window: number;
+  private readonly maxTerminalUsers: number;
+  private readonly reconcileTimeoutMs: number;
+  private readonly reconcileRetryMs: number;
   private mode: SyncMode;
   private stopping = false;
   private readonly turnWaiters: (() => void)[] = [];
@@ -152,6 +177,9 @@ export class SyncEngine {
     this.now = o.now ?? Date.now;
     this.baseDbRetry = o.dbRetryMs ?? 1000;
     this.window = o.subscribeWindow ?? DEFAULT_WINDOW;
+    this.maxTerminalUsers = o.maxTerminalUsers ?? DEFAULT_MAX_TERMINAL_USERS;
+    this.reconcileTimeoutMs = o.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_SEC * 1000;
+    this.reconcileRetryMs = o.reconcileRetryMs ?? RECONCILE_RETRY_MIN_MS;
     this.queue = new PQueue({ concurrency: o.concurrency ?? 64 });
     this.mode = this.store.getSyncMode();
   }
@@ -236,6 +264,8 @@ export class SyncEngine {
     lane.inbox = [];
     if (lane.retryTimer) clearTimeout(lane.retryTimer);
     lane.retryTimer = null;
+    if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);
+    lane.reconcileTimer = null;
   }
 
   /** The terminal was removed from the site: forget its lane. */
@@ -266,7 +296,7 @@ export class SyncEngine {
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.onIdle();
-      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || l.wantReconcile || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
+      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
       if (!busy) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -399,7 +429,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -418,7 +448,7 @@ export class SyncEngine {
     // its writes start while its enrollments are still being pulled.
     const pull = lane.inbox.length > 0 && !lane.merging;
     if (pull && !(push && lane.lastTask === 'ingest')) return 'ingest';
-    if (lane.wantReconcile && !lane.merging) return 'reconcile';
+    if (lane.wantReconcile && !lane.merging && !lane.reconcileTimer) return 'reconcile';
     if (lane.repull.size > 0 && !lane.merging && this.pullEnabled()) return 'repull';
     if (push) return 'push';
     if (pull) return 'ingest';
@@ -487,6 +517,8 @@ export class SyncEngine {
       else await this.pushSome(lane, link);
     } catch (e) {
       if (e instanceof StoreWriteError) this.dbFailed(lane, e);
+      else if (e instanceof PeerLimitError) this.peerLimit(lane, link, e.limit, e.figures, e.message);
+      else if (e instanceof ReconcileTimeout) this.reconcileAbandoned(lane, e);
       else if (!link.closed) {
         this.log.warn({ terminal: lane.id, task, err: (e as Error).message }, 'terminal request failed; closing session');
         link.close(`${task} failed: ${(e as Error).message}`);
@@ -852,51 +884,97 @@ export class SyncEngine {
     // users whose pull failed before are tried again: by this reconcile when it pulls
     // them anyway, by the repull task after it otherwise
     if (this.pullEnabled()) this.loadPullFailures(lane);
-    const index = await link.listUsers();
-    const onTerminal = new Map(index.map((e) => [e.userId, e]));
-    const toPull: string[] = [];
-    const toPush: string[] = [];
-    for (const [userId, entry] of onTerminal) {
-      const u = this.store.getUser(userId);
-      if (!u || link.digestOf(u) !== entry.digest || entry.disabled !== ((u.flag & UserFlag.DISABLED) !== 0)) {
-        if (this.pullEnabled()) toPull.push(userId);
-        else if (u) toPush.push(userId);
-      }
-    }
-    const inScope = (u: UserRecord) => this.mode !== 'specific' || this.scope([lane.id], u).length > 0;
-    for (let after = ''; ; ) {
-      const page = this.store.listUsers({ after, limit: 1000 });
-      if (page.length === 0) break;
-      for (const u of page) if (!onTerminal.has(u.id) && inScope(u)) toPush.push(u.id);
-      after = page[page.length - 1].id;
-    }
+    // The terminal's index and the server's users are both walked in ascending byte
+    // order of the user ID (the terminal's order is checked by the driver), like a
+    // merge join: only one page of each side is held at a time, and the work runs
+    // in slices that give the event loop back every few milliseconds, within a deadline.
+    const slicer = new Slicer(this.reconcileTimeoutMs);
+    const maxUsers = Math.min(this.maxTerminalUsers, link.identity.userCapacity > 0 ? link.identity.userCapacity : Infinity);
+    const pages = link.userIndexPages ? link.userIndexPages({ maxUsers }) : wholeIndex(link);
+    const myGroups = new Set(this.mode === 'specific' ? (this.store.getTerminal(lane.id)?.accessGroups ?? []) : []);
+    const inScope = (u: UserRecord) => this.mode !== 'specific' || u.accessGroups.some((g) => myGroups.has(g));
     const targets = this.pushTargets(lane.id);
     const touched = new Set<string>();
-    for (let i = 0; i < toPull.length; i += link.identity.maxBatch) {
-      const ids = toPull.slice(i, i + link.identity.maxBatch);
-      for (const id of ids) lane.repull.delete(id);
-      const pulled = await link.getUsers(ids);
-      const out = this.pullOutcome(lane, pulled, targets, () => 0);
-      const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
-      this.stats.pulls += out.merges.length;
-      this.pullFailed(lane, out.failed);
-      for (const r of results) {
-        for (const t of r.enqueued) touched.add(t);
-        this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+    const toPull: string[] = [];
+    const toPush: string[] = [];
+    let terminalUsers = 0;
+    let pulledN = 0;
+    let queuedN = 0;
+    const server = new ServerWalk(this.store);
+    const flush = async (final: boolean) => {
+      while (toPull.length >= link.identity.maxBatch || (final && toPull.length)) {
+        const ids = toPull.splice(0, link.identity.maxBatch);
+        for (const id of ids) lane.repull.delete(id);
+        const pulled = await link.getUsers(ids);
+        await slicer.yield();
+        const out = this.pullOutcome(lane, pulled, targets, () => 0);
+        const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+        this.stats.pulls += out.merges.length;
+        pulledN += ids.length;
+        this.pullFailed(lane, out.failed);
+        for (const r of results) {
+          for (const t of r.enqueued) touched.add(t);
+          this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+        }
       }
+      if (toPush.length >= RECONCILE_PUSH_CHUNK || (final && toPush.length)) {
+        queuedN += toPush.length;
+        this.store.enqueueMany([lane.id], toPush.splice(0));
+      }
+    };
+    for await (const page of pages) {
+      for (const entry of page) {
+        await slicer.tick();
+        terminalUsers++;
+        // server users before this entry: the terminal lacks them
+        for (let u = server.peek(); u && byteOrder(u.id, entry.userId) < 0; u = server.peek()) {
+          server.next();
+          if (inScope(u)) toPush.push(u.id);
+          if (toPush.length >= RECONCILE_PUSH_CHUNK) await flush(false);
+          await slicer.tick();
+        }
+        const held = server.peek();
+        const u = held && held.id === entry.userId ? server.next() : null;
+        if (!u || link.digestOf(u) !== entry.digest || entry.disabled !== ((u.flag & UserFlag.DISABLED) !== 0)) {
+          if (this.pullEnabled()) toPull.push(entry.userId);
+          else if (u) toPush.push(entry.userId);
+        }
+      }
+      await flush(false);
+      slicer.check();
     }
-    if (toPush.length) this.store.enqueueMany([lane.id], toPush);
+    // server users after the terminal's last one
+    for (let u = server.next(); u; u = server.next()) {
+      await slicer.tick();
+      if (inScope(u)) toPush.push(u.id);
+      if (toPush.length >= RECONCILE_PUSH_CHUNK) await flush(false);
+    }
+    await flush(true);
     // Everything up to where this session's subscription started is now covered by
     // the comparison; events after it are (or will be) processed from the inbox.
     // A log reset meanwhile asks for another comparison (the list may predate it).
-    if (lane.gen === gen) {
+    if (lane.gen === gen && lane.link === link) {
       this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
       lane.wantReconcile = false;
+      lane.reconcileRetryMs = this.reconcileRetryMs;
     }
-    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers: index.length, pulled: toPull.length, queued: toPush.length }));
-
+    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers, pulled: pulledN, queued: queuedN }));
     touched.add(lane.id);
     this.kickPushes([...touched]);
+  }
+
+  /** A reconcile ran past its deadline: keep the cursor, try again later (doubling the wait), keep the session. */
+  private reconcileAbandoned(lane: Lane, e: ReconcileTimeout): void {
+    const wait = lane.reconcileRetryMs;
+    lane.reconcileRetryMs = Math.min(RECONCILE_RETRY_MAX_MS, wait * 2);
+    this.log.warn({ terminal: lane.id, timeoutMs: this.reconcileTimeoutMs, retryInMs: wait }, `${e.message}; abandoned, to be retried`);
+    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ abandoned: true, reason: e.message, retryInMs: wait }));
+    if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);
+    lane.reconcileTimer = setTimeout(() => {
+      lane.reconcileTimer = null;
+      this.schedule(lane);
+    }, wait);
+    lane.reconcileTimer.unref?.();
   }
 
   // --------------------------------------------------------------- events
@@ -909,4 +987,78 @@ export class SyncEngine {
   private notify(type: string, terminalId?: string, userId?: string): void {
     for (const l of this.listeners) l({ type, terminalId, userId });
   }
+}
+
+/** The reconcile ran past --reconcile-timeout-sec. */
+class ReconcileTimeout extends Error {
+  constructor(ms: number) {
+    super(`reconcile did not finish within ${Math.round(ms / 1000)} s`);
+    this.name = 'ReconcileTimeout';
+  }
+}
+
+/**
+ * Cuts a long loop into slices: tick() gives the event loop back once a slice
+ * has run SLICE_MS (so heartbeats, other terminals and the admin API are served
+ * between slices), and fails with ReconcileTimeout once the deadline passed.
+ */
+class Slicer {
+  private readonly deadline: number;
+  private sliceStart = performance.now();
+  private n = 0;
+  constructor(private readonly timeoutMs: number) {
+    this.deadline = performance.now() + timeoutMs;
+  }
+
+  /** cheap: looks at the clock every 8 calls */
+  tick(): Promise<void> | void {
+    if ((++this.n & 7) !== 0) return;
+    if (performance.now() - this.sliceStart >= SLICE_MS) return this.yield();
+  }
+
+  async yield(): Promise<void> {
+    this.check();
+    await new Promise<void>((r) => setImmediate(r));
+    this.sliceStart = performance.now();
+  }
+
+  check(): void {
+    if (performance.now() > this.deadline) throw new ReconcileTimeout(this.timeoutMs);
+  }
+}
+
+/** The server's users in ascending byte order of the ID, a page at a time. */
+class ServerWalk {
+  private page: UserRecord[] = [];
+  private i = 0;
+  private after = '';
+  private done = false;
+  constructor(private readonly store: Store) {}
+
+  peek(): UserRecord | null {
+    if (this.i >= this.page.length && !this.done) {
+      this.page = this.store.listUsers({ after: this.after, limit: SERVER_WALK_PAGE });
+      this.i = 0;
+      if (this.page.length === 0) this.done = true;
+      else this.after = this.page[this.page.length - 1].id;
+    }
+    return this.i < this.page.length ? this.page[this.i] : null;
+  }
+
+  next(): UserRecord | null {
+    const u = this.peek();
+    if (u) this.i++;
+    return u;
+  }
+}
+
+/** Byte order of two user IDs (UTF-8, shorter first on a common prefix): LIST_USERS order and SQLite's. */
+function byteOrder(a: string, b: string): number {
+  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** A driver without paged listing: its whole index, sorted, as one page. */
+async function* wholeIndex(link: TerminalLink): AsyncIterable<UserIndexEntry[]> {
+  const all = await link.listUsers();
+  yield all.sort((x, y) => byteOrder(x.userId, y.userId));
 }

@@ -49,6 +49,14 @@ export interface TerminalLink {
   ack(lastEventId: number): void;
   /** The whole user index (paged internally). */
   listUsers(): Promise<UserIndexEntry[]>;
+  /**
+   * The user index page by page, in ascending order of the user ID's bytes, each
+   * page checked before it is handed over: at most `maxUsers` users in all, IDs
+   * strictly ascending across pages (paging that does not advance is refused).
+   * Throws PeerLimitError (peer-limit.ts) when the terminal goes past a bound.
+   * Optional: the engine falls back to listUsers() for a driver without it.
+   */
+  userIndexPages?(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]>;
   getUsers(userIds: string[]): Promise<GetUserResult[]>;
   /** Writes records (replacing whole users); one result per record, 0 = ok, negative = the terminal's reason. */
   putUsers(users: UserRecord[]): Promise<number[]>;

@@ -33,6 +33,7 @@ import {
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
 import type { GetUserResult, LogPage, LogState, TerminalIdentity, TerminalLink, UserIndexEntry } from '../sync/ports.js';
+import { DEFAULT_MAX_TERMINAL_USERS, PeerLimitError } from '../sync/peer-limit.js';
 import { RequestError, type TerminalConnection } from './connection.js';
 
 const encoded = new WeakMap<UserRecord, Buffer>();
@@ -176,13 +177,42 @@ export class ProtocolLink implements TerminalLink {
 
   async listUsers(): Promise<UserIndexEntry[]> {
     const out: UserIndexEntry[] = [];
+    for await (const page of this.userIndexPages({ maxUsers: this.identity.userCapacity || DEFAULT_MAX_TERMINAL_USERS })) out.push(...page);
+    return out;
+  }
+
+  /**
+   * LIST_USERS page by page. Nothing the terminal says is trusted before it is
+   * checked: the total and the running count against `maxUsers`, the page size
+   * against what was asked, and every ID strictly above the one before it (so a
+   * page that repeats, goes back or claims more=1 without entries cannot keep the
+   * server paging forever).
+   */
+  async *userIndexPages(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]> {
+    const maxCount = LIMITS.maxListCount;
     let after = '';
-    for (;;) {
-      const f = await this.call(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount: LIMITS.maxListCount }));
+    let prev: Buffer | null = null;
+    let listed = 0;
+    for (let pages = 1; ; pages++) {
+      const f = await this.call(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount }));
       const page = decodeListUsersResponse(f.payload);
-      for (const e of page.entries) out.push({ userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 });
-      if (!page.more || page.entries.length === 0) return out;
-      after = page.entries[page.entries.length - 1].userId;
+      const n = page.entries.length;
+      if (n > maxCount) throw new PeerLimitError('list-page', { entries: n, asked: maxCount }, `LIST_USERS page of ${n} entries, ${maxCount} asked`);
+      if (page.total > o.maxUsers) throw new PeerLimitError('list-total', { total: page.total, allowed: o.maxUsers }, `LIST_USERS total ${page.total} is beyond the ${o.maxUsers} users allowed for this terminal`);
+      if (page.more && n === 0) throw new PeerLimitError('list-paging', { page: pages }, 'LIST_USERS answered more=1 with an empty page (paging does not advance)');
+      const out: UserIndexEntry[] = new Array(n);
+      for (let k = 0; k < n; k++) {
+        const e = page.entries[k];
+        const id = Buffer.from(e.userId, 'utf8');
+        if (prev && Buffer.compare(id, prev) <= 0) throw new PeerLimitError('list-paging', { page: pages, entry: k }, `LIST_USERS IDs do not ascend (page ${pages}, entry ${k}): paging does not advance`);
+        prev = id;
+        out[k] = { userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 };
+      }
+      listed += n;
+      if (listed > o.maxUsers) throw new PeerLimitError('list-total', { listed, allowed: o.maxUsers }, `LIST_USERS listed more than the ${o.maxUsers} users allowed for this terminal`);
+      yield out;
+      if (!page.more) return;
+      after = page.entries[n - 1].userId;
     }
   }
 
