@@ -6,7 +6,7 @@
 // well-behaved ones are the real simulator.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command, Status } from '../src/codec/constants.js';
-import { decodeListUsersRequest, encodeListUsersResponse } from '../src/codec/index.js';
+import { decodeListUsersRequest, encodeListUsersRequest, encodeListUsersResponse } from '../src/codec/index.js';
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import { ScriptedPeer, enrollEvent } from './engine-peer.js';
 import { startSite, type Site } from './helpers/site.js';
@@ -197,4 +197,68 @@ describe('LIST_USERS is bounded (issue 14.1)', () => {
       expect(stateOf('t1')).toBe('online');
     });
   }
+});
+
+describe('long work yields (issue 14.2)', () => {
+  it('comparing a long user list leaves the event loop responsive and the other terminals online', async () => {
+    const N = Number(process.env.YIELD_N ?? 10_000);
+    await listeningSite({ daemon: { syncMode: 'server' } });
+    const store = site!.daemon.store;
+    const users = Array.from({ length: N }, (_, i) => userFromJson({ id: `y${String(i).padStart(7, '0')}`, name: `Y ${i}`, cards: [{ type: 1, data: (i + 0x10000000).toString(16) }] }));
+    // the server holds them all (one transaction), and so does the terminal, with equal digests:
+    // every entry is read from the database and digested, and nothing needs to move
+    store.connection.transaction(() => {
+      for (const u of users) store.putUserFromServer(u);
+    })();
+    const peerUsers = users.map((u) => store.getUser(u.id)!);
+    const { monitorEventLoopDelay } = await import('node:perf_hooks');
+    const h = monitorEventLoopDelay({ resolution: 5 });
+    const p = await peer(7401, {
+      userCapacity: 100_000,
+      before: (x) => {
+        for (const u of peerUsers) x.users.set(u.id, u);
+        // the scripted terminal shares this process: its own work (sorting, digests) is done up front
+        x.sortedIds();
+        for (let k = 0; k < N; k += 1000) x.defaultAnswer({ kind: 1, seq: 0, command: Command.LIST_USERS, status: 0, version: 1, payload: encodeListUsersRequest({ afterUserId: k ? peerUsers[k - 1].id : '', maxCount: 1000 }) } as never);
+        h.enable();
+      },
+    });
+    await waitFor(() => events('RECONCILE', '7401').length > 0, { timeoutMs: 120_000, message: 'the reconcile did not finish' });
+    h.disable();
+    expect(JSON.parse(events('RECONCILE', '7401')[0].detail!)).toMatchObject({ terminalUsers: N, queued: 0 });
+    expect(p.count(Command.LIST_USERS)).toBe(Math.ceil(N / 1000));
+    // the loop was never held for long (the old code held it for the whole comparison)
+    if (process.env.YIELD_N) console.log('loop delay max ms', h.max / 1e6, 'p99', h.percentile(99) / 1e6);
+    expect(h.max / 1e6).toBeLessThan(250);
+    expect(stateOf('t1')).toBe('online');
+    expect(events('TERMINAL_OFFLINE', 't1')).toEqual([]);
+  }, 180_000);
+
+  it('a reconcile that cannot finish within its deadline is abandoned, keeps the cursor, and is retried later with a growing wait', async () => {
+    await listeningSite({ daemon: { engine: { reconcileTimeoutMs: 400, reconcileRetryMs: 300 } } });
+    let slow = true;
+    const p = await peer(7402, {
+      handlers: {
+        [Command.LIST_USERS]: (f) => {
+          if (!slow) return undefined;
+          const req = decodeListUsersRequest(f.payload);
+          const next = req.afterUserId === '' ? 0 : Number(req.afterUserId.slice(1)) + 1;
+          // one entry per page, 150 ms per answer, 900 users: about 2 minutes for the whole list
+          return new Promise((r) => setTimeout(() => r(ScriptedPeer.reply(f, encodeListUsersResponse({ total: 900, more: true, entries: [{ userId: `x${String(next).padStart(9, '0')}`, flag: 0, version: 1, digest: Buffer.alloc(12) }] }))), 150));
+        },
+      },
+    });
+    await waitFor(() => events('RECONCILE', '7402').length >= 2, { timeoutMs: 10_000 });
+    const [a, b] = events('RECONCILE', '7402').map((e) => JSON.parse(e.detail!));
+    expect(a).toMatchObject({ abandoned: true, reason: expect.stringMatching(/did not finish/), retryInMs: 300 });
+    expect(b).toMatchObject({ abandoned: true, retryInMs: 600 });
+    // the cursor was never stored, the session stays
+    expect(site!.daemon.store.getCursor('7402')!.logEpoch).toBeNull();
+    expect(p.closed).toBe(false);
+    expect(stateOf('7402')).toBe('online');
+    // the terminal answers quickly again: the next retry completes
+    slow = false;
+    await waitFor(() => events('RECONCILE', '7402').some((e) => !JSON.parse(e.detail!).abandoned), { timeoutMs: 10_000 });
+    expect(site!.daemon.store.getCursor('7402')!.logEpoch).toBe(p.logEpoch);
+  }, 30_000);
 });

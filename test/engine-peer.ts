@@ -12,7 +12,10 @@ import {
   decodeListUsersRequest,
   decodeLogAck,
   decodePutUsersRequest,
+  FrameDecoder,
+  decodeHello,
   encodeFrame,
+  encodeHello,
   encodeGetUsersResponse,
   encodeInfo,
   encodeListUsersResponse,
@@ -40,6 +43,8 @@ export interface PeerOptions {
   logEpoch?: number;
   /** per command, consulted before the default answer; return undefined to fall through to it */
   handlers?: Partial<Record<number, Handler>>;
+  /** the user capacity announced in HELLO (default: the fake terminal's 1000) */
+  userCapacity?: number;
   /** runs before the handshake (the daemon asks GET_INFO right after it) */
   before?: (p: ScriptedPeer) => void;
 }
@@ -53,6 +58,7 @@ export class ScriptedPeer {
   firstEventId = 0;
   lastEventId = 0;
   handlers: Partial<Record<number, Handler>>;
+  readonly userCapacity: number;
   /** requests received after authentication, in order */
   readonly requests: Frame[] = [];
   /** LOG_ACK values received */
@@ -62,6 +68,7 @@ export class ScriptedPeer {
     this.ft = ft;
     this.logEpoch = o.logEpoch ?? 0x1234;
     this.handlers = o.handlers ?? {};
+    this.userCapacity = o.userCapacity ?? 1000;
   }
 
   static async connect(o: PeerOptions): Promise<ScriptedPeer> {
@@ -71,6 +78,14 @@ export class ScriptedPeer {
     (ft as unknown as { answer: (f: Frame) => void }).answer = (f: Frame) => peer.onRequest(f);
     ft.socket.on('data', () => peer.collectAcks());
     o.before?.(peer);
+    if (o.userCapacity !== undefined) {
+      // the fake's HELLO, with another capacity (same nonce: the proofs still match)
+      const hello = ft.helloFrame.bind(ft);
+      ft.helloFrame = () => {
+        const [f] = new FrameDecoder({ maxPayload: 256 }).feed(hello());
+        return encodeFrame({ ...f, payload: encodeHello({ ...decodeHello(f.payload), userCapacity: o.userCapacity! }) });
+      };
+    }
     const st = await ft.handshake();
     if (st !== Status.OK) throw new Error(`handshake refused: ${st}`);
     return peer;
@@ -123,8 +138,19 @@ export class ScriptedPeer {
     void Promise.resolve(answer).then((a) => a && this.ft.send(a));
   }
 
+  private sorted: { size: number; ids: string[] } | null = null;
+  private digests = new WeakMap<UserRecord, Buffer>();
+
+  /** IDs in LIST_USERS order (cached while the set of users keeps its size) */
   sortedIds(): string[] {
-    return [...this.users.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    if (this.sorted?.size !== this.users.size) this.sorted = { size: this.users.size, ids: [...this.users.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))) };
+    return this.sorted.ids;
+  }
+
+  private digest(u: UserRecord): Buffer {
+    let d = this.digests.get(u);
+    if (!d) this.digests.set(u, (d = userDigest(u)));
+    return d;
   }
 
   defaultAnswer(f: Frame): FrameInit {
@@ -132,19 +158,28 @@ export class ScriptedPeer {
     switch (f.command) {
       case Command.GET_INFO:
         return ok(
-          encodeInfo({ deviceId: this.ft.deviceId, userCount: this.users.size, userCapacity: 1000, logEpoch: this.logEpoch, firstEventId: this.firstEventId, lastEventId: this.lastEventId, logCapacity: 1000, time: Math.floor(Date.now() / 1000), maxUsersPerBatch: 50, model: 'peer', firmware: '0' }),
+          encodeInfo({ deviceId: this.ft.deviceId, userCount: this.users.size, userCapacity: this.userCapacity, logEpoch: this.logEpoch, firstEventId: this.firstEventId, lastEventId: this.lastEventId, logCapacity: 1000, time: Math.floor(Date.now() / 1000), maxUsersPerBatch: 50, model: 'peer', firmware: '0' }),
         );
       case Command.SUBSCRIBE_LOG:
         return ok(encodeSubscribeResponse({ logEpoch: this.logEpoch, firstEventId: this.firstEventId, lastEventId: this.lastEventId }));
       case Command.LIST_USERS: {
         const req = decodeListUsersRequest(f.payload);
-        const ids = this.sortedIds().filter((id) => Buffer.compare(Buffer.from(id), Buffer.from(req.afterUserId)) > 0);
+        const all = this.sortedIds();
+        const after = Buffer.from(req.afterUserId);
+        // first index above afterUserId (binary search)
+        let lo = 0;
+        for (let hi = all.length; lo < hi; ) {
+          const mid = (lo + hi) >> 1;
+          if (Buffer.compare(Buffer.from(all[mid]), after) > 0) hi = mid;
+          else lo = mid + 1;
+        }
+        const ids = all.slice(lo);
         const page = ids.slice(0, req.maxCount);
         return ok(
           encodeListUsersResponse({
             total: this.users.size,
             more: ids.length > page.length,
-            entries: page.map((id) => ({ userId: id, flag: 0, version: 1, digest: userDigest(this.users.get(id)!) })),
+            entries: page.map((id) => ({ userId: id, flag: 0, version: 1, digest: this.digest(this.users.get(id)!) })),
           }),
         );
       }
