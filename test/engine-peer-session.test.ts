@@ -265,3 +265,34 @@ describe('long work yields (issue 14.2)', () => {
     expect(site!.daemon.store.getCursor('7402')!.logEpoch).toBe(p.logEpoch);
   }, 30_000);
 });
+
+describe('fair use of the global queue (issue 14.4)', () => {
+  it('slow terminals holding every slot do not stop a quick terminal: its enrollment reaches the server and another terminal', async () => {
+    // 4 slots; 6 terminals answer every LIST_USERS page 3 s after the request, one entry a page
+    site = await startSite({
+      terminals: 2,
+      daemon: { listen: [{ host: '127.0.0.1', port: 0 }], autoApprove: true, concurrency: 4, requestTimeoutMs: 10_000, heartbeatSec: 5, engine: { jobSliceMs: 500, slowJobMs: 400 } },
+    });
+    const slowList = (f: import('../src/codec/index.js').Frame) => {
+      const req = decodeListUsersRequest(f.payload);
+      const next = req.afterUserId === '' ? 0 : Number(req.afterUserId.slice(1)) + 1;
+      return new Promise<ReturnType<typeof ScriptedPeer.reply>>((r) =>
+        setTimeout(() => r(ScriptedPeer.reply(f, encodeListUsersResponse({ total: 900, more: true, entries: [{ userId: `s${String(next).padStart(9, '0')}`, flag: 0, version: 1, digest: Buffer.alloc(12) }] }))), 3000),
+      );
+    };
+    const slow = await Promise.all(Array.from({ length: 6 }, (_, i) => peer(7500 + i, { handlers: { [Command.LIST_USERS]: slowList } })));
+    // every slow terminal is inside its reconcile (each asked for its first page)
+    await waitFor(() => slow.filter((p) => p.count(Command.LIST_USERS) >= 1).length >= 4, { timeoutMs: 10_000 });
+    const [t1, t2] = site.sim.terminals;
+    const t0 = Date.now();
+    await t1.enroll(person('fair1'));
+    await waitFor(() => site!.daemon.store.getUser('fair1') !== null && t2.getUser('fair1') !== undefined, { timeoutMs: 8_000, message: 'the quick terminals were starved by the slow ones' });
+    // and an administrator's change is pushed meanwhile
+    site.daemon.putUser(person('fair2'));
+    await waitFor(() => t1.getUser('fair2') !== undefined && t2.getUser('fair2') !== undefined, { timeoutMs: 8_000, message: 'a server change was not pushed' });
+    // the slow ones are still at it (their reconciles have not finished), still connected
+    expect(slow.every((p) => !p.closed)).toBe(true);
+    expect(events('RECONCILE').filter((e) => Number(e.terminalId) >= 7500)).toEqual([]);
+    if (process.env.YIELD_N) console.log('quick terminal served after', Date.now() - t0, 'ms');
+  }, 40_000);
+});

@@ -32,6 +32,9 @@ const PULL_BATCH = 25;
 const TURN_BUDGET_MS = 2;
 /** shortest time between two ingests of one terminal while it keeps logging */
 const INGEST_LINGER_MS = 25;
+/** see EngineOptions.jobSliceMs and slowJobMs */
+const DEFAULT_JOB_SLICE_MS = 2_000;
+const DEFAULT_SLOW_JOB_MS = 1_000;
 /** a reconcile gives the event loop back after running this long */
 const SLICE_MS = 4;
 /** server users read per step of a reconcile */
@@ -83,6 +86,10 @@ export interface EngineOptions {
   reconcileTimeoutMs?: number;
   /** first wait before retrying an abandoned reconcile, doubling to 10 min (default 5 s) */
   reconcileRetryMs?: number;
+  /** longest a job holds a slot of the global queue before it gives it back (default 2 s) */
+  jobSliceMs?: number;
+  /** a job that took longer makes its lane slow (default 1 s) */
+  slowJobMs?: number;
   now?: () => number;
 }
 
@@ -121,6 +128,8 @@ interface Lane {
   gen: number;
   /** IDs of the events received and not yet acknowledged, ascending (at most the window; see onEvents) */
   flight: number[];
+  /** its last job took long, or ran past its slice: its jobs share the slow part of the slots */
+  slow: boolean;
   /** wait before retrying an abandoned reconcile (doubles; reset by one that finishes) */
   reconcileRetryMs: number;
   /** set while an abandoned reconcile waits for its retry */
@@ -158,6 +167,15 @@ export class SyncEngine {
   private readonly now: () => number;
   private readonly baseDbRetry: number;
   private readonly window: number;
+  private readonly jobSliceMs: number;
+  private readonly slowJobMs: number;
+  /** most jobs of slow lanes at once: the concurrency minus the reserve */
+  private readonly slowCap: number;
+  private slowRunning = 0;
+  /** slow lanes with work waiting for room in the slow share */
+  private readonly parked = new Set<Lane>();
+  /** every job's work, also after it gave its slot back (stop waits for them) */
+  private readonly working = new Set<Promise<void>>();
   private readonly maxTerminalUsers: number;
   private readonly reconcileTimeoutMs: number;
   private readonly reconcileRetryMs: number;
@@ -180,7 +198,11 @@ export class SyncEngine {
     this.maxTerminalUsers = o.maxTerminalUsers ?? DEFAULT_MAX_TERMINAL_USERS;
     this.reconcileTimeoutMs = o.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_SEC * 1000;
     this.reconcileRetryMs = o.reconcileRetryMs ?? RECONCILE_RETRY_MIN_MS;
-    this.queue = new PQueue({ concurrency: o.concurrency ?? 64 });
+    const concurrency = o.concurrency ?? 64;
+    this.queue = new PQueue({ concurrency });
+    this.jobSliceMs = o.jobSliceMs ?? DEFAULT_JOB_SLICE_MS;
+    this.slowJobMs = o.slowJobMs ?? Math.min(DEFAULT_SLOW_JOB_MS, this.jobSliceMs);
+    this.slowCap = Math.max(1, concurrency - Math.max(1, Math.floor(concurrency / 4)));
     this.mode = this.store.getSyncMode();
   }
 
@@ -270,6 +292,8 @@ export class SyncEngine {
 
   /** The terminal was removed from the site: forget its lane. */
   forget(terminalId: string): void {
+    const lane = this.lanes.get(terminalId);
+    if (lane) this.parked.delete(lane);
     this.detach(terminalId);
     this.lanes.delete(terminalId);
   }
@@ -310,7 +334,7 @@ export class SyncEngine {
     // batches already sent are answered (and acknowledged) or fail with their session
     const done = this.queue
       .onIdle()
-      .then(() => Promise.allSettled([...this.merging, ...[...this.lanes.values()].map((l) => l.inflight?.done)]))
+      .then(() => Promise.allSettled([...this.merging, ...this.working, ...[...this.lanes.values()].map((l) => l.inflight?.done)]))
       .then(() => true);
     const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), deadlineMs).unref());
     return Promise.race([done, timeout]);
@@ -429,7 +453,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, slow: false, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -490,20 +514,72 @@ export class SyncEngine {
     });
   }
 
+  /**
+   * Submits the lane's next job to the global queue. Fair use of the slots: a
+   * job holds its slot for at most jobSliceMs; one still running then (waiting
+   * on a slow or stalled terminal) gives the slot back and goes on outside the
+   * queue, and its lane counts as slow. Jobs of slow lanes (those still running,
+   * and new ones) are limited to the concurrency minus a reserve (a quarter),
+   * so terminals that answer quickly always find slots however many slow ones
+   * are connected. A lane whose job finishes quickly is no longer slow.
+   */
   private schedule(lane: Lane): void {
     if (lane.running || this.stopping) return;
     const task = this.nextTask(lane);
     if (!task) return;
+    if (lane.slow && this.slowRunning >= this.slowCap) {
+      this.parked.add(lane); // its turn comes when a slow job ends (see unpark)
+      return;
+    }
+    this.parked.delete(lane);
     lane.running = true;
     lane.lastTask = task;
     const priority = task === 'ingest' ? Priority.PULL : task === 'push' && !lane.catchingUp ? Priority.PUSH : Priority.CATCHUP;
+    let counted = false;
+    const countSlow = () => {
+      if (counted) return;
+      counted = true;
+      this.slowRunning++;
+    };
+    if (lane.slow) countSlow();
     this.queue
-      .add(() => this.run(lane, task), { priority })
-      .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'))
-      .finally(() => {
-        lane.running = false;
-        this.schedule(lane);
-      });
+      .add(
+        async () => {
+          const started = performance.now();
+          let done = false;
+          const work = this.run(lane, task)
+            .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'))
+            .finally(() => {
+              done = true;
+              this.working.delete(work);
+              lane.slow = performance.now() - started > this.slowJobMs;
+              if (counted) this.slowRunning--;
+              lane.running = false;
+              this.unpark();
+              this.schedule(lane);
+            });
+          this.working.add(work);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, this.jobSliceMs)))]);
+          clearTimeout(timer);
+          if (!done) {
+            // its share of time is used up: the slot goes back, the work goes on as a slow lane's
+            lane.slow = true;
+            countSlow();
+          }
+        },
+        { priority },
+      )
+      .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'));
+  }
+
+  /** Lets parked slow lanes run while the slow share has room. */
+  private unpark(): void {
+    for (const lane of this.parked) {
+      if (this.slowRunning >= this.slowCap) return;
+      this.parked.delete(lane);
+      this.schedule(lane);
+    }
   }
 
   private async run(lane: Lane, task: Task): Promise<void> {
