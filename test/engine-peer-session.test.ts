@@ -296,3 +296,14 @@ describe('fair use of the global queue (issue 14.4)', () => {
     if (process.env.YIELD_N) console.log('quick terminal served after', Date.now() - t0, 'ms');
   }, 40_000);
 });
+
+describe('flags', () => {
+  it('--max-terminal-users and --reconcile-timeout-sec reach the engine', async () => {
+    const { parseRunConfig } = await import('../src/cli/flagfile.js');
+    const { daemonOptions } = await import('../src/cli/run.js');
+    const { silent } = await import('./helpers/site.js');
+    const cfg = parseRunConfig(['--insecure-dev-key', '--max-terminal-users=5000', '--reconcile-timeout-sec=60']);
+    expect(daemonOptions(cfg, silent).engine).toEqual({ maxTerminalUsers: 5000, reconcileTimeoutMs: 60_000 });
+    expect(daemonOptions(parseRunConfig(['--insecure-dev-key']), silent).engine).toEqual({ maxTerminalUsers: 2_000_000, reconcileTimeoutMs: 300_000 });
+  });
+});
