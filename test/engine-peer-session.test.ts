@@ -6,7 +6,7 @@
 // well-behaved ones are the real simulator.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command, Status } from '../src/codec/constants.js';
-import { decodeListUsersRequest, encodeListUsersRequest, encodeListUsersResponse } from '../src/codec/index.js';
+import { decodeGetUsersRequest, decodeListUsersRequest, encodeListUsersRequest, encodeListUsersResponse } from '../src/codec/index.js';
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import { ScriptedPeer, enrollEvent } from './engine-peer.js';
 import { startSite, type Site } from './helpers/site.js';
@@ -83,6 +83,19 @@ describe('BUSY is a normal answer (issue 11.2)', () => {
     await site!.waitConverged({ ids: ['t1'], users: ['f1', 'f2'] });
     expect(p.closed).toBe(false);
     expect(events('TERMINAL_OFFLINE', '7002')).toEqual([]);
+  });
+
+  it('GET_USERS answered FRAME_TOO_LARGE asks for fewer users; one user that never fits is a pull failure, not a broken session', async () => {
+    await listeningSite();
+    const p = await peer(7004, { handlers: { [Command.GET_USERS]: (f) => (decodeGetUsersRequest(f.payload).userIds.includes('big') ? ScriptedPeer.reply(f, undefined, Status.FRAME_TOO_LARGE) : undefined) } });
+    await reconciled('7004');
+    p.users.set('big', person('big'));
+    p.users.set('small', person('small'));
+    p.sendEvents([enrollEvent(1, 'big'), enrollEvent(2, 'small')]);
+    await waitFor(() => site!.daemon.store.getUser('small') !== null && site!.daemon.store.listPullFailures({ terminalId: '7004' }).length === 1);
+    expect(site!.daemon.store.listPullFailures({ terminalId: '7004' })[0]).toMatchObject({ userId: 'big', reason: expect.stringMatching(/FRAME_TOO_LARGE/) });
+    await waitFor(() => p.acks.includes(2));
+    expect(p.closed).toBe(false);
   });
 
   it('a session-ending status (BAD_CHECKSUM) still ends the session, with the reason recorded', async () => {

@@ -233,7 +233,12 @@ export class ProtocolLink implements TerminalLink {
         return;
       }
       // Large records (photos, faces) may not fit one frame: ask for halves.
-      if (e instanceof RequestError && e.status === Status.FRAME_TOO_LARGE && ids.length > 1) {
+      if (e instanceof RequestError && e.answered && e.status === Status.FRAME_TOO_LARGE) {
+        if (ids.length === 1) {
+          // one user whose record does not fit a frame: a failure of that user, not of the session
+          out.push({ userId: ids[0], user: null, status: Status.FRAME_TOO_LARGE, reason: 'the record does not fit one frame (FRAME_TOO_LARGE)' });
+          return;
+        }
         const half = Math.ceil(ids.length / 2);
         await this.getBatch(ids.slice(0, half), out);
         await this.getBatch(ids.slice(half), out);
