@@ -63,6 +63,10 @@ describe('black-holed link', () => {
 
   it('a push into a black hole fails at the request timeout and returns to the outbox; it is delivered after the reconnect', async () => {
     site = await startSite({ terminals: 2, daemon: { syncMode: 'server', requestTimeoutMs: 800, heartbeatSec: 30, handshakeDeadlineMs: 1000 } });
+    // both sides past the handshake and the first-contact comparison (a black hole that begins
+    // while the terminal still waits for the AUTH answer would break the handshake instead)
+    await waitFor(() => site!.sim.terminals.every((t) => t.connected) && site!.ids.every((id) => eventsOf(site!, 'RECONCILE', id).length > 0));
+    await site.daemon.engine.idle();
     site.sim.terminals[1].blackhole(2500);
     const t0 = Date.now();
     const users = Array.from({ length: 5 }, (_, i) => person(`bh${i}`));
