@@ -22,7 +22,7 @@ import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
 import type { GetUserResult, TerminalLink, UserIndexEntry } from './ports.js';
-import { DEFAULT_MAX_TERMINAL_USERS, PeerLimitError } from './peer-limit.js';
+import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
@@ -46,8 +46,6 @@ export const DEFAULT_RECONCILE_TIMEOUT_SEC = 300;
 /** wait before retrying an abandoned reconcile, doubling up to the max */
 const RECONCILE_RETRY_MIN_MS = 5_000;
 const RECONCILE_RETRY_MAX_MS = 600_000;
-/** the SUBSCRIBE_LOG window asked of terminals (PROTOCOL.md allows 1..4096) */
-export const DEFAULT_WINDOW = 1000;
 /** most pull failures of one terminal taken into a session's retry set at once */
 const REPULL_LOAD = 10_000;
 
@@ -194,7 +192,7 @@ export class SyncEngine {
     this.log = o.log;
     this.now = o.now ?? Date.now;
     this.baseDbRetry = o.dbRetryMs ?? 1000;
-    this.window = o.subscribeWindow ?? DEFAULT_WINDOW;
+    this.window = Math.max(1, Math.floor(o.subscribeWindow ?? DEFAULT_WINDOW));
     this.maxTerminalUsers = o.maxTerminalUsers ?? DEFAULT_MAX_TERMINAL_USERS;
     this.reconcileTimeoutMs = o.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_SEC * 1000;
     this.reconcileRetryMs = o.reconcileRetryMs ?? RECONCILE_RETRY_MIN_MS;

@@ -17,3 +17,6 @@ export class PeerLimitError extends Error {
 
 /** Users a terminal may list by default (--max-terminal-users); also bounded by the capacity it announced. */
 export const DEFAULT_MAX_TERMINAL_USERS = 2_000_000;
+
+/** The SUBSCRIBE_LOG window asked of terminals and enforced on them (PROTOCOL.md allows 1..4096). */
+export const DEFAULT_WINDOW = 1000;

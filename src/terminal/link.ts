@@ -33,7 +33,7 @@ import {
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
 import type { GetUserResult, LogPage, LogState, TerminalIdentity, TerminalLink, UserIndexEntry } from '../sync/ports.js';
-import { DEFAULT_MAX_TERMINAL_USERS, PeerLimitError } from '../sync/peer-limit.js';
+import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from '../sync/peer-limit.js';
 import { RequestError, type TerminalConnection } from './connection.js';
 
 const encoded = new WeakMap<UserRecord, Buffer>();
@@ -47,8 +47,6 @@ export function encodedUser(u: UserRecord): Buffer {
   return b;
 }
 
-/** Realtime window asked of the terminal (PROTOCOL.md SUBSCRIBE_LOG). */
-const SUBSCRIBE_WINDOW = 1000;
 /** bytes of framing around the records of one PUT_USERS request */
 const PUT_HEAD = 4;
 /** first wait before asking again after BUSY (or TIMEOUT) from the terminal; doubles up to BUSY_MAX_MS */
@@ -164,7 +162,7 @@ export class ProtocolLink implements TerminalLink {
     return decodeGetLogResponse(f.payload);
   }
 
-  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window = SUBSCRIBE_WINDOW): Promise<LogState> {
+  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window = DEFAULT_WINDOW): Promise<LogState> {
     this.subscribed = onEvents;
     const w = Math.max(1, Math.min(MAX_SUBSCRIBE_WINDOW, Math.floor(window)));
     const f = await this.call(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: w }));
