@@ -98,6 +98,11 @@ describe('unreadable device users', () => {
     // still unreadable: a retry counts another attempt and keeps the row
     expect((await api('POST', '/api/pull-failures/retry', { terminalId: 't1' })).status).toBe(202);
     await waitFor(() => store.listPullFailures({ terminalId: 't1' })[0]?.attempts === 2);
+    // a resync (reconcile by user list) pulls it again too: once, not twice
+    expect(site.daemon.resync('t1')).toBe(true);
+    await waitFor(() => store.listPullFailures({ terminalId: 't1' })[0]?.attempts === 3);
+    await site.daemon.engine.idle();
+    expect(store.listPullFailures({ terminalId: 't1' })[0].attempts).toBe(3);
     // "after an upgrade" the record reads: the retry brings the user in and clears the row
     fx.unreadable.clear();
     const r = await api('POST', '/api/pull-failures/retry', { terminalId: 't1', userId: 'bad1' });
