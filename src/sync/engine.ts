@@ -310,6 +310,9 @@ export class SyncEngine {
     const lane = this.lanes.get(terminalId);
     if (!lane?.link) return false;
     lane.wantReconcile = true;
+    // asked for by an administrator: now, not after the backoff of an abandoned one
+    if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);
+    lane.reconcileTimer = null;
     this.schedule(lane);
     return true;
   }
