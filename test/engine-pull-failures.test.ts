@@ -92,6 +92,7 @@ describe('unreadable device users', () => {
     const listed = await api('GET', '/api/pull-failures?terminal=t1');
     expect(listed.status).toBe(200);
     expect(listed.body).toEqual([expect.objectContaining({ terminalId: 't1', userId: 'bad1', reason: expect.stringMatching(/formatVersion/) })]);
+    expect((await api('GET', '/api/status')).body.pullFailures).toBe(1);
     expect((await api('POST', '/api/pull-failures/retry', {})).status).toBe(400);
     expect((await api('POST', '/api/pull-failures/retry', { terminalId: 'nope' })).status).toBe(404);
 

@@ -147,6 +147,8 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         outbox: store.outboxCount(),
         pushFailures: Math.min(failures, PUSH_FAILURES_COUNTED),
         pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
+        // device users that could not be read (GET /api/pull-failures)
+        pullFailures: store.listPullFailures({ limit: PUSH_FAILURES_COUNTED }).length,
         users: store.userCount(),
         pendingEvents: store.pendingEventCount,
       },
