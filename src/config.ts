@@ -68,6 +68,10 @@ export interface RunConfig {
   busyTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  /** most users one terminal may list (LIST_USERS), besides the capacity it announces; more ends its session */
+  maxTerminalUsers: number;
+  /** a reconcile (user-list comparison) running longer is abandoned and retried later with backoff */
+  reconcileTimeoutSec: number;
   /** every flag file read, in the order read (includes inline), absolute paths; for logs and reload */
   flagFiles: string[];
 }
@@ -100,6 +104,8 @@ export const RUN_DEFAULTS = {
   busyTimeoutMs: 5_000,
   reconnectMinMs: 500,
   reconnectMaxMs: 30_000,
+  maxTerminalUsers: 2_000_000,
+  reconcileTimeoutSec: 300,
 } as const satisfies Omit<RunConfig, 'flagFiles'>;
 
 export type ConfigErrorCode =

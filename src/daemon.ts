@@ -6,7 +6,7 @@ import type { Hello } from './codec/index.js';
 import { validateUser, type UserRecord } from './model/user.js';
 import { Store } from './store/store.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
-import { SyncEngine } from './sync/engine.js';
+import { SyncEngine, type EngineTuning } from './sync/engine.js';
 import type { TerminalLink } from './sync/ports.js';
 import { SessionManager, type DialTarget, type DialTls, type ListenTls } from './terminal/manager.js';
 
@@ -35,6 +35,8 @@ export interface DaemonOptions {
   maxConns?: number;
   handshakeDeadlineMs?: number;
   dbRetryMs?: number;
+  /** the sync engine's bounds on what a terminal may send (window, user lists, reconcile deadline, queue shares) */
+  engine?: EngineTuning;
 }
 
 export type TerminalState = 'online' | 'offline' | 'pending';
@@ -91,7 +93,7 @@ export class Daemon {
     if (o.syncMode) store.setSyncMode(o.syncMode);
     // Sessions are not live after a restart until they reconnect.
     for (const t of store.listTerminals()) if (t.state !== 'offline') store.updateTerminal(t.id, { state: 'offline' });
-    this.engine = new SyncEngine({ store, log: o.log.child({ component: 'sync' }), concurrency: o.concurrency, dbRetryMs: o.dbRetryMs });
+    this.engine = new SyncEngine({ ...o.engine, store, log: o.log.child({ component: 'sync' }), concurrency: o.concurrency ?? o.engine?.concurrency, dbRetryMs: o.dbRetryMs ?? o.engine?.dbRetryMs });
     this.manager = new SessionManager({
       keyFor: (deviceId) => o.terminalKeys?.get(deviceId) ?? o.commKey,
       resolveDialIn: (hello, remote) => this.resolveDialIn(hello, remote),

@@ -21,6 +21,8 @@
 //   GET    /api/settings                     {syncMode}
 //   PUT    /api/settings                     {syncMode}
 //   GET    /api/push-failures?terminal=&user=&limit=
+//   GET    /api/pull-failures?terminal=&user=&limit=   device users that could not be read
+//   POST   /api/pull-failures/retry          {terminalId, userId?}: pull them again now (202); 409 when offline
 //   POST   /api/backup                       {path}: online backup of the database to an absolute path
 //
 // Errors are {"error": "message"}: 400 bad input or malformed JSON, 401 no or
@@ -145,6 +147,8 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         outbox: store.outboxCount(),
         pushFailures: Math.min(failures, PUSH_FAILURES_COUNTED),
         pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
+        // device users that could not be read (GET /api/pull-failures)
+        pullFailures: store.listPullFailures({ limit: PUSH_FAILURES_COUNTED }).length,
         users: store.userCount(),
         pendingEvents: store.pendingEventCount,
       },
@@ -294,6 +298,23 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     status: 200,
     body: store.listPushFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
   }));
+
+  // ------------------------------------------------------ pull failures
+  // device users the daemon could not read (pull_failures); retry pulls them again now
+  r.on('GET', '/api/pull-failures', ({ url }) => ({
+    status: 200,
+    body: store.listPullFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
+  }));
+
+  r.on('POST', '/api/pull-failures/retry', async ({ req }) => {
+    const b = await readJsonObject(req, 'the retry request');
+    if (typeof b.terminalId !== 'string' || !TERMINAL_ID.test(b.terminalId)) throw new HttpError(400, 'terminalId (the terminal whose users to pull again) is required');
+    if (b.userId !== undefined && (typeof b.userId !== 'string' || b.userId === '' || Buffer.byteLength(b.userId) > 32)) throw new HttpError(400, 'userId must be a user ID of 1..32 bytes');
+    needTerminal(b.terminalId);
+    const r = daemon.engine.retryPulls(b.terminalId, b.userId as string | undefined);
+    if (!r.online) throw new HttpError(409, `terminal ${JSON.stringify(b.terminalId)} is not online; its failed pulls are retried when its session starts`);
+    return { status: 202, body: { terminalId: b.terminalId, queued: r.queued } };
+  });
 
   // ------------------------------------------------------------- backup
   r.on('POST', '/api/backup', async ({ req }) => {

@@ -157,6 +157,10 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'first delay before redialling a terminal (doubles up to --reconnect-max-ms)' },
   { name: 'reconnect-max-ms', key: 'reconnectMaxMs', type: 'int', min: 10, max: 3_600_000, valueName: 'MS',
     help: 'longest delay between redials' },
+  { name: 'max-terminal-users', key: 'maxTerminalUsers', type: 'int', min: 1, max: 0xffff_ffff, valueName: 'N',
+    help: 'most users one terminal may list (also bounded by the capacity it announces); a longer list ends its session' },
+  { name: 'reconcile-timeout-sec', key: 'reconcileTimeoutSec', type: 'int', min: 1, max: 86_400, valueName: 'SEC',
+    help: 'a user-list comparison running longer is abandoned and retried later (the cursor stays)' },
 ];
 
 /** What commander stores for `--listen=off` and the like (undefined would read as "not given"). */

@@ -47,6 +47,7 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     reconnectMinMs: cfg.reconnectMinMs,
     reconnectMaxMs: cfg.reconnectMaxMs,
     logFrames: cfg.logFrames,
+    engine: { maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
   };
 }
 
@@ -98,6 +99,7 @@ const RESTART_ONLY: (keyof RunConfig)[] = [
   'db', 'listen', 'tlsListen', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsRequireClientCert', 'commKeyFile', 'terminalKeys',
   'insecureDevKey', 'adminListen', 'adminTokenFile', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
   'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
+  'maxTerminalUsers', 'reconcileTimeoutSec',
 ];
 
 /** The `run` action: returns the process exit code when the daemon stops. */

@@ -28,6 +28,9 @@ export interface Migration {
 //   ack for an older push does not remove a newer change.
 // - push_failures: the last rejection of a user by a terminal (e.g. DUPLICATE_CARD).
 // - settings: key/value (syncMode, ...).
+// - pull_failures (v2): users a terminal reported that the server could not read
+//   (unknown formatVersion, wrong user, a per-record failure); pulled again at every
+//   session start and reconcile, and cleared by the next successful pull.
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -157,6 +160,23 @@ export const MIGRATIONS: readonly Migration[] = [
         CREATE TABLE settings (
           key   TEXT PRIMARY KEY NOT NULL,
           value TEXT NOT NULL
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
+  {
+    version: 2,
+    description: 'pull_failures: device users the server could not read, pulled again later',
+    up(db) {
+      db.exec(`
+        CREATE TABLE pull_failures (
+          terminal_id TEXT NOT NULL,
+          user_id     TEXT NOT NULL,
+          reason      TEXT NOT NULL DEFAULT '',
+          first_at    INTEGER NOT NULL,
+          last_at     INTEGER NOT NULL,
+          attempts    INTEGER NOT NULL DEFAULT 1,
+          PRIMARY KEY (terminal_id, user_id)
         ) WITHOUT ROWID;
       `);
     },

@@ -39,6 +39,7 @@ import {
   type TerminalRow,
 } from './types.js';
 import { UserTables, type UserIndexEntry } from './users.js';
+import { PullFailureTable, type PullFailure, type PullFailureQuery } from './pull-failures.js';
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_PENDING_EVENTS = 10_000;
@@ -173,6 +174,7 @@ export class Store {
   readonly readonly: boolean;
   private readonly db: Database.Database;
   private readonly users: UserTables;
+  private readonly pullFailures: PullFailureTable;
   private readonly now: () => number;
   private readonly log: Logger | undefined;
   private readonly maxPending: number;
@@ -198,6 +200,7 @@ export class Store {
     this.log = opts.logger;
     this.maxPending = opts.maxPendingEvents ?? DEFAULT_MAX_PENDING_EVENTS;
     this.users = new UserTables(db);
+    this.pullFailures = new PullFailureTable(db);
     this.s = this.prepareStatements();
     this.tx = db.transaction((fn: () => unknown) => fn());
   }
@@ -534,10 +537,15 @@ export class Store {
     terminalId: string,
     advance: LogPosition | null,
     events: readonly EventInput[] = [],
+    pulls: { failed?: readonly { userId: string; reason: string }[]; gone?: readonly string[] } = {},
   ): MergeResult[] {
     return this.write('mergeDeviceUsersAndAdvance', () => {
       const now = this.now();
       const results = list.map(({ user, ctx }) => this.mergeIn(user, ctx, now));
+      // users the terminal reported but we could not read stay owed (see pull-failures.ts);
+      // users deleted on the terminal before we asked are owed no longer
+      for (const f of pulls.failed ?? []) this.pullFailures.record(terminalId, f.userId, f.reason, now);
+      for (const userId of pulls.gone ?? []) this.pullFailures.clear(terminalId, userId);
       if (advance) {
         const r = this.s.moveOrReset.run(advance.logEpoch, advance.logEpoch, advance.cursor, advance.cursor, now, terminalId);
         if (r.changes === 0) throw new StoreWriteError('CONSTRAINT', 'mergeDeviceUsersAndAdvance', `unknown terminal ${JSON.stringify(terminalId)}`);
@@ -569,6 +577,8 @@ export class Store {
     const monitoringEventId = Number(this.s.insEvent.run(now, MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE, ctx.terminalId, device.id, detail).lastInsertRowid);
 
     if (ctx.cursorAfter !== undefined) this.advanceIn(ctx.terminalId, ctx.cursorAfter, now);
+    // read at last: no longer a pull failure
+    if (this.pullFailures.hasAny(ctx.terminalId)) this.pullFailures.clear(ctx.terminalId, device.id);
 
     return {
       created: prev === null,
@@ -983,6 +993,22 @@ export class Store {
       if (userId === undefined) return this.s.delFailuresOf.run(terminalId).changes;
       return this.s.delFailure.run(terminalId, userId).changes;
     });
+  }
+
+  // -------------------------------------------------------- pull failures
+
+  /** A device user the server could not read (see pull-failures.ts): inserted, or attempts counted. */
+  recordPullFailure(terminalId: string, userId: string, reason: string): void {
+    this.write('recordPullFailure', () => this.pullFailures.record(terminalId, userId, reason, this.now()));
+  }
+
+  listPullFailures(q: PullFailureQuery = {}): PullFailure[] {
+    return this.pullFailures.list(q);
+  }
+
+  /** Returns true when a row was removed. */
+  clearPullFailure(terminalId: string, userId: string): boolean {
+    return this.write('clearPullFailure', () => this.pullFailures.clear(terminalId, userId));
   }
 
   // ------------------------------------------------------------- settings

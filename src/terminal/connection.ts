@@ -34,6 +34,8 @@ export class RequestError extends Error {
     /** negative result code from the terminal, or TIMEOUT / a synthetic code when the session ended */
     readonly status: number,
     message: string,
+    /** true when the terminal itself answered with this status (not a local timeout or a closed session) */
+    readonly answered = false,
   ) {
     super(message);
     this.name = 'RequestError';
@@ -299,7 +301,7 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
         if (f.kind === FrameKind.RESPONSE && f.status === Status.OK) p.resolve(f);
         else {
           const detail = f.kind === FrameKind.ERROR ? `: ${safeMessage(f.payload)}` : '';
-          p.reject(new RequestError(f.command, f.status, `${commandName(f.command)} failed with ${statusName(f.status)}${detail}`));
+          p.reject(new RequestError(f.command, f.status, `${commandName(f.command)} failed with ${statusName(f.status)}${detail}`, true));
         }
         return;
       }
