@@ -57,6 +57,7 @@
 import type { EventRecord } from '../model/event.js';
 import type { PartsSupport } from '../model/parts.js';
 import type { UserRecord } from '../model/user.js';
+import type { PeerLimitError } from './peer-limit.js';
 
 // ------------------------------------------------------ protocol-neutral port
 
@@ -106,9 +107,13 @@ export type RefusalReason =
   /** the answer could not be read (malformed, or not what was asked) */
   | 'unreadable';
 
-export type WriteResult = { ok: true } | { ok: false; reason: RefusalReason; detail: string };
+/**
+ * `code`: the protocol's own result code when it has numeric ones (kept as it
+ * is in the push failures the store records; the engine never interprets it).
+ */
+export type WriteResult = { ok: true } | { ok: false; reason: RefusalReason; detail: string; code?: number };
 
-export type ReadResult = { userId: string; user: UserRecord } | { userId: string; user: null; reason: RefusalReason; detail: string };
+export type ReadResult = { userId: string; user: UserRecord } | { userId: string; user: null; reason: RefusalReason; detail: string; code?: number };
 
 /** A whole request failed (the session may be closing); per-record refusals are results, not errors. */
 export class DriverError extends Error {
@@ -181,11 +186,19 @@ export interface DeviceSession {
    * processed the facts up to `ref` (a driver may hold back further facts
    * until then). Resolves once the feed runs, with where it stands.
    */
-  watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void): Promise<FeedState>;
+  watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void, o?: WatchOptions): Promise<FeedState>;
   ack(ref: number): void;
 
   /** every user the terminal holds: digests or whole records, per capabilities.listing */
   listUsers(): Promise<UserListing>;
+  /**
+   * Optional: the same listing page by page, in ascending byte order of the
+   * user ID, each page checked before it is handed over (at most `maxUsers` in
+   * all, IDs strictly ascending across pages). Throws PeerLimitError
+   * (peer-limit.ts) when the terminal goes past a bound. The engine falls back
+   * to listUsers() (sorted) for a driver without it.
+   */
+  userPages?(o: { maxUsers: number }): AsyncIterable<UserListing>;
   /** whole records, one result per ID, in order */
   getUsers(userIds: string[]): Promise<ReadResult[]>;
   /** writes whole users (replacing them), one result per record, in order */
@@ -194,6 +207,18 @@ export interface DeviceSession {
   deleteUsers(userIds: string[]): Promise<WriteResult[]>;
   /** listing 'digest' only: the digest this terminal would list for a server record */
   digestOf?(user: UserRecord): string;
+}
+
+export interface WatchOptions {
+  /**
+   * Most facts the terminal may have delivered and not had acknowledged (flow
+   * control; a driver asks its terminal for this window when its protocol has
+   * one). A terminal that goes past it, or breaks the order of its refs, is a
+   * peer that is not trusted further: the driver reports a PeerLimitError
+   * through onLimit (the engine records it) and closes the session.
+   */
+  window?: number;
+  onLimit?: (e: PeerLimitError) => void;
 }
 
 /** A terminal protocol: dials terminals and hands back authenticated sessions. */

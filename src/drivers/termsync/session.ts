@@ -1,5 +1,5 @@
 // The termsync driver's DeviceSession: an adapter over ProtocolLink (the typed
-// commands of PROTOCOL.md section 5, src/terminal/link.ts) that speaks the
+// commands of PROTOCOL.md section 5, protocol-link.ts) that speaks the
 // engine's protocol-neutral port (src/sync/ports.ts). Event records become
 // facts, result codes become reasons, and the capabilities come from the
 // terminal's HELLO.
@@ -18,8 +18,8 @@ import type {
   WriteResult,
 } from '../../sync/ports.js';
 import { DriverError } from '../../sync/ports.js';
-import { RequestError } from '../../terminal/connection.js';
-import type { ProtocolLink } from '../../terminal/link.js';
+import { RequestError } from './connection.js';
+import type { ProtocolLink } from './protocol-link.js';
 import { eventsToFacts, partsFromCapabilities, statusToReason, writeResult } from './mapping.js';
 
 export const PROTOCOL = 'termsync';
