@@ -78,12 +78,12 @@ describe('termsync mapping: result codes to reasons', () => {
 
   it.each(codes.map((c) => [Status[c], c]))('%s', (name, code) => {
     expect(statusToReason(code)).toBe(want[name] ?? 'invalid');
-    expect(writeResult(code)).toEqual({ ok: false, reason: want[name] ?? 'invalid', detail: name });
+    expect(writeResult(code)).toEqual({ ok: false, reason: want[name] ?? 'invalid', detail: name, code });
   });
 
   it('OK is success; a code of a later version is invalid, named by its number', () => {
     expect(writeResult(Status.OK)).toEqual({ ok: true });
-    expect(writeResult(-999)).toEqual({ ok: false, reason: 'invalid', detail: 'STATUS_-999' });
+    expect(writeResult(-999)).toEqual({ ok: false, reason: 'invalid', detail: 'STATUS_-999', code: -999 });
   });
 
   it('the parts follow the HELLO capability bits', () => {
