@@ -147,6 +147,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
         users: store.userCount(),
         pendingEvents: store.pendingEventCount,
+        disk: store.diskUsage(),
       },
     };
   });

@@ -28,6 +28,8 @@ export interface Migration {
 //   ack for an older push does not remove a newer change.
 // - push_failures: the last rejection of a user by a terminal (e.g. DUPLICATE_CARD).
 // - settings: key/value (syncMode, ...).
+// - terminals.identity (version 3): what a dial-in terminal's device ID is bound
+//   to, as JSON (src/terminal/identity.ts); NULL = not bound yet.
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -159,6 +161,21 @@ export const MIGRATIONS: readonly Migration[] = [
           value TEXT NOT NULL
         ) WITHOUT ROWID;
       `);
+    },
+  },
+  {
+    // Reserved for the pull_failures table of the sync engine's work, which
+    // is developed on another branch; when both are merged, that entry replaces
+    // this one (same version number, so databases migrated by either agree).
+    version: 2,
+    description: 'reserved (pull_failures)',
+    up() {},
+  },
+  {
+    version: 3,
+    description: 'terminals.identity: the credential a device ID is bound to',
+    up(db) {
+      db.exec('ALTER TABLE terminals ADD COLUMN identity TEXT');
     },
   },
 ];
