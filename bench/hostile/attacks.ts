@@ -220,7 +220,10 @@ export const ATTACKS: Attack[] = [
       const open = peers.filter((p) => !p.isClosed).length;
       const lists = peers.reduce((a, p) => a + (p.requests.get(Command.LIST_USERS) ?? 0), 0);
       for (const p of peers) p.close();
-      return { reached: `32 slow sessions for 20 s (${open} still open at the end); ${why}`, figures: { sessions: 32, openAtEnd: open, listRequests: lists, stop: why } };
+      const during = ctx.site.daemon.samples.filter((x) => x.at >= t0);
+      const running = Math.max(0, ...during.map((x) => x.queueRunning));
+      const waiting = Math.max(0, ...during.map((x) => x.queueWaiting));
+      return { reached: `32 slow sessions for 20 s (${open} still open at the end); ${why}`, figures: { sessions: 32, openAtEnd: open, listRequests: lists, maxQueueRunning: running, maxQueueWaiting: waiting, stop: why } };
     },
   },
   {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import { RUN_DEFAULTS } from '../../src/config.js';
 import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
 import { Simulator } from '../../src/sim/simulator.js';
 import { makeUser, prng } from '../scenario.js';
@@ -42,10 +43,12 @@ export async function startHostileSite(o: SiteOptions = {}): Promise<HostileSite
       commKey: DEV_COMM_KEY.toString('hex'),
       terminals: sim.ports().map((port, i) => ({ id: `t${i + 1}`, host: '127.0.0.1', port })),
       syncMode: 'all',
-      heartbeatSec: 10,
+      heartbeatSec: RUN_DEFAULTS.heartbeatSec,
       reconnectMinMs: 50,
       reconnectMaxMs: 1000,
-      concurrency: o.concurrency,
+      // the defaults of `termsync run` (the engine's own default differs)
+      concurrency: o.concurrency ?? RUN_DEFAULTS.concurrency,
+      requestTimeoutMs: RUN_DEFAULTS.requestTimeoutMs,
       sampleMs: 250,
       nodeArgs: o.nodeArgs,
       logFile: o.logFile,

@@ -1,4 +1,4 @@
-// `npm run bench:hostile [-- --only=listflood,deleteflood] [--label=NAME] [--rss-cap-mb=1500]`
+// `npm run bench:hostile [-- --only=listflood,deleteflood] [--label=NAME] [--commit=SHA] [--rss-cap-mb=1500]`
 // Runs the attacks of issue 14 against a real daemon process, one after the
 // other, each on a fresh site, and records for each: how far it got, the
 // daemon's peak RSS, the largest event-loop delay (/metrics) and /healthz
@@ -74,7 +74,7 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
       latency: underAttack.timedOut === 0 && (adminUnderAttack?.timedOut ?? 0) === 0 && quiet.medianMs !== null && worst <= quiet.medianMs * TARGET.latencyRatio,
     };
     log(`${res.reached}; peak RSS ${p.peakRssMb} MB, loop max ${p.loopMaxMs} ms, healthz max ${p.healthz.maxMs} ms (${p.healthz.failed} failed), sync ${quiet.medianMs} -> ${underAttack.medianMs} ms (${underAttack.timedOut} timed out)`);
-    return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, verdict };
+    return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: arg('commit') ?? git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, verdict };
   } finally {
     await site.close().catch(() => {});
   }
@@ -138,7 +138,9 @@ async function main(): Promise<void> {
   const label = arg('label') ?? git('rev-parse --abbrev-ref HEAD');
   const rssCapMb = Number(arg('rss-cap-mb') ?? 1500);
   const runs = loadRuns();
-  for (const a of ATTACKS.filter((x) => !only || only.includes(x.name))) {
+  // --report: rewrite the RESULTS.md section from hostile.json without running anything
+  const chosen = process.argv.includes('--report') ? [] : ATTACKS.filter((x) => !only || only.includes(x.name));
+  for (const a of chosen) {
     const r = await runOne(a, label, rssCapMb);
     const i = runs.findIndex((x) => x.attack === r.attack && x.label === r.label);
     if (i >= 0) runs[i] = r;
