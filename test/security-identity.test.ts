@@ -6,13 +6,16 @@
 // pending and gets nothing until approved; --auto-approve is limited by
 // address range and by the rate of new device IDs.
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Command, FrameKind, Status, decodePutUsersRequest, decodeUser } from '../src/codec/index.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
+import { Simulator } from '../src/sim/simulator.js';
+import { ZERO_TIMING } from '../src/sim/timing.js';
 import { parseCidr } from '../src/terminal/identity.js';
 import { FakeTerminal } from './helpers/fake-terminal.js';
 import { person } from './helpers/faults.js';
 import { startSite, type Site } from './helpers/site.js';
+import { makePki, type Pki } from './helpers/tls-certs.js';
 import { waitFor } from './helpers/wait.js';
 
 let site: Site | undefined;
@@ -142,5 +145,33 @@ describe('device identity of terminals that dial in', () => {
     expect(s.daemon.store.listEvents({ type: 'NEW_DEVICE_REFUSED' }).length).toBe(1); // once a minute, with a count
     expect(lines.filter((l) => /faster than --auto-approve-rate/.test(String(l.msg))).length).toBe(1);
     expect(lines.filter((l) => l.msg === 'terminal session refused').length).toBe(3);
+  });
+});
+
+describe('a device ID bound to a TLS client certificate', () => {
+  let pki: Pki;
+  beforeAll(() => {
+    pki = makePki();
+  });
+  afterAll(() => pki?.cleanup());
+
+  it('is bound to the certificate fingerprint; a site-key session without it, even from the same address, is held pending', async () => {
+    const { s, port } = await listeningSite({ tlsListen: [{ host: '127.0.0.1', port: 0, tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.ca, requireClientCert: true } }] });
+    const tlsPort = s.daemon.listenPorts[1];
+    const sim = await Simulator.start({ terminals: 1, deviceIdBase: 3000, commKey: DEV_COMM_KEY, timing: ZERO_TIMING, dial: { host: '127.0.0.1', port: tlsPort }, tls: { ca: pki.ca, cert: pki.client.cert, key: pki.client.key }, reconnect: { minMs: 30, maxMs: 150 } });
+    cleanups.push(() => sim.close());
+    await waitFor(() => s.daemon.terminals().find((t) => t.id === '3001')?.state === 'online');
+    expect(JSON.parse(s.daemon.store.getTerminal('3001')!.identity!)).toEqual({ kind: 'cert', sha256: pki.client.fingerprint.replace(/:/g, '').toLowerCase() });
+    await sim.close();
+    await waitFor(() => s.daemon.terminals().find((t) => t.id === '3001')?.state === 'offline');
+
+    const impostor = await fake(port, { deviceId: 3001, localAddress: '127.0.0.1' });
+    expect(await impostor.handshake()).toBe(Status.OK);
+    await waitFor(() => s.daemon.terminals().find((t) => t.id === '3001')?.state === 'pending');
+    const [mm] = s.daemon.store.listEvents({ type: 'PEER_IDENTITY_MISMATCH', terminalId: '3001' });
+    expect(JSON.parse(mm.detail!).reason).toMatch(/client certificate/);
+    s.daemon.putUser(person('cert-bound'));
+    await s.daemon.engine.idle();
+    expect(pushedTo(impostor)).toEqual([]);
   });
 });
