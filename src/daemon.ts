@@ -285,13 +285,16 @@ export class Daemon {
   }
 
   private onIdentityConflict(id: string, peer: PeerCredential, currentRemote: string): void {
-    this.store.recordEventDurably({ type: DaemonEvent.PEER_IDENTITY_CONFLICT, terminalId: id, detail: JSON.stringify({ remote: peer.remote, current: currentRemote }) });
-    this.log.warn({ terminal: id, remote: peer.remote, current: currentRemote }, 'a second session claimed a terminal that is online: refused; the current session keeps running');
+    const r = this.store.recordEventDurably({ type: DaemonEvent.PEER_IDENTITY_CONFLICT, terminalId: id, detail: JSON.stringify({ remote: peer.remote, current: currentRemote }) });
+    // a peer retrying in a loop is logged as often as its events are written (the rest are counted in EVENTS_SUPPRESSED)
+    if (!('suppressed' in r))
+      this.log.warn({ terminal: id, remote: peer.remote, current: currentRemote }, 'a second session claimed a terminal that is online: refused; the current session keeps running');
   }
 
   private recordMismatch(id: string, peer: PeerCredential, why: string): void {
-    this.store.recordEventDurably({ type: DaemonEvent.PEER_IDENTITY_MISMATCH, terminalId: id, detail: JSON.stringify({ remote: peer.remote, reason: why }) });
-    this.log.warn({ terminal: id, remote: peer.remote, reason: why }, 'terminal identity does not match');
+    const r = this.store.recordEventDurably({ type: DaemonEvent.PEER_IDENTITY_MISMATCH, terminalId: id, detail: JSON.stringify({ remote: peer.remote, reason: why }) });
+    if (!('suppressed' in r))
+      this.log.warn({ terminal: id, remote: peer.remote, reason: why }, 'terminal identity does not match');
   }
 
   private noteNewDeviceRefused(deviceId: number, peer: PeerCredential): void {

@@ -16,7 +16,8 @@ import { ProtocolLink } from './link.js';
 
 /**
  * Thrown by resolveDialIn to refuse an authenticated session for a reason of
- * policy (identity, rate of new device IDs): closed with the reason, logged at warn.
+ * policy (identity, rate of new device IDs): closed with the reason (the
+ * thrower logs and records it).
  */
 export class SessionRefused extends Error {
   constructor(message: string) {
@@ -328,7 +329,8 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
           this.adopt(id, conn, 'listen', undefined, note);
         } catch (e) {
           if (e instanceof SessionRefused) {
-            this.log.warn({ remote, deviceId: conn.hello.deviceId, reason: e.message }, 'terminal session refused');
+            // the owner logs and records the refusal at a bounded rate; a peer retrying in a loop is a debug line each time
+            this.log.debug({ remote, deviceId: conn.hello.deviceId, reason: e.message }, 'terminal session refused');
             conn.close(e.message);
             return;
           }
