@@ -29,6 +29,14 @@ export class TokenBucket {
     return true;
   }
 
+  /** Spends up to n tokens; returns how many it spent. */
+  takeUpTo(n: number): number {
+    this.refill();
+    const k = Math.max(0, Math.min(n, Math.floor(this.tokens)));
+    this.tokens -= k;
+    return k;
+  }
+
   /** true when the bucket is full again (its state then equals a fresh bucket's, so it can be dropped) */
   get full(): boolean {
     this.refill();

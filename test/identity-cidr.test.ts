@@ -60,6 +60,16 @@ describe('token bucket', () => {
     expect(b.full).toBe(true);
   });
 
+  it('takeUpTo spends what there is, at most n', () => {
+    let now = 0;
+    const b = new TokenBucket(10, 100, () => now);
+    expect(b.takeUpTo(30)).toBe(30);
+    expect(b.takeUpTo(1000)).toBe(70);
+    expect(b.takeUpTo(5)).toBe(0);
+    now += 500;
+    expect(b.takeUpTo(1000)).toBe(5);
+  });
+
   it('parses N/min and N/s', () => {
     expect(parseRate('60/min')).toEqual({ ratePerSec: 1, burst: 60 });
     expect(parseRate('5/s')).toEqual({ ratePerSec: 5, burst: 5 });

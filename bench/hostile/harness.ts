@@ -30,6 +30,8 @@ export interface SiteOptions {
   nodeArgs?: string[];
   concurrency?: number;
   logFile?: string;
+  /** write a V8 CPU profile of the daemon here */
+  cpuProfDir?: string;
 }
 
 export async function startHostileSite(o: SiteOptions = {}): Promise<HostileSite> {
@@ -52,6 +54,7 @@ export async function startHostileSite(o: SiteOptions = {}): Promise<HostileSite
       sampleMs: 250,
       nodeArgs: o.nodeArgs,
       logFile: o.logFile,
+      cpuProfDir: o.cpuProfDir,
       daemonExtra: { listen: [{ host: '127.0.0.1', port: 0 }], autoApprove: true, ...o.daemonExtra },
     });
   } catch (e) {

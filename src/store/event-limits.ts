@@ -59,25 +59,30 @@ export class EventLimiter {
 
   /** true: write the event; false: it is over its terminal's limit and was counted instead */
   admit(terminalId: string | null | undefined, type: string): boolean {
-    if (!terminalId || !this.types.has(type)) return true;
+    return this.admitMany(terminalId, type, 1) === 1;
+  }
+
+  /** Of `n` events of one terminal and type, how many may be written (the first ones); the rest are counted. */
+  admitMany(terminalId: string | null | undefined, type: string, n: number): number {
+    if (!terminalId || !this.types.has(type)) return n;
     const key = `${terminalId}\u0000${type}`;
     let b = this.buckets.get(key);
     if (!b) {
       b = new TokenBucket(this.opts.ratePerSec, this.opts.burst, this.now);
       this.buckets.set(key, b);
     }
-    if (b.take()) {
-      // now and then, forget buckets that are full again (a fresh bucket is the same)
-      if (++this.admitted % 4096 === 0) for (const [k, v] of this.buckets) if (v.full) this.buckets.delete(k);
-      return true;
+    const ok = b.takeUpTo(n);
+    // now and then, forget buckets that are full again (a fresh bucket is the same)
+    if (ok > 0 && ++this.admitted % 4096 === 0) for (const [k, v] of this.buckets) if (v.full) this.buckets.delete(k);
+    if (ok < n) {
+      let s = this.suppressed.get(terminalId);
+      if (!s) {
+        s = { terminalId, counts: {}, since: this.now() };
+        this.suppressed.set(terminalId, s);
+      }
+      s.counts[type] = (s.counts[type] ?? 0) + (n - ok);
     }
-    let s = this.suppressed.get(terminalId);
-    if (!s) {
-      s = { terminalId, counts: {}, since: this.now() };
-      this.suppressed.set(terminalId, s);
-    }
-    s.counts[type] = (s.counts[type] ?? 0) + 1;
-    return false;
+    return ok;
   }
 
   get pendingSummaries(): number {
