@@ -158,12 +158,13 @@ export const ATTACKS: Attack[] = [
       });
       // the list, then 20 s of what the daemon does with it
       const why = await until(ctx, () => p.isClosed || (listDoneAt !== null && Date.now() - listDoneAt > 20_000));
+      const endedByDaemon = p.isClosed;
       p.close();
       await sleep(500);
       const offAfter = ctx.site.daemon.alive ? eventsOf(ctx.site.db, 't1', 'TERMINAL_OFFLINE') + eventsOf(ctx.site.db, 't2', 'TERMINAL_OFFLINE') : NaN;
       return {
-        reached: `${served.toLocaleString('en')} of ${TOTAL.toLocaleString('en')} entries listed${listDoneAt ? ` in ${round((listDoneAt - t0) / 1000)} s` : ''}; ${why === 'done' ? (p.isClosed && listDoneAt === null ? 'the daemon ended the session' : 'list done + 20 s') : why}`,
-        figures: { listed: served, listSeconds: listDoneAt ? round((listDoneAt - t0) / 1000) : null, getUsersRequests: getUsers, wellBehavedDropped: offAfter - offBefore, stop: why },
+        reached: `${served.toLocaleString('en')} of ${TOTAL.toLocaleString('en')} entries listed${listDoneAt ? ` in ${round((listDoneAt - t0) / 1000)} s` : ''}; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : 'list done + 20 s') : why}`,
+        figures: { listed: served, listSeconds: listDoneAt ? round((listDoneAt - t0) / 1000) : null, getUsersRequests: getUsers, wellBehavedDropped: offAfter - offBefore, sessionEndedByDaemon: endedByDaemon, stop: why },
       };
     },
   },
@@ -182,12 +183,13 @@ export const ATTACKS: Attack[] = [
       });
       const why = await until(ctx, () => p.isClosed || st!.sent() >= 12_400_000);
       stopped = true;
+      const endedByDaemon = p.isClosed;
       const backlog = Math.max(0, ...ctx.site.daemon.samples.map((s) => s.ingestBacklog));
       const sec = st!.started() ? round((Date.now() - st!.started()!) / 1000) : 0;
       p.close();
       return {
-        reached: `${st!.sent().toLocaleString('en')} events sent in ${sec} s; ${why === 'done' ? (p.isClosed ? 'the daemon ended the session' : 'all sent') : why}`,
-        figures: { eventsSent: st!.sent(), seconds: sec, maxIngestBacklog: backlog, sessionEndedByDaemon: p.isClosed && why === 'done', stop: why },
+        reached: `${st!.sent().toLocaleString('en')} events sent in ${sec} s; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : 'all sent') : why}`,
+        figures: { eventsSent: st!.sent(), seconds: sec, maxIngestBacklog: backlog, sessionEndedByDaemon: endedByDaemon, stop: why },
       };
     },
   },
@@ -242,6 +244,7 @@ export const ATTACKS: Attack[] = [
       });
       const why = await until(ctx, () => p.isClosed || (st!.started() !== null && Date.now() - st!.started()! > 10_000));
       stopped = true;
+      const endedByDaemon = p.isClosed;
       const sec = st!.started() ? (Date.now() - st!.started()!) / 1000 : 0;
       p.close();
       await sleep(1000); // what was received is still being written
@@ -249,8 +252,8 @@ export const ATTACKS: Attack[] = [
       const deletes = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'USER_DELETED_ON_DEVICE') : NaN;
       const bytes = dbBytes(ctx.site.db) - bytes0;
       return {
-        reached: `${st!.sent().toLocaleString('en')} delete events sent in ${round(sec)} s; ${why === 'done' ? (p.isClosed ? 'the daemon ended the session' : '10 s') : why}`,
-        figures: { eventsSent: st!.sent(), seconds: round(sec), rowsWritten: rows, deleteRows: deletes, dbGrowthMb: round(bytes / 1048576), mbPerSec: round(bytes / 1048576 / Math.max(sec, 0.001)), stop: why },
+        reached: `${st!.sent().toLocaleString('en')} delete events sent in ${round(sec)} s; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : '10 s') : why}`,
+        figures: { eventsSent: st!.sent(), seconds: round(sec), sessionEndedByDaemon: endedByDaemon, rowsWritten: rows, deleteRows: deletes, dbGrowthMb: round(bytes / 1048576), mbPerSec: round(bytes / 1048576 / Math.max(sec, 0.001)), stop: why },
       };
     },
   },

@@ -54,6 +54,7 @@ export async function startHostileSite(o: SiteOptions = {}): Promise<HostileSite
       sampleMs: 250,
       nodeArgs: o.nodeArgs,
       logFile: o.logFile,
+      logLevel: o.logFile ? 'info' : undefined,
       cpuProfDir: o.cpuProfDir,
       daemonExtra: { listen: [{ host: '127.0.0.1', port: 0 }], autoApprove: true, ...o.daemonExtra },
     });

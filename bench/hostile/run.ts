@@ -1,4 +1,4 @@
-// `npm run bench:hostile [-- --only=listflood,deleteflood] [--label=NAME] [--commit=SHA] [--rss-cap-mb=1500] [--cpu-prof-dir=DIR]`
+// `npm run bench:hostile [-- --only=listflood,deleteflood] [--label=NAME] [--commit=SHA] [--rss-cap-mb=1500] [--cpu-prof-dir=DIR] [--log-file=FILE]`
 // Runs the attacks of issue 14 against a real daemon process, one after the
 // other, each on a fresh site, and records for each: how far it got, the
 // daemon's peak RSS, the largest event-loop delay (/metrics) and /healthz
@@ -55,7 +55,7 @@ function git(cmd: string): string {
 async function runOne(a: Attack, label: string, rssCapMb: number): Promise<HostileRun> {
   const log = (m: string) => console.log(`[${a.name}] ${m}`);
   log(`starting: ${a.size}`);
-  const site = await startHostileSite({ ...a.site, cpuProfDir: arg('cpu-prof-dir') });
+  const site = await startHostileSite({ ...a.site, cpuProfDir: arg('cpu-prof-dir'), logFile: arg('log-file') });
   try {
     const quiet = await quietLatency(site);
     log(`quiet sync latency: median ${quiet.medianMs} ms`);
