@@ -61,6 +61,20 @@ export interface RunConfig {
   concurrency: number;
   /** approve terminals that authenticate but are not configured, instead of holding them pending */
   autoApprove: boolean;
+  /** new device IDs recorded at most this fast, "N/min" or "N/s" (auto-approved or pending); "off" for no limit */
+  autoApproveRate: string;
+  /** auto-approve only terminals whose source address is in one of these ranges (CIDR; empty: any) */
+  autoApproveFrom: string[];
+  /** a site-key terminal's device ID is bound to its source address widened to this IPv4 / IPv6 prefix */
+  identityPrefixV4: number;
+  identityPrefixV6: number;
+  /** monitoring events kept (the newest); older ones are pruned */
+  eventsKeep: number;
+  /** monitoring events older than this many days are pruned */
+  eventsMaxAgeDays: number;
+  /** per terminal and event type a terminal can trigger: events written per second, and the burst */
+  eventsRate: number;
+  eventsBurst: number;
   logLevel: LogLevel;
   logPretty: boolean;
   logFrames: boolean;
@@ -98,6 +112,14 @@ export const RUN_DEFAULTS = {
   requestTimeoutMs: 10_000,
   concurrency: 32,
   autoApprove: false,
+  autoApproveRate: '60/min',
+  autoApproveFrom: [] as string[],
+  identityPrefixV4: 32,
+  identityPrefixV6: 64,
+  eventsKeep: 1_000_000,
+  eventsMaxAgeDays: 90,
+  eventsRate: 10,
+  eventsBurst: 200,
   logLevel: 'info',
   logPretty: false,
   logFrames: false,

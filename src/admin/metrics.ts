@@ -198,6 +198,9 @@ export class MetricsCollector {
       x.family('termsync_outbox_entries', 'gauge', 'Pushes waiting in the outbox (one per terminal and user).', d.store.outboxCount());
       x.family('termsync_users', 'gauge', 'Users in the server database.', d.store.userCount());
       x.family('termsync_push_failures', 'gauge', 'Users a terminal refused (up to 10000 counted).', d.store.listPushFailures({ limit: 10_000 }).length);
+      const disk = d.store.diskUsage();
+      x.family('termsync_db_disk_bytes', 'gauge', 'Bytes of the database on disk, by file.', [[{ file: 'db' }, disk.dbBytes], [{ file: 'wal' }, disk.walBytes]]);
+      x.family('termsync_db_free_bytes', 'gauge', 'Free pages inside the database file, bytes (reused before the file grows).', disk.freePages * disk.pageSize);
     } catch {
       dbUp = 0;
     }

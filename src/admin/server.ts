@@ -151,6 +151,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         pullFailures: store.listPullFailures({ limit: PUSH_FAILURES_COUNTED }).length,
         users: store.userCount(),
         pendingEvents: store.pendingEventCount,
+        disk: store.diskUsage(),
       },
     };
   });

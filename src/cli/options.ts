@@ -3,6 +3,8 @@
 // (src/cli/flagfile.ts), so a flag cannot be valid in one place and not the other.
 import { isIP } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseRate } from '../rate-limit.js';
+import { parseCidr } from '../terminal/identity.js';
 import { DEFAULT_TERMINAL_PORT } from '../codec/constants.js';
 import {
   LOG_LEVELS,
@@ -147,6 +149,27 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'most requests in flight to all terminals together' },
   { name: 'auto-approve', key: 'autoApprove', type: 'bool',
     help: 'approve terminals that authenticate but are not configured, instead of holding them pending' },
+  { name: 'auto-approve-rate', key: 'autoApproveRate', type: 'string', valueName: 'N/min',
+    validate: (v) => (v === 'off' || parseRate(String(v)) ? undefined : 'must be N/min or N/s (e.g. 60/min), or off'),
+    help: 'new device IDs recorded (auto-approved or pending) at most this fast; a new device beyond it is refused and dials again later' },
+  { name: 'auto-approve-from', key: 'autoApproveFrom', type: 'repeatable', valueName: 'CIDR',
+    item: (raw, flag) => {
+      if (!parseCidr(raw)) throw new FlagValueError(`${flag} must be an address range, e.g. 10.20.0.0/16 or fd00::/8 (got ${JSON.stringify(raw)})`);
+      return raw;
+    },
+    help: 'with --auto-approve: approve only terminals whose source address is in this range (others are held pending); repeatable' },
+  { name: 'identity-prefix-v4', key: 'identityPrefixV4', type: 'int', min: 0, max: 32, valueName: 'BITS',
+    help: 'a terminal using the site key is bound to its source address within this IPv4 prefix (0: any address)' },
+  { name: 'identity-prefix-v6', key: 'identityPrefixV6', type: 'int', min: 0, max: 128, valueName: 'BITS',
+    help: 'the same for IPv6 source addresses' },
+  { name: 'events-keep', key: 'eventsKeep', type: 'int', min: 1000, max: 1_000_000_000, valueName: 'N',
+    help: 'monitoring events kept; older ones are pruned in the background' },
+  { name: 'events-max-age-days', key: 'eventsMaxAgeDays', type: 'int', min: 1, max: 36_500, valueName: 'DAYS',
+    help: 'monitoring events older than this are pruned' },
+  { name: 'events-rate', key: 'eventsRate', type: 'int', min: 1, max: 1_000_000, valueName: 'N',
+    help: 'per terminal and event type a terminal can trigger (deletes on the device, refused pushes, log gaps...): events written per second; the rest are counted in one EVENTS_SUPPRESSED event' },
+  { name: 'events-burst', key: 'eventsBurst', type: 'int', min: 1, max: 10_000_000, valueName: 'N',
+    help: 'the burst allowed above --events-rate' },
   { name: 'log-level', key: 'logLevel', type: 'enum', choices: LOG_LEVELS, valueName: 'LEVEL', help: 'log level' },
   { name: 'log-pretty', key: 'logPretty', type: 'bool', help: 'human-readable log lines instead of JSON' },
   { name: 'log-frames', key: 'logFrames', type: 'bool',

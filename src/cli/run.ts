@@ -7,6 +7,8 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';
 import { loadAdminToken, loadCommKey, resolveCommKey, type RunConfig } from '../config.js';
+import { parseRate } from '../rate-limit.js';
+import { parseCidr } from '../terminal/identity.js';
 import { Daemon, type DaemonOptions } from '../daemon.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
@@ -43,6 +45,10 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     requestTimeoutMs: cfg.requestTimeoutMs,
     concurrency: cfg.concurrency,
     autoApprove: cfg.autoApprove,
+    newDeviceRate: cfg.autoApproveRate === 'off' ? null : parseRate(cfg.autoApproveRate),
+    autoApproveFrom: cfg.autoApproveFrom.map((c) => parseCidr(c)!),
+    identity: { prefixV4: cfg.identityPrefixV4, prefixV6: cfg.identityPrefixV6 },
+    events: { keep: cfg.eventsKeep, maxAgeDays: cfg.eventsMaxAgeDays, ratePerSec: cfg.eventsRate, burst: cfg.eventsBurst },
     busyTimeoutMs: cfg.busyTimeoutMs,
     reconnectMinMs: cfg.reconnectMinMs,
     reconnectMaxMs: cfg.reconnectMaxMs,
@@ -98,6 +104,7 @@ export function applyReload(daemon: Daemon, before: RunConfig, after: RunConfig,
 const RESTART_ONLY: (keyof RunConfig)[] = [
   'db', 'listen', 'tlsListen', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsRequireClientCert', 'commKeyFile', 'terminalKeys',
   'insecureDevKey', 'adminListen', 'adminTokenFile', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
+  'autoApproveRate', 'autoApproveFrom', 'identityPrefixV4', 'identityPrefixV6', 'eventsKeep', 'eventsMaxAgeDays', 'eventsRate', 'eventsBurst',
   'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
   'maxTerminalUsers', 'reconcileTimeoutSec',
 ];
