@@ -190,6 +190,17 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('ALTER TABLE terminals ADD COLUMN identity TEXT');
     },
   },
+  // Version 4 belongs to the console branch (an index for the user search);
+  // this no-op placeholder only holds its number here. At merge, keep the
+  // console's real entry and drop this one.
+  { version: 4, description: 'placeholder (neutral branch): replaced by the real version 4 at merge', up() {} },
+  {
+    version: 5,
+    description: "terminals.protocol: the driver that speaks to the terminal ('termsync', 'zk', ...)",
+    up(db) {
+      db.exec("ALTER TABLE terminals ADD COLUMN protocol TEXT NOT NULL DEFAULT 'termsync'");
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

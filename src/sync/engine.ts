@@ -152,6 +152,8 @@ interface Lane {
   gen: number;
   /** wait before the next retry after the terminal answered 'busy' (doubles; reset by a step that went through) */
   busyRetryMs: number;
+  /** the session is attached and its feed not yet started (idle() waits for it) */
+  starting: boolean;
   /** its last job took long, or ran past its slice: its jobs share the slow part of the slots */
   slow: boolean;
   /** wait before retrying an abandoned reconcile (doubles; reset by one that finishes) */
@@ -270,14 +272,20 @@ export class SyncEngine {
     lane.inbox = [];
     lane.arrivals.clear();
     link.onClose(() => {
-      if (lane.link === link) lane.link = null;
+      if (lane.link === link) {
+        lane.link = null;
+        lane.starting = false;
+      }
     });
+    lane.starting = true;
     try {
       await this.startLog(lane, link);
     } catch (e) {
       if (!link.closed) this.log.warn({ terminal: terminalId, err: (e as Error).message }, 'log catch-up failed; closing session');
       link.close(`log catch-up failed: ${(e as Error).message}`);
       return;
+    } finally {
+      if (lane.link === link) lane.starting = false;
     }
     lane.catchingUp = true;
     this.loadPullFailures(lane);
@@ -307,6 +315,7 @@ export class SyncEngine {
     const lane = this.lanes.get(terminalId);
     if (!lane) return;
     lane.link = null;
+    lane.starting = false;
     lane.inbox = [];
     if (lane.retryTimer) clearTimeout(lane.retryTimer);
     lane.retryTimer = null;
@@ -347,7 +356,7 @@ export class SyncEngine {
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.onIdle();
-      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
+      const busy = [...this.lanes.values()].some((l) => l.link && (l.starting || l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
       if (!busy) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -452,7 +461,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, subscribedFrom: 0, processed: 0, gen: 0, busyRetryMs: BUSY_RETRY_MIN_MS, reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, slow: false, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, subscribedFrom: 0, processed: 0, gen: 0, busyRetryMs: BUSY_RETRY_MIN_MS, starting: false, reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, slow: false, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
