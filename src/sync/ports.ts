@@ -1,15 +1,10 @@
-// What the sync engine needs from a terminal and nothing more.
-//
-// Two generations live here while the engine moves over:
-// - TerminalLink (below, at the end): the first port. It still speaks termsync's
-//   wire terms (event codes, origins, status numbers) that the engine
-//   interprets; src/terminal/link.ts implements it. To be removed once the
-//   engine uses DeviceSession.
-// - DeviceSession: the protocol-neutral port. A driver (one folder per
-//   protocol under src/drivers/) turns its protocol into the domain's terms,
-//   and the engine adapts to what the driver declares it can do. On it, the
-//   engine imports nothing of any codec. The termsync driver is
-//   src/drivers/termsync (the mapping of its codes: mapping.ts).
+// What the sync engine needs from a terminal and nothing more: the
+// protocol-neutral port. A driver (one folder per protocol under src/drivers/)
+// turns its protocol into the domain's terms, and the engine adapts to what
+// the driver declares it can do. On it, the engine imports nothing of any
+// codec (test/sync-layering.test.ts checks). The termsync driver is
+// src/drivers/termsync (the mapping of its codes: mapping.ts; its session:
+// session.ts); the daemon keeps a registry of drivers by protocol name.
 //
 // The protocol-neutral port, in short:
 //
@@ -54,7 +49,6 @@
 // Sessions: one DeviceSession per connected, authenticated terminal; a
 // TerminalDriver dials one (terminals that dial in are accepted by the
 // protocol's listener and handed over the same way).
-import type { EventRecord } from '../model/event.js';
 import type { PartsSupport } from '../model/parts.js';
 import type { UserRecord } from '../model/user.js';
 import type { PeerLimitError } from './peer-limit.js';
@@ -243,70 +237,4 @@ export interface DialTarget {
   /** the terminal's key as configured (a key file's bytes): termsync's comm key; a protocol with another form parses it (ZK: the numeric password as digits) */
   key: Buffer;
   signal?: AbortSignal;
-}
-
-// ------------------------------------------------- first port (TerminalLink)
-
-export interface TerminalIdentity {
-  deviceId: number;
-  model: string;
-  firmware: string;
-  userCapacity: number;
-  /** most user records per put/get request */
-  maxBatch: number;
-  logCapacity: number;
-}
-
-export interface LogState {
-  /** changes whenever the terminal's event IDs restart (reset, log cleared) */
-  logEpoch: number;
-  firstEventId: number;
-  lastEventId: number;
-}
-
-export interface LogPage extends LogState {
-  events: EventRecord[];
-}
-
-export interface UserIndexEntry {
-  userId: string;
-  /** content digest comparable with digestOf() on a server record */
-  digest: string;
-  /** the DISABLED bit, which the digest leaves out */
-  disabled: boolean;
-}
-
-export type GetUserResult = { userId: string; user: UserRecord } | { userId: string; user: null; status: number; reason: string };
-
-export interface TerminalLink {
-  readonly identity: TerminalIdentity;
-  readonly remote: string;
-  /** current log state and user count */
-  info(): Promise<LogState & { userCount: number }>;
-  getLog(afterId: number, maxCount: number): Promise<LogPage>;
-  /**
-   * Realtime events after `afterId`; `onEvents` runs for each batch and must call ack() when processed.
-   * `window`: most events the terminal may send before an acknowledgement (the engine enforces it).
-   */
-  subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window?: number): Promise<LogState>;
-  ack(lastEventId: number): void;
-  /** The whole user index (paged internally). */
-  listUsers(): Promise<UserIndexEntry[]>;
-  /**
-   * The user index page by page, in ascending order of the user ID's bytes, each
-   * page checked before it is handed over: at most `maxUsers` users in all, IDs
-   * strictly ascending across pages (paging that does not advance is refused).
-   * Throws PeerLimitError (peer-limit.ts) when the terminal goes past a bound.
-   * Optional: the engine falls back to listUsers() for a driver without it.
-   */
-  userIndexPages?(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]>;
-  getUsers(userIds: string[]): Promise<GetUserResult[]>;
-  /** Writes records (replacing whole users); one result per record, 0 = ok, negative = the terminal's reason. */
-  putUsers(users: UserRecord[]): Promise<number[]>;
-  deleteUsers(userIds: string[]): Promise<number[]>;
-  /** The digest this terminal's protocol computes for a server record (for diffing). */
-  digestOf(user: UserRecord): string;
-  readonly closed: boolean;
-  onClose(fn: (reason: string) => void): void;
-  close(reason: string): Promise<void>;
 }
