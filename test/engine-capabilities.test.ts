@@ -12,7 +12,7 @@ import { termsyncDriver } from '../src/drivers/termsync/driver.js';
 import { ALL_PARTS, fitForTerminal, type PartsSupport } from '../src/model/parts.js';
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
-import type { DeviceSession, DialTarget, DriverCapabilities, FeedState, TerminalDriver, UserListing } from '../src/sync/ports.js';
+import { DriverError, type DeviceSession, type DialTarget, type DriverCapabilities, type FeedState, type TerminalDriver, type UserListing } from '../src/sync/ports.js';
 import { silent, startSite, type Site } from './helpers/site.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -72,7 +72,8 @@ describe('a driver without an event log, listing whole records, carrying fewer p
     const port = site.sim.ports()[1];
     site.daemon.addTerminal({ id: 't2', host: '127.0.0.1', port, protocol: 'polled', key: DEV_COMM_KEY });
     expect(site.daemon.store.getTerminal('t2')!.protocol).toBe('polled');
-    await waitFor(() => events('RECONCILE', 't2').length >= 1 && site!.daemon.terminals().find((t) => t.id === 't2')!.state === 'online');
+    const reconciled = events('RECONCILE', 't2').length;
+    await waitFor(() => events('RECONCILE', 't2').length > reconciled && site!.daemon.terminals().find((t) => t.id === 't2')!.state === 'online');
     expect(site.daemon.terminals().find((t) => t.id === 't2')!.protocol).toBe('polled');
 
     // a server user with parts the terminal cannot carry
@@ -112,5 +113,62 @@ describe('a driver without an event log, listing whole records, carrying fewer p
     site = await startSite({ terminals: 1 });
     expect(() => site!.daemon.addTerminal({ id: 'x1', host: '127.0.0.1', port: 4370, protocol: 'nope' })).toThrow(/no driver for protocol "nope" \(known: termsync\)/);
     expect(site.daemon.store.getTerminal('x1')).toBeNull();
+  });
+});
+
+/** A termsync session whose terminal is busy at first: the first GET_USERS fails as a whole, the first pushes come back busy per record. */
+function moodyDriver(): TerminalDriver & { busyPuts: number; busyGets: number } {
+  const termsync = termsyncDriver({ heartbeatSec: 2, requestTimeoutMs: 5000, log: silent });
+  const d = {
+    protocol: 'moody',
+    defaultPort: 1,
+    busyPuts: 2,
+    busyGets: 1,
+    async dial(t: DialTarget): Promise<DeviceSession> {
+      const inner = await termsync.dial(t);
+      const s = Object.create(inner) as DeviceSession;
+      return Object.assign(s, {
+        identity: { ...inner.identity, protocol: 'moody' },
+        async putUsers(users: UserRecord[]) {
+          if (d.busyPuts > 0) {
+            d.busyPuts--;
+            return users.map(() => ({ ok: false as const, reason: 'busy' as const, detail: 'terminal busy' }));
+          }
+          return inner.putUsers(users);
+        },
+        async getUsers(ids: string[]) {
+          if (d.busyGets > 0) {
+            d.busyGets--;
+            throw new DriverError('busy', 'terminal busy');
+          }
+          return inner.getUsers(ids);
+        },
+      });
+    },
+  };
+  return d;
+}
+
+describe("a terminal that answers 'busy'", () => {
+  it('keeps its session; what it did not take is tried again later in the session, nothing is recorded as refused', async () => {
+    const moody = moodyDriver();
+    site = await startSite({ terminals: 2, daemon: { drivers: [moody] } });
+    const onlineBefore = events('TERMINAL_ONLINE', 't2').length;
+    site.daemon.addTerminal({ id: 't2', host: '127.0.0.1', port: site.sim.ports()[1], protocol: 'moody', key: DEV_COMM_KEY });
+    await waitFor(() => events('TERMINAL_ONLINE', 't2').length > onlineBefore && site!.daemon.terminals().find((t) => t.id === 't2')!.state === 'online');
+    const sessions = events('TERMINAL_ONLINE', 't2').length;
+    site.daemon.putUser(person('b1'));
+    site.daemon.putUser(person('b2'));
+    await site.waitConverged({ users: ['b1', 'b2'], timeoutMs: 15_000 });
+    expect(moody.busyPuts).toBe(0);
+    await site.sim.terminals[1].enroll(person('b3'));
+    await waitFor(() => site!.daemon.store.getUser('b3') !== null, { timeoutMs: 15_000, message: 'the enrolled user was never pulled' });
+    expect(moody.busyGets).toBe(0);
+    await waitFor(() => site!.daemon.store.outboxCount() === 0);
+    expect(events('PUSH_FAILED', 't2')).toEqual([]);
+    expect(site.daemon.store.listPushFailures({ terminalId: 't2' })).toEqual([]);
+    // one session end: the termsync session replaced by the moody one when the protocol changed
+    expect(events('TERMINAL_OFFLINE', 't2')).toHaveLength(1);
+    expect(events('TERMINAL_ONLINE', 't2')).toHaveLength(sessions);
   });
 });
