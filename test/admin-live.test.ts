@@ -118,7 +118,7 @@ describe('GET /api/events/stream', () => {
   it('a server-side change shows up on an open stream', async () => {
     const s = openStream('/api/events/stream');
     await waitFor(() => s.status === 200);
-    const put = await fetch(base + '/api/users/8002', { method: 'PUT', body: JSON.stringify({ name: 'From the API' }) });
+    const put = await fetch(base + '/api/users/8002', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'From the API' }) });
     expect(put.status).toBe(201);
     await waitFor(() => new Set(s.messages.filter((m) => m.data.user === '8002' && m.data.label === 'User update succeeded (Server)').map((m) => m.data.terminal)).size === 3, {
       message: 'push events for 8002 missing on the stream',

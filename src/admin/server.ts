@@ -21,12 +21,19 @@
 //   GET    /api/settings                     {syncMode}
 //   PUT    /api/settings                     {syncMode}
 //   GET    /api/push-failures?terminal=&user=&limit=
-//   POST   /api/backup                       {path}: online backup of the database to an absolute path
+//   POST   /api/backup                       {name}: online backup of the database to a new file in the backup directory
+//
+// Browser safety (src/admin/access.ts): every request but /healthz must name the
+// admin address in its Host header (403 otherwise: DNS rebinding); every
+// request that changes something must come from the admin address itself
+// (Origin / Sec-Fetch-Site / Referer; 403) and declare a JSON body (415).
 //
 // Errors are {"error": "message"}: 400 bad input or malformed JSON, 401 no or
 // wrong token, 404 unknown route or object, 405 method not allowed (with
 // Allow), 409 conflict, 413 body over 1 MiB, 503 database unavailable, 500
 // anything unexpected (logged, not shown).
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -36,7 +43,9 @@ import { UserJsonError, userFromJson, userToJson } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import { SYNC_MODES, type SyncMode } from '../store/types.js';
 import { Priority } from '../sync/engine.js';
+import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
 import { AdminAuth } from './auth.js';
+import { ConnectionGuard } from './limits.js';
 import { EventHub, eventToJson, lastEventId } from './events.js';
 import { HttpError, Router, boolParam, intParam, readJsonObject, strParam, type Reply, type RouteContext } from './http.js';
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsCollector } from './metrics.js';
@@ -51,11 +60,29 @@ export interface AdminOptions {
   log: Logger;
   /** how often the event stream polls the database, ms (default 250) */
   streamPollMs?: number;
+  /** extra Host names the admin address is reached by (reverse proxies): NAME or NAME:PORT */
+  adminHosts?: readonly string[];
+  /** where POST /api/backup writes (default: a "backups" folder beside the database) */
+  backupDir?: string;
+  /** most open connections from one client address (default 64; the oldest non-stream one is closed to make room) */
+  maxConnsPerAddress?: number;
+  /** most open connections in total (default 512) */
+  maxConns?: number;
+  /** time a client gets to send a request's headers, ms (default 5000) */
+  headerTimeoutMs?: number;
+  /** most event streams open from one client address (default 8) */
+  maxStreamsPerAddress?: number;
+  /** the machine's names and addresses, for a wildcard listener (tests); default from node:os */
+  machine?: { hostnames: string[]; addresses: string[] };
 }
 
 export interface AdminServer {
   /** the port actually bound (useful with port 0) */
   port: number;
+  /** every route of the API (method and path pattern) */
+  routes: { method: string; path: string }[];
+  /** the directory backups are written to */
+  backupDir: string;
   close(): Promise<void>;
 }
 
@@ -66,6 +93,8 @@ const EVENT_PAGE_MAX = 10_000;
 /** push failures counted for the status page; more shows as "1000+" */
 const PUSH_FAILURES_COUNTED = 1000;
 const TERMINAL_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** a backup file name: no directories, no hidden files, no ".." */
+const BACKUP_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
 const LOOPBACK = /^(127\.|::1$|\[::1\]$|localhost$)/;
 
@@ -98,6 +127,10 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   metrics.start();
   const unsubscribe = daemon.engine.onActivity(() => hub.wake());
   let backupRunning = false;
+  const guard = new ConnectionGuard({ maxConnsPerAddress: o.maxConnsPerAddress, maxConns: o.maxConns, maxStreamsPerAddress: o.maxStreamsPerAddress });
+  const backupDir = path.resolve(o.backupDir ?? path.join(path.dirname(path.resolve(store.path)), 'backups'));
+  // set once the port is bound
+  let hosts: HostPolicy | null = null;
 
   const terminalView = (id: string): TerminalView => {
     const t = daemon.terminals().find((x) => x.id === id);
@@ -271,6 +304,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (typeof header === 'string' && /^[0-9]{1,15}$/.test(header.trim())) after = Number(header.trim());
     after ??= intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
     if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
+    const release = guard.openStream(req.socket);
+    if (!release) throw new HttpError(429, `too many event streams open from your address (${guard.maxStreamsPerAddress}); close one and retry`, { 'retry-after': '5' });
+    res.once('close', release);
     after ??= lastEventId(store);
     hub.add(res, after);
     return null;
@@ -298,25 +334,39 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   // ------------------------------------------------------------- backup
   r.on('POST', '/api/backup', async ({ req }) => {
     const b = await readJsonObject(req, 'the backup request');
-    if (typeof b.path !== 'string' || b.path === '') throw new HttpError(400, 'path (the backup file to write) is required');
-    if (!path.isAbsolute(b.path)) throw new HttpError(400, 'path must be absolute: the daemon\'s working directory is not yours');
-    const dest = path.resolve(b.path);
-    const live = path.resolve(store.path);
-    if ([live, `${live}-wal`, `${live}-shm`, `${live}-journal`].includes(dest)) throw new HttpError(400, 'path is the live database itself; choose another file');
+    if (b.path !== undefined) throw new HttpError(400, `backups are written to the backup directory (${backupDir}); give a file name as "name", not a path`);
+    if (typeof b.name !== 'string' || b.name === '') throw new HttpError(400, 'name (the backup file to create in the backup directory) is required');
+    if (!BACKUP_NAME.test(b.name) || b.name.includes('..')) {
+      throw new HttpError(400, 'name must be a plain file name: 1..128 letters, digits, ".", "_" or "-", not starting with "." and without ".."');
+    }
+    const dest = path.join(backupDir, b.name);
     if (backupRunning) throw new HttpError(409, 'a backup is already running; wait for it to finish');
     backupRunning = true;
     const started = Date.now();
+    // The copy goes to a fresh temporary name, then is linked to its final
+    // name: link() fails when that name exists, so nothing is ever
+    // overwritten, and a half-written backup never carries the final name.
+    const temp = path.join(backupDir, `.partial-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      const p = await store.backup(dest);
+      fs.mkdirSync(backupDir, { recursive: true, mode: 0o700 });
+      if (fs.existsSync(dest)) throw new HttpError(409, `${b.name} already exists in the backup directory; choose another name`);
+      const p = await store.backup(temp);
+      try {
+        fs.linkSync(temp, dest);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new HttpError(409, `${b.name} already exists in the backup directory; choose another name`);
+        throw e;
+      }
       log.info({ path: dest, pages: p.totalPages, ms: Date.now() - started }, 'database backup written');
-      return { status: 200, body: { path: dest, totalPages: p.totalPages, remainingPages: p.remainingPages, ms: Date.now() - started } };
+      return { status: 200, body: { name: b.name, path: dest, totalPages: p.totalPages, remainingPages: p.remainingPages, ms: Date.now() - started } };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'EROFS' || code === 'ENOSPC') {
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'EROFS' || code === 'ENOSPC' || code === 'EXDEV') {
         throw new HttpError(400, `cannot write the backup to ${dest}: ${(e as Error).message}`);
       }
       throw e;
     } finally {
+      fs.rmSync(temp, { force: true });
       backupRunning = false;
     }
   });
@@ -353,6 +403,18 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     } catch {
       throw new HttpError(400, 'malformed request URL');
     }
+    const publicRoute = url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD');
+    // DNS rebinding: the Host must be a name of the admin address (health
+    // checks are exempt: they carry no data and come from load balancers)
+    if (!publicRoute && hosts && !hosts.allows(req.headers.host)) {
+      throw new HttpError(403, `this is the termsync admin API; the Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not one of its names (add it with --admin-host when a proxy uses it)`);
+    }
+    if (!SAFE_METHODS.has(method)) {
+      const cross = crossSiteProblem(req);
+      if (cross) throw new HttpError(403, cross);
+      const type = contentTypeProblem(req);
+      if (type) throw new HttpError(415, type);
+    }
     // The status page opened with ?token=: trade the token for the cookie and
     // drop it from the address bar (and the history) with a redirect.
     if (url.pathname === '/' && (method === 'GET' || method === 'HEAD') && url.searchParams.has('token')) {
@@ -363,7 +425,6 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       send(res, { status: 303, headers: { location: '/', ...(auth ? { 'set-cookie': auth.setCookieHeader() } : {}) } });
       return 303;
     }
-    const publicRoute = url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD');
     if (auth && !publicRoute && !auth.authorized(req)) {
       if (url.pathname === '/') {
         send(res, {
@@ -387,8 +448,18 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     return reply?.status ?? 200;
   };
 
-  const server = http.createServer((req, res) => {
+  const headersTimeout = o.headerTimeoutMs ?? 5_000;
+  const server = http.createServer({
+    // slow or stuck clients cannot hold connections for long (event streams
+    // are responses, so requestTimeout does not cut them); node checks these
+    // deadlines every connectionsCheckingInterval
+    headersTimeout,
+    requestTimeout: Math.max(30_000, headersTimeout),
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(headersTimeout / 4))),
+  }, (req, res) => {
     const started = Date.now();
+    guard.busy(req.socket);
+    res.once('close', () => guard.idle(req.socket));
     // the path only: a query string may carry the token
     const where = (req.url ?? '/').split('?')[0];
     handle(req, res).then(
@@ -413,12 +484,11 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       },
     );
   });
-  // slow or stuck clients cannot hold connections forever (event streams are
-  // responses, so requestTimeout does not cut them)
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
-  server.maxConnections = 512;
+  // the guard bounds connections per address and in total, making room by
+  // closing the oldest; node's own cap is only a backstop above it
+  server.on('connection', (socket) => guard.admit(socket));
+  server.maxConnections = guard.maxConns + guard.maxConnsPerAddress;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => reject(new Error(`the admin API cannot listen on ${o.host}:${o.port}: ${e.message}`));
@@ -430,11 +500,14 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   });
   server.on('error', (e) => log.error({ err: e.message }, 'admin server error'));
   const port = (server.address() as AddressInfo).port;
-  log.info({ host: o.host, port, auth: auth ? 'bearer token' : 'none' }, 'admin API listening');
+  hosts = new HostPolicy({ listenHost: o.host, port, extraHosts: o.adminHosts, machine: o.machine });
+  log.info({ host: o.host, port, auth: auth ? 'bearer token' : 'none', hostNames: hosts.describe() }, 'admin API listening');
 
   let closing: Promise<void> | undefined;
   return {
     port,
+    routes: r.list(),
+    backupDir,
     close() {
       closing ??= new Promise<void>((resolve) => {
         unsubscribe();
