@@ -161,6 +161,19 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  // MERGE NOTE: versions 2 and 3 belong to the engine (pull failures) and the
+  // hostile-peer work (event retention); these no-op placeholders only hold
+  // their numbers on the console branch. At merge, keep their real entries and
+  // drop these two.
+  { version: 2, description: 'placeholder (console branch): replaced by the real version 2 at merge', up() {} },
+  { version: 3, description: 'placeholder (console branch): replaced by the real version 3 at merge', up() {} },
+  {
+    version: 4,
+    description: 'users_by_name: an index for the console\'s user search by name (case-insensitive for ASCII, keyset-paged with the ID)',
+    up(db) {
+      db.exec('CREATE INDEX IF NOT EXISTS users_by_name ON users(name COLLATE NOCASE, id)');
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
