@@ -24,6 +24,7 @@ export const EVENT_LABELS: Readonly<Record<string, string>> = {
   TERMINAL_ONLINE: 'Terminal online',
   TERMINAL_OFFLINE: 'Terminal offline',
   TERMINAL_PENDING: 'Terminal waiting for approval',
+  SYNC_MODE_CHANGED: 'Sync mode changed',
 };
 
 export function eventLabel(type: string): string {

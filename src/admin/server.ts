@@ -21,6 +21,7 @@
 //   GET    /api/settings                     {syncMode}
 //   PUT    /api/settings                     {syncMode}
 //   GET    /api/push-failures?terminal=&user=&limit=
+//   (console routes: src/admin/console-routes.ts)
 //   POST   /api/backup                       {name}: online backup of the database to a new file in the backup directory
 //
 // Browser safety (src/admin/access.ts): every request but /healthz must name the
@@ -45,6 +46,7 @@ import { SYNC_MODES, type SyncMode } from '../store/types.js';
 import { Priority } from '../sync/engine.js';
 import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
 import { AdminAuth } from './auth.js';
+import { addConsoleRoutes } from './console-routes.js';
 import { ConnectionGuard } from './limits.js';
 import { EventHub, eventToJson, lastEventId } from './events.js';
 import { HttpError, Router, boolParam, intParam, readJsonObject, strParam, type Reply, type RouteContext } from './http.js';
@@ -321,8 +323,16 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (typeof b.syncMode !== 'string' || !(SYNC_MODES as readonly string[]).includes(b.syncMode)) {
       throw new HttpError(400, `syncMode must be one of ${SYNC_MODES.join(', ')}, not ${JSON.stringify(b.syncMode)}`);
     }
+    const from = daemon.engine.syncMode;
     daemon.setSyncMode(b.syncMode as SyncMode);
-    log.info({ syncMode: b.syncMode }, 'sync mode changed through the admin API');
+    log.info({ syncMode: b.syncMode, from }, 'sync mode changed through the admin API');
+    if (from !== b.syncMode) {
+      try {
+        store.appendEvent({ type: 'SYNC_MODE_CHANGED', detail: JSON.stringify({ from, to: b.syncMode }) });
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'the sync mode change could not be written to the monitoring log');
+      }
+    }
     return { status: 200, body: { syncMode: daemon.engine.syncMode } };
   });
 
@@ -371,6 +381,8 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     }
   });
 
+  addConsoleRoutes(r, { daemon, log });
+
   // ----------------------------------------------------------- dispatch
   const send = (res: http.ServerResponse, reply: Reply) => {
     if (res.headersSent) {
@@ -403,10 +415,12 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     } catch {
       throw new HttpError(400, 'malformed request URL');
     }
-    const publicRoute = url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD');
+    // health, and the console's static files (they hold no data; the console asks for the token)
+    const publicRoute = (method === 'GET' || method === 'HEAD') && (url.pathname === '/healthz' || url.pathname === '/console' || url.pathname.startsWith('/console/'));
+    const healthCheck = url.pathname === '/healthz';
     // DNS rebinding: the Host must be a name of the admin address (health
     // checks are exempt: they carry no data and come from load balancers)
-    if (!publicRoute && hosts && !hosts.allows(req.headers.host)) {
+    if (!healthCheck && hosts && !hosts.allows(req.headers.host)) {
       throw new HttpError(403, `this is the termsync admin API; the Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not one of its names (add it with --admin-host when a proxy uses it)`);
     }
     if (!SAFE_METHODS.has(method)) {
