@@ -188,7 +188,8 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#sync-table tr[data-state="refused"]').length === 3, undefined, { timeout: 10_000 });
     const row = await page.locator('#sync-table tr[data-terminal="t1"]').textContent();
     expect(row).toMatch(/refused/);
-    expect(row).toMatch(/DUPLICATE_CARD|duplicate card/i);
+    expect(row).toMatch(/DUPLICATE_CARD: a card of this user is held by user holder/);
+    expect(await page.locator('#sync-table tr[data-terminal="t1"] a[data-user="holder"]').count()).toBe(1);
     await shot('user-refused');
     // the failures page lists it too, with a retry
     await go('#/failures');

@@ -49,6 +49,8 @@ export interface TerminalSyncState {
   /** refused: the terminal's reason; out-of-scope / pending: why */
   reason?: string;
   status?: number;
+  /** refused for a duplicate card: the server's users holding one of this user's cards */
+  heldBy?: string[];
 }
 
 export interface ConsoleRoutesOptions {
@@ -94,10 +96,14 @@ export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
     const views = daemon.terminals();
     const owed = new Map(search.owedTo(u.id, views.map((v) => v.id)).map((x) => [x.terminalId, x]));
     const refused = new Map(store.listPushFailures({ userId: u.id, limit: 10_000 }).map((f) => [f.terminalId, f]));
+    let holders: string[] | undefined;
     const terminals: TerminalSyncState[] = views.map((v) => {
       const base = { terminal: v.id, terminalState: v.state };
       const f = refused.get(v.id);
-      if (f) return { ...base, state: 'refused', since: f.time, reason: f.reason, status: f.status };
+      if (f) {
+        if (/DUPLICATE_CARD/i.test(f.reason)) holders ??= search.cardHolders(u.id);
+        return { ...base, state: 'refused', since: f.time, reason: f.reason, status: f.status, ...(/DUPLICATE_CARD/i.test(f.reason) ? { heldBy: holders } : {}) };
+      }
       const w = owed.get(v.id);
       if (w) return { ...base, state: v.state === 'online' ? 'owed' : 'offline', since: w.since, attempts: w.attempts, lastError: w.lastError };
       if (!v.approved) return { ...base, state: 'pending', reason: 'the terminal waits for approval' };

@@ -52,6 +52,7 @@ export class UserSearch {
   private readonly byId;
   private readonly byName;
   private readonly owed;
+  private readonly holders;
 
   constructor(db: Database.Database) {
     // IDs: the primary key, BINARY order (the order of LIST_USERS)
@@ -63,6 +64,11 @@ export class UserSearch {
       `SELECT ${SUMMARY} FROM users INDEXED BY users_by_name
         WHERE name COLLATE NOCASE >= ? AND name COLLATE NOCASE < ? AND (name COLLATE NOCASE, id) > (?, ?)
         ORDER BY name COLLATE NOCASE, id LIMIT ?`,
+    );
+    // user_cards_by_data (data, type): other users holding one of this user's cards
+    this.holders = db.prepare<[string], { user_id: string }>(
+      `SELECT DISTINCT o.user_id FROM user_cards c JOIN user_cards o ON o.data = c.data AND o.type = c.type AND o.user_id <> c.user_id
+        WHERE c.user_id = ? ORDER BY o.user_id LIMIT 10`,
     );
     this.owed = db.prepare<[string, string], { enqueued_at: number; attempts: number; last_error: string | null }>(
       'SELECT enqueued_at, attempts, last_error FROM outbox WHERE terminal_id = ? AND user_id = ?',
@@ -106,6 +112,11 @@ export class UserSearch {
     const last = users[users.length - 1];
     const next = more && last ? (field === 'id' ? last.id : `${last.name}\u0000${last.id}`) : null;
     return { users, next };
+  }
+
+  /** Other users holding one of this user's cards (at most 10): who a DUPLICATE_CARD refusal is about. */
+  cardHolders(userId: string): string[] {
+    return this.holders.all(userId).map((r) => r.user_id);
   }
 
   /** The push of this user owed to each of these terminals (absent when none is). */

@@ -219,7 +219,10 @@
   }
 
   function syncDetail(s) {
-    if (s.state === 'refused') return [s.reason || 'refused', s.since ? ' (since ' + when(s.since) + ')' : ''];
+    if (s.state === 'refused') {
+      var held = s.heldBy && s.heldBy.length ? [': a card of this user is held by ', s.heldBy.map(function (id, i) { return [i ? ', ' : '', 'user ', userLink(id)]; })] : '';
+      return [s.reason || 'refused', held, s.since ? ' (since ' + when(s.since) + ')' : ''];
+    }
     if (s.state === 'owed' || (s.state === 'offline' && s.since)) return ['queued since ' + when(s.since) + (s.attempts ? ', ' + s.attempts + ' attempts' : '') + (s.lastError ? ', last error: ' + s.lastError : '')];
     return [s.reason || ''];
   }
