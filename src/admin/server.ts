@@ -125,7 +125,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   if (!auth && !LOOPBACK.test(o.host)) log.warn({ host: o.host }, 'admin API listens beyond loopback without a token: anyone who reaches it can change users');
 
   const hub = new EventHub({ store, log, pollMs: o.streamPollMs });
-  const metrics = new MetricsCollector({ daemon });
+  const metrics = new MetricsCollector({ daemon, admin: () => ({ connections: guard.size, evicted: guard.evicted }) });
   metrics.start();
   const unsubscribe = daemon.engine.onActivity(() => hub.wake());
   let backupRunning = false;
@@ -159,7 +159,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   }));
   r.on('GET', '/favicon.ico', () => ({ status: 204 }));
 
-  r.on('GET', '/metrics', () => ({ status: 200, raw: { contentType: METRICS_CONTENT_TYPE, text: metrics.render() } }));
+  r.on('GET', '/metrics', async () => ({ status: 200, raw: { contentType: METRICS_CONTENT_TYPE, text: await metrics.render() } }));
 
   r.on('GET', '/api/status', () => {
     const counts = { online: 0, offline: 0, pending: 0 };
