@@ -1,7 +1,7 @@
 // Admin API routes the operator console needs beyond the basic CRUD of
 // src/admin/server.ts, and the console's static files:
 //
-//   GET  /console/ and /console/*              the console (src/admin/console/: HTML, CSS, JS; no token needed, no data in them)
+//   GET  /console/ and /console/FILE            the console (src/admin/console/: HTML, CSS, JS; no token needed, no data in them)
 //   GET  /api/user-search?q=&by=name|id&after=&limit=
 //                                              {users: [summary], next}: users whose ID or name starts with q, keyset-paged
 //   GET  /api/users/:id/sync                   the user's sync state on every terminal
@@ -73,7 +73,7 @@ export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
       headers: { 'content-security-policy': CONSOLE_CSP, 'x-frame-options': 'DENY', 'cache-control': 'no-cache' },
     };
   };
-  r.on('GET', '/console', () => ({ status: 308, headers: { location: '/console/' } }));
+  // '/console' and '/console/' are one route (the router ignores empty segments)
   r.on('GET', '/console/', () => serve('index.html'));
   r.on('GET', '/console/:file', ({ params }) => serve(params.file));
 

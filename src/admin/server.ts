@@ -21,6 +21,7 @@
 //   GET    /api/settings                     {syncMode}
 //   PUT    /api/settings                     {syncMode}
 //   GET    /api/push-failures?terminal=&user=&limit=
+//   GET    /api/openapi.json                 the OpenAPI 3.1 description of all of this (src/admin/openapi.ts)
 //   (console routes: src/admin/console-routes.ts)
 //   POST   /api/backup                       {name}: online backup of the database to a new file in the backup directory
 //
@@ -47,6 +48,7 @@ import { Priority } from '../sync/engine.js';
 import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
 import { AdminAuth } from './auth.js';
 import { addConsoleRoutes } from './console-routes.js';
+import { openApiDocument } from './openapi.js';
 import { ConnectionGuard } from './limits.js';
 import { EventHub, eventToJson, lastEventId } from './events.js';
 import { HttpError, Router, boolParam, intParam, readJsonObject, strParam, type Reply, type RouteContext } from './http.js';
@@ -382,6 +384,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   });
 
   addConsoleRoutes(r, { daemon, log });
+
+  const openapi = openApiDocument();
+  r.on('GET', '/api/openapi.json', () => ({ status: 200, body: openapi }));
 
   // ----------------------------------------------------------- dispatch
   const send = (res: http.ServerResponse, reply: Reply) => {
