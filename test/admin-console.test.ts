@@ -172,6 +172,17 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
     await page.waitForFunction(() => (globalThis as any).document.querySelector('#sync-table tr[data-terminal="t3"]')?.dataset.state === 'out-of-scope', undefined, { timeout: 5000 });
     expect(await page.locator('#sync-table tr[data-terminal="t3"]').textContent()).toMatch(/access groups \[9\].*\[2\]/);
     await api('PUT', '/api/settings', { syncMode: 'all' });
+    // a new user from the form
+    await go('#/users');
+    await page.locator('#new-user').click();
+    await page.fill('#u-id', 'made-here');
+    await page.fill('#u-name', 'Made in the console ✓');
+    await page.fill('#u-cards', '1 abcd0101\n2 abcd0102');
+    await page.fill('#u-groups', '2');
+    await page.locator('#u-save').click();
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('#user-fields dd[data-field="name"]')?.textContent === 'Made in the console ✓', undefined, { timeout: 5000 });
+    expect((await api('GET', '/api/users/made-here')).body).toMatchObject({ cards: [{ type: 1, data: 'abcd0101' }, { type: 2, data: 'abcd0102' }], accessGroups: [2] });
+    await site.waitConverged({ users: ['made-here'] });
     // delete (confirmed)
     expect((await api('PUT', '/api/users/gone', { name: 'To delete' })).status).toBe(201);
     await go('#/user/gone');
@@ -196,6 +207,11 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#push-failures tr[data-user="dup"]').length === 3, undefined, { timeout: 5000 });
     await page.locator('#pull-unavailable').waitFor({ timeout: 5000 });
     await shot('failures');
+    // retry as is: sent again, refused again (a newer refusal)
+    const first = (await api('GET', '/api/push-failures?user=dup&terminal=t1')).body[0].time;
+    await new Promise((r) => setTimeout(r, 5));
+    await page.locator('#push-failures tr[data-terminal="t1"][data-user="dup"] button').click();
+    await waitFor(async () => (await api('GET', '/api/push-failures?user=dup&terminal=t1')).body[0]?.time > first, { message: 'retry did not send the user again' });
     // edit: give the user a card of its own
     await go('#/user/dup');
     await page.locator('#edit-user').click();
@@ -227,6 +243,9 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
       await page.waitForFunction(() => !(globalThis as any).document.querySelector('#resync')?.disabled, undefined, { timeout: 5000 });
       await page.locator('#resync').click();
       await page.waitForFunction(() => (globalThis as any).document.querySelector('#resync-progress').textContent.includes('Resync finished'), undefined, { timeout: 15_000 });
+      // users held, as counted by that resync
+      const held = String(site.sim.terminal(2)!.userCount ?? '');
+      await page.waitForFunction((n: string) => (globalThis as any).document.querySelector('#terminals-table tr[data-terminal="t2"] td:nth-child(7)')?.textContent === n, held, { timeout: 5000 });
       await shot('terminal');
       // access groups from the form
       await page.fill('#groups', '4, 5');
@@ -237,6 +256,28 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
       await dialer.close();
     }
   }, 60_000);
+
+  it('Terminals: add one the server dials from the form, then remove it', async () => {
+    const extra = await Simulator.start({ terminals: 1, commKey: DEV_COMM_KEY, timing: ZERO_TIMING, deviceIdBase: 9000 });
+    try {
+      await go('#/terminals');
+      await page.fill('#t-id', 'door-9');
+      await page.fill('#t-host', '127.0.0.1');
+      await page.fill('#t-port', String(extra.ports()[0]));
+      await page.fill('#t-groups', '2');
+      await page.locator('#add-terminal button[type=submit]').click();
+      await page.waitForFunction(() => (globalThis as any).document.querySelector('#terminals-table tr[data-terminal="door-9"]')?.dataset.state === 'online', undefined, { timeout: 10_000 });
+      expect(site.daemon.terminals().find((t) => t.id === 'door-9')?.accessGroups).toEqual([2]);
+      await page.locator('#terminals-table a[data-terminal="door-9"]').click();
+      await page.locator('#remove-terminal').click();
+      await waitFor(() => !site.daemon.terminals().some((t) => t.id === 'door-9'), { message: 'terminal not removed' });
+      expect(dialogs.some((d) => d.startsWith('Remove terminal door-9?'))).toBe(true);
+      await page.waitForFunction(() => (globalThis as any).location.hash === '#/terminals', undefined, { timeout: 5000 });
+      await waitFor(() => !extra.terminals[0].connected, { message: 'the removed terminal kept its session' });
+    } finally {
+      await extra.close();
+    }
+  }, 30_000);
 
   it('Sync settings: the four modes by their BioStar 2 names; a change is confirmed and logged', async () => {
     await go('#/settings');

@@ -2,12 +2,17 @@
 // forgery, DNS rebinding) and a local client hogging the listener: a real
 // daemon and simulator, startAdmin on loopback, raw HTTP over node:http so the
 // test controls every header (fetch would refuse to set Host or Origin).
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostPolicy, parseHostHeader } from '../src/admin/access.js';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
+import { parseRunConfig } from '../src/cli/flagfile.js';
+import { startRunning, type Running } from '../src/cli/run.js';
 import { userFromJson } from '../src/model/user.js';
 import { startSite, type Site } from './helpers/site.js';
 import { waitFor } from './helpers/wait.js';
@@ -230,46 +235,59 @@ function openStream(port: number): Promise<{ status: number; req: http.ClientReq
   });
 }
 
-describe('the admin listener under one greedy local client (issue 14.7, small sizes)', () => {
-  let site: Site;
-  let admin: AdminServer;
+describe('the admin listener under one greedy local client (issue 14.7, small sizes set by the flags)', () => {
+  let running: Running;
+  let port: number;
+  let dir: string;
   const sockets: net.Socket[] = [];
   const streams: http.ClientRequest[] = [];
 
   beforeAll(async () => {
-    site = await startSite({ terminals: 1, daemon: { heartbeatSec: 1 } });
-    // the flags --admin-max-conns-per-address, --admin-header-timeout-ms and
-    // --admin-max-streams-per-address set these (defaults 64, 5000, 8)
-    admin = await startAdmin({ daemon: site.daemon, host: '127.0.0.1', port: 0, log: silent, maxConnsPerAddress: 12, headerTimeoutMs: 1500, maxStreamsPerAddress: 3 });
+    dir = mkdtempSync(join(tmpdir(), 'termsync-listener-'));
+    // `termsync run` with the listener flags (defaults 64, 5000, 8), as an administrator would set them
+    const cfg = parseRunConfig([
+      '--insecure-dev-key',
+      `--db=${join(dir, 't.db')}`,
+      '--admin-listen=127.0.0.1:0',
+      '--admin-max-conns-per-address=12',
+      '--admin-header-timeout-ms=1500',
+      '--admin-max-streams-per-address=3',
+    ]);
+    expect(cfg).toMatchObject({ adminMaxConnsPerAddress: 12, adminHeaderTimeoutMs: 1500, adminMaxStreamsPerAddress: 3 });
+    running = await startRunning(cfg, silent);
+    port = running.adminPort!;
   });
 
   afterAll(async () => {
     for (const s of sockets) s.destroy();
     for (const r of streams) r.destroy();
-    await admin?.close();
-    await site?.close();
+    await running?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('/healthz answers while the client holds 60 partial-header connections and tries 10 event streams; streams past the cap get 429', async () => {
     const results = [];
-    for (let i = 0; i < 10; i++) results.push(await openStream(admin.port));
+    for (let i = 0; i < 10; i++) results.push(await openStream(port));
     for (const r of results) streams.push(r.req);
     expect(results.map((r) => r.status)).toEqual([200, 200, 200, 429, 429, 429, 429, 429, 429, 429]);
-    for (let i = 0; i < 60; i++) sockets.push(await partialConnection(admin.port));
+    for (let i = 0; i < 60; i++) sockets.push(await partialConnection(port));
     // the listener made room by closing the client's oldest idle connections, never its streams
-    const h = await raw(admin.port, 'GET', '/healthz', { host: `127.0.0.1:${admin.port}` });
+    const h = await raw(port, 'GET', '/healthz', { host: `127.0.0.1:${port}` });
     expect(h.status).toBe(200);
     expect(h.body.ok).toBe(true);
     const open = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
     expect(open).toBeLessThanOrEqual(12);
     expect(results.slice(0, 3).every((r) => !r.req.destroyed)).toBe(true);
     // and an API read too, many times over
-    for (let i = 0; i < 5; i++) expect((await raw(admin.port, 'GET', '/api/status', { host: `127.0.0.1:${admin.port}` })).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await raw(port, 'GET', '/api/status', { host: `127.0.0.1:${port}` })).status).toBe(200);
+    // the evictions show in the metrics
+    const m = await raw(port, 'GET', '/metrics', { host: `127.0.0.1:${port}` });
+    expect(Number(/^termsync_admin_connections_evicted_total (\d+)/m.exec(m.body)?.[1])).toBeGreaterThanOrEqual(40);
   });
 
   it('a connection that never finishes its headers is closed after the header timeout', async () => {
     const started = Date.now();
-    const s = await partialConnection(admin.port);
+    const s = await partialConnection(port);
     const closed = new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())));
     await closed;
     const ms = Date.now() - started;

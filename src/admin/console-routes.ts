@@ -35,6 +35,21 @@ function loadConsoleFiles(): Map<string, Buffer> {
   return out;
 }
 
+/**
+ * How many users a terminal held at its last full resync (the RECONCILE
+ * event's terminalUsers), or null when it was never resynced.
+ */
+export function usersHeld(store: Daemon['store'], terminalId: string): { count: number; at: number } | null {
+  const e = store.listEvents({ type: 'RECONCILE', terminalId, newestFirst: true, limit: 1 })[0];
+  if (!e?.detail) return null;
+  try {
+    const d = JSON.parse(e.detail) as { terminalUsers?: unknown };
+    return typeof d.terminalUsers === 'number' ? { count: d.terminalUsers, at: e.time } : null;
+  } catch {
+    return null;
+  }
+}
+
 export type SyncState = 'current' | 'owed' | 'refused' | 'out-of-scope' | 'offline' | 'pending';
 
 export interface TerminalSyncState {

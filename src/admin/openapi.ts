@@ -74,6 +74,10 @@ const schemas: Record<string, Json> = {
       model: { type: ['string', 'null'] },
       firmware: { type: ['string', 'null'] },
       accessGroups: { type: 'array', items: { type: 'integer' } },
+      usersHeld: {
+        description: 'users the terminal held at its last full resync (null: never resynced)',
+        oneOf: [{ type: 'null' }, { type: 'object', properties: { count: { type: 'integer' }, at: { type: 'integer' } } }],
+      },
     },
   },
   Event: {

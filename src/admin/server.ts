@@ -47,7 +47,7 @@ import { SYNC_MODES, type SyncMode } from '../store/types.js';
 import { Priority } from '../sync/engine.js';
 import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
 import { AdminAuth } from './auth.js';
-import { addConsoleRoutes } from './console-routes.js';
+import { addConsoleRoutes, usersHeld } from './console-routes.js';
 import { openApiDocument } from './openapi.js';
 import { ConnectionGuard } from './limits.js';
 import { EventHub, eventToJson, lastEventId } from './events.js';
@@ -136,10 +136,12 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   // set once the port is bound
   let hosts: HostPolicy | null = null;
 
-  const terminalView = (id: string): TerminalView => {
+  // a terminal as the API shows it: the daemon's view plus the users it held at its last resync
+  const withHeld = (t: TerminalView) => ({ ...t, usersHeld: usersHeld(store, t.id) });
+  const terminalView = (id: string) => {
     const t = daemon.terminals().find((x) => x.id === id);
     if (!t) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
-    return t;
+    return withHeld(t);
   };
   const needTerminal = (id: string) => {
     if (!store.getTerminal(id)) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
@@ -189,7 +191,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   });
 
   // ---------------------------------------------------------- terminals
-  r.on('GET', '/api/terminals', () => ({ status: 200, body: daemon.terminals() }));
+  r.on('GET', '/api/terminals', () => ({ status: 200, body: daemon.terminals().map(withHeld) }));
 
   r.on('POST', '/api/terminals', async ({ req }) => {
     const b = await readJsonObject(req, 'the terminal');

@@ -191,7 +191,7 @@
     var form = h('form', { class: 'inline', role: 'search', onsubmit: function (ev) {
       ev.preventDefault();
       go('#/users?by=' + encodeURIComponent(select.value) + '&q=' + encodeURIComponent(input.value));
-    } }, field('Search', input), field('By', select), h('button', { type: 'submit', class: 'primary' }, 'Search'), h('button', { type: 'button', onclick: function () { go('#/user-new'); location.hash = '#/user/'; } }, 'New user'));
+    } }, field('Search', input), field('By', select), h('button', { type: 'submit', class: 'primary' }, 'Search'), h('a', { href: '#/user/', class: 'button', id: 'new-user' }, 'New user'));
     view.appendChild(form);
     var results = h('div', { id: 'user-results' });
     view.appendChild(results);
@@ -364,7 +364,7 @@
       h('td', null, terminalLink(t.id)), h('td', null, badge(t.state, t.state)),
       h('td', null, t.protocol || 'termsync', h('span', { class: 'muted' }, ' (' + (t.direction === 'dial' ? 'server dials' : 'dials in') + ')')),
       h('td', { class: 'wrap' }, t.address || '\u2014'), h('td', { class: 'wrap' }, t.model || '\u2014'), h('td', { class: 'wrap' }, t.firmware || '\u2014'),
-      h('td', { class: 'num' }, t.usersHeld === undefined || t.usersHeld === null ? '\u2014' : t.usersHeld),
+      h('td', { class: 'num', title: t.usersHeld ? 'at the last resync, ' + when(t.usersHeld.at) : 'not resynced yet' }, t.usersHeld ? t.usersHeld.count : '\u2014'),
       h('td', { class: 'num', 'data-owed': t.pushesOwed }, t.pushesOwed),
       h('td', null, '#' + t.lastEventId, h('br'), h('span', { class: 'muted' }, when(t.lastSeen))),
       h('td', null, actions));
@@ -384,7 +384,7 @@
     load();
     every(2000, load);
     view.appendChild(h('h3', null, 'Add a terminal the server dials'));
-    var id = h('input', { type: 'text', id: 't-id', required: true, pattern: '[A-Za-z0-9._-]{1,64}', spellcheck: 'false' });
+    var id = h('input', { type: 'text', id: 't-id', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}', spellcheck: 'false' });
     var host = h('input', { type: 'text', id: 't-host', required: true, spellcheck: 'false' });
     var port = h('input', { type: 'number', id: 't-port', required: true, min: 1, max: 65535, value: 51211 });
     var groups = h('input', { type: 'text', id: 't-groups', inputmode: 'numeric' });
