@@ -61,6 +61,11 @@ describe('user search', () => {
         .all() as { detail: string }[];
       expect(plan.map((p) => p.detail).join(' | ')).toMatch(/USING (COVERING )?INDEX users_by_name/);
       expect(plan.map((p) => p.detail).join(' | ')).not.toMatch(/TEMP B-TREE/);
+      // a later page starts its index range at the cursor (not at the prefix: pages deep in a common name stay fast)
+      const later = store.connection
+        .prepare("EXPLAIN QUERY PLAN SELECT id FROM users INDEXED BY users_by_name WHERE name COLLATE NOCASE >= 'b' AND name COLLATE NOCASE < 'c' AND (name COLLATE NOCASE > 'b' OR id > 'x') ORDER BY name COLLATE NOCASE, id LIMIT 5")
+        .all() as { detail: string }[];
+      expect(later.map((p) => p.detail).join(' | ')).toMatch(/SEARCH users USING (COVERING )?INDEX users_by_name \(name>\? AND name<\?\)/);
     } finally {
       store.close();
     }

@@ -50,20 +50,31 @@ const SUMMARY = `id, name, disabled, pin_hash IS NOT NULL AND length(pin_hash) >
 
 export class UserSearch {
   private readonly byId;
+  private readonly byIdAfter;
   private readonly byName;
+  private readonly byNameAfter;
   private readonly owed;
   private readonly holders;
 
   constructor(db: Database.Database) {
     // IDs: the primary key, BINARY order (the order of LIST_USERS)
-    this.byId = db.prepare<[string, string, string, number], SummaryRow>(
-      `SELECT ${SUMMARY} FROM users WHERE id >= ? AND id < ? AND id > ? ORDER BY id LIMIT ?`,
-    );
+    // (the first page starts at the prefix, later ones just after the cursor:
+    // one lower bound each, so the index range starts there instead of
+    // scanning from the prefix to the cursor)
+    this.byId = db.prepare<[string, string, number], SummaryRow>(`SELECT ${SUMMARY} FROM users WHERE id >= ? AND id < ? ORDER BY id LIMIT ?`);
+    this.byIdAfter = db.prepare<[string, string, number], SummaryRow>(`SELECT ${SUMMARY} FROM users WHERE id > ? AND id < ? ORDER BY id LIMIT ?`);
     // names: users_by_name (name COLLATE NOCASE, id); ASCII letters fold, other text compares as is
-    this.byName = db.prepare<[string, string, string, string, number], SummaryRow>(
+    this.byName = db.prepare<[string, string, number], SummaryRow>(
       `SELECT ${SUMMARY} FROM users INDEXED BY users_by_name
-        WHERE name COLLATE NOCASE >= ? AND name COLLATE NOCASE < ? AND (name COLLATE NOCASE, id) > (?, ?)
+        WHERE name COLLATE NOCASE >= ? AND name COLLATE NOCASE < ?
         ORDER BY name COLLATE NOCASE, id LIMIT ?`,
+    );
+    // after (name, id): the range starts at the cursor's name; of the rows with
+    // that very name, those up to the cursor's ID are skipped
+    this.byNameAfter = db.prepare<{ name: string; id: string; upper: string; limit: number }, SummaryRow>(
+      `SELECT ${SUMMARY} FROM users INDEXED BY users_by_name
+        WHERE name COLLATE NOCASE >= @name AND name COLLATE NOCASE < @upper AND (name COLLATE NOCASE > @name OR id > @id)
+        ORDER BY name COLLATE NOCASE, id LIMIT @limit`,
     );
     // user_cards_by_data (data, type): other users holding one of this user's cards
     this.holders = db.prepare<[string], { user_id: string }>(
@@ -84,19 +95,11 @@ export class UserSearch {
     const upper = prefix + MAX_CHAR;
     let rows: SummaryRow[];
     if (field === 'id') {
-      rows = this.byId.all(prefix, upper, after ?? '', limit + 1);
+      rows = after ? this.byIdAfter.all(after, upper, limit + 1) : this.byId.all(prefix, upper, limit + 1);
     } else {
-      let name = '';
-      let id = '';
-      if (after) {
-        const cut = after.indexOf('\u0000');
-        if (cut >= 0) {
-          name = after.slice(0, cut);
-          id = after.slice(cut + 1);
-        }
-      }
-      // the first page: every name sorts after ('', '') except the empty name with an empty ID, which cannot exist
-      rows = this.byName.all(prefix, upper, name, id, limit + 1);
+      const cut = after ? after.indexOf('\u0000') : -1;
+      // a cursor is "name NUL id" (as `next` gives it); anything else starts at the first page
+      rows = after && cut >= 0 ? this.byNameAfter.all({ name: after.slice(0, cut), id: after.slice(cut + 1), upper, limit: limit + 1 }) : this.byName.all(prefix, upper, limit + 1);
     }
     const more = rows.length > limit;
     if (more) rows = rows.slice(0, limit);

@@ -279,6 +279,9 @@
       if (k === 'photo') shown = v ? (v.length / 2) + ' bytes' : '\u2014';
       else if (k === 'fingers' && Array.isArray(v)) shown = v.length ? h('pre', null, v.map(function (f) { return 'finger ' + f.index + ' (flag ' + (f.flag || 0) + '): templates of ' + f.templates[0].length / 2 + ' and ' + f.templates[1].length / 2 + ' bytes'; }).join('\n')) : '\u2014';
       else if (k === 'faces' && Array.isArray(v)) shown = v.length ? h('pre', null, v.map(function (f) { return 'face ' + f.index + ' (flag ' + (f.flag || 0) + '): ' + f.data.length / 2 + ' bytes'; }).join('\n')) : '\u2014';
+      else if (k === 'cards' && Array.isArray(v)) shown = v.length ? h('pre', null, v.map(function (c) { return 'type ' + c.type + ': ' + c.data; }).join('\n')) : '\u2014';
+      else if (k === 'jobCodes' && Array.isArray(v)) shown = v.length ? h('pre', null, v.map(function (j) { return j.code + ' ' + j.label; }).join('\n')) : '\u2014';
+      else if (Array.isArray(v) && v.every(function (x) { return typeof x === 'number'; })) shown = v.length ? v.join(', ') : '\u2014';
       else if ((k === 'startTime' || k === 'endTime') && typeof v === 'number') shown = v ? when(v * 1000) + ' (' + v + ')' : '0 (no limit)';
       else if (typeof v === 'object' && v !== null) shown = h('pre', null, JSON.stringify(v, null, 1));
       else shown = String(v);
