@@ -198,6 +198,16 @@ describe('which Host names a listener stands for', () => {
     expect(v6.allows('gatehouse')).toBe(true);
   });
 
+  it('a change through a TLS proxy named with --admin-host: its https origin is the admin address too', async () => {
+    const { crossSiteProblem } = await import('../src/admin/access.js');
+    const p = new HostPolicy({ listenHost: '127.0.0.1', port: 51280, extraHosts: ['termsync.example.org'] });
+    const req = (headers: Record<string, string>) => ({ headers }) as unknown as http.IncomingMessage;
+    // the proxy passes the request on under the listen address
+    expect(crossSiteProblem(req({ host: '127.0.0.1:51280', origin: 'https://termsync.example.org' }), (h) => p.allows(h))).toBeNull();
+    expect(crossSiteProblem(req({ host: '127.0.0.1:51280', origin: 'https://evil.example' }), (h) => p.allows(h))).toMatch(/admin address itself/);
+    expect(crossSiteProblem(req({ host: '127.0.0.1:51280', origin: 'ftp://termsync.example.org' }), (h) => p.allows(h))).toMatch(/admin address itself/);
+  });
+
   it('parses Host headers strictly', () => {
     expect(parseHostHeader('Example.ORG:80')).toEqual({ name: 'example.org', port: 80 });
     expect(parseHostHeader('[::1]:9')).toEqual({ name: '::1', port: 9 });

@@ -134,9 +134,12 @@ export class HostPolicy {
 
 /**
  * Why a state-changing request is refused as cross-site, or null when it may
- * proceed. The request's Host has already been checked by HostPolicy.
+ * proceed. The request's Host has already been checked by HostPolicy. An
+ * origin is the admin address itself when its host is the request's Host, or
+ * (`isAdminHost`) another name of the admin address: a TLS proxy named with
+ * --admin-host that passes the request on under the listen address.
  */
-export function crossSiteProblem(req: http.IncomingMessage): string | null {
+export function crossSiteProblem(req: http.IncomingMessage, isAdminHost: (host: string) => boolean = () => false): string | null {
   const host = req.headers.host ?? '';
   const sameOrigin = (origin: string): boolean => {
     let u: URL;
@@ -146,7 +149,7 @@ export function crossSiteProblem(req: http.IncomingMessage): string | null {
       return false;
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') return false;
-    return u.host.toLowerCase() === host.toLowerCase();
+    return u.host.toLowerCase() === host.toLowerCase() || isAdminHost(u.host);
   };
   const origin = req.headers.origin;
   if (typeof origin === 'string') {

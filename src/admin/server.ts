@@ -431,7 +431,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       throw new HttpError(403, `this is the termsync admin API; the Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not one of its names (add it with --admin-host when a proxy uses it)`);
     }
     if (!SAFE_METHODS.has(method)) {
-      const cross = crossSiteProblem(req);
+      const cross = crossSiteProblem(req, (h) => hosts?.allows(h) ?? false);
       if (cross) throw new HttpError(403, cross);
       const type = contentTypeProblem(req);
       if (type) throw new HttpError(415, type);
