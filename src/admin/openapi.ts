@@ -1,7 +1,9 @@
 // The OpenAPI 3.1 description of the admin API, served at GET /api/openapi.json
-// so integrators can generate clients. test/admin-openapi.test.ts checks it
-// against the router: every route documented, every documented operation
-// answering with one of its documented statuses.
+// so integrators can generate clients. PATHS documents every route the admin
+// API has or is about to have; the served document holds the operations the
+// router actually routes. test/admin-openapi.test.ts checks both ways: every
+// route documented, every served operation answering with one of its
+// documented statuses.
 import { SYNC_MODES } from '../store/types.js';
 
 type Json = Record<string, unknown>;
@@ -92,6 +94,10 @@ const schemas: Record<string, Json> = {
       detail: {},
     },
   },
+  PullFailure: {
+    type: 'object',
+    properties: { terminalId: { type: 'string' }, userId: { type: 'string' }, reason: { type: 'string' }, time: { type: 'integer' } },
+  },
   PushFailure: {
     type: 'object',
     properties: { terminalId: { type: 'string' }, userId: { type: 'string' }, status: { type: 'integer' }, reason: { type: 'string' }, time: { type: 'integer' } },
@@ -115,7 +121,14 @@ const schemas: Record<string, Json> = {
 
 const TEXT = (type: string, description = 'OK') => ({ description, content: { [type]: { schema: { type: 'string' } } } });
 
-export function openApiDocument(): Json {
+/** The served document: PATHS limited to the operations `routes` (the router's list) has. */
+export function openApiDocument(routes: readonly { method: string; path: string }[]): Json {
+  const routed = new Set(routes.map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`));
+  const paths: Record<string, Json> = {};
+  for (const [p, ops] of Object.entries(PATHS)) {
+    const kept = Object.fromEntries(Object.entries(ops).filter(([m]) => routed.has(`${m} ${p}`)));
+    if (Object.keys(kept).length) paths[p] = kept;
+  }
   return {
     openapi: '3.1.0',
     info: {
@@ -126,89 +139,99 @@ export function openApiDocument(): Json {
     },
     components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     security: [{ bearer: [] }],
-    paths: {
-      '/healthz': { get: { summary: 'liveness', security: [], responses: { '200': json({ type: 'object' }), '503': json({ type: 'object' }, 'the database cannot be read') } } },
-      '/': { get: op('the status page (HTML); /?token=T trades the token for a read-only cookie', { '200': TEXT('text/html'), '303': { description: 'token accepted: cookie set' } }) },
-      '/favicon.ico': { get: { summary: 'no icon', security: [], responses: { '204': { description: 'none' } } } },
-      '/console': { get: { summary: 'the operator console (HTML; also at /console/)', security: [], responses: { '200': TEXT('text/html'), '403': error('foreign Host name') } } },
-      '/console/{file}': {
-        get: { summary: 'a console file', security: [], parameters: [param('file', 'console.js or console.css', { type: 'string' }, 'path')], responses: { '200': TEXT('text/javascript'), '404': error('no such file'), '403': error('foreign Host name') } },
-      },
-      '/metrics': { get: op('Prometheus metrics (README: Metrics)', { '200': TEXT('text/plain') }) },
-      '/api/openapi.json': { get: op('this document', { '200': json({ type: 'object' }) }) },
-      '/api/status': { get: op('counts for the status page', { '200': json({ type: 'object' }) }) },
-      '/api/terminals': {
-        get: op('every terminal', { '200': json({ type: 'array', items: ref('Terminal') }) }),
-        post: op(
-          'add (201) or update (200) a terminal the server dials',
-          { '200': json(ref('Terminal')), '201': json(ref('Terminal'), 'added') },
-          { requestBody: body({ type: 'object', required: ['id', 'host', 'port'], properties: { id: { type: 'string' }, host: { type: 'string' }, port: { type: 'integer' }, accessGroups: { type: 'array', items: { type: 'integer' } }, pin: { type: 'string' } } }) },
-          true,
-        ),
-      },
-      '/api/terminals/{id}': {
-        get: op('one terminal', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')] }),
-        delete: op('remove a terminal (the server keeps its users)', { '204': { description: 'removed' }, '404': error('no such terminal') }, { parameters: [idParam('terminal')] }, true),
-      },
-      '/api/terminals/{id}/approve': { post: op('approve a pending terminal', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')] }, true) },
-      '/api/terminals/{id}/reject': {
-        post: op('reject (remove) a terminal waiting for approval', { '200': json({ type: 'object' }), '404': error('no such terminal'), '409': error('the terminal is approved') }, { parameters: [idParam('terminal')] }, true),
-      },
-      '/api/terminals/{id}/groups': {
-        put: op('set the access groups a terminal serves', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')], requestBody: body({ type: 'object', properties: { accessGroups: { type: 'array', items: { type: 'integer' } } } }) }, true),
-      },
-      '/api/terminals/{id}/resync': {
-        post: op('compare user lists with the terminal and fix both sides', { '202': json({ type: 'object' }, 'started'), '404': error('no such terminal'), '409': error('the terminal is not online') }, { parameters: [idParam('terminal')] }, true),
-      },
-      '/api/users': {
-        get: op('users in ID order', { '200': json({ type: 'array', items: ref('User') }) }, { parameters: [param('after', 'list IDs after this one'), param('limit', '1..1000', { type: 'integer' })] }),
-      },
-      '/api/user-search': {
-        get: op(
-          'users whose name or ID starts with q, keyset-paged',
-          { '200': json({ type: 'object', properties: { users: { type: 'array', items: ref('UserSummary') }, next: { type: ['string', 'null'] } } }) },
-          { parameters: [param('q', 'prefix'), param('by', 'name (default) or id', { enum: ['name', 'id'] }), param('after', 'next of the previous page'), param('limit', '1..200', { type: 'integer' })] },
-        ),
-      },
-      '/api/users/{id}': {
-        get: op('one user', { '200': json(ref('User')), '404': error('no such user') }, { parameters: [idParam('user')] }),
-        put: op(
-          'create (201) or change (200) a user on the server; pushed to the terminals in scope',
-          { '200': json({ type: 'object' }), '201': json({ type: 'object' }, 'created') },
-          { parameters: [idParam('user'), param('merge', '1: change only the fields given', { type: 'string' })], requestBody: body(ref('User')) },
-          true,
-        ),
-        delete: op('delete a user on the server and the terminals in scope', { '204': { description: 'deleted' }, '404': error('no such user') }, { parameters: [idParam('user')] }, true),
-      },
-      '/api/users/{id}/sync': {
-        get: op('the user\'s sync state on each terminal', { '200': json({ type: 'object', properties: { user: { type: 'string' }, syncMode: { type: 'string' }, terminals: { type: 'array', items: ref('SyncState') } } }), '404': error('no such user') }, { parameters: [idParam('user')] }),
-      },
-      '/api/events': {
-        get: op('monitoring events', { '200': json({ type: 'array', items: ref('Event') }) }, {
-          parameters: ['after', 'before', 'limit'].map((n) => param(n, n, { type: 'integer' })).concat([param('type', 'event type'), param('terminal', 'terminal ID'), param('user', 'user ID'), param('order', 'asc or desc', { enum: ['asc', 'desc'] })]),
-        }),
-      },
-      '/api/events/stream': {
-        get: op('new monitoring events as server-sent events (Last-Event-ID resumes)', { '200': TEXT('text/event-stream'), '429': error('too many streams from this address') }, { parameters: [param('after', 'start after this event ID', { type: 'integer' })] }),
-      },
-      '/api/settings': {
-        get: op('the sync mode', { '200': json(ref('Settings')) }),
-        put: op('change the sync mode (logged as SYNC_MODE_CHANGED)', { '200': json(ref('Settings')) }, { requestBody: body(ref('Settings')) }, true),
-      },
-      '/api/push-failures': {
-        get: op('users a terminal refused', { '200': json({ type: 'array', items: ref('PushFailure') }) }, { parameters: [param('terminal', 'terminal ID'), param('user', 'user ID'), param('limit', '1..10000', { type: 'integer' })] }),
-      },
-      '/api/push-failures/retry': {
-        post: op('queue refused pushes again', { '200': json({ type: 'object' }), '404': error('no such terminal') }, { requestBody: body({ type: 'object', required: ['terminalId'], properties: { terminalId: { type: 'string' }, userId: { type: 'string' } } }) }, true),
-      },
-      '/api/backup': {
-        post: op(
-          'online backup to a new file in the backup directory (mode 0600, never replacing a file)',
-          { '200': json({ type: 'object' }), '409': error('the name exists, or a backup is running') },
-          { requestBody: body({ type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$' } } }) },
-          true,
-        ),
-      },
-    },
+    paths,
   };
 }
+
+/** Every operation, documented. */
+export const PATHS: Record<string, Record<string, Json>> = {
+  '/healthz': { get: { summary: 'liveness', security: [], responses: { '200': json({ type: 'object' }), '503': json({ type: 'object' }, 'the database cannot be read') } } },
+  '/': { get: op('the status page (HTML); /?token=T trades the token for a read-only cookie', { '200': TEXT('text/html'), '303': { description: 'token accepted: cookie set' } }) },
+  '/favicon.ico': { get: { summary: 'no icon', security: [], responses: { '204': { description: 'none' } } } },
+  '/console': { get: { summary: 'the operator console (HTML; also at /console/)', security: [], responses: { '200': TEXT('text/html'), '403': error('foreign Host name') } } },
+  '/console/{file}': {
+    get: { summary: 'a console file', security: [], parameters: [param('file', 'console.js or console.css', { type: 'string' }, 'path')], responses: { '200': TEXT('text/javascript'), '404': error('no such file'), '403': error('foreign Host name') } },
+  },
+  '/metrics': { get: op('Prometheus metrics (README: Metrics)', { '200': TEXT('text/plain') }) },
+  '/api/openapi.json': { get: op('this document', { '200': json({ type: 'object' }) }) },
+  '/api/status': { get: op('counts for the status page', { '200': json({ type: 'object' }) }) },
+  '/api/terminals': {
+    get: op('every terminal', { '200': json({ type: 'array', items: ref('Terminal') }) }),
+    post: op(
+      'add (201) or update (200) a terminal the server dials',
+      { '200': json(ref('Terminal')), '201': json(ref('Terminal'), 'added') },
+      { requestBody: body({ type: 'object', required: ['id', 'host', 'port'], properties: { id: { type: 'string' }, host: { type: 'string' }, port: { type: 'integer' }, accessGroups: { type: 'array', items: { type: 'integer' } }, pin: { type: 'string' } } }) },
+      true,
+    ),
+  },
+  '/api/terminals/{id}': {
+    get: op('one terminal', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')] }),
+    delete: op('remove a terminal (the server keeps its users)', { '204': { description: 'removed' }, '404': error('no such terminal') }, { parameters: [idParam('terminal')] }, true),
+  },
+  '/api/terminals/{id}/approve': { post: op('approve a pending terminal', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')] }, true) },
+  '/api/terminals/{id}/reject': {
+    post: op('reject (remove) a terminal waiting for approval', { '200': json({ type: 'object' }), '404': error('no such terminal'), '409': error('the terminal is approved') }, { parameters: [idParam('terminal')] }, true),
+  },
+  '/api/terminals/{id}/groups': {
+    put: op('set the access groups a terminal serves', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')], requestBody: body({ type: 'object', properties: { accessGroups: { type: 'array', items: { type: 'integer' } } } }) }, true),
+  },
+  '/api/terminals/{id}/resync': {
+    post: op('compare user lists with the terminal and fix both sides', { '202': json({ type: 'object' }, 'started'), '404': error('no such terminal'), '409': error('the terminal is not online') }, { parameters: [idParam('terminal')] }, true),
+  },
+  '/api/users': {
+    get: op('users in ID order', { '200': json({ type: 'array', items: ref('User') }) }, { parameters: [param('after', 'list IDs after this one'), param('limit', '1..1000', { type: 'integer' })] }),
+  },
+  '/api/user-search': {
+    get: op(
+      'users whose name or ID starts with q, keyset-paged',
+      { '200': json({ type: 'object', properties: { users: { type: 'array', items: ref('UserSummary') }, next: { type: ['string', 'null'] } } }) },
+      { parameters: [param('q', 'prefix'), param('by', 'name (default) or id', { enum: ['name', 'id'] }), param('after', 'next of the previous page'), param('limit', '1..200', { type: 'integer' })] },
+    ),
+  },
+  '/api/users/{id}': {
+    get: op('one user', { '200': json(ref('User')), '404': error('no such user') }, { parameters: [idParam('user')] }),
+    put: op(
+      'create (201) or change (200) a user on the server; pushed to the terminals in scope',
+      { '200': json({ type: 'object' }), '201': json({ type: 'object' }, 'created') },
+      { parameters: [idParam('user'), param('merge', '1: change only the fields given', { type: 'string' })], requestBody: body(ref('User')) },
+      true,
+    ),
+    delete: op('delete a user on the server and the terminals in scope', { '204': { description: 'deleted' }, '404': error('no such user') }, { parameters: [idParam('user')] }, true),
+  },
+  '/api/users/{id}/sync': {
+    get: op('the user\'s sync state on each terminal', { '200': json({ type: 'object', properties: { user: { type: 'string' }, syncMode: { type: 'string' }, terminals: { type: 'array', items: ref('SyncState') } } }), '404': error('no such user') }, { parameters: [idParam('user')] }),
+  },
+  '/api/events': {
+    get: op('monitoring events', { '200': json({ type: 'array', items: ref('Event') }) }, {
+      parameters: ['after', 'before', 'limit'].map((n) => param(n, n, { type: 'integer' })).concat([param('type', 'event type'), param('terminal', 'terminal ID'), param('user', 'user ID'), param('order', 'asc or desc', { enum: ['asc', 'desc'] })]),
+    }),
+  },
+  '/api/events/stream': {
+    get: op('new monitoring events as server-sent events (Last-Event-ID resumes)', { '200': TEXT('text/event-stream'), '429': error('too many streams from this address') }, { parameters: [param('after', 'start after this event ID', { type: 'integer' })] }),
+  },
+  '/api/settings': {
+    get: op('the sync mode', { '200': json(ref('Settings')) }),
+    put: op('change the sync mode (logged as SYNC_MODE_CHANGED)', { '200': json(ref('Settings')) }, { requestBody: body(ref('Settings')) }, true),
+  },
+  '/api/push-failures': {
+    get: op('users a terminal refused', { '200': json({ type: 'array', items: ref('PushFailure') }) }, { parameters: [param('terminal', 'terminal ID'), param('user', 'user ID'), param('limit', '1..10000', { type: 'integer' })] }),
+  },
+  '/api/push-failures/retry': {
+    post: op('queue refused pushes again', { '200': json({ type: 'object' }), '404': error('no such terminal') }, { requestBody: body({ type: 'object', required: ['terminalId'], properties: { terminalId: { type: 'string' }, userId: { type: 'string' } } }) }, true),
+  },
+  '/api/backup': {
+    post: op(
+      'online backup to a new file in the backup directory (mode 0600, never replacing a file)',
+      { '200': json({ type: 'object' }), '409': error('the name exists, or a backup is running') },
+      { requestBody: body({ type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$' } } }) },
+      true,
+    ),
+  },
+  // the engine's pull failures (a user a terminal reported changed but could not deliver)
+  '/api/pull-failures': {
+    get: op('users a terminal could not deliver when asked, with the reason', { '200': json({ type: 'array', items: ref('PullFailure') }) }, { parameters: [param('terminal', 'terminal ID'), param('user', 'user ID'), param('limit', 'how many', { type: 'integer' })] }),
+  },
+  '/api/pull-failures/retry': {
+    post: op('ask the terminal for those users again', { '200': json({ type: 'object' }), '404': error('no such terminal') }, { requestBody: body({ type: 'object', required: ['terminalId'], properties: { terminalId: { type: 'string' }, userId: { type: 'string' } } }) }, true),
+  },
+};

@@ -387,8 +387,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
 
   addConsoleRoutes(r, { daemon, log });
 
-  const openapi = openApiDocument();
-  r.on('GET', '/api/openapi.json', () => ({ status: 200, body: openapi }));
+  // built at the first request, when every route is declared
+  let openapi: unknown;
+  r.on('GET', '/api/openapi.json', () => ({ status: 200, body: (openapi ??= openApiDocument(r.list())) }));
 
   // ----------------------------------------------------------- dispatch
   const send = (res: http.ServerResponse, reply: Reply) => {
