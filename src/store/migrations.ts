@@ -190,6 +190,13 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('ALTER TABLE terminals ADD COLUMN identity TEXT');
     },
   },
+  {
+    version: 4,
+    description: 'users_by_name: an index for the console\'s user search by name (case-insensitive for ASCII, keyset-paged with the ID)',
+    up(db) {
+      db.exec('CREATE INDEX IF NOT EXISTS users_by_name ON users(name COLLATE NOCASE, id)');
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
