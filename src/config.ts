@@ -55,6 +55,16 @@ export interface RunConfig {
   /** admin HTTP listener; undefined = off */
   adminListen?: HostPort;
   adminTokenFile?: string;
+  /** extra Host names the admin address is reached by (a reverse proxy's name), NAME or NAME:PORT; repeatable */
+  adminHosts: string[];
+  /** where POST /api/backup writes; undefined = a "backups" folder beside the database */
+  backupDir?: string;
+  /** admin listener: most open connections from one client address */
+  adminMaxConnsPerAddress: number;
+  /** admin listener: time a client gets to send a request's headers, ms */
+  adminHeaderTimeoutMs: number;
+  /** admin listener: most event streams (SSE) open from one client address */
+  adminMaxStreamsPerAddress: number;
   heartbeatSec: number;
   requestTimeoutMs: number;
   /** global cap on requests in flight to all terminals together */
@@ -108,6 +118,11 @@ export const RUN_DEFAULTS = {
   insecureDevKey: false,
   adminListen: DEFAULT_ADMIN_LISTEN,
   adminTokenFile: undefined,
+  adminHosts: [] as string[],
+  backupDir: undefined,
+  adminMaxConnsPerAddress: 64,
+  adminHeaderTimeoutMs: 5_000,
+  adminMaxStreamsPerAddress: 8,
   heartbeatSec: 10,
   requestTimeoutMs: 10_000,
   concurrency: 32,

@@ -48,6 +48,8 @@ describe('per-terminal rate limits on monitoring events', () => {
     const PER_FRAME = 500;
     const t0 = Date.now();
     for (let first = 1; first <= N; first += PER_FRAME) {
+      // a flood that keeps to the subscription window (1,000): a terminal past it is cut off
+      if (first > PER_FRAME) await waitFor(() => (s.daemon.store.getCursor('9800')?.cursor ?? 0) >= first - 1 - PER_FRAME, { timeoutMs: 30_000, message: 'the daemon did not acknowledge' });
       const events = Array.from({ length: PER_FRAME }, (_, i) => ({ id: first + i, dateTime: 0, deviceId: f.deviceId, userId: `gone-${first + i}`, code: EventCode.USER_DELETE_SUCCESS, param: ORIGIN_DEVICE, flags: 0 }));
       f.send(encodeFrame({ kind: FrameKind.EVENT, seq: f.nextSeq(), command: Command.LOG_EVENT, payload: encodeLogEvent({ logEpoch: f.logEpoch, events }) }));
     }

@@ -167,6 +167,7 @@ const BODY = `<header>
 <h1>termsync</h1>
 <span>sync mode: <b id="syncMode">…</b></span>
 <span class="muted" id="updated"></span>
+<a href="/console/">Open the operator console</a>
 </header>
 <main>
 <div id="banner" role="alert"></div>

@@ -110,6 +110,13 @@ export function parseTerminalKey(raw: string): { deviceId: number; path: string 
   return { deviceId, path: m[2] };
 }
 
+/** `NAME` or `NAME:PORT`: a host name the admin address is reached by. */
+export function parseAdminHost(raw: string, flag = '--admin-host'): string {
+  const hp = parseHostPort(raw, { defaultPort: 0 });
+  if (!hp) throw new FlagValueError(`${flag} must be a host name, optionally with :PORT, e.g. termsync.example.org or termsync.example.org:443 (got ${JSON.stringify(raw)})`);
+  return raw.toLowerCase();
+}
+
 /**
  * The flag table. Defaults live in RUN_DEFAULTS (src/config.ts); the help text
  * shows them. Order here is the order of --help.
@@ -141,6 +148,16 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'admin HTTP API address; "off" to disable' },
   { name: 'admin-token-file', key: 'adminTokenFile', type: 'path', valueName: 'PATH',
     help: 'file holding the admin API bearer token (mode 0600)' },
+  { name: 'admin-host', key: 'adminHosts', type: 'repeatable', valueName: 'NAME[:PORT]', item: parseAdminHost,
+    help: 'another Host name the admin address is reached by (a reverse proxy\'s name); requests naming any other host are refused; repeatable' },
+  { name: 'admin-max-conns-per-address', key: 'adminMaxConnsPerAddress', type: 'int', min: 2, max: 100_000, valueName: 'N',
+    help: 'admin listener: most open connections from one client address (the oldest idle one is closed to make room)' },
+  { name: 'admin-header-timeout-ms', key: 'adminHeaderTimeoutMs', type: 'int', min: 100, max: 600_000, valueName: 'MS',
+    help: 'admin listener: time a client gets to send the headers of a request' },
+  { name: 'admin-max-streams-per-address', key: 'adminMaxStreamsPerAddress', type: 'int', min: 1, max: 10_000, valueName: 'N',
+    help: 'admin listener: most live event streams (monitoring log) open from one client address' },
+  { name: 'backup-dir', key: 'backupDir', type: 'path', valueName: 'DIR',
+    help: 'directory the admin API writes database backups to (default: "backups" beside the database)' },
   { name: 'heartbeat-sec', key: 'heartbeatSec', type: 'int', min: 1, max: 3600, valueName: 'N',
     help: 'seconds between heartbeats to an idle terminal' },
   { name: 'request-timeout-ms', key: 'requestTimeoutMs', type: 'int', min: 100, max: 600_000, valueName: 'MS',

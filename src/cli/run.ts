@@ -73,7 +73,18 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
       const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
       const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
       if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
-      admin = await startAdmin({ daemon, host: cfg.adminListen.host, port: cfg.adminListen.port, token, log: log.child({ component: 'admin' }) });
+      admin = await startAdmin({
+        daemon,
+        host: cfg.adminListen.host,
+        port: cfg.adminListen.port,
+        token,
+        log: log.child({ component: 'admin' }),
+        adminHosts: cfg.adminHosts,
+        backupDir: cfg.backupDir,
+        maxConnsPerAddress: cfg.adminMaxConnsPerAddress,
+        headerTimeoutMs: cfg.adminHeaderTimeoutMs,
+        maxStreamsPerAddress: cfg.adminMaxStreamsPerAddress,
+      });
     }
   } catch (e) {
     await daemon.stop(0);
@@ -103,7 +114,8 @@ export function applyReload(daemon: Daemon, before: RunConfig, after: RunConfig,
 /** Flags that SIGHUP cannot change in a running daemon. */
 const RESTART_ONLY: (keyof RunConfig)[] = [
   'db', 'listen', 'tlsListen', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsRequireClientCert', 'commKeyFile', 'terminalKeys',
-  'insecureDevKey', 'adminListen', 'adminTokenFile', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
+  'insecureDevKey', 'adminListen', 'adminTokenFile', 'adminHosts', 'backupDir', 'adminMaxConnsPerAddress', 'adminHeaderTimeoutMs',
+  'adminMaxStreamsPerAddress', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
   'autoApproveRate', 'autoApproveFrom', 'identityPrefixV4', 'identityPrefixV6', 'eventsKeep', 'eventsMaxAgeDays', 'eventsRate', 'eventsBurst',
   'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
   'maxTerminalUsers', 'reconcileTimeoutSec',

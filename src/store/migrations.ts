@@ -190,10 +190,13 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('ALTER TABLE terminals ADD COLUMN identity TEXT');
     },
   },
-  // Version 4 belongs to the console branch (an index for the user search);
-  // this no-op placeholder only holds its number here. At merge, keep the
-  // console's real entry and drop this one.
-  { version: 4, description: 'placeholder (neutral branch): replaced by the real version 4 at merge', up() {} },
+  {
+    version: 4,
+    description: 'users_by_name: an index for the console\'s user search by name (case-insensitive for ASCII, keyset-paged with the ID)',
+    up(db) {
+      db.exec('CREATE INDEX IF NOT EXISTS users_by_name ON users(name COLLATE NOCASE, id)');
+    },
+  },
   {
     version: 5,
     description: "terminals.protocol: the driver that speaks to the terminal ('termsync', 'zk', ...)",
