@@ -84,8 +84,13 @@ function logFrame(p: HostilePeer, first: number, n: number, code: number, prefix
   return encodeFrame({ kind: FrameKind.EVENT, seq: p.nextSeq(), command: Command.LOG_EVENT, payload: encodeLogEvent({ logEpoch: p.logEpoch, events }) });
 }
 
-/** Streams device-origin log events as fast as the socket takes them, from the moment the daemon subscribes. */
-function streamEvents(p: HostilePeer, code: number, prefix: string, max: number, stopAt: () => boolean): { sent: () => number; started: () => number | null } {
+/**
+ * Streams device-origin log events as fast as the socket takes them, from the
+ * moment the daemon subscribes. With `window`, never more than that many
+ * unacknowledged (a terminal that keeps to the subscription window: only the
+ * LOG_ACKs pace it); without, no regard for acknowledgements at all.
+ */
+function streamEvents(p: HostilePeer, code: number, prefix: string, max: number, stopAt: () => boolean, window?: number): { sent: () => number; started: () => number | null } {
   let sent = 0;
   let startedAt: number | null = null;
   p.on(Command.SUBSCRIBE_LOG, (_f, reply) => {
@@ -94,7 +99,15 @@ function streamEvents(p: HostilePeer, code: number, prefix: string, max: number,
     void (async () => {
       let id = 1;
       while (sent < max && !stopAt() && !p.isClosed) {
-        const n = Math.min(1000, max - sent);
+        let n = Math.min(1000, max - sent);
+        if (window !== undefined) {
+          const room = window - (id - 1 - p.lastAck);
+          if (room <= 0) {
+            await p.nextAck();
+            continue;
+          }
+          n = Math.min(n, room);
+        }
         if (!(await p.sendPaced(logFrame(p, id, n, code, prefix)))) break;
         id += n;
         sent += n;
@@ -105,28 +118,106 @@ function streamEvents(p: HostilePeer, code: number, prefix: string, max: number,
   return { sent: () => sent, started: () => startedAt };
 }
 
+/**
+ * One hostile terminal streaming events until `seconds` have passed since the
+ * first subscription; when the daemon ends its session it dials again at once.
+ */
+async function eventFloodSessions(ctx: AttackContext, deviceId: number, code: number, prefix: string, seconds: number, window?: number) {
+  let sent = 0;
+  let sessions = 0;
+  let endedByDaemon = 0;
+  let firstStart: number | null = null;
+  let why = 'done';
+  const over = () => firstStart !== null && Date.now() - firstStart > seconds * 1000;
+  while (!over() && Date.now() < ctx.deadline && ctx.site.daemon.alive) {
+    let st: ReturnType<typeof streamEvents> | undefined;
+    let stopped = false;
+    const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId, key: KEY }, (peer) => {
+      notFound(peer);
+      st = streamEvents(peer, code, `${prefix}${sessions}-`, Number.MAX_SAFE_INTEGER, () => stopped, window);
+    }).catch(() => null);
+    sessions++;
+    if (!p) {
+      await sleep(50);
+      continue;
+    }
+    why = await until(
+      ctx,
+      () => {
+        firstStart ??= st!.started();
+        return p.isClosed || over();
+      },
+      20,
+    );
+    stopped = true;
+    if (p.isClosed) endedByDaemon++;
+    sent += st!.sent();
+    p.close();
+    if (why !== 'done') break;
+  }
+  const sec = firstStart ? round((Date.now() - firstStart) / 1000) : 0;
+  return { sent, sessions, endedByDaemon, sec, why: why === 'done' ? `${seconds} s` : why };
+}
+
 export const ATTACKS: Attack[] = [
+  {
+    name: 'idle',
+    item: 0,
+    title: 'No attack (control)',
+    size: 'the same site, probes and well-behaved enrollments for 20 s with no hostile terminal',
+    deadlineSec: 20,
+    async run(ctx) {
+      const why = await until(ctx);
+      return { reached: `20 s with no attack; ${why}`, figures: { stop: why } };
+    },
+  },
   {
     name: 'listflood',
     item: 1,
     title: 'A user list that never ends',
-    size: 'LIST_USERS pages of 1,000 new entries with more=1, forever (daemon heap 768 MB)',
+    size: 'LIST_USERS pages of 1,000 entries with more=1, forever (new IDs in order each page, or the same page repeated, in turn), reconnecting for 60 s (daemon heap 768 MB)',
     deadlineSec: 60,
     site: { nodeArgs: ['--max-old-space-size=768'] },
     async run(ctx) {
+      // IDs in the listing order, so that what ends the session is the bound on
+      // the list (its length, its progress), not the order check; when the
+      // daemon ends a session the terminal dials again at once, as the crash
+      // loop of the issue did, until the deadline
       let pages = 0;
-      const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: 10_000 }, (peer) =>
-        peer.on(Command.LIST_USERS, (_f, reply) => {
-          const base = pages++ * 1000;
-          const entries = Array.from({ length: 1000 }, (_, i) => ({ userId: `flood-${base + i}`, flag: 0, version: 1, digest: DIGEST }));
-          reply(encodeListUsersResponse({ total: 10_000, more: true, entries }));
-        }),
-      );
-      const t0 = Date.now();
-      const why = await until(ctx, () => p.isClosed);
-      const sec = round((Date.now() - t0) / 1000);
-      p.close();
-      return { reached: `${pages.toLocaleString('en')} pages (${(pages * 1000).toLocaleString('en')} entries) in ${sec} s; ${why === 'done' ? 'the daemon ended the session' : why}`, figures: { pages, entries: pages * 1000, seconds: sec, stop: why, sessionEndedByDaemon: why === 'done' } };
+      let sessions = 0;
+      let maxPagesInSession = 0;
+      let refused = 0;
+      let why = 'deadline';
+      while (Date.now() < ctx.deadline) {
+        const repeat = sessions % 2 === 1;
+        let mine = 0;
+        const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: 10_000 }, (peer) =>
+          peer.on(Command.LIST_USERS, (_f, reply) => {
+            const base = (repeat ? 0 : mine) * 1000;
+            mine++;
+            pages++;
+            const entries = Array.from({ length: 1000 }, (_, i) => ({ userId: `flood-${String(sessions).padStart(4, '0')}-${String(base + i).padStart(9, '0')}`, flag: 0, version: 1, digest: DIGEST }));
+            reply(encodeListUsersResponse({ total: 10_000, more: true, entries }));
+          }),
+        ).catch(() => null);
+        sessions++;
+        if (!p || p.isClosed) {
+          refused++;
+          await sleep(50);
+          continue;
+        }
+        why = await until(ctx, () => p.isClosed);
+        maxPagesInSession = Math.max(maxPagesInSession, mine);
+        p.close();
+        if (why !== 'done') break;
+        why = 'deadline';
+      }
+      const sec = round((Date.now() - (ctx.deadline - 60_000)) / 1000);
+      const limits = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'PEER_LIMIT_EXCEEDED') : NaN;
+      return {
+        reached: `${sessions} sessions, ${pages.toLocaleString('en')} pages (${(pages * 1000).toLocaleString('en')} entries) in ${sec} s, at most ${maxPagesInSession} pages in one session; ${why}`,
+        figures: { sessions, refusedAtHandshake: refused, pages, entries: pages * 1000, maxPagesInSession, limitEvents: limits, seconds: sec, stop: why },
+      };
     },
   },
   {
@@ -172,24 +263,15 @@ export const ATTACKS: Attack[] = [
     name: 'logflood',
     item: 3,
     title: 'Log events beyond the window',
-    size: '12.4 M device-origin enroll events without waiting for LOG_ACK (window 1,000)',
-    deadlineSec: 30,
+    size: 'device-origin enroll events without waiting for LOG_ACK (window 1,000), as fast as one sender can, dialling again whenever the daemon ends the session, for 30 s (the issue: 12.4 M in 29 s)',
+    deadlineSec: 40,
     async run(ctx) {
-      let stopped = false;
-      let st: ReturnType<typeof streamEvents> | undefined;
-      const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7301, key: KEY }, (peer) => {
-        notFound(peer);
-        st = streamEvents(peer, EventCode.USER_ENROLL_SUCCESS, 'lf-', 12_400_000, () => stopped);
-      });
-      const why = await until(ctx, () => p.isClosed || st!.sent() >= 12_400_000);
-      stopped = true;
-      const endedByDaemon = p.isClosed;
+      const r = await eventFloodSessions(ctx, 7301, EventCode.USER_ENROLL_SUCCESS, 'lf-', 30);
       const backlog = Math.max(0, ...ctx.site.daemon.samples.map((s) => s.ingestBacklog));
-      const sec = st!.started() ? round((Date.now() - st!.started()!) / 1000) : 0;
-      p.close();
+      const limits = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'PEER_LIMIT_EXCEEDED') : NaN;
       return {
-        reached: `${st!.sent().toLocaleString('en')} events sent in ${sec} s; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : 'all sent') : why}`,
-        figures: { eventsSent: st!.sent(), seconds: sec, maxIngestBacklog: backlog, sessionEndedByDaemon: endedByDaemon, stop: why },
+        reached: `${r.sent.toLocaleString('en')} events sent in ${r.sec} s over ${r.sessions} sessions (${r.endedByDaemon} ended by the daemon); ${r.why}`,
+        figures: { eventsSent: r.sent, seconds: r.sec, sessions: r.sessions, sessionsEndedByDaemon: r.endedByDaemon, limitEvents: limits, maxIngestBacklog: backlog, stop: r.why },
       };
     },
   },
@@ -232,28 +314,19 @@ export const ATTACKS: Attack[] = [
     name: 'deleteflood',
     item: 5,
     title: 'One terminal fills the disk',
-    size: 'device-origin delete events streamed for 10 s',
-    deadlineSec: 12,
+    size: 'device-origin delete events for 10 s, keeping to the window (1,000 unacknowledged; only the LOG_ACKs pace it), dialling again if the daemon ends the session',
+    deadlineSec: 20,
     async run(ctx) {
       const rows0 = eventRows(ctx.site.db);
       const bytes0 = dbBytes(ctx.site.db);
-      let stopped = false;
-      let st: ReturnType<typeof streamEvents> | undefined;
-      const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7501, key: KEY }, (peer) => {
-        st = streamEvents(peer, EventCode.USER_DELETE_SUCCESS, 'del-', Number.MAX_SAFE_INTEGER, () => stopped);
-      });
-      const why = await until(ctx, () => p.isClosed || (st!.started() !== null && Date.now() - st!.started()! > 10_000));
-      stopped = true;
-      const endedByDaemon = p.isClosed;
-      const sec = st!.started() ? (Date.now() - st!.started()!) / 1000 : 0;
-      p.close();
+      const r = await eventFloodSessions(ctx, 7501, EventCode.USER_DELETE_SUCCESS, 'del-', 10, 1000);
       await sleep(1000); // what was received is still being written
       const rows = ctx.site.daemon.alive ? eventRows(ctx.site.db) - rows0 : NaN;
       const deletes = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'USER_DELETED_ON_DEVICE') : NaN;
       const bytes = dbBytes(ctx.site.db) - bytes0;
       return {
-        reached: `${st!.sent().toLocaleString('en')} delete events sent in ${round(sec)} s; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : '10 s') : why}`,
-        figures: { eventsSent: st!.sent(), seconds: round(sec), sessionEndedByDaemon: endedByDaemon, rowsWritten: rows, deleteRows: deletes, dbGrowthMb: round(bytes / 1048576), mbPerSec: round(bytes / 1048576 / Math.max(sec, 0.001)), stop: why },
+        reached: `${r.sent.toLocaleString('en')} delete events sent in ${r.sec} s over ${r.sessions} sessions (${r.endedByDaemon} ended by the daemon); ${r.why}`,
+        figures: { eventsSent: r.sent, seconds: r.sec, sessions: r.sessions, sessionsEndedByDaemon: r.endedByDaemon, rowsWritten: rows, deleteRows: deletes, dbGrowthMb: round(bytes / 1048576), mbPerSec: round(bytes / 1048576 / Math.max(r.sec, 0.001)), stop: r.why },
       };
     },
   },

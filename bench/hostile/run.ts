@@ -35,6 +35,8 @@ export interface HostileRun {
   underAttack: LatencySummary;
   adminUnderAttack?: LatencySummary;
   figures: Record<string, unknown>;
+  /** the machine's load average (1, 5, 15 min) when the attack started and when it ended */
+  load?: { start: number[]; end: number[] };
   /** which of the issue's targets held */
   verdict: { up: boolean; rss: boolean; loop: boolean; latency: boolean };
 }
@@ -59,6 +61,7 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
   try {
     const quiet = await quietLatency(site);
     log(`quiet sync latency: median ${quiet.medianMs} ms`);
+    const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
     const probes = new Probes(site);
     const sync = latencyLoop(site);
     const adm = a.adminLatency ? latencyLoop(site, adminPushLatency) : null;
@@ -66,6 +69,7 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
     const underAttack = await sync.stop();
     const adminUnderAttack = adm ? await adm.stop() : undefined;
     const p = await probes.stop();
+    const load = { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) };
     const worst = Math.max(underAttack.medianMs ?? Infinity, adminUnderAttack?.medianMs ?? 0);
     const verdict = {
       up: p.alive,
@@ -73,8 +77,9 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
       loop: p.loopMaxMs !== null && p.loopMaxMs < TARGET.loopMs,
       latency: underAttack.timedOut === 0 && (adminUnderAttack?.timedOut ?? 0) === 0 && quiet.medianMs !== null && worst <= quiet.medianMs * TARGET.latencyRatio,
     };
+    log(`load ${load.start[0]} -> ${load.end[0]}`);
     log(`${res.reached}; peak RSS ${p.peakRssMb} MB, loop max ${p.loopMaxMs} ms, healthz max ${p.healthz.maxMs} ms (${p.healthz.failed} failed), sync ${quiet.medianMs} -> ${underAttack.medianMs} ms (${underAttack.timedOut} timed out)`);
-    return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: arg('commit') ?? git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, verdict };
+    return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: arg('commit') ?? git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, load, verdict };
   } finally {
     await site.close().catch(() => {});
   }
