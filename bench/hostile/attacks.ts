@@ -79,6 +79,11 @@ function notFound(p: HostilePeer): void {
   });
 }
 
+function notFoundToo(p: HostilePeer): HostilePeer {
+  notFound(p);
+  return p;
+}
+
 function logFrame(p: HostilePeer, first: number, n: number, code: number, prefix: string): Buffer {
   const events = Array.from({ length: n }, (_, i) => ({ id: first + i, dateTime: Math.floor(Date.now() / 1000), deviceId: p.o.deviceId, userId: `${prefix}${first + i}`, code, param: ORIGIN_DEVICE, flags: 0 }));
   return encodeFrame({ kind: FrameKind.EVENT, seq: p.nextSeq(), command: Command.LOG_EVENT, payload: encodeLogEvent({ logEpoch: p.logEpoch, events }) });
@@ -192,7 +197,7 @@ export const ATTACKS: Attack[] = [
         const repeat = sessions % 2 === 1;
         let mine = 0;
         const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: 10_000 }, (peer) =>
-          peer.on(Command.LIST_USERS, (_f, reply) => {
+          notFoundToo(peer).on(Command.LIST_USERS, (_f, reply) => {
             const base = (repeat ? 0 : mine) * 1000;
             mine++;
             pages++;

@@ -252,10 +252,17 @@ export function summarize(samples: (number | null)[]): LatencySummary {
   return { n: samples.length, timedOut: samples.length - ok.length, medianMs: ok.length ? round(percentile(ok, 50)) : null, maxMs: ok.length ? round(ok.at(-1)!) : null };
 }
 
-/** The quiet figure: a few enrollments before the attack. */
-export async function quietLatency(site: HostileSite, n = 5): Promise<LatencySummary> {
+/**
+ * The quiet figure: enrollments before the attack, measured as latencyLoop
+ * measures them under attack (same timeout, 200 ms apart), enough of them that
+ * the median is not one lucky or unlucky sample.
+ */
+export async function quietLatency(site: HostileSite, n = 15): Promise<LatencySummary> {
   const out: (number | null)[] = [];
-  for (let i = 0; i < n; i++) out.push(await syncLatency(site, 10_000));
+  for (let i = 0; i < n; i++) {
+    out.push(await syncLatency(site));
+    await sleep(200);
+  }
   return summarize(out);
 }
 

@@ -114,11 +114,11 @@ function markdown(runs: HostileRun[]): string {
     'built from src/codec over loopback. Each run is bounded: it stops at the size the issue gives, at its deadline, or when the',
     "daemon's RSS passes the cap (1,500 MB) so that a daemon without a bound does not take the machine with it.",
     'Loop delay: the largest `nodejs_eventloop_lag_max_seconds` of /metrics scraped every second; /healthz probed every 250 ms on a fresh connection',
-    "(10 s timeout); sync latency: an enrollment at one well-behaved terminal until the other holds it, quiet (5 before the attack) → under attack (median).",
+    "(10 s timeout); sync latency: an enrollment at one well-behaved terminal until the other holds it, quiet (15 before the attack, 200 ms apart, as under attack) → under attack (median). Load: the machine's 1-minute load average at the start → end of the attack.",
     `Targets (issue 14, "done when"): daemon up, RSS < ${TARGET.rssMb} MB, loop delay < ${TARGET.loopMs} ms, sync latency within 20% of quiet.`,
     '',
-    '| # | attack | label (commit) | how far it got | up | peak RSS | loop max | /healthz max (failed) | sync latency quiet → attack | admin change → terminals | other figures |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| # | attack | label (commit) | how far it got | up | peak RSS | loop max | /healthz max (failed) | sync latency quiet → attack | admin change → terminals | load | other figures |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const other = Object.entries(r.figures)
@@ -126,7 +126,7 @@ function markdown(runs: HostileRun[]): string {
       .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v).replace(/"/g, '') : v}`)
       .join('; ');
     lines.push(
-      `| ${r.item} | ${r.attack} | ${r.label} (${r.commit}) | ${r.reached} | ${yes(r.verdict.up)} | ${r.probes.peakRssMb} MB${r.verdict.rss ? '' : ' ✗'} | ${ms(r.probes.loopMaxMs)}${r.verdict.loop ? '' : ' ✗'} | ${ms(r.probes.healthz.maxMs)} (${r.probes.healthz.failed}/${r.probes.healthz.n}) | ${latencyText(r.quiet, r.underAttack)}${r.verdict.latency ? '' : ' ✗'} | ${latencyText(r.quiet, r.adminUnderAttack)} | ${other} |`,
+      `| ${r.item} | ${r.attack} | ${r.label} (${r.commit}) | ${r.reached} | ${yes(r.verdict.up)} | ${r.probes.peakRssMb} MB${r.verdict.rss ? '' : ' ✗'} | ${ms(r.probes.loopMaxMs)}${r.verdict.loop ? '' : ' ✗'} | ${ms(r.probes.healthz.maxMs)} (${r.probes.healthz.failed}/${r.probes.healthz.n}) | ${latencyText(r.quiet, r.underAttack)}${r.verdict.latency ? '' : ' ✗'} | ${latencyText(r.quiet, r.adminUnderAttack)} | ${r.load ? `${r.load.start[0]} → ${r.load.end[0]}` : '–'} | ${other} |`,
     );
   }
   lines.push('', `Machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} cores, Node ${process.version}; other work shares the cores.`, END);
