@@ -19,6 +19,7 @@ import {
 } from '../../src/codec/index.js';
 import { EventCode, ORIGIN_DEVICE } from '../../src/codec/constants.js';
 import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
+import { DEFAULT_MAX_TERMINAL_USERS } from '../../src/sync/peer-limit.js';
 import { dbBytes, eventRows, eventsOf, httpPut, round, terminalRows, type HostileSite, type SiteOptions } from './harness.js';
 import { HostilePeer } from './peer.js';
 
@@ -180,7 +181,7 @@ export const ATTACKS: Attack[] = [
     name: 'listflood',
     item: 1,
     title: 'A user list that never ends',
-    size: 'LIST_USERS pages of 1,000 entries with more=1, forever (new IDs in order each page, or the same page repeated, in turn), reconnecting for 60 s (daemon heap 768 MB)',
+    size: "LIST_USERS pages of 1,000 entries with more=1, forever (new IDs in order each page, or the same page repeated, in turn), announcing a capacity of 2,000,000 (the daemon's ceiling), dialling again for 60 s (daemon heap 768 MB)",
     deadlineSec: 60,
     site: { nodeArgs: ['--max-old-space-size=768'] },
     async run(ctx) {
@@ -196,13 +197,13 @@ export const ATTACKS: Attack[] = [
       while (Date.now() < ctx.deadline) {
         const repeat = sessions % 2 === 1;
         let mine = 0;
-        const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: 10_000 }, (peer) =>
+        const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: DEFAULT_MAX_TERMINAL_USERS }, (peer) =>
           notFoundToo(peer).on(Command.LIST_USERS, (_f, reply) => {
             const base = (repeat ? 0 : mine) * 1000;
             mine++;
             pages++;
             const entries = Array.from({ length: 1000 }, (_, i) => ({ userId: `flood-${String(sessions).padStart(4, '0')}-${String(base + i).padStart(9, '0')}`, flag: 0, version: 1, digest: DIGEST }));
-            reply(encodeListUsersResponse({ total: 10_000, more: true, entries }));
+            reply(encodeListUsersResponse({ total: DEFAULT_MAX_TERMINAL_USERS, more: true, entries }));
           }),
         ).catch(() => null);
         sessions++;
