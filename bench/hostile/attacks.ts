@@ -418,8 +418,10 @@ export const ATTACKS: Attack[] = [
             socks.delete(s);
             if (!stop) {
               refused++;
-              // a holder keeps the count up: reopen what the server closed
-              if (refused < 20_000) setTimeout(() => void open(partial), 50);
+              // a holder keeps the count up: reopen what the server closed, 50 ms later,
+              // for as long as the attack lasts (a cap on reopenings would let the
+              // attack fade before its 15 s are up)
+              setTimeout(() => void (stop ? undefined : open(partial)), 50);
             }
           });
           setTimeout(resolve, 2000);
@@ -435,15 +437,18 @@ export const ATTACKS: Attack[] = [
       }, 2000);
       const t0 = Date.now();
       let peakHeld = socks.size;
+      let minHeld = socks.size;
       const why = await until(ctx, () => {
         peakHeld = Math.max(peakHeld, socks.size);
+        minHeld = Math.min(minHeld, socks.size);
         return Date.now() - t0 > 15_000;
       });
       stop = true;
       clearInterval(trickle);
       const heldAtEnd = socks.size;
+      const heldMin = minHeld;
       for (const s of socks) s.destroy();
-      return { reached: `${opened} connections opened, ${heldAtEnd} held at the end (peak ${peakHeld}), ${refused} closed by the server; ${why}`, figures: { opened, peakHeld, heldAtEnd, closedByServer: refused, stop: why } };
+      return { reached: `${opened} connections opened, ${heldAtEnd} held at the end (peak ${peakHeld}, least ${heldMin}), ${refused} closed by the server; ${why}`, figures: { opened, peakHeld, leastHeld: heldMin, heldAtEnd, closedByServer: refused, stop: why } };
     },
   },
 ];
