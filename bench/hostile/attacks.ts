@@ -2,9 +2,11 @@
 // or a local HTTP client against a real daemon process. Each runs at the
 // size the issue gives, bounded by a deadline and by an RSS cap so that a
 // daemon that has no bound does not take the machine with it.
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import {
   Command,
   DIGEST_BYTES,
@@ -124,45 +126,88 @@ function streamEvents(p: HostilePeer, code: number, prefix: string, max: number,
   return { sent: () => sent, started: () => startedAt };
 }
 
+export interface FloodOptions {
+  port: number;
+  deviceId: number;
+  code: number;
+  prefix: string;
+  seconds: number;
+  window?: number;
+  /** ms since the epoch */
+  deadline: number;
+}
+
+export interface FloodResult {
+  sent: number;
+  sessions: number;
+  endedByDaemon: number;
+  sec: number;
+  why: string;
+}
+
 /**
  * One hostile terminal streaming events until `seconds` have passed since the
  * first subscription; when the daemon ends its session it dials again at once.
+ * `halt` says why to stop early (null: go on).
  */
-async function eventFloodSessions(ctx: AttackContext, deviceId: number, code: number, prefix: string, seconds: number, window?: number) {
+export async function floodSessions(o: FloodOptions, halt: () => string | null): Promise<FloodResult> {
   let sent = 0;
   let sessions = 0;
   let endedByDaemon = 0;
   let firstStart: number | null = null;
-  let why = 'done';
-  const over = () => firstStart !== null && Date.now() - firstStart > seconds * 1000;
-  while (!over() && Date.now() < ctx.deadline && ctx.site.daemon.alive) {
+  let why: string | null = null;
+  const over = () => firstStart !== null && Date.now() - firstStart > o.seconds * 1000;
+  while (!over() && Date.now() < o.deadline && (why = halt()) === null) {
     let st: ReturnType<typeof streamEvents> | undefined;
     let stopped = false;
-    const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId, key: KEY }, (peer) => {
+    const p = await HostilePeer.open({ port: o.port, deviceId: o.deviceId, key: KEY }, (peer) => {
       notFound(peer);
-      st = streamEvents(peer, code, `${prefix}${sessions}-`, Number.MAX_SAFE_INTEGER, () => stopped, window);
+      st = streamEvents(peer, o.code, `${o.prefix}${sessions}-`, Number.MAX_SAFE_INTEGER, () => stopped, o.window);
     }).catch(() => null);
     sessions++;
     if (!p) {
       await sleep(50);
       continue;
     }
-    why = await until(
-      ctx,
-      () => {
-        firstStart ??= st!.started();
-        return p.isClosed || over();
-      },
-      20,
-    );
+    for (;;) {
+      firstStart ??= st!.started();
+      if (p.isClosed || over() || Date.now() > o.deadline || (why = halt()) !== null) break;
+      await sleep(20);
+    }
     stopped = true;
     if (p.isClosed) endedByDaemon++;
     sent += st!.sent();
     p.close();
-    if (why !== 'done') break;
+    if (why !== null) break;
   }
   const sec = firstStart ? round((Date.now() - firstStart) / 1000) : 0;
-  return { sent, sessions, endedByDaemon, sec, why: why === 'done' ? `${seconds} s` : why };
+  return { sent, sessions, endedByDaemon, sec, why: why ?? (over() ? `${o.seconds} s` : 'deadline') };
+}
+
+const FLOOD_CHILD = fileURLToPath(new URL('./flood-child.ts', import.meta.url));
+
+/**
+ * floodSessions in a process of its own: the sender encodes hundreds of
+ * thousands of events a second, and in the harness's process it would slow the
+ * simulated well-behaved terminals living there, charging the daemon with the
+ * harness's delay.
+ */
+async function eventFloodSessions(ctx: AttackContext, deviceId: number, code: number, prefix: string, seconds: number, window?: number): Promise<FloodResult> {
+  const child = fork(FLOOD_CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let result: FloodResult | null = null;
+  child.on('message', (m) => (result = m as FloodResult));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.send({ port: ctx.site.listenPort, deviceId, code, prefix, seconds, window, deadline: ctx.deadline } satisfies FloodOptions);
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const why = await until(ctx, () => result !== null || gone, 50);
+  if (!result) {
+    child.kill();
+    await exited;
+    return { sent: NaN, sessions: NaN, endedByDaemon: NaN, sec: NaN, why: why === 'done' ? 'the sender process ended without a result' : why };
+  }
+  await exited;
+  return result;
 }
 
 export const ATTACKS: Attack[] = [
