@@ -184,30 +184,108 @@ export async function floodSessions(o: FloodOptions, halt: () => string | null):
   return { sent, sessions, endedByDaemon, sec, why: why ?? (over() ? `${o.seconds} s` : 'deadline') };
 }
 
-const FLOOD_CHILD = fileURLToPath(new URL('./flood-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('./attack-child.ts', import.meta.url));
+
+/** What the attack process is asked to do. */
+export type ChildTask = ({ kind: 'flood' } & FloodOptions) | { kind: 'adminhold'; port: number; seconds: number };
 
 /**
- * floodSessions in a process of its own: the sender encodes hundreds of
- * thousands of events a second, and in the harness's process it would slow the
- * simulated well-behaved terminals living there, charging the daemon with the
- * harness's delay.
+ * Runs the attacker in a process of its own: a sender that encodes hundreds of
+ * thousands of events, or opens tens of thousands of connections, would slow
+ * the simulated well-behaved terminals living in the harness's process and
+ * charge the daemon with the harness's delay. Stops it when the daemon dies or
+ * passes the RSS cap.
  */
-async function eventFloodSessions(ctx: AttackContext, deviceId: number, code: number, prefix: string, seconds: number, window?: number): Promise<FloodResult> {
-  const child = fork(FLOOD_CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let result: FloodResult | null = null;
-  child.on('message', (m) => (result = m as FloodResult));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.send({ port: ctx.site.listenPort, deviceId, code, prefix, seconds, window, deadline: ctx.deadline } satisfies FloodOptions);
+async function inChild<T>(ctx: AttackContext, task: ChildTask): Promise<T | { failed: string }> {
+  const child = fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let result: T | null = null;
+  child.on('message', (m) => (result = m as T));
   let gone = false;
-  void exited.then(() => (gone = true));
+  const exited = new Promise<void>((r) =>
+    child.once('exit', () => {
+      gone = true;
+      r();
+    }),
+  );
+  child.send(task);
   const why = await until(ctx, () => result !== null || gone, 50);
-  if (!result) {
+  if (result === null) {
     child.kill();
     await exited;
-    return { sent: NaN, sessions: NaN, endedByDaemon: NaN, sec: NaN, why: why === 'done' ? 'the sender process ended without a result' : why };
+    return { failed: why === 'done' ? 'the attack process ended without a result' : why };
   }
   await exited;
   return result;
+}
+
+async function eventFloodSessions(ctx: AttackContext, deviceId: number, code: number, prefix: string, seconds: number, window?: number): Promise<FloodResult> {
+  const r = await inChild<FloodResult>(ctx, { kind: 'flood', port: ctx.site.listenPort, deviceId, code, prefix, seconds, window, deadline: ctx.deadline });
+  return 'failed' in r ? { sent: NaN, sessions: NaN, endedByDaemon: NaN, sec: NaN, why: r.failed } : r;
+}
+
+export interface HoldResult {
+  opened: number;
+  peakHeld: number;
+  leastHeld: number;
+  heldAtEnd: number;
+  closedByServer: number;
+  why: string;
+}
+
+/**
+ * 520 connections holding partial headers (one more header line every 2 s, as
+ * a slowloris keeps its requests alive) and 101 event streams on the admin
+ * port for `seconds`; what the server closes is opened again 50 ms later.
+ */
+export async function holdAdmin(port: number, seconds: number): Promise<HoldResult> {
+  const socks = new Set<net.Socket>();
+  let opened = 0;
+  let refused = 0;
+  let stop = false;
+  const open = (partial: boolean) =>
+    new Promise<void>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+      s.on('error', () => {});
+      s.once('connect', () => {
+        opened++;
+        socks.add(s);
+        s.write(partial ? 'GET /healthz HTTP/1.1\r\nHost: x\r\n' : 'GET /api/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+        resolve();
+      });
+      s.on('data', () => {});
+      s.once('close', () => {
+        socks.delete(s);
+        if (!stop) {
+          refused++;
+          // a holder keeps the count up: reopen what the server closed, 50 ms later,
+          // for as long as the attack lasts (a cap on reopenings would let the
+          // attack fade before its time is up)
+          setTimeout(() => void (stop ? undefined : open(partial)), 50);
+        }
+      });
+      setTimeout(resolve, 2000);
+    });
+  const work: Promise<void>[] = [];
+  for (let i = 0; i < 520; i++) work.push(open(true));
+  for (let i = 0; i < 101; i++) work.push(open(false));
+  await Promise.all(work);
+  const trickle = setInterval(() => {
+    let n = 0;
+    for (const s of socks) if (!s.destroyed) s.write(`X-${n++}: y\r\n`);
+  }, 2000);
+  const t0 = Date.now();
+  let peakHeld = socks.size;
+  let leastHeld = socks.size;
+  while (Date.now() - t0 <= seconds * 1000) {
+    peakHeld = Math.max(peakHeld, socks.size);
+    leastHeld = Math.min(leastHeld, socks.size);
+    await sleep(100);
+  }
+  stop = true;
+  clearInterval(trickle);
+  const heldAtEnd = socks.size;
+  for (const s of socks) s.destroy();
+  return { opened, peakHeld, leastHeld, heldAtEnd, closedByServer: refused, why: `${seconds} s` };
 }
 
 export const ATTACKS: Attack[] = [
@@ -443,57 +521,10 @@ export const ATTACKS: Attack[] = [
     size: '520 connections holding partial headers + 101 event streams, held 15 s',
     deadlineSec: 30,
     async run(ctx) {
-      const port = ctx.site.daemon.adminPort;
-      const socks = new Set<net.Socket>();
-      let opened = 0;
-      let refused = 0;
-      let stop = false;
-      const open = (partial: boolean) =>
-        new Promise<void>((resolve) => {
-          const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
-          s.on('error', () => {});
-          s.once('connect', () => {
-            opened++;
-            socks.add(s);
-            s.write(partial ? 'GET /healthz HTTP/1.1\r\nHost: x\r\n' : 'GET /api/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
-            resolve();
-          });
-          s.on('data', () => {});
-          s.once('close', () => {
-            socks.delete(s);
-            if (!stop) {
-              refused++;
-              // a holder keeps the count up: reopen what the server closed, 50 ms later,
-              // for as long as the attack lasts (a cap on reopenings would let the
-              // attack fade before its 15 s are up)
-              setTimeout(() => void (stop ? undefined : open(partial)), 50);
-            }
-          });
-          setTimeout(resolve, 2000);
-        });
-      const work: Promise<void>[] = [];
-      for (let i = 0; i < 520; i++) work.push(open(true));
-      for (let i = 0; i < 101; i++) work.push(open(false));
-      await Promise.all(work);
-      // trickle one header line per connection every 2 s (a slowloris keeps its requests alive)
-      const trickle = setInterval(() => {
-        let n = 0;
-        for (const s of socks) if (!s.destroyed) s.write(`X-${n++}: y\r\n`);
-      }, 2000);
-      const t0 = Date.now();
-      let peakHeld = socks.size;
-      let minHeld = socks.size;
-      const why = await until(ctx, () => {
-        peakHeld = Math.max(peakHeld, socks.size);
-        minHeld = Math.min(minHeld, socks.size);
-        return Date.now() - t0 > 15_000;
-      });
-      stop = true;
-      clearInterval(trickle);
-      const heldAtEnd = socks.size;
-      const heldMin = minHeld;
-      for (const s of socks) s.destroy();
-      return { reached: `${opened} connections opened, ${heldAtEnd} held at the end (peak ${peakHeld}, least ${heldMin}), ${refused} closed by the server; ${why}`, figures: { opened, peakHeld, leastHeld: heldMin, heldAtEnd, closedByServer: refused, stop: why } };
+      const r = await inChild<HoldResult>(ctx, { kind: 'adminhold', port: ctx.site.daemon.adminPort, seconds: 15 });
+      if ('failed' in r) return { reached: r.failed, figures: { stop: r.failed } };
+      const { why, ...figures } = r;
+      return { reached: `${r.opened} connections opened, ${r.heldAtEnd} held at the end (peak ${r.peakHeld}, least ${r.leastHeld}), ${r.closedByServer} closed by the server; ${why}`, figures: { ...figures, stop: why } };
     },
   },
 ];
