@@ -561,7 +561,10 @@ export class Store {
       // users the terminal reported but we could not read stay owed (see pull-failures.ts);
       // users deleted on the terminal before we asked are owed no longer
       for (const f of pulls.failed ?? []) this.pullFailures.record(terminalId, f.userId, f.reason, now);
-      for (const userId of pulls.gone ?? []) this.pullFailures.clear(terminalId, userId);
+      // (one cheap check first: a terminal that lists users it cannot deliver sends a
+      // thousand of them per batch, and the usual terminal has no failures to clear)
+      const gone = pulls.gone ?? [];
+      if (gone.length > 0 && this.pullFailures.hasAny(terminalId)) for (const userId of gone) this.pullFailures.clear(terminalId, userId);
       if (advance) {
         const r = this.s.moveOrReset.run(advance.logEpoch, advance.logEpoch, advance.cursor, advance.cursor, now, terminalId);
         if (r.changes === 0) throw new StoreWriteError('CONSTRAINT', 'mergeDeviceUsersAndAdvance', `unknown terminal ${JSON.stringify(terminalId)}`);
