@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';
-import { loadAdminToken, loadCommKey, resolveCommKey, type RunConfig } from '../config.js';
+import { loadAdminToken, loadCommKey, resolveCommKey, termsyncKeyFiles, type RunConfig } from '../config.js';
 import { Daemon, type DaemonOptions } from '../daemon.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
@@ -34,7 +34,7 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     db: cfg.db,
     log,
     commKey,
-    terminalKeys: new Map(cfg.terminalKeys.map((k) => [k.deviceId, loadCommKey(k.path)])),
+    terminalKeys: new Map(termsyncKeyFiles(cfg).map((k) => [k.deviceId, loadCommKey(k.path)])),
     terminals: cfg.terminals.map((t) => ({ id: String(t.id), host: t.host, port: t.port })),
     listen: cfg.listen ? [cfg.listen] : [],
     tlsListen,
