@@ -110,7 +110,10 @@ function events(s: MixedSite, type: string) {
 const converge = (s: MixedSite, userId: string, ids?: string[]) =>
   waitFor(() => s.heldEverywhere(userId, ids), { timeoutMs: 20_000, message: `user ${userId} did not reach every terminal` });
 
-describe('a mixed site: ZK terminals beside termsync terminals', () => {
+// Waits for the daemon's driver registry (the "neutral" branch: the engine on
+// DeviceSession, DialTarget.protocol/key, drivers by protocol name) and the ZK
+// driver registered in it with DaemonOptions.zkPollSec.
+describe.skip('a mixed site: ZK terminals beside termsync terminals', () => {
   it('an enroll on a ZK terminal reaches the server and every other terminal of both kinds', async () => {
     site = await startMixedSite();
     await allOnline(site);
