@@ -13,6 +13,7 @@ import { decodeGetUsersResponse, encodeGetUsersResponse, type FrameInit } from '
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import type { SimTerminal } from '../src/sim/terminal.js';
 import { Store } from '../src/store/store.js';
+import { LATEST_SCHEMA_VERSION } from '../src/store/migrations.js';
 import { startSite, silent, type Site } from './helpers/site.js';
 import { waitFor } from './helpers/wait.js';
 import { tempDir } from './store-fixtures.js';
@@ -148,7 +149,7 @@ describe('migration 2', () => {
       fs.chmodSync(file, 0o600);
       const s = Store.open(file);
       try {
-        expect(s.schemaVersion).toBe(2);
+        expect(s.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
         expect(s.userCount()).toBe(5);
         expect(s.getUser('3')).not.toBeNull();
         expect(s.getCursor('t1')).toEqual({ logEpoch: 7, cursor: 42 });

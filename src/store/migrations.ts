@@ -31,6 +31,8 @@ export interface Migration {
 // - pull_failures (v2): users a terminal reported that the server could not read
 //   (unknown formatVersion, wrong user, a per-record failure); pulled again at every
 //   session start and reconcile, and cleared by the next successful pull.
+// - terminals.identity (version 3): what a dial-in terminal's device ID is bound
+//   to, as JSON (src/terminal/identity.ts); NULL = not bound yet.
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -179,6 +181,20 @@ export const MIGRATIONS: readonly Migration[] = [
           PRIMARY KEY (terminal_id, user_id)
         ) WITHOUT ROWID;
       `);
+    },
+  },
+  {
+    version: 3,
+    description: 'terminals.identity: the credential a device ID is bound to',
+    up(db) {
+      db.exec('ALTER TABLE terminals ADD COLUMN identity TEXT');
+    },
+  },
+  {
+    version: 4,
+    description: 'users_by_name: an index for the console\'s user search by name (case-insensitive for ASCII, keyset-paged with the ID)',
+    up(db) {
+      db.exec('CREATE INDEX IF NOT EXISTS users_by_name ON users(name COLLATE NOCASE, id)');
     },
   },
 ];
