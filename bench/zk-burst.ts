@@ -32,6 +32,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Daemon, type DaemonOptions } from '../src/daemon.js';
 import { ZkClient } from '../src/drivers/zk/client.js';
+import { zkDriver } from '../src/drivers/zk/driver.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { DEFAULT_ZK_TIMING, type ZkTimingModel } from '../src/sim/zk/device.js';
 import { ZkSimulator } from '../src/sim/zk/simulator.js';
@@ -91,7 +92,7 @@ async function runTermsync(): Promise<{ convergenceMs: number; enrollMs: number 
     log,
     commKey: DEV_COMM_KEY,
     terminals: sim.ports().map((port, i) => ({ id: `zk${i + 1}`, host: '127.0.0.1', port, protocol: 'zk', key: Buffer.from(String(PASSWORD)) })),
-    zkPollSec: POLL_SEC,
+    drivers: [zkDriver({ pollSec: POLL_SEC, requestTimeoutMs: 30_000, log })],
     syncMode: 'all' as const,
     requestTimeoutMs: 30_000,
   };
@@ -105,7 +106,14 @@ async function runTermsync(): Promise<{ convergenceMs: number; enrollMs: number 
     await daemon.engine.idle();
     const t0 = await enrollBurst(sim);
     const enrollMs = performance.now() - t0;
-    while (!everyoneHoldsAll(sim)) await new Promise((r) => setTimeout(r, 50));
+    let shown = Date.now();
+    while (!everyoneHoldsAll(sim)) {
+      await new Promise((r) => setTimeout(r, 50));
+      if (Date.now() - shown > 5000) {
+        shown = Date.now();
+        process.stderr.write(`  held: ${sim.terminals.map((t) => t.userCount).join(' ')}; server ${daemon.store.userCount()}; owed ${daemon.terminals().reduce((n, t) => n + t.pushesOwed, 0)}\n`);
+      }
+    }
     return { convergenceMs: performance.now() - t0, enrollMs };
   } finally {
     await daemon.stop(2000).catch(() => undefined);

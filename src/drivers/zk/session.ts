@@ -290,8 +290,25 @@ export class ZkSession implements DeviceSession {
     });
   }
 
+  /**
+   * Writes and deletes go by uid, so they run with the terminal disabled (nobody
+   * at the device can enroll or delete meanwhile, which would take or free a
+   * slot) and with the uid map confirmed first (enroll events and the user
+   * count, or a fresh read): a user enrolled at the device is never overwritten.
+   */
+  private byUid<T>(fn: () => Promise<T>): Promise<T> {
+    return this.exclusive(() =>
+      this.client.withDisabled(async () => {
+        await this.client.refreshMap();
+        return fn();
+      }),
+    ).catch((e) => {
+      throw zkReason(e);
+    });
+  }
+
   async putUsers(users: UserRecord[]): Promise<WriteResult[]> {
-    return this.exclusive(async () => {
+    return this.byUid(async () => {
       const out: WriteResult[] = [];
       for (const u of users) {
         if (!this.client.connected) {
@@ -301,8 +318,6 @@ export class ZkSession implements DeviceSession {
         out.push(await this.putOne(u));
       }
       return out;
-    }).catch((e) => {
-      throw zkReason(e);
     });
   }
 
@@ -364,7 +379,7 @@ export class ZkSession implements DeviceSession {
   }
 
   async deleteUsers(userIds: string[]): Promise<WriteResult[]> {
-    return this.exclusive(async () => {
+    return this.byUid(async () => {
       const out: WriteResult[] = [];
       for (const id of userIds) {
         if (!this.client.connected) {
@@ -384,8 +399,6 @@ export class ZkSession implements DeviceSession {
         }
       }
       return out;
-    }).catch((e) => {
-      throw zkReason(e);
     });
   }
 }
