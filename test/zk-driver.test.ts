@@ -213,6 +213,29 @@ describe('ZK driver: writes', () => {
     expect(sim.terminals[1].userById('same')).toMatchObject({ uid: 700, name: 'Renamed by the server' });
   });
 
+  it('writes while people enroll at the terminal: no user enrolled at the device is ever overwritten', async () => {
+    const { sim, dial } = await site({ timing: { perCommandMs: 1, perUserWriteMs: 1, perUserReadMs: 0, perTemplateWriteMs: 0, frameGapMs: 0 } }, 0);
+    const t = sim.terminals[0];
+    const s = await dial(0);
+    const atDevice = (async () => {
+      for (let i = 0; i < 40; i++) await t.enroll({ id: `dev-${i}`, name: `At the door ${i}` });
+    })();
+    const fromServer = (async () => {
+      for (let b = 0; b < 8; b++) {
+        const batch = Array.from({ length: 5 }, (_, k) => userFromJson({ id: `srv-${b * 5 + k}`, name: `From the server ${b * 5 + k}` }));
+        expect((await s.putUsers(batch)).every((r) => r.ok)).toBe(true);
+      }
+    })();
+    await Promise.all([atDevice, fromServer]);
+    const held = t.listUsers();
+    expect(held).toHaveLength(80);
+    for (let i = 0; i < 40; i++) {
+      expect(t.userById(`dev-${i}`)?.name).toBe(`At the door ${i}`);
+      expect(t.userById(`srv-${i}`)?.name).toBe(`From the server ${i}`);
+    }
+    expect(t.disabled).toBe(false);
+  });
+
   it('a plain password and templates read from one ZK terminal go to another; never termsync fingers', async () => {
     const { sim, dial } = await site();
     const [t1, t2] = sim.terminals;
