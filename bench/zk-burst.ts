@@ -193,6 +193,8 @@ if (!args['no-write']) {
     `| naive way (per enrollment: read it; per other terminal: connect, write the user, disconnect) | ${s(naiveScaledMs)} (scaled from ${SAMPLE} users, ${naive.writes} writes in ${s(naive.sampleMs)}) |`,
     `| speed-up over the naive way | ${result.speedup}x |`,
     '',
+    'The enrollments take longer than their own cost because a person at a ZK terminal waits while the daemon holds it disabled for a batch of writes (the simulator models that; it keeps a user enrolled at the device from losing its slot to a write). Time on a shared 2-core machine varies from run to run with the load.',
+    '',
     'The naive loop connects (CONNECT + AUTH), reads the table to find a free uid (a client without a uid map must), writes, and disconnects for every user and terminal, one after another; termsync keeps one session per terminal, learns new users from EF_ENROLLUSER, writes to all terminals at once and reads each table only when its uid map cannot be trusted.',
     '<!-- /zk-burst -->',
   ].join('\n');
