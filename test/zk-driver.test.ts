@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { zkDriver, parseZkPassword } from '../src/drivers/zk/driver.js';
 import { ZK_PARTS } from '../src/drivers/zk/mapping.js';
+import type { ZkSession } from '../src/drivers/zk/session.js';
 import { emptyUser, hashPin, userFromJson, userToJson } from '../src/model/user.js';
 import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
 import { ZkSimulator, type ZkSimulatorOptions } from '../src/sim/zk/simulator.js';
@@ -51,6 +52,13 @@ function feed(s: DeviceSession) {
 }
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitUntil(pred: () => boolean, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await settle(10);
+  }
+}
 
 describe('ZK driver: dialling', () => {
   it('dials with the right comm key and declares what a ZK terminal can do', async () => {
@@ -134,6 +142,27 @@ describe('ZK driver: facts', () => {
     const st2 = await f2.started;
     expect(st2.epoch).toBeGreaterThan(st.epoch);
     expect(await f2.next((x) => x.userId === 'old')).toMatchObject({ kind: 'user-changed', origin: 'device' });
+  });
+
+  it('a read that finds many changes hands them over within the window, the rest after acknowledgements', async () => {
+    const { sim, dial } = await site({}, 0);
+    const t = sim.terminals[0];
+    const s = await dial(0);
+    const batches: DeviceFact[][] = [];
+    await (s as ZkSession).watch(0, (_e, facts) => batches.push(facts), { window: 3 });
+    // seven users enrolled while nobody reads: one read finds them all (the first event's read may find fewer)
+    for (let i = 0; i < 7; i++) await t.enroll({ id: `w${i}`, name: `W ${i}` });
+    await waitUntil(() => batches.flat().length >= 3);
+    await settle(200);
+    const handed = () => batches.flat().length;
+    expect(handed()).toBe(3);
+    while (handed() < 7) {
+      const before = handed();
+      s.ack(batches[batches.length - 1][batches[batches.length - 1].length - 1].ref);
+      await waitUntil(() => handed() > before || handed() === 7);
+    }
+    expect(batches.every((b) => b.length <= 3)).toBe(true);
+    expect(batches.flat().map((f) => f.userId).sort()).toEqual(['w0', 'w1', 'w2', 'w3', 'w4', 'w5', 'w6']);
   });
 
   it('the server’s own writes and deletes never come back as facts', async () => {

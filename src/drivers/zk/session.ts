@@ -115,8 +115,12 @@ export class ZkSession implements DeviceSession {
   /** poll generation: the ref of the facts found by the latest read */
   private gen = 0;
   private acked = 0;
+  /** facts handed over and not acknowledged yet */
+  private unacked: DeviceFact[] = [];
+  /** most unacknowledged facts (WatchOptions.window) */
+  private window = Number.MAX_SAFE_INTEGER;
   private onFacts: ((epoch: number, facts: DeviceFact[]) => void) | undefined;
-  /** facts found before the engine started the feed */
+  /** facts found and not handed over yet (before the feed starts, or beyond the window) */
   private held: DeviceFact[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private scanQueued = false;
@@ -180,30 +184,45 @@ export class ZkSession implements DeviceSession {
     }
   }
 
-  async watch(_afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void): Promise<FeedState> {
+  /**
+   * Starts the feed. `o.window`: most facts handed over and not acknowledged;
+   * the rest wait here (in order) until ack() makes room, so a read that finds
+   * many changes at once never floods the engine.
+   */
+  async watch(_afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void, o?: { window?: number }): Promise<FeedState> {
     if (this.closed) throw new DriverError('transport', `ZK terminal ${this.o.terminalId}: the session has ended`);
     this.onFacts = onFacts;
+    if (o?.window !== undefined && o.window >= 1) this.window = o.window;
     if (this.o.pollMs > 0 && !this.pollTimer) {
       this.pollTimer = setInterval(() => this.scanSoon('poll'), this.o.pollMs);
       this.pollTimer.unref();
     }
-    const held = this.held.splice(0);
-    if (held.length) setImmediate(() => this.deliver(held));
+    if (this.held.length) setImmediate(() => this.flush());
     return { epoch: this.epoch, firstRef: 0, lastRef: this.gen };
   }
 
+  /** The facts of one read share its ref, and the window may split them: an ack covers every fact handed over up to `ref`. */
   ack(ref: number): void {
     if (ref > this.acked) this.acked = ref;
+    this.unacked = this.unacked.filter((f) => f.ref > ref);
+    if (this.held.length) this.flush();
   }
 
   private deliver(facts: DeviceFact[]): void {
     if (facts.length === 0 || this.closed) return;
-    if (!this.onFacts) {
-      this.held.push(...facts);
-      return;
-    }
+    this.held.push(...facts);
+    if (this.onFacts) this.flush();
+  }
+
+  /** Hands over held facts, as many as the window has room for. */
+  private flush(): void {
+    if (!this.onFacts || this.closed) return;
+    const room = this.window - this.unacked.length;
+    if (room <= 0 || this.held.length === 0) return;
+    const batch = this.held.splice(0, room);
+    this.unacked.push(...batch);
     try {
-      this.onFacts(this.epoch, facts);
+      this.onFacts(this.epoch, batch);
     } catch (e) {
       this.o.log?.error({ terminal: this.o.terminalId, err: (e as Error).message }, 'ZK facts handler failed');
     }
