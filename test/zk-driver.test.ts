@@ -94,6 +94,15 @@ describe('ZK driver: dialling', () => {
     expect(await ended).toMatch(/closed/);
     expect(s.closed).toBe(true);
     await expect(s.listUsers()).rejects.toMatchObject({ reason: 'transport' });
+    // closed by the server: its reason, once; the terminal sees the connection go
+    const s2 = await dial(0);
+    const reasons: string[] = [];
+    s2.onClose((r) => reasons.push(r));
+    await waitUntil(() => sim.terminals[0].connections === 1);
+    await s2.close('shutdown');
+    await s2.close('again');
+    expect(reasons).toEqual(['shutdown']);
+    await waitUntil(() => sim.terminals[0].connections === 0);
   });
 });
 

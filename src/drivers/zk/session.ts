@@ -39,6 +39,9 @@ export const PROTOCOL = 'zk';
 /** Most users per read or write request the engine hands over (each user is its own ZK command anyway). */
 export const ZK_MAX_BATCH = 50;
 
+/** longest wait for the goodbye (EXIT) when a session is closed */
+const CLOSE_GRACE_MS = 1_000;
+
 /** A table read this recent answers getUsers without reading again (the engine pulls right after a fact). */
 const FRESH_READ_MS = 1_000;
 
@@ -110,6 +113,8 @@ export class ZkSession implements DeviceSession {
   private readonly tracker: ZkChangeTracker;
   private readonly closeFns: ((reason: string) => void)[] = [];
   private closeReason: string | undefined;
+  /** the reason close() was called with, while it says goodbye */
+  private closingReason: string | undefined;
   private lock: Promise<unknown> = Promise.resolve();
   private snap: Snapshot = { at: 0, users: new Map(), templates: [] };
   /** poll generation: the ref of the facts found by the latest read */
@@ -139,7 +144,7 @@ export class ZkSession implements DeviceSession {
       userCapacity: i.counts.userCapacity > 0 ? i.counts.userCapacity : 0,
     };
     this.capabilities = { eventLog: 'none', realtime: 'new-users-only', listing: 'full-read', maxBatch: ZK_MAX_BATCH, parts: ZK_PARTS };
-    this.client.on('closed', (e: ZkError) => this.ended(e.message));
+    this.client.on('closed', (e: ZkError) => this.ended(this.closingReason ?? e.message));
     this.client.on('event', (e: ZkRealtimeEvent) => {
       if (e.flag === EventFlag.ENROLLUSER) this.scanSoon('EF_ENROLLUSER');
     });
@@ -159,9 +164,16 @@ export class ZkSession implements DeviceSession {
     else this.closeFns.push(fn);
   }
 
+  /** Says goodbye (EXIT) when the connection still works, within a second; the session ends with `reason`. */
   async close(reason: string): Promise<void> {
-    if (this.closeReason === undefined) this.ended(reason);
-    await this.client.close();
+    if (this.closeReason !== undefined) return;
+    this.closingReason ??= reason;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.client.close(), new Promise<void>((r) => (timer = setTimeout(r, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
+    this.ended(reason);
   }
 
   private ended(reason: string): void {
