@@ -205,7 +205,8 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
     // the failures page lists it too, with a retry
     await go('#/failures');
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#push-failures tr[data-user="dup"]').length === 3, undefined, { timeout: 5000 });
-    await page.locator('#pull-unavailable').waitFor({ timeout: 5000 });
+    // no device user failed to be read on this site: the pull failures list is empty
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('#pull-failures')?.textContent === 'None.', undefined, { timeout: 5000 });
     await shot('failures');
     // retry as is: sent again, refused again (a newer refusal)
     const first = (await api('GET', '/api/push-failures?user=dup&terminal=t1')).body[0].time;
@@ -311,6 +312,28 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
     await shot('log');
     await page.locator('#log a[data-user="9001"]').first().click();
     await page.waitForFunction(() => (globalThis as any).document.querySelector('#user-fields dd[data-field="name"]')?.textContent === 'Walk-in <b>Visitor</b>', undefined, { timeout: 5000 });
+  });
+
+  it('a device user the server could not read is listed as a pull failure, and Retry brings it in', async () => {
+    // terminal 3 answers GET_USERS for this user with a record format the server does not know
+    site.sim.terminal(3)!.unreadable(60_000, '9100');
+    const enroll = await fetch(`http://127.0.0.1:${site.sim.controlPort}/terminals/3/users`, {
+      method: 'POST',
+      body: JSON.stringify({ id: '9100', name: 'Unreadable at first', cards: [{ type: 1, data: '9100' }] }),
+    });
+    expect(enroll.status).toBe(201);
+    await waitFor(async () => (await api('GET', '/api/pull-failures?user=9100')).body.length === 1, { message: 'no pull failure recorded' });
+    await go('#/failures');
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#pull-failures tr[data-user="9100"]').length === 1, undefined, { timeout: 10_000 });
+    expect(await page.locator('#pull-failures tr[data-user="9100"]').textContent()).toMatch(/t3/);
+    expect((await api('GET', '/api/users/9100')).status).toBe(404);
+    await shot('pull-failure');
+    // the terminal reads its record normally again: Retry pulls it now
+    site.sim.terminal(3)!.unreadable(0, '9100');
+    await page.locator('#pull-failures tr[data-user="9100"] button').click();
+    await waitFor(async () => (await api('GET', '/api/users/9100')).status === 200, { message: 'the retried pull did not reach the server' });
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#pull-failures tr[data-user="9100"]').length === 0, undefined, { timeout: 10_000 });
+    expect((await api('GET', '/api/pull-failures?user=9100')).body).toEqual([]);
   });
 
   it('reads at phone size, with no script errors or CSP violations on the way', async () => {

@@ -96,7 +96,7 @@ const schemas: Record<string, Json> = {
   },
   PullFailure: {
     type: 'object',
-    properties: { terminalId: { type: 'string' }, userId: { type: 'string' }, reason: { type: 'string' }, time: { type: 'integer' } },
+    properties: { terminalId: { type: 'string' }, userId: { type: 'string' }, reason: { type: 'string' }, firstAt: { type: 'integer' }, lastAt: { type: 'integer' }, attempts: { type: 'integer' } },
   },
   PushFailure: {
     type: 'object',
@@ -232,6 +232,6 @@ export const PATHS: Record<string, Record<string, Json>> = {
     get: op('users a terminal could not deliver when asked, with the reason', { '200': json({ type: 'array', items: ref('PullFailure') }) }, { parameters: [param('terminal', 'terminal ID'), param('user', 'user ID'), param('limit', 'how many', { type: 'integer' })] }),
   },
   '/api/pull-failures/retry': {
-    post: op('ask the terminal for those users again', { '200': json({ type: 'object' }), '404': error('no such terminal') }, { requestBody: body({ type: 'object', required: ['terminalId'], properties: { terminalId: { type: 'string' }, userId: { type: 'string' } } }) }, true),
+    post: op('ask the terminal for those users again (queued at once; the terminal must be online)', { '202': json({ type: 'object', properties: { terminalId: { type: 'string' }, queued: { type: 'integer' } } }), '404': error('no such terminal'), '409': error('the terminal is not online (its failed pulls are retried when its session starts)') }, { requestBody: body({ type: 'object', required: ['terminalId'], properties: { terminalId: { type: 'string' }, userId: { type: 'string' } } }) }, true),
   },
 };

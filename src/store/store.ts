@@ -68,6 +68,7 @@ interface TerminalDbRow {
   model: string | null;
   firmware: string | null;
   identity: string | null;
+  protocol: string;
   created_at: number;
   updated_at: number;
 }
@@ -103,6 +104,7 @@ const TERMINAL_COLUMNS = {
   model: 'model',
   firmware: 'firmware',
   identity: 'identity',
+  protocol: 'protocol',
 } as const satisfies Record<Exclude<keyof TerminalPatch, 'accessGroups'>, string>;
 
 function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow {
@@ -122,6 +124,7 @@ function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow 
     firmware: r.firmware,
     accessGroups,
     identity: r.identity ?? null,
+    protocol: r.protocol ?? 'termsync',
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };

@@ -505,9 +505,9 @@
         clear(pull);
         var list = Array.isArray(fs) ? fs : (fs && fs.failures) || [];
         if (!list.length) { pull.appendChild(h('p', null, 'None.')); return; }
-        pull.appendChild(table(['Terminal', 'User', 'Reason', 'When', ''], list.map(function (f) {
+        pull.appendChild(table(['Terminal', 'User', 'Reason', 'Last tried', 'Attempts', ''], list.map(function (f) {
           return h('tr', { 'data-terminal': f.terminalId, 'data-user': f.userId },
-            h('td', null, terminalLink(f.terminalId)), h('td', null, userLink(f.userId)), h('td', { class: 'wrap' }, f.reason || ''), h('td', null, when(f.time)),
+            h('td', null, terminalLink(f.terminalId)), h('td', null, userLink(f.userId)), h('td', { class: 'wrap' }, f.reason || ''), h('td', null, when(f.lastAt)), h('td', null, String(f.attempts || 1)),
             h('td', null, h('button', { type: 'button', onclick: function () { api('POST', '/api/pull-failures/retry', { terminalId: f.terminalId, userId: f.userId }).then(loadPull, failed); } }, 'Retry')));
         })));
       }, function (e) {
