@@ -87,16 +87,16 @@ function everyoneHoldsAll(sim: ZkSimulator): boolean {
 async function runTermsync(): Promise<{ convergenceMs: number; enrollMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'zk-burst-'));
   const sim = await ZkSimulator.start({ terminals: N, password: PASSWORD, timing: DEFAULT_ZK_TIMING, userCapacity: USERS + 100 });
-  const options = {
+  const options: DaemonOptions = {
     db: join(dir, 'termsync.db'),
     log,
     commKey: DEV_COMM_KEY,
     terminals: sim.ports().map((port, i) => ({ id: `zk${i + 1}`, host: '127.0.0.1', port, protocol: 'zk', key: Buffer.from(String(PASSWORD)) })),
     drivers: [zkDriver({ pollSec: POLL_SEC, requestTimeoutMs: 30_000, log })],
-    syncMode: 'all' as const,
+    syncMode: 'all',
     requestTimeoutMs: 30_000,
   };
-  const daemon = await Daemon.start(options as DaemonOptions);
+  const daemon = await Daemon.start(options);
   try {
     const deadline = Date.now() + 60_000;
     while (!daemon.terminals().every((t) => t.state === 'online')) {

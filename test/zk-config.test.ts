@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FlagError, mergeRunConfig } from '../src/cli/flagfile.js';
 import { findFlag, parseFlagValue, parseTerminal, parseTerminalKey } from '../src/cli/options.js';
+import { daemonOptions, dialTargets } from '../src/cli/run.js';
 import { ConfigError, loadZkPassword, resolveZkKeys, termsyncKeyFiles } from '../src/config.js';
+import pino from 'pino';
 
 const dir = mkdtempSync(join(tmpdir(), 'zk-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,5 +83,19 @@ describe('ZK comm keys', () => {
     expect([...keys].map(([id, k]) => [id, k.toString()])).toEqual([['door-1', '1111'], ['door-2', '2222']]);
     expect(resolveZkKeys({ terminals, terminalKeys: [], zkPasswordFile: undefined }).get('door-1')!.toString()).toBe('0');
     expect(termsyncKeyFiles({ terminals, terminalKeys })).toEqual([{ deviceId: 7, path: tsKey }]);
+  });
+
+  it('termsync run dials ZK terminals with the zk driver and their key, termsync terminals as before', () => {
+    const site = secret('site2.key', '1111\n');
+    const cfg = mergeRunConfig([
+      ...entries([['terminal', '7@10.0.0.20'], ['terminal', 'zk:door-1@10.0.0.30'], ['zk-password-file', site], ['zk-poll-sec', '12']]),
+      { spec: findFlag('insecure-dev-key')!, value: true, origin: 'command line' },
+    ]);
+    expect(dialTargets(cfg)).toEqual([
+      { id: '7', host: '10.0.0.20', port: 51211 },
+      { id: 'door-1', host: '10.0.0.30', port: 4370, protocol: 'zk', key: Buffer.from('1111') },
+    ]);
+    const o = daemonOptions(cfg, pino({ level: 'silent' }));
+    expect(o.drivers?.map((d) => [d.protocol, d.defaultPort])).toEqual([['zk', 4370]]);
   });
 });

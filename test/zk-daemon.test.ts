@@ -50,7 +50,7 @@ async function startMixedSite(
   const tsIds = ['t1', 't2'];
   const zkIds = ['zk1', 'zk2'];
   await o.before?.(zk);
-  const options = {
+  const options: DaemonOptions = {
     db: join(dir, 'termsync.db'),
     log: silent,
     commKey: DEV_COMM_KEY,
@@ -67,7 +67,7 @@ async function startMixedSite(
     dbRetryMs: 50,
     ...o.daemon,
   };
-  const daemon = await Daemon.start(options as DaemonOptions);
+  const daemon = await Daemon.start(options);
   const s: MixedSite = {
     ts,
     zk,
@@ -111,10 +111,7 @@ function events(s: MixedSite, type: string) {
 const converge = (s: MixedSite, userId: string, ids?: string[]) =>
   waitFor(() => s.heldEverywhere(userId, ids), { timeoutMs: 20_000, message: `user ${userId} did not reach every terminal` });
 
-// Waits for the daemon's driver registry (the "neutral" branch: the engine on
-// DeviceSession, DialTarget.protocol/key, drivers by protocol name) and the ZK
-// driver registered in it with DaemonOptions.zkPollSec.
-describe.skip('a mixed site: ZK terminals beside termsync terminals', () => {
+describe('a mixed site: ZK terminals beside termsync terminals', () => {
   it('an enroll on a ZK terminal reaches the server and every other terminal of both kinds', async () => {
     site = await startMixedSite();
     await allOnline(site);
