@@ -1,10 +1,13 @@
 // A mixed site end to end: the real daemon dials two termsync terminals (the
 // termsync simulator) and two ZK terminals (the ZK simulator) over loopback,
 // with a real SQLite file. Each test is one behaviour of issue 9 section 4.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mergeRunConfig } from '../src/cli/flagfile.js';
+import { findFlag } from '../src/cli/options.js';
+import { applyReload } from '../src/cli/run.js';
 import { Daemon, type DaemonOptions } from '../src/daemon.js';
 import { zkDriver } from '../src/drivers/zk/driver.js';
 import { zkToUser, ZK_PARTS } from '../src/drivers/zk/mapping.js';
@@ -211,5 +214,28 @@ describe('a mixed site: ZK terminals beside termsync terminals', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(site.daemon.terminals().find((t) => t.id === 'zk2')?.state).not.toBe('online');
     expect(site.zkTerminal('zk2').userCount).toBe(0);
+  }, 60_000);
+
+  it('a reloaded configuration (SIGHUP) adds a ZK terminal with its key and removes one', async () => {
+    site = await startMixedSite();
+    await allOnline(site);
+    const keyDir = mkdtempSync(join(tmpdir(), 'zk-reload-'));
+    const keyFile = join(keyDir, 'zk.key');
+    writeFileSync(keyFile, `${ZK_KEY}\n`, { mode: 0o600 });
+    const extra = await ZkSimulator.start({ terminals: 1, password: Number(ZK_KEY), timing: ZERO_ZK_TIMING });
+    try {
+      const base = mergeRunConfig([{ spec: findFlag('insecure-dev-key')!, value: true, origin: 'command line' }]);
+      const zk = (id: string, port: number) => ({ id, host: '127.0.0.1', port, protocol: 'zk' as const });
+      const before = { ...base, terminals: [zk('zk1', site.zk.ports()[0])], zkPasswordFile: keyFile };
+      const after = { ...before, terminals: [zk('zk3', extra.ports()[0])] };
+      applyReload(site.daemon, before, after, silent);
+      await waitFor(() => site!.daemon.terminals().find((t) => t.id === 'zk3')?.state === 'online', { message: 'zk3 did not come online' });
+      expect(site.daemon.terminals().find((t) => t.id === 'zk1')).toBeUndefined();
+      await site.zkTerminal('zk2').enroll({ id: '8008', name: 'After the reload', card: 88 });
+      await waitFor(() => extra.terminals[0].userById('8008')?.name === 'After the reload', { timeoutMs: 20_000, message: 'the new ZK terminal did not get the user' });
+    } finally {
+      await extra.close();
+      rmSync(keyDir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
