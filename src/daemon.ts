@@ -469,7 +469,7 @@ export class Daemon {
 function driverRegistry(o: DaemonOptions): Map<string, TerminalDriver> {
   const m = new Map<string, TerminalDriver>();
   m.set(TERMSYNC, termsyncDriver({ heartbeatSec: o.heartbeatSec ?? 10, requestTimeoutMs: o.requestTimeoutMs ?? 10_000, handshakeDeadlineMs: o.handshakeDeadlineMs, log: o.log.child({ component: 'sessions' }), logFrames: o.logFrames }));
-  // ZK (TCP 4370): zkDriver(...) from src/drivers/zk/driver.ts registers here through DaemonOptions.drivers (see src/cli/run.ts) once it is on main.
+  // ZK (TCP 4370): `termsync run` passes zkDriver(...) (src/drivers/zk/driver.ts) in DaemonOptions.drivers (src/cli/run.ts).
   for (const d of o.drivers ?? []) {
     if (m.has(d.protocol)) throw new Error(`two drivers for protocol ${JSON.stringify(d.protocol)}`);
     m.set(d.protocol, d);
