@@ -76,6 +76,7 @@ const schemas: Record<string, Json> = {
       model: { type: ['string', 'null'] },
       firmware: { type: ['string', 'null'] },
       accessGroups: { type: 'array', items: { type: 'integer' } },
+      protocol: { type: 'string', description: "the driver that speaks to it: 'termsync' or 'zk'" },
       usersHeld: {
         description: 'users the terminal held at its last full resync (null: never resynced)',
         oneOf: [{ type: 'null' }, { type: 'object', properties: { count: { type: 'integer' }, at: { type: 'integer' } } }],
@@ -159,8 +160,22 @@ export const PATHS: Record<string, Record<string, Json>> = {
     get: op('every terminal', { '200': json({ type: 'array', items: ref('Terminal') }) }),
     post: op(
       'add (201) or update (200) a terminal the server dials',
-      { '200': json(ref('Terminal')), '201': json(ref('Terminal'), 'added') },
-      { requestBody: body({ type: 'object', required: ['id', 'host', 'port'], properties: { id: { type: 'string' }, host: { type: 'string' }, port: { type: 'integer' }, accessGroups: { type: 'array', items: { type: 'integer' } }, pin: { type: 'string' } } }) },
+      { '200': json(ref('Terminal')), '201': json(ref('Terminal'), 'added'), '400': error('bad input, or a protocol the daemon has no driver for (the message names the known ones)') },
+      {
+        requestBody: body({
+          type: 'object',
+          required: ['id', 'host'],
+          properties: {
+            id: { type: 'string' },
+            host: { type: 'string' },
+            protocol: { type: 'string', default: 'termsync', description: "the terminal's protocol: 'termsync' or 'zk' (a driver the daemon has)" },
+            port: { type: 'integer', description: "default: the protocol's port (51211 for termsync, 4370 for zk)" },
+            zkPassword: { type: 'integer', minimum: 0, maximum: 4294967295, writeOnly: true, description: "zk only: the terminal's comm key (default 0, none; an update that leaves it out keeps the current one); never returned" },
+            accessGroups: { type: 'array', items: { type: 'integer' } },
+            pin: { type: 'string' },
+          },
+        }),
+      },
       true,
     ),
   },

@@ -5,7 +5,9 @@
 //   GET    /metrics                          Prometheus text format (src/admin/metrics.ts)
 //   GET    /api/status                       counts for the status page: terminals, queue, outbox, push failures
 //   GET    /api/terminals                    every terminal (Daemon.terminals())
-//   POST   /api/terminals                    {id, host, port, accessGroups?, pin?}: add (201) or update (200) a dialled terminal
+//   POST   /api/terminals                    {id, host, port?, protocol?, zkPassword?, accessGroups?, pin?}: add (201) or update (200) a dialled
+//                                            terminal; protocol 'termsync' (default) or a registered driver's ('zk'); port defaults
+//                                            to the protocol's (4370 for zk); zkPassword: a ZK comm key, write-only
 //   GET    /api/terminals/:id                one terminal
 //   DELETE /api/terminals/:id                remove it (204); the server's users stay
 //   POST   /api/terminals/:id/approve        approve a pending dial-in terminal
@@ -202,17 +204,33 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     const b = await readJsonObject(req, 'the terminal');
     if (typeof b.id !== 'string' || !TERMINAL_ID.test(b.id)) throw new HttpError(400, 'id must be 1..64 letters, digits, ".", "_" or "-"');
     if (typeof b.host !== 'string' || b.host.trim() === '' || b.host.length > 253) throw new HttpError(400, 'host must be a host name or IP address');
-    if (typeof b.port !== 'number' || !Number.isInteger(b.port) || b.port < 1 || b.port > 65535) throw new HttpError(400, 'port must be a whole number in 1..65535');
+    const protocol = b.protocol === undefined ? 'termsync' : b.protocol;
+    const driver = typeof protocol === 'string' ? daemon.drivers.get(protocol) : undefined;
+    if (!driver || typeof protocol !== 'string') throw new HttpError(400, `protocol must be one of: ${[...daemon.drivers.keys()].join(', ')}`);
+    const port = b.port === undefined ? driver.defaultPort : b.port;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new HttpError(400, 'port must be a whole number in 1..65535');
     if (b.pin !== undefined && (typeof b.pin !== 'string' || !/^[0-9a-fA-F:]{64,95}$/.test(b.pin))) throw new HttpError(400, 'pin must be a SHA-256 certificate fingerprint in hex');
+    if (b.zkPassword !== undefined) {
+      if (protocol !== 'zk') throw new HttpError(400, 'zkPassword is for protocol "zk" only');
+      if (typeof b.zkPassword !== 'number' || !Number.isInteger(b.zkPassword) || b.zkPassword < 0 || b.zkPassword > 0xffff_ffff)
+        throw new HttpError(400, 'zkPassword must be the terminal\'s numeric comm key, a whole number in 0..4294967295');
+    }
     const groups = b.accessGroups === undefined ? undefined : groupsOf(b.accessGroups, 'accessGroups');
     const existed = store.getTerminal(b.id) !== null;
+    // a ZK terminal's comm key (write-only): the one given, else the one it is dialled with now (an update that leaves it out keeps it), else none (0)
+    const current = daemon.manager.targets().find((t) => t.id === b.id);
+    const key =
+      protocol !== 'zk' ? undefined
+      : typeof b.zkPassword === 'number' ? Buffer.from(String(b.zkPassword), 'latin1')
+      : current && current.protocol === 'zk' && current.key ? current.key
+      : Buffer.from('0', 'latin1');
     try {
-      daemon.addTerminal({ id: b.id, host: b.host.trim(), port: b.port, ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups);
+      daemon.addTerminal({ id: b.id, host: b.host.trim(), port, ...(protocol !== 'termsync' ? { protocol } : {}), ...(key ? { key } : {}), ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups);
     } catch (e) {
       if (isDbReadError(e)) throw e;
       throw new HttpError(400, (e as Error).message);
     }
-    log.info({ terminal: b.id, host: b.host, port: b.port }, 'terminal added through the admin API');
+    log.info({ terminal: b.id, host: b.host, port, protocol }, 'terminal added through the admin API');
     return { status: existed ? 200 : 201, body: terminalView(b.id) };
   });
 
