@@ -17,6 +17,9 @@ import { userFromJson, type UserRecord } from '../src/model/user.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
+import { zkDriver } from '../src/drivers/zk/driver.js';
+import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
+import { ZkSimulator } from '../src/sim/zk/simulator.js';
 import { silent, startSite, type Site } from './helpers/site.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -79,7 +82,8 @@ async function closedPort(): Promise<number> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'termsync-cli-'));
-  site = await startSite({ terminals: 3, daemon: { listen: [{ host: '127.0.0.1', port: 0 }] } });
+  // the ZK driver registered as `termsync run` does: ZK terminals can be added through the API
+  site = await startSite({ terminals: 3, daemon: { listen: [{ host: '127.0.0.1', port: 0 }], drivers: [zkDriver({ pollSec: 0.2, requestTimeoutMs: 5000, log: silent })] } });
   admin = await startAdmin({ daemon: site.daemon, host: '127.0.0.1', port: 0, token: null, log: silent, streamPollMs: 50 });
   url = `http://127.0.0.1:${admin.port}`;
 });
@@ -130,6 +134,44 @@ describe('termsync terminals', () => {
       await extra.close();
     }
   });
+
+  it('add --protocol zk --zk-password-file dials a ZK terminal with its comm key; list shows the protocol', async () => {
+    const zk = await ZkSimulator.start({ terminals: 1, password: 97531, timing: ZERO_ZK_TIMING });
+    const keyFile = join(dir, 'zk.key');
+    writeFileSync(keyFile, '97531\n', { mode: 0o600 });
+    try {
+      site.daemon.putUser(person('zk-cli-1'));
+      const r = await cli(['terminals', 'add', 'zk-door', `127.0.0.1:${zk.ports()[0]}`, '--protocol', 'zk', '--zk-password-file', keyFile]);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toMatch(/terminal zk-door .* saved; the daemon dials it \(zk\)/);
+      expect(r.out + r.err).not.toContain('97531');
+      await waitFor(() => site.daemon.terminals().find((t) => t.id === 'zk-door')?.state === 'online', { timeoutMs: 15_000, message: 'zk-door did not come online' });
+      await waitFor(() => zk.terminal(1)!.userById('zk-cli-1')?.name === 'Person zk-cli-1', { timeoutMs: 20_000, message: "the server's user did not reach the ZK terminal" });
+      const lines = (await cli(['terminals', 'list'])).out.trimEnd().split('\n');
+      expect(lines[0]).toMatch(/ADDRESS\s+PROTOCOL\s+DEVICE/);
+      const col = lines[0].indexOf('PROTOCOL');
+      expect(lines.find((l) => l.startsWith('zk-door'))!.slice(col, col + 3)).toBe('zk ');
+      expect(lines.find((l) => l.startsWith(site.ids[0] + ' '))!.slice(col, col + 8)).toBe('termsync');
+      // the port defaults to the protocol's
+      const d = await cli(['terminals', 'add', 'zk-default', '127.0.0.9', '--protocol', 'zk', '--json']);
+      expect(d.code, d.err).toBe(0);
+      expect(JSON.parse(d.out)).toMatchObject({ protocol: 'zk', address: '127.0.0.9:4370' });
+      // usage errors: an unknown protocol, a key file for termsync, a key file that is not a number
+      const bad = await cli(['terminals', 'add', 'x', '127.0.0.9', '--protocol', 'osdp']);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/termsync, zk/);
+      expect((await cli(['terminals', 'add', 'x', '127.0.0.9:4000', '--zk-password-file', keyFile])).code).toBe(2);
+      writeFileSync(keyFile, 'secret\n', { mode: 0o600 });
+      const nan = await cli(['terminals', 'add', 'x', '127.0.0.9', '--protocol', 'zk', '--zk-password-file', keyFile]);
+      expect(nan.code).toBe(2);
+      expect(nan.err).toMatch(/0\.\.4294967295/);
+      expect(site.daemon.terminals().some((t) => t.id === 'x')).toBe(false);
+    } finally {
+      await cli(['terminals', 'remove', 'zk-door']);
+      await cli(['terminals', 'remove', 'zk-default']);
+      await zk.close();
+    }
+  }, 60_000);
 
   it('approve lets a pending dial-in terminal sync', async () => {
     const port = site.daemon.listenPorts[0];

@@ -69,7 +69,12 @@ export function networkReason(e: unknown): string {
 export interface TerminalInput {
   id: string;
   host: string;
-  port: number;
+  /** default: the protocol's port (51211 termsync, 4370 zk) */
+  port?: number;
+  /** 'termsync' (default) or 'zk' */
+  protocol?: string;
+  /** zk only: the terminal's numeric comm key (write-only) */
+  zkPassword?: number;
   accessGroups?: number[];
 }
 

@@ -1,14 +1,22 @@
-// termsync terminals list | add ID HOST:PORT [--groups 1,2] | remove ID | approve ID | groups ID LIST
+// termsync terminals list | add ID HOST[:PORT] [--protocol zk] [--zk-password-file PATH] [--groups 1,2] | remove ID | approve ID | groups ID LIST
 import { Command, InvalidArgumentError } from 'commander';
-import type { HostPort } from '../../config.js';
+import { loadZkPassword, type HostPort } from '../../config.js';
 import type { TerminalView } from '../admin-client.js';
 import { parseHostPort } from '../options.js';
-import { action, addCommonOptions, clientFor, formatTable, groupsArg, timeText, writeJson, type CliContext, type CommonOptions } from './common.js';
+import { action, addCommonOptions, UsageError, clientFor, formatTable, groupsArg, timeText, writeJson, type CliContext, type CommonOptions } from './common.js';
 
+/** HOST[:PORT]; port 0 = left out (the daemon uses the protocol's default port) */
 function hostPortArg(v: string): HostPort {
-  const hp = parseHostPort(v.trim());
-  if (!hp) throw new InvalidArgumentError('must be HOST:PORT, e.g. 10.0.0.20:51211 (IPv6 in brackets: [fd00::20]:51211)');
+  const hp = parseHostPort(v.trim(), { defaultPort: 0 });
+  if (!hp) throw new InvalidArgumentError('must be HOST[:PORT], e.g. 10.0.0.20:51211 (IPv6 in brackets: [fd00::20]:51211); without a port, the protocol\'s (51211 termsync, 4370 zk)');
   return hp;
+}
+
+const PROTOCOLS = ['termsync', 'zk'];
+
+function protocolArg(v: string): string {
+  if (!PROTOCOLS.includes(v)) throw new InvalidArgumentError(`must be one of: ${PROTOCOLS.join(', ')}`);
+  return v;
 }
 
 function terminalIdArg(v: string): string {
@@ -18,13 +26,14 @@ function terminalIdArg(v: string): string {
 
 export function terminalRows(list: TerminalView[]): string {
   return formatTable(
-    ['ID', 'STATE', 'APPROVED', 'DIRECTION', 'ADDRESS', 'DEVICE', 'MODEL', 'LAST EVENT', 'OWED', 'LAST SEEN', 'GROUPS'],
+    ['ID', 'STATE', 'APPROVED', 'DIRECTION', 'ADDRESS', 'PROTOCOL', 'DEVICE', 'MODEL', 'LAST EVENT', 'OWED', 'LAST SEEN', 'GROUPS'],
     list.map((t) => [
       t.id,
       t.state,
       t.approved,
       t.direction,
       t.address,
+      t.protocol,
       t.deviceId,
       t.model,
       t.lastEventId,
@@ -57,14 +66,28 @@ export function addTerminalsCommand(parent: Command, ctx: CliContext): Command {
       .command('add')
       .description('add a terminal the daemon dials (or change its address); it is approved at once')
       .argument('<id>', 'terminal ID (letters, digits, ".", "_", "-")', terminalIdArg)
-      .argument('<host:port>', "the terminal's address", hostPortArg)
+      .argument('<host[:port]>', "the terminal's address (with --protocol the port may be left out: 51211 termsync, 4370 zk)", hostPortArg)
+      .option('--protocol <name>', "the terminal's protocol: termsync (default) or zk", protocolArg)
+      .option('--zk-password-file <path>', "zk: a file holding the terminal's comm key (digits, 0..4294967295); default 0 on an add, the current one on an update")
       .option('--groups <list>', 'access groups this terminal serves, e.g. 1,2 (sync mode "specific")', groupsArg),
   ).action(
-    action(ctx, async (id: string, hp: HostPort, o: CommonOptions & { groups?: number[] }) => {
+    action(ctx, async (id: string, hp: HostPort, o: CommonOptions & { groups?: number[]; protocol?: string; zkPasswordFile?: string }) => {
+      if (o.zkPasswordFile !== undefined && o.protocol !== 'zk') throw new UsageError('--zk-password-file is for --protocol zk');
+      // the port may be left out only when the protocol is named (a bare HOST is more likely a typo)
+      if (!hp.port && !o.protocol) throw new UsageError(`${hp.host}: give HOST:PORT, or --protocol to dial the protocol's port (51211 termsync, 4370 zk)`);
+      // the key is read here and sent once; it is never printed
+      const zkPassword = o.zkPasswordFile !== undefined ? Number(loadZkPassword(o.zkPasswordFile).toString('latin1')) : undefined;
       const client = clientFor(o, io);
-      const t = await client.addTerminal({ id, host: hp.host, port: hp.port, ...(o.groups ? { accessGroups: o.groups } : {}) });
+      const t = await client.addTerminal({
+        id,
+        host: hp.host,
+        ...(hp.port ? { port: hp.port } : {}),
+        ...(o.protocol ? { protocol: o.protocol } : {}),
+        ...(zkPassword !== undefined ? { zkPassword } : {}),
+        ...(o.groups ? { accessGroups: o.groups } : {}),
+      });
       if (o.json) writeJson(io, t);
-      else io.out.write(`terminal ${describe(t)} saved; the daemon dials it\n`);
+      else io.out.write(`terminal ${describe(t)} saved; the daemon dials it${t.protocol && t.protocol !== 'termsync' ? ` (${t.protocol})` : ''}\n`);
     }),
   );
 
