@@ -14,6 +14,9 @@ import { startAdmin, type AdminServer } from '../src/admin/server.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
+import { zkDriver } from '../src/drivers/zk/driver.js';
+import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
+import { ZkSimulator } from '../src/sim/zk/simulator.js';
 import { startSite, type Site } from './helpers/site.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -67,7 +70,11 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    site = await startSite({ terminals: 3, daemon: { heartbeatSec: 2, listen: [{ host: '127.0.0.1', port: 0 }] }, sim: { control: 0 } });
+    site = await startSite({
+      terminals: 3,
+      daemon: { heartbeatSec: 2, listen: [{ host: '127.0.0.1', port: 0 }], drivers: [zkDriver({ pollSec: 0.5, requestTimeoutMs: 5000, log: pino({ level: 'silent' }) })] },
+      sim: { control: 0 },
+    });
     admin = await startAdmin({ daemon: site.daemon, host: '127.0.0.1', port: 0, token: Buffer.from(TOKEN), log: pino({ level: 'silent' }), streamPollMs: 100 });
     base = `http://127.0.0.1:${admin.port}`;
     profile = mkdtempSync(join(tmpdir(), 'termsync-console-chromium-'));
@@ -279,6 +286,30 @@ describe.skipIf(reason !== null)(`operator console in headless Chromium${reason 
       await extra.close();
     }
   }, 30_000);
+
+  it('Terminals: add a ZK terminal from the form, protocol and comm key chosen; the table shows its protocol', async () => {
+    const zk = await ZkSimulator.start({ terminals: 1, password: 24680, timing: ZERO_ZK_TIMING });
+    try {
+      await go('#/terminals');
+      expect(await page.locator('#t-zk-password').isVisible()).toBe(false);
+      await page.fill('#t-id', 'zk-door');
+      await page.fill('#t-host', '127.0.0.1');
+      await page.selectOption('#t-protocol', 'zk');
+      expect(await page.locator('#t-zk-password').getAttribute('type')).toBe('password');
+      expect(await page.locator('#t-port').getAttribute('placeholder')).toBe('4370');
+      await page.fill('#t-port', String(zk.ports()[0]));
+      await page.fill('#t-zk-password', '24680');
+      await page.locator('#add-terminal button[type=submit]').click();
+      await page.waitForFunction(() => (globalThis as any).document.querySelector('#terminals-table tr[data-terminal="zk-door"]')?.dataset.state === 'online', undefined, { timeout: 15_000 });
+      expect(await page.locator('#terminals-table tr[data-terminal="zk-door"] td:nth-child(3)').textContent()).toMatch(/^zk/);
+      expect(await page.locator('#terminals-table tr[data-terminal="t1"] td:nth-child(3)').textContent()).toMatch(/^termsync/);
+      expect(await page.locator('#t-zk-password').inputValue()).toBe('');
+      await shot('terminals-zk');
+    } finally {
+      await api('DELETE', '/api/terminals/zk-door');
+      await zk.close();
+    }
+  }, 40_000);
 
   it('Sync settings: the four modes by their BioStar 2 names; a change is confirmed and logged', async () => {
     await go('#/settings');

@@ -389,15 +389,32 @@
     view.appendChild(h('h3', null, 'Add a terminal the server dials'));
     var id = h('input', { type: 'text', id: 't-id', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}', spellcheck: 'false' });
     var host = h('input', { type: 'text', id: 't-host', required: true, spellcheck: 'false' });
-    var port = h('input', { type: 'number', id: 't-port', required: true, min: 1, max: 65535, value: 51211 });
+    // the port defaults to the protocol's (left empty: the daemon's default for it); a ZK terminal may have a comm key
+    var DEFAULT_PORTS = { termsync: 51211, zk: 4370 };
+    var protocol = h('select', { id: 't-protocol' }, h('option', { value: 'termsync', selected: true }, 'termsync'), h('option', { value: 'zk' }, 'zk (ZKTeco)'));
+    var port = h('input', { type: 'number', id: 't-port', min: 1, max: 65535, placeholder: String(DEFAULT_PORTS.termsync) });
+    var zkPassword = h('input', { type: 'password', id: 't-zk-password', inputmode: 'numeric', autocomplete: 'new-password', pattern: '[0-9]{1,10}', title: "the terminal's comm key: digits, 0..4294967295 (empty: none)" });
+    var zkField = field('ZK comm key', zkPassword);
+    zkField.hidden = true;
+    protocol.addEventListener('change', function () {
+      port.placeholder = String(DEFAULT_PORTS[protocol.value] || '');
+      zkField.hidden = protocol.value !== 'zk';
+      if (protocol.value !== 'zk') zkPassword.value = '';
+    });
     var groups = h('input', { type: 'text', id: 't-groups', inputmode: 'numeric' });
     view.appendChild(h('form', { class: 'inline', id: 'add-terminal', onsubmit: function (ev) {
       ev.preventDefault();
-      var body = { id: id.value.trim(), host: host.value.trim(), port: Number(port.value) };
+      var body = { id: id.value.trim(), host: host.value.trim(), protocol: protocol.value };
+      if (port.value !== '') body.port = Number(port.value);
+      if (protocol.value === 'zk' && zkPassword.value !== '') {
+        var key = Number(zkPassword.value);
+        if (!/^[0-9]{1,10}$/.test(zkPassword.value) || key > 4294967295) { failed(new Error('The ZK comm key is a number 0..4294967295')); return; }
+        body.zkPassword = key;
+      }
       var g = groups.value.split(',').map(function (x) { return x.trim(); }).filter(Boolean).map(Number);
       if (g.length) body.accessGroups = g;
-      api('POST', '/api/terminals', body).then(function () { banner('Terminal ' + body.id + ' added.', true); id.value = ''; host.value = ''; load(); }, failed);
-    } }, field('ID', id), field('Host', host), field('Port', port), field('Access groups', groups), h('button', { type: 'submit', class: 'primary' }, 'Add')));
+      api('POST', '/api/terminals', body).then(function () { banner('Terminal ' + body.id + ' added.', true); id.value = ''; host.value = ''; zkPassword.value = ''; load(); }, failed);
+    } }, field('ID', id), field('Host', host), field('Protocol', protocol), field('Port', port), zkField, field('Access groups', groups), h('button', { type: 'submit', class: 'primary' }, 'Add')));
   }
 
   function terminalPage(view, r) {
