@@ -112,6 +112,8 @@ describe.skipIf(reason !== null)(`status page in headless Chromium${reason ? ` (
     );
     const ids = await page.locator('#terminals tr td:first-child').allTextContents();
     expect(ids).toEqual(['t1', 't2', 't3']);
+    // each terminal's protocol, beside its address
+    expect(await page.locator('#terminals tr td:nth-child(4)').allTextContents()).toEqual(['termsync', 'termsync', 'termsync']);
     expect(await page.locator('#syncMode').textContent()).toBe('all');
     // the recent log is there from the start (terminals coming online)
     await page.waitForFunction(() => [...(globalThis as any).document.querySelectorAll('#log tr')].some((tr: any) => tr.textContent.includes('Terminal online')), undefined, { timeout: 5000 });

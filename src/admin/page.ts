@@ -77,6 +77,7 @@ function renderTerminals(list){
     tr.appendChild(el('td',null,t.id));
     var st=el('td');st.appendChild(el('span','badge '+t.state,t.state));tr.appendChild(st);
     tr.appendChild(el('td',null,t.address||''));
+    tr.appendChild(el('td',null,t.protocol||'termsync'));
     tr.appendChild(el('td','num',t.deviceId===null?'':t.deviceId));
     var seen=el('td','seen');
     if(t.lastSeen){seen.textContent=t.state==='online'?'online for '+ago(t.lastSeen):ago(t.lastSeen)+' ago';seen.title=new Date(t.lastSeen).toLocaleString();}
@@ -183,7 +184,7 @@ const BODY = `<header>
 </div>
 <h2>Terminals</h2>
 <div class="scroll"><table>
-<thead><tr><th>Terminal</th><th>State</th><th>Address</th><th>Device ID</th><th>Last seen</th><th>Last event</th><th>Pushes owed</th><th>Access groups</th><th>Model</th></tr></thead>
+<thead><tr><th>Terminal</th><th>State</th><th>Address</th><th>Protocol</th><th>Device ID</th><th>Last seen</th><th>Last event</th><th>Pushes owed</th><th>Access groups</th><th>Model</th></tr></thead>
 <tbody id="terminals"></tbody>
 </table></div>
 <p class="muted" id="noterminals" hidden>No terminals configured.</p>
