@@ -6,12 +6,15 @@
 //   npm run bench -- --quick           a smaller burst (2,000 users) and 200 idle terminals
 //   npm run bench -- --users=N --terminals=N --idle=N --naive-sample=N
 //   npm run bench -- --prof            also profile the daemon during the burst (node --cpu-prof)
-//   npm run bench -- --only=codec,store,burst,naive,idle,scenarios
+//   npm run bench -- --only=codec,store,burst,naive,idle,scenarios,zk
+//   npm run bench -- --only=zk         only the ZK burst (bench/zk-burst.ts, run as a child
+//                                      process; --zk-terminals=N --zk-users=N; --quick: 300 users)
 //   npm run bench -- --full            the full-size burst (the default already is full size)
 //
 // The daemon runs in its own process (bench/daemon-child.ts: Daemon.start +
 // startAdmin, what `termsync run` runs) so its CPU and memory are its own; the
 // simulated terminals (default timing model) and the harness run here.
+import { fork } from 'node:child_process';
 import { cpus, freemem, totalmem, loadavg } from 'node:os';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,6 +48,8 @@ const { values: args } = parseArgs({
     'naive-sample': { type: 'string' },
     'sim-processes': { type: 'string' },
     only: { type: 'string' },
+    'zk-terminals': { type: 'string' },
+    'zk-users': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -58,6 +63,46 @@ const NAIVE_SAMPLE = Number(args['naive-sample'] ?? (quick ? 50 : 100));
 const SIM_PROCESSES = Number(args['sim-processes'] ?? 2);
 const only = args.only ? new Set(args.only.split(',')) : null;
 const want = (part: string) => !only || only.has(part);
+const PARTS = ['codec', 'store', 'burst', 'naive', 'idle', 'scenarios', 'zk'];
+for (const p of only ?? []) if (!PARTS.includes(p)) throw new Error(`--only: unknown part ${JSON.stringify(p)} (known: ${PARTS.join(', ')})`);
+/** the parts whose results make up the summary this script writes (the ZK burst writes its own section of RESULTS.md) */
+const SUMMARY_PARTS = PARTS.filter((p) => p !== 'zk');
+
+/**
+ * The sections of bench/RESULTS.md other scripts write between markers
+ * (bench/zk-burst.ts: `<!-- zk-burst ... -->`..`<!-- /zk-burst -->`;
+ * bench/hostile/run.ts: `<!-- hostile:begin -->`..`<!-- hostile:end -->`): kept
+ * when this script rewrites the file.
+ */
+const KEPT_SECTIONS = [/<!-- hostile:begin -->[\s\S]*?<!-- hostile:end -->/, /<!-- zk-burst[\s\S]*?<!-- \/zk-burst -->/];
+
+function keptSections(file: string): string[] {
+  let md = '';
+  try {
+    md = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return KEPT_SECTIONS.map((re) => re.exec(md)?.[0]).filter((x): x is string => x !== undefined);
+}
+
+/** Runs bench/zk-burst.ts in a child process (it writes bench/results/zk-burst.json and its section of RESULTS.md); its JSON result. */
+function runZkBurst(argv: string[]): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = fork(join(HERE, 'zk-burst.ts'), argv, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let text = '';
+    child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`bench/zk-burst.ts exited with ${code}`));
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new Error('bench/zk-burst.ts printed no JSON result'));
+      }
+    });
+  });
+}
 
 const log = (m: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 const suiteStart = Date.now();
@@ -213,12 +258,36 @@ async function main() {
     }
   }
 
+  // ------------------------------------------------------------ ZK terminals
+  if (want('zk')) {
+    const zkArgs = [
+      ...(args['zk-terminals'] ? [`--terminals=${args['zk-terminals']}`] : []),
+      ...(args['zk-users'] ? [`--users=${args['zk-users']}`] : quick ? ['--users=300'] : []),
+    ];
+    log(`zk: the enrollment burst on ZK terminals (bench/zk-burst.ts ${zkArgs.join(' ')}; the naive way on a sample)`);
+    try {
+      out.zk = await runZkBurst(zkArgs);
+    } catch (e) {
+      out.zk = { error: (e as Error).message };
+      notes.push(`ZK burst failed: ${(e as Error).message}`);
+    }
+  }
+
   out.suiteMs = Date.now() - suiteStart;
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
-  writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
-  const summary = humanSummary(out);
-  writeFileSync(join(HERE, 'RESULTS.md'), summary);
-  process.stdout.write(summary);
+  if (SUMMARY_PARTS.some(want)) {
+    writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
+    // the sections other scripts own (ZK burst, hostile peers) are carried over from the file as it stands
+    const kept = keptSections(join(HERE, 'RESULTS.md'));
+    const summary = [humanSummary(out).trimEnd(), ...kept].join('\n\n') + '\n';
+    writeFileSync(join(HERE, 'RESULTS.md'), summary);
+    process.stdout.write(summary);
+  } else if (out.zk) {
+    // --only=zk: bench/zk-burst.ts already wrote its section of RESULTS.md and bench/results/zk-burst.json
+    process.stdout.write(JSON.stringify(out.zk, null, 2) + '\n');
+    log(`done in ${round(out.suiteMs / 1000)} s: bench/results/zk-burst.json, the ZK section of bench/RESULTS.md`);
+    return;
+  }
   log(`done in ${round(out.suiteMs / 1000)} s: bench/results/latest.json, bench/results/burst.svg, bench/RESULTS.md`);
 }
 
