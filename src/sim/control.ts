@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { Command, EventCode, statusName } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
 import { userToJson, type UserRecord } from '../model/user.js';
-import { HttpError, parseMs, readBody, routeTerminalApi, startJsonServer, type JsonReply, type JsonServer, type TerminalRequest, type UserOps } from './http.js';
+import { applyCommonFault, faultBody, HttpError, parseMs, readBody, routeTerminalApi, startJsonServer, type JsonReply, type JsonServer, type TerminalRequest, type UserOps } from './http.js';
 import { SimActionError, type SimTerminal, type UserPatch } from './terminal.js';
 
 export { MAX_BODY_BYTES } from './http.js';
@@ -57,30 +57,10 @@ export function terminalJson(target: ControlTarget, i: number) {
 }
 
 function applyFault(t: SimTerminal, body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'the fault must be a JSON object');
-  const f = body as { type?: unknown; ms?: unknown };
+  const f = faultBody(body);
+  const common = applyCommonFault(t, f);
+  if (common) return common;
   switch (f.type) {
-    case 'drop':
-      t.dropConnections();
-      return { type: 'drop' };
-    case 'stall': {
-      const ms = parseMs(f.ms);
-      t.stall(ms);
-      return { type: 'stall', ms };
-    }
-    case 'blackhole': {
-      const ms = parseMs(f.ms);
-      t.blackhole(ms);
-      return { type: 'blackhole', ms };
-    }
-    case 'refuse': {
-      const ms = parseMs(f.ms);
-      t.refuse(ms);
-      return { type: 'refuse', ms };
-    }
-    case 'corrupt':
-      t.corruptNextFrame();
-      return { type: 'corrupt' };
     case 'reset':
       t.factoryReset();
       return { type: 'reset', logEpoch: t.ring.logEpoch };

@@ -44,6 +44,51 @@ export function parseMs(v: unknown): number {
   return v;
 }
 
+/** The faults both simulators' terminals take. */
+export interface FaultTarget {
+  dropConnections(): void;
+  stall(ms: number): void;
+  blackhole(ms: number): void;
+  refuse(ms: number): void;
+  corruptNextFrame(): void;
+}
+
+export type FaultBody = { type?: unknown; ms?: unknown };
+
+/** A fault's body as an object (400 otherwise). */
+export function faultBody(body: unknown): FaultBody {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'the fault must be a JSON object');
+  return body as FaultBody;
+}
+
+/** Applies drop, stall, blackhole, refuse or corrupt and answers what was applied; undefined for another type. */
+export function applyCommonFault(t: FaultTarget, f: FaultBody): Record<string, unknown> | undefined {
+  switch (f.type) {
+    case 'drop':
+      t.dropConnections();
+      return { type: 'drop' };
+    case 'stall': {
+      const ms = parseMs(f.ms);
+      t.stall(ms);
+      return { type: 'stall', ms };
+    }
+    case 'blackhole': {
+      const ms = parseMs(f.ms);
+      t.blackhole(ms);
+      return { type: 'blackhole', ms };
+    }
+    case 'refuse': {
+      const ms = parseMs(f.ms);
+      t.refuse(ms);
+      return { type: 'refuse', ms };
+    }
+    case 'corrupt':
+      t.corruptNextFrame();
+      return { type: 'corrupt' };
+  }
+  return undefined;
+}
+
 /** One percent-decoded path segment (400 when the encoding is malformed). */
 export function decodeSegment(s: string): string {
   try {

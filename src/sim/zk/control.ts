@@ -13,7 +13,7 @@
 //   POST   /terminals/:id/faults           {type: drop|stall|corrupt|refuse|reset|blackhole, ms?}
 import type http from 'node:http';
 import type { Logger } from 'pino';
-import { HttpError, parseMs, readBody, routeTerminalApi, startJsonServer, type JsonReply, type JsonServer, type TerminalRequest, type UserOps } from '../http.js';
+import { applyCommonFault, faultBody, HttpError, readBody, routeTerminalApi, startJsonServer, type JsonReply, type JsonServer, type TerminalRequest, type UserOps } from '../http.js';
 import type { ZkUser } from '../../drivers/zk/records.js';
 import { ZkSimError, type ZkSimTerminal } from './device.js';
 
@@ -43,30 +43,14 @@ function terminalJson(target: ZkControlTarget, i: number) {
 }
 
 function applyFault(t: ZkSimTerminal, body: unknown): Record<string, unknown> {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'the fault must be a JSON object');
-  const f = body as { type?: unknown; ms?: unknown };
-  switch (f.type) {
-    case 'drop':
-      t.dropConnections();
-      return { type: 'drop' };
-    case 'stall':
-      t.stall(parseMs(f.ms));
-      return { type: 'stall', ms: f.ms };
-    case 'blackhole':
-      t.blackhole(parseMs(f.ms));
-      return { type: 'blackhole', ms: f.ms };
-    case 'refuse':
-      t.refuse(parseMs(f.ms));
-      return { type: 'refuse', ms: f.ms };
-    case 'corrupt':
-      t.corruptNextFrame();
-      return { type: 'corrupt' };
-    case 'reset':
-      t.factoryReset();
-      return { type: 'reset' };
-    default:
-      throw new HttpError(400, 'fault type must be one of drop, stall, corrupt, refuse, reset, blackhole');
+  const f = faultBody(body);
+  if (f.type === 'reset') {
+    t.factoryReset();
+    return { type: 'reset' };
   }
+  const applied = applyCommonFault(t, f);
+  if (!applied) throw new HttpError(400, 'fault type must be one of drop, stall, corrupt, refuse, reset, blackhole');
+  return applied;
 }
 
 /** The routes below a terminal besides its users: punches and faults. */
