@@ -15,6 +15,7 @@ import { runScenario, type ScenarioSpread } from './scenario.js';
 import { parseHostPort, Simulator, DEFAULT_DEVICE_ID_BASE, type SimulatorOptions } from './simulator.js';
 import { DEFAULT_LOG_CAPACITY, DEFAULT_MAX_USERS_PER_BATCH, DEFAULT_USER_CAPACITY } from './terminal.js';
 import { DEFAULT_TIMING, type TimingModel } from './timing.js';
+import { addZkOptions, runZkSim } from './zk/cli.js';
 
 function intArg(min: number, max: number) {
   return (v: string): number => {
@@ -136,8 +137,9 @@ export function simCommand(): Command {
         .choices(['1.0', '1.1'])
         .default('1.1'),
     )
-    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
-    .action(async (flags: SimFlags) => {
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'));
+  addZkOptions(cmd).action(async (flags: SimFlags & { protocol: string }) => {
+      if (flags.protocol === 'zk') return runZkSim(cmd, flags as unknown as Parameters<typeof runZkSim>[1]);
       const log = pino({ level: flags.logLevel, base: { component: 'sim' } });
       let commKey: Buffer;
       let opts: SimulatorOptions;
