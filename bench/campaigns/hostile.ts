@@ -34,7 +34,7 @@ import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
 import { Simulator } from '../../src/sim/simulator.js';
 import { readServer } from '../../test/helpers/faults.js';
 import { cliDaemon } from './daemons.js';
-import { machine, percentile, round1, rssOf, saveResult, slope, RESULTS_FILE } from './report.js';
+import { cpuMsOf, machine, percentile, round1, rssOf, saveResult, slope, RESULTS_FILE } from './report.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -92,6 +92,7 @@ for (const deadline = Date.now() + 60_000; ; ) {
 interface Mem {
   at: number;
   rss: number;
+  cpuMs: number;
   heapUsed?: number;
   phase: Phase;
 }
@@ -100,7 +101,7 @@ let phase: Phase = 'baseline';
 const mem: Mem[] = [];
 let tick = 0;
 const sampler = setInterval(() => {
-  const m: Mem = { at: Date.now(), rss: rssOf(daemon.pid), phase };
+  const m: Mem = { at: Date.now(), rss: rssOf(daemon.pid), cpuMs: cpuMsOf(daemon.pid), phase };
   mem.push(m);
   if (tick++ % 5 === 0) {
     fetch(`${daemon.adminUrl}/metrics`, { signal: AbortSignal.timeout(3000) })
@@ -239,6 +240,12 @@ const during = mem.filter((m) => m.phase === 'hostile');
 const rssFit = slope(during.map((m) => ({ x: (m.at - during[0].at) / 60_000, y: m.rss / 2 ** 20 })));
 const heapPts = during.filter((m) => m.heapUsed !== undefined);
 const heapFit = slope(heapPts.map((m) => ({ x: (m.at - during[0].at) / 60_000, y: m.heapUsed! / 2 ** 20 })));
+/** the daemon's CPU use in a phase, % of one core */
+function cpuPct(p: Phase): number {
+  const xs = mem.filter((m) => m.phase === p && Number.isFinite(m.cpuMs));
+  if (xs.length < 2) return NaN;
+  return Math.round(((xs.at(-1)!.cpuMs - xs[0].cpuMs) / (xs.at(-1)!.at - xs[0].at)) * 1000) / 10;
+}
 const base = latencySummary(latency.baseline);
 const dur = latencySummary(latency.hostile);
 const summary = {
@@ -257,6 +264,7 @@ const summary = {
   errorLogSamples: errors.slice(0, 5).map((l) => l.slice(0, 400)),
   logLines: logLines.length,
   topLoggedReasons: topReasons,
+  daemonCpuPctOfOneCore: { baseline: cpuPct('baseline'), whileHostile: cpuPct('hostile'), after: cpuPct('after') },
   rssMb: {
     atStart: round1((during[0]?.rss ?? NaN) / 2 ** 20),
     atEnd: round1((during.at(-1)?.rss ?? NaN) / 2 ** 20),
