@@ -217,7 +217,16 @@ async function main() {
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
   const summary = humanSummary(out);
-  writeFileSync(join(HERE, 'RESULTS.md'), summary);
+  // the fault campaigns' section (bench/campaigns) is written by hand from their own runs: keep it
+  let kept = '';
+  try {
+    const prev = readFileSync(join(HERE, 'RESULTS.md'), 'utf8');
+    const at = prev.indexOf('\n## Fault campaigns');
+    if (at >= 0) kept = prev.slice(at);
+  } catch {
+    // no previous summary
+  }
+  writeFileSync(join(HERE, 'RESULTS.md'), summary.replace(/\n*$/, '\n') + kept);
   process.stdout.write(summary);
   log(`done in ${round(out.suiteMs / 1000)} s: bench/results/latest.json, bench/results/burst.svg, bench/RESULTS.md`);
 }

@@ -1,7 +1,7 @@
 // Campaign: hostile frames against a live daemon (issue 11: 1,000,000).
 //
 //   npx tsx bench/campaigns/hostile.ts [--frames 1000000] [--rate 0] [--terminals 6]
-//       [--baseline-sec 60] [--probe-ms 250] [--seed 7] [--out FILE] [--log FILE]
+//       [--baseline-sec 60] [--probe-ms 250] [--seed 7] [--out FILE] [--log FILE] [--key hostile]
 //
 // The daemon is `termsync run` (bin/termsync.js) dialling --terminals simulated
 // terminals (the well-behaved ones, in this process) and listening for
@@ -20,7 +20,7 @@
 //   and while it runs (issue 11: p99 within 20%);
 // - at the end: the well-behaved terminals hold exactly the server's users,
 //   PRAGMA integrity_check is ok.
-// The result goes under "hostile" in bench/results/campaigns.json (or --out).
+// The result goes under --key (default "hostile") in bench/results/campaigns.json (or --out).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -49,6 +49,8 @@ const { values: a } = parseArgs({
     out: { type: 'string' },
     log: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    // the key in the results file (a variant, e.g. a throttled run: hostile-rate2000)
+    key: { type: 'string', default: 'hostile' },
   },
 });
 const N = Number(a.terminals);
@@ -292,7 +294,7 @@ const summary = {
   end: { converged, integrity: view.integrity, serverUsers: view.users.size, outbox: view.outbox },
   rssSamples: mem.map((m) => [Math.round((m.at - started) / 1000), round1(m.rss / 2 ** 20), m.heapUsed === undefined ? null : round1(m.heapUsed / 2 ** 20), m.phase]),
 };
-saveResult('hostile', summary, a.out ?? RESULTS_FILE);
+saveResult(a.key!, summary, a.out ?? RESULTS_FILE);
 const { rssSamples: _s, ...brief } = summary;
 process.stdout.write(JSON.stringify(brief, null, 2) + '\n');
 daemon.kill('SIGTERM');
