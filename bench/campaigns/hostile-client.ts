@@ -13,8 +13,15 @@
 //   IDs 9001..), then mutated vectors with current sequence numbers, one at a time;
 // - post-auth flood: full handshake, then thousands of valid but pointless
 //   frames (PINGs, LOG_ACKs, unsolicited responses), sometimes ended by a mutated one.
-// A frame counts as sent when the socket's write callback reported no error
-// (the bytes reached the kernel before the daemon closed the connection).
+// Counting: before authentication a frame counts as sent when the socket's
+// write callback reported no error (the bytes reached the kernel; the daemon
+// stops reading a connection at its first bad frame, so the frames after it
+// in the same write are not parsed). After authentication a frame counts only
+// once the daemon is known to have read it: every batch ends with a PING
+// request, and its answer confirms every frame before it (TCP keeps the
+// order); a mutated frame is followed by a PING, and confirmed by its answer
+// or by the daemon closing the connection. Floods keep at most 2,000
+// unconfirmed frames in flight, so they go at the daemon's pace.
 // Progress: a JSON line {"progress":..} on stdout every 2 s; at the end
 // a line `DONE {json}` with the tallies.
 import net from 'node:net';
@@ -47,6 +54,8 @@ const tally = {
   sent: 0,
   sentPreauth: 0,
   sentPostauth: 0,
+  /** post-auth frames written but never confirmed (the connection closed first) */
+  postauthUnconfirmed: 0,
   bytes: 0,
   connections: 0,
   connectRefused: 0,
@@ -83,10 +92,11 @@ function write(s: net.Socket, bytes: Buffer, frames: number, phase: 'pre' | 'pos
         tally.writeErrors++;
         return resolve(false);
       }
-      tally.sent += frames;
       tally.bytes += bytes.length;
-      if (phase === 'pre') tally.sentPreauth += frames;
-      else tally.sentPostauth += frames;
+      if (phase === 'pre') {
+        tally.sent += frames;
+        tally.sentPreauth += frames;
+      }
       if (flushed) resolve(true);
     });
     if (!flushed) s.once('drain', () => resolve(!s.destroyed));
@@ -212,32 +222,81 @@ async function postauthSession(r: Rng, addr: string, deviceId: number): Promise<
   // let the daemon's catch-up requests (GET_INFO, SUBSCRIBE_LOG, LIST_USERS) be answered first, sometimes
   if (r.next() < 0.5) await sleep(r.int(200));
   let seq = 1000;
+  // PING seq -> frames written in this session up to and including that PING
+  const marks = new Map<number, number>();
+  let written = 0;
+  let confirmed = 0;
+  const confirm = () => {
+    for (const f of ft.received) {
+      if (f.kind !== FrameKind.RESPONSE || f.command !== Command.PING) continue;
+      const upTo = marks.get(f.seq);
+      if (upTo === undefined) continue;
+      marks.delete(f.seq);
+      if (upTo > confirmed) {
+        tally.sent += upTo - confirmed;
+        tally.sentPostauth += upTo - confirmed;
+        confirmed = upTo;
+      }
+    }
+    ft.received.length = 0;
+  };
+  const ping = () => {
+    const q = ++seq;
+    return { seq: q, bytes: encodeFrame({ kind: FrameKind.REQUEST, seq: q, command: Command.PING }) };
+  };
+  const waitConfirmed = async (upTo: number, ms: number) => {
+    const until = Date.now() + ms;
+    for (confirm(); confirmed < upTo && !ft.isClosed && Date.now() < until; confirm()) await sleep(2);
+  };
   if (r.next() < 0.5) {
     count('postauth-mutated', tally.sessions);
     for (let n = 1 + r.int(50); n > 0 && !done() && !ft.isClosed; n--) {
       await pace();
       const m = mutate(r, r.pick(vectors), ++seq);
       count(m.kind, tally.mutations);
-      if (!(await write(s, m.bytes, 1, 'post'))) break;
-      await new Promise((res) => setImmediate(res));
+      const p = ping();
+      marks.set(p.seq, written + 2);
+      if (!(await write(s, Buffer.concat([m.bytes, p.bytes]), 2, 'post'))) break;
+      written += 2;
+      await waitConfirmed(written, 1000);
+      if (confirmed < written && ft.isClosed) {
+        // closed by the daemon: it read the mutated frame (and refused it); the PING after it never counted
+        tally.sent += 1;
+        tally.sentPostauth += 1;
+        confirmed += 1;
+      }
     }
-    return finish(s, 300);
+  } else {
+    count('postauth-flood', tally.sessions);
+    const total = 200 + r.int(3000);
+    for (let n = 0; n < total && !done() && !ft.isClosed; ) {
+      await pace();
+      const k = Math.min(99, total - n);
+      const parts: Buffer[] = [];
+      for (let i = 0; i < k; i++) parts.push(floodFrame(r, ++seq, 1));
+      const p = ping();
+      parts.push(p.bytes);
+      marks.set(p.seq, written + k + 1);
+      if (!(await write(s, Buffer.concat(parts), k + 1, 'post'))) break;
+      written += k + 1;
+      n += k + 1;
+      // at most 2,000 frames in flight: the flood goes at the daemon's pace
+      await waitConfirmed(written - 2000, 10_000);
+    }
+    await waitConfirmed(written, 3000);
+    if (r.next() < 0.3 && !ft.isClosed) {
+      const m = mutate(r, r.pick(vectors), ++seq);
+      count(m.kind, tally.mutations);
+      const p = ping();
+      marks.set(p.seq, written + 2);
+      if (await write(s, Buffer.concat([m.bytes, p.bytes]), 2, 'post')) {
+        written += 2;
+        await waitConfirmed(written, 1000);
+      }
+    }
   }
-  count('postauth-flood', tally.sessions);
-  const total = 200 + r.int(3000);
-  for (let sent = 0; sent < total && !done() && !ft.isClosed; ) {
-    await pace();
-    const n = Math.min(100, total - sent);
-    const parts: Buffer[] = [];
-    for (let i = 0; i < n; i++) parts.push(floodFrame(r, ++seq, 1));
-    if (!(await write(s, Buffer.concat(parts), n, 'post'))) break;
-    sent += n;
-  }
-  if (r.next() < 0.3 && !ft.isClosed) {
-    const m = mutate(r, r.pick(vectors), ++seq);
-    count(m.kind, tally.mutations);
-    await write(s, m.bytes, 1, 'post');
-  }
+  confirm();
+  tally.postauthUnconfirmed += written - confirmed;
   return finish(s, 300);
 }
 
