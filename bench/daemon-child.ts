@@ -24,6 +24,8 @@ export interface ChildStartOptions {
   requestTimeoutMs?: number;
   sampleMs: number;
   logLevel?: string;
+  /** more Daemon options (JSON values only), e.g. listen, autoApprove, events (bench/hostile) */
+  daemonExtra?: Record<string, unknown>;
 }
 
 export interface ChildSample {
@@ -123,10 +125,11 @@ async function start(o: ChildStartOptions): Promise<void> {
     reconnectMinMs: o.reconnectMinMs,
     reconnectMaxMs: o.reconnectMaxMs,
     requestTimeoutMs: o.requestTimeoutMs,
+    ...o.daemonExtra,
   });
   admin = await startAdmin({ daemon, host: '127.0.0.1', port: 0, token: null, log: log.child({ component: 'admin' }) });
   if (o.sampleMs > 0) timer = setInterval(() => send({ type: 'sample', sample: sample() }), o.sampleMs);
-  send({ type: 'ready', adminPort: admin.port, pid: process.pid });
+  send({ type: 'ready', adminPort: admin.port, pid: process.pid, listenPorts: daemon.listenPorts });
 }
 
 async function stop(): Promise<void> {

@@ -14,6 +14,8 @@ export interface DaemonProcOptions extends Omit<ChildStartOptions, 'sampleMs'> {
   cpuProfDir?: string;
   /** the child's stdout/stderr go here (default: discarded) */
   logFile?: string;
+  /** more node flags for the daemon's process, e.g. --max-old-space-size=768 */
+  nodeArgs?: string[];
 }
 
 export interface StoppedStats extends ChildState {
@@ -24,6 +26,8 @@ export class DaemonProc {
   readonly samples: ChildSample[] = [];
   adminPort = 0;
   pid = 0;
+  /** the daemon's terminal listeners (with daemonExtra.listen) */
+  listenPorts: number[] = [];
   private waiters: { type: string; resolve: (m: any) => void }[] = [];
   private exited: Promise<number | null>;
 
@@ -42,14 +46,16 @@ export class DaemonProc {
   static async start(o: DaemonProcOptions): Promise<DaemonProc> {
     const execArgv = ['--import', 'tsx'];
     if (o.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
+    if (o.nodeArgs) execArgv.push(...o.nodeArgs);
     const out = o.logFile ? openSync(o.logFile, 'a') : 'ignore';
     const child = fork(CHILD, [], { execArgv, stdio: ['ignore', out, out, 'ipc'] });
     const p = new DaemonProc(child);
-    const { cpuProfDir: _c, logFile: _l, ...rest } = o;
-    const ready = await p.request<{ type: string; adminPort: number; pid: number; message?: string }>('ready', { type: 'start', options: { sampleMs: 250, ...rest } });
+    const { cpuProfDir: _c, logFile: _l, nodeArgs: _n, ...rest } = o;
+    const ready = await p.request<{ type: string; adminPort: number; pid: number; listenPorts?: number[]; message?: string }>('ready', { type: 'start', options: { sampleMs: 250, ...rest } });
     if (ready.type === 'error') throw new Error(`daemon child failed to start: ${ready.message}`);
     p.adminPort = ready.adminPort;
     p.pid = ready.pid;
+    p.listenPorts = ready.listenPorts ?? [];
     return p;
   }
 
@@ -92,7 +98,18 @@ export class DaemonProc {
     return m ? Number(m[1]) / 1024 : NaN;
   }
 
+  /** true while the daemon's process runs */
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** the exit code or signal once the process ended */
+  get exit(): string | null {
+    return this.child.signalCode ?? (this.child.exitCode === null ? null : String(this.child.exitCode));
+  }
+
   async stop(): Promise<StoppedStats | null> {
+    if (!this.alive) return null;
     let stats: StoppedStats | null = null;
     try {
       stats = (await this.request<{ stats: StoppedStats }>('stopped', { type: 'stop' })).stats;

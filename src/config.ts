@@ -55,12 +55,36 @@ export interface RunConfig {
   /** admin HTTP listener; undefined = off */
   adminListen?: HostPort;
   adminTokenFile?: string;
+  /** extra Host names the admin address is reached by (a reverse proxy's name), NAME or NAME:PORT; repeatable */
+  adminHosts: string[];
+  /** where POST /api/backup writes; undefined = a "backups" folder beside the database */
+  backupDir?: string;
+  /** admin listener: most open connections from one client address */
+  adminMaxConnsPerAddress: number;
+  /** admin listener: time a client gets to send a request's headers, ms */
+  adminHeaderTimeoutMs: number;
+  /** admin listener: most event streams (SSE) open from one client address */
+  adminMaxStreamsPerAddress: number;
   heartbeatSec: number;
   requestTimeoutMs: number;
   /** global cap on requests in flight to all terminals together */
   concurrency: number;
   /** approve terminals that authenticate but are not configured, instead of holding them pending */
   autoApprove: boolean;
+  /** new device IDs recorded at most this fast, "N/min" or "N/s" (auto-approved or pending); "off" for no limit */
+  autoApproveRate: string;
+  /** auto-approve only terminals whose source address is in one of these ranges (CIDR; empty: any) */
+  autoApproveFrom: string[];
+  /** a site-key terminal's device ID is bound to its source address widened to this IPv4 / IPv6 prefix */
+  identityPrefixV4: number;
+  identityPrefixV6: number;
+  /** monitoring events kept (the newest); older ones are pruned */
+  eventsKeep: number;
+  /** monitoring events older than this many days are pruned */
+  eventsMaxAgeDays: number;
+  /** per terminal and event type a terminal can trigger: events written per second, and the burst */
+  eventsRate: number;
+  eventsBurst: number;
   logLevel: LogLevel;
   logPretty: boolean;
   logFrames: boolean;
@@ -68,6 +92,10 @@ export interface RunConfig {
   busyTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  /** most users one terminal may list (LIST_USERS), besides the capacity it announces; more ends its session */
+  maxTerminalUsers: number;
+  /** a reconcile (user-list comparison) running longer is abandoned and retried later with backoff */
+  reconcileTimeoutSec: number;
   /** every flag file read, in the order read (includes inline), absolute paths; for logs and reload */
   flagFiles: string[];
 }
@@ -90,16 +118,31 @@ export const RUN_DEFAULTS = {
   insecureDevKey: false,
   adminListen: DEFAULT_ADMIN_LISTEN,
   adminTokenFile: undefined,
+  adminHosts: [] as string[],
+  backupDir: undefined,
+  adminMaxConnsPerAddress: 64,
+  adminHeaderTimeoutMs: 5_000,
+  adminMaxStreamsPerAddress: 8,
   heartbeatSec: 10,
   requestTimeoutMs: 10_000,
   concurrency: 32,
   autoApprove: false,
+  autoApproveRate: '60/min',
+  autoApproveFrom: [] as string[],
+  identityPrefixV4: 32,
+  identityPrefixV6: 64,
+  eventsKeep: 1_000_000,
+  eventsMaxAgeDays: 90,
+  eventsRate: 10,
+  eventsBurst: 200,
   logLevel: 'info',
   logPretty: false,
   logFrames: false,
   busyTimeoutMs: 5_000,
   reconnectMinMs: 500,
   reconnectMaxMs: 30_000,
+  maxTerminalUsers: 2_000_000,
+  reconcileTimeoutSec: 300,
 } as const satisfies Omit<RunConfig, 'flagFiles'>;
 
 export type ConfigErrorCode =

@@ -4,11 +4,25 @@
 import type { Logger } from 'pino';
 import type { Hello } from './codec/index.js';
 import { validateUser, type UserRecord } from './model/user.js';
+import { DEFAULT_EVENT_LIMITS } from './store/event-limits.js';
+import { DEFAULT_RETENTION, EventMaintenance } from './store/retention.js';
 import { Store } from './store/store.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
-import { SyncEngine } from './sync/engine.js';
+import { SyncEngine, type EngineTuning } from './sync/engine.js';
 import type { TerminalLink } from './sync/ports.js';
-import { SessionManager, type DialTarget, type DialTls, type ListenTls } from './terminal/manager.js';
+import { TokenBucket } from './rate-limit.js';
+import {
+  bindingFor,
+  bindingMatches,
+  describeBinding,
+  inCidr,
+  parseBinding,
+  type BindingPolicy,
+  type Cidr,
+  type IdentityBinding,
+  type PeerCredential,
+} from './terminal/identity.js';
+import { SessionManager, SessionRefused, type DialTarget, type DialTls, type ListenTls } from './terminal/manager.js';
 
 export interface DaemonOptions {
   db: string;
@@ -26,6 +40,14 @@ export interface DaemonOptions {
   requestTimeoutMs?: number;
   concurrency?: number;
   autoApprove?: boolean;
+  /** new device IDs recorded (auto-approved or pending) at most this fast; beyond it a new device is refused. Default 60/min */
+  newDeviceRate?: { ratePerSec: number; burst: number } | null;
+  /** auto-approve only terminals whose source address is in one of these ranges (empty: any) */
+  autoApproveFrom?: Cidr[];
+  /** how wide an address binding is (a site-key terminal's ID is bound to its source address) */
+  identity?: BindingPolicy;
+  /** the monitoring log's bounds: retention by count and age, per-terminal rate limits (null: no limits) */
+  events?: { keep?: number; maxAgeDays?: number; ratePerSec?: number; burst?: number; intervalMs?: number } | null;
   busyTimeoutMs?: number;
   synchronous?: 'NORMAL' | 'FULL';
   reconnectMinMs?: number;
@@ -35,6 +57,8 @@ export interface DaemonOptions {
   maxConns?: number;
   handshakeDeadlineMs?: number;
   dbRetryMs?: number;
+  /** the sync engine's bounds on what a terminal may send (window, user lists, reconcile deadline, queue shares) */
+  engine?: EngineTuning;
 }
 
 export type TerminalState = 'online' | 'offline' | 'pending';
@@ -58,20 +82,49 @@ export const DaemonEvent = {
   TERMINAL_ONLINE: 'TERMINAL_ONLINE',
   TERMINAL_OFFLINE: 'TERMINAL_OFFLINE',
   TERMINAL_PENDING: 'TERMINAL_PENDING',
+  /** a second session claimed a device ID that has a live session; it was refused */
+  PEER_IDENTITY_CONFLICT: 'PEER_IDENTITY_CONFLICT',
+  /** a session for a known device ID did not present what the ID is bound to; held pending */
+  PEER_IDENTITY_MISMATCH: 'PEER_IDENTITY_MISMATCH',
+  /** a new device ID was refused: more new device IDs than --auto-approve-rate allows */
+  NEW_DEVICE_REFUSED: 'NEW_DEVICE_REFUSED',
 } as const;
+
+export const DEFAULT_NEW_DEVICE_RATE = { ratePerSec: 1, burst: 60 };
+
+/** How a dial-in session was admitted (resolveDialIn's note to onOnline). */
+interface Admission {
+  /** the binding this session presented */
+  presented: IdentityBinding;
+  /** the ID is bound to something else: hold the session pending until approved */
+  mismatch: boolean;
+}
 
 export class Daemon {
   readonly store: Store;
   readonly engine: SyncEngine;
   readonly manager: SessionManager;
   readonly listenPorts: number[] = [];
+  /** retention and rate-limit summaries of the monitoring log (null with events: null) */
+  readonly eventUpkeep: EventMaintenance | null;
   private readonly log: Logger;
   private readonly online = new Set<string>();
   private readonly pendingLinks = new Map<string, TerminalLink>();
+  /** what each pending session presented: approving it binds the ID to this */
+  private readonly pendingBindings = new Map<string, Admission>();
+  private readonly newDevices: TokenBucket | null;
+  private refusedNewDevices = { count: 0, loggedAt: 0 };
   private stopped = false;
 
   static async start(o: DaemonOptions): Promise<Daemon> {
-    const store = Store.open(o.db, { busyTimeoutMs: o.busyTimeoutMs, synchronous: o.synchronous, logger: o.log, checkpointInWorker: true });
+    const ev = o.events === null ? null : { ...DEFAULT_RETENTION, ...DEFAULT_EVENT_LIMITS, ...o.events };
+    const store = Store.open(o.db, {
+      busyTimeoutMs: o.busyTimeoutMs,
+      synchronous: o.synchronous,
+      logger: o.log,
+      checkpointInWorker: true,
+      eventLimits: ev ? { ratePerSec: ev.ratePerSec, burst: ev.burst } : null,
+    });
     const d = new Daemon(o, store);
     try {
       await d.begin(o);
@@ -88,13 +141,18 @@ export class Daemon {
   ) {
     this.log = o.log;
     this.store = store;
+    const ev = o.events === null ? null : { ...DEFAULT_RETENTION, ...o.events };
+    this.eventUpkeep = ev ? new EventMaintenance(store, { keep: ev.keep, maxAgeDays: ev.maxAgeDays, intervalMs: ev.intervalMs }, o.log.child({ component: 'events' })) : null;
+    const rate = o.newDeviceRate === undefined ? DEFAULT_NEW_DEVICE_RATE : o.newDeviceRate;
+    this.newDevices = rate ? new TokenBucket(rate.ratePerSec, rate.burst) : null;
     if (o.syncMode) store.setSyncMode(o.syncMode);
     // Sessions are not live after a restart until they reconnect.
     for (const t of store.listTerminals()) if (t.state !== 'offline') store.updateTerminal(t.id, { state: 'offline' });
-    this.engine = new SyncEngine({ store, log: o.log.child({ component: 'sync' }), concurrency: o.concurrency, dbRetryMs: o.dbRetryMs });
+    this.engine = new SyncEngine({ ...o.engine, store, log: o.log.child({ component: 'sync' }), concurrency: o.concurrency ?? o.engine?.concurrency, dbRetryMs: o.dbRetryMs ?? o.engine?.dbRetryMs });
     this.manager = new SessionManager({
       keyFor: (deviceId) => o.terminalKeys?.get(deviceId) ?? o.commKey,
-      resolveDialIn: (hello, remote) => this.resolveDialIn(hello, remote),
+      resolveDialIn: (hello, peer) => this.resolveDialIn(hello, peer),
+      onConflict: (id, peer, current) => this.onConflict(id, peer, current),
       log: o.log.child({ component: 'sessions' }),
       heartbeatSec: o.heartbeatSec ?? 10,
       requestTimeoutMs: o.requestTimeoutMs ?? 10_000,
@@ -106,11 +164,13 @@ export class Daemon {
       maxConns: o.maxConns,
       handshakeDeadlineMs: o.handshakeDeadlineMs,
     });
-    this.manager.on('online', (id, link) => this.onOnline(id, link));
+    this.manager.on('online', (id, link, _dir, note) => this.onOnline(id, link, note as Admission | undefined));
+    this.manager.on('conflict', (id, peer, currentRemote) => this.onIdentityConflict(id, peer, currentRemote));
     this.manager.on('offline', (id, reason) => this.onOffline(id, reason));
   }
 
   private async begin(o: DaemonOptions): Promise<void> {
+    this.eventUpkeep?.start();
     for (const t of o.terminals ?? []) this.addTerminal(t);
     for (const l of o.listen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port));
     for (const l of o.tlsListen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port, l.tls));
@@ -133,6 +193,7 @@ export class Daemon {
     this.manager.removeTarget(id);
     this.pendingLinks.get(id)?.close('terminal removed');
     this.pendingLinks.delete(id);
+    this.pendingBindings.delete(id);
     this.engine.forget(id);
     this.online.delete(id);
     return this.store.deleteTerminal(id);
@@ -142,10 +203,14 @@ export class Daemon {
   approve(id: string): boolean {
     const row = this.store.getTerminal(id);
     if (!row) return false;
-    this.store.updateTerminal(id, { approved: true });
     const link = this.pendingLinks.get(id);
+    const held = link && !link.closed ? this.pendingBindings.get(id) : undefined;
+    // approving a held session approves what it presented: the ID is bound to that from now on
+    this.store.updateTerminal(id, { approved: true, ...(held ? { identity: JSON.stringify(held.presented), address: link!.remote } : {}) });
+    if (held) this.log.info({ terminal: id, binding: describeBinding(held.presented) }, 'terminal approved and bound to the credential of its session');
     if (link && !link.closed) {
       this.pendingLinks.delete(id);
+      this.pendingBindings.delete(id);
       this.goOnline(id, link);
     }
     return true;
@@ -173,36 +238,112 @@ export class Daemon {
     }));
   }
 
-  private resolveDialIn(hello: Hello, remote: string): string {
+  /**
+   * A dial-in session authenticated: which terminal is it? A known device ID
+   * must present what it is bound to (src/terminal/identity.ts), or it is held
+   * pending; a device ID the server dials may not dial in; a new device ID is
+   * recorded (auto-approved when --auto-approve allows its address) within
+   * the rate of new device IDs, else refused.
+   */
+  private resolveDialIn(hello: Hello, peer: PeerCredential): { id: string; note: Admission } {
+    const ownKey = this.o.terminalKeys?.has(hello.deviceId) ?? false;
+    const presented = bindingFor(peer, ownKey, this.o.identity);
     const known = this.store.getTerminalByDeviceId(hello.deviceId);
-    if (known) return known.id;
+    if (known) {
+      if (known.direction === 'dial') {
+        this.recordMismatch(known.id, peer, `device ${hello.deviceId} is a terminal the server dials (${known.address}); it may not dial in`);
+        throw new SessionRefused(`device ${hello.deviceId} is a terminal the server dials; dial-in refused`);
+      }
+      const bound = parseBinding(known.identity);
+      if (!bound) {
+        // recorded before identities were kept (an upgraded database): bind to this session
+        this.tryWrite(known.id, () => this.store.updateTerminal(known.id, { identity: JSON.stringify(presented) }));
+        this.log.info({ terminal: known.id, binding: describeBinding(presented) }, 'terminal bound to the credential of its session');
+        return { id: known.id, note: { presented, mismatch: false } };
+      }
+      if (bindingMatches(bound, peer, ownKey)) return { id: known.id, note: { presented, mismatch: false } };
+      return { id: known.id, note: { presented, mismatch: true } };
+    }
+    if (this.newDevices && !this.newDevices.take()) {
+      this.noteNewDeviceRefused(hello.deviceId, peer);
+      throw new SessionRefused(`too many new device IDs (at most ${this.newDevices.burst} at once, ${Math.round(this.newDevices.ratePerSec * 60)} a minute); dial again later`);
+    }
     const id = String(hello.deviceId);
-    this.store.upsertTerminal({ id, direction: 'listen', deviceId: hello.deviceId, address: remote, approved: this.o.autoApprove ?? false });
-    return id;
+    const from = this.o.autoApproveFrom ?? [];
+    const approved = (this.o.autoApprove ?? false) && (from.length === 0 || from.some((c) => inCidr(peer.address, c)));
+    if (this.o.autoApprove && !approved) this.log.warn({ terminal: id, remote: peer.remote }, 'not auto-approved: the address is outside --auto-approve-from');
+    this.store.upsertTerminal({ id, direction: 'listen', deviceId: hello.deviceId, address: peer.remote, approved, identity: JSON.stringify(presented) });
+    return { id, note: { presented, mismatch: false } };
   }
 
-  private onOnline(id: string, link: TerminalLink): void {
+  /** Only a pending session may be replaced, and only by one that presents what the ID is bound to. */
+  private onConflict(id: string, peer: PeerCredential, current: TerminalLink): 'refuse' | 'replace' {
+    const held = this.pendingBindings.get(id);
+    if (this.pendingLinks.get(id) !== current || !held?.mismatch) return 'refuse';
+    const row = this.store.getTerminal(id);
+    const bound = parseBinding(row?.identity ?? null);
+    const ownKey = row?.deviceId != null && (this.o.terminalKeys?.has(row.deviceId) ?? false);
+    return bound && bindingMatches(bound, peer, ownKey) ? 'replace' : 'refuse';
+  }
+
+  private onIdentityConflict(id: string, peer: PeerCredential, currentRemote: string): void {
+    const r = this.store.recordEventDurably({ type: DaemonEvent.PEER_IDENTITY_CONFLICT, terminalId: id, detail: JSON.stringify({ remote: peer.remote, current: currentRemote }) });
+    // a peer retrying in a loop is logged as often as its events are written (the rest are counted in EVENTS_SUPPRESSED)
+    if (!('suppressed' in r))
+      this.log.warn({ terminal: id, remote: peer.remote, current: currentRemote }, 'a second session claimed a terminal that is online: refused; the current session keeps running');
+  }
+
+  private recordMismatch(id: string, peer: PeerCredential, why: string): void {
+    const r = this.store.recordEventDurably({ type: DaemonEvent.PEER_IDENTITY_MISMATCH, terminalId: id, detail: JSON.stringify({ remote: peer.remote, reason: why }) });
+    if (!('suppressed' in r))
+      this.log.warn({ terminal: id, remote: peer.remote, reason: why }, 'terminal identity does not match');
+  }
+
+  private noteNewDeviceRefused(deviceId: number, peer: PeerCredential): void {
+    // one log line and one event a minute at most, however fast new IDs arrive
+    const r = this.refusedNewDevices;
+    r.count++;
+    const now = Date.now();
+    if (now - r.loggedAt < 60_000) return;
+    this.log.warn({ deviceId, remote: peer.remote, refused: r.count }, 'new device IDs arrive faster than --auto-approve-rate: refused');
+    this.store.recordEventDurably({ type: DaemonEvent.NEW_DEVICE_REFUSED, detail: JSON.stringify({ deviceId, remote: peer.remote, refusedSinceLast: r.count }) });
+    r.count = 0;
+    r.loggedAt = now;
+  }
+
+  private onOnline(id: string, link: TerminalLink, admission?: Admission): void {
     const row = this.store.getTerminal(id);
     const ident = link.identity;
     // Row updates are best effort: a database that refuses writes must not keep a
     // terminal from syncing once it works again (the sync engine retries its own writes).
-    this.tryWrite(id, () =>
-      this.store.updateTerminal(id, {
-        deviceId: ident.deviceId,
-        model: ident.model,
-        firmware: ident.firmware,
-        userCapacity: ident.userCapacity,
-        maxBatch: ident.maxBatch,
-        lastSeen: Date.now(),
-        ...(row?.direction === 'listen' ? { address: link.remote } : {}),
-      }),
-    );
-    if (!row || !row.approved) {
+    // A session that does not match the ID's binding changes nothing of the row until approved.
+    if (!admission?.mismatch)
+      this.tryWrite(id, () =>
+        this.store.updateTerminal(id, {
+          deviceId: ident.deviceId,
+          model: ident.model,
+          firmware: ident.firmware,
+          userCapacity: ident.userCapacity,
+          maxBatch: ident.maxBatch,
+          lastSeen: Date.now(),
+          ...(row?.direction === 'listen' ? { address: link.remote } : {}),
+        }),
+      );
+    if (!row || !row.approved || admission?.mismatch) {
+      if (admission?.mismatch) {
+        const bound = parseBinding(row?.identity ?? null);
+        this.recordMismatch(id, { remote: link.remote, address: '', certSha256: null }, `bound to ${bound ? describeBinding(bound) : '?'}; this session presented ${describeBinding(admission.presented)}: held pending until approved`);
+      }
       this.pendingLinks.set(id, link);
+      if (admission) this.pendingBindings.set(id, admission);
       this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'pending' }));
       this.store.recordEventDurably({ type: DaemonEvent.TERMINAL_PENDING, terminalId: id, detail: JSON.stringify({ deviceId: ident.deviceId, remote: link.remote }) });
-      this.log.warn({ terminal: id, deviceId: ident.deviceId, remote: link.remote }, 'unknown terminal held as pending until approved');
-      link.onClose(() => this.pendingLinks.get(id) === link && this.pendingLinks.delete(id));
+      this.log.warn({ terminal: id, deviceId: ident.deviceId, remote: link.remote }, admission?.mismatch ? 'terminal held as pending until approved: its identity does not match' : 'unknown terminal held as pending until approved');
+      link.onClose(() => {
+        if (this.pendingLinks.get(id) !== link) return;
+        this.pendingLinks.delete(id);
+        this.pendingBindings.delete(id);
+      });
       return;
     }
     this.goOnline(id, link);
@@ -289,7 +430,9 @@ export class Daemon {
         // closing anyway
       }
     }
+    await this.eventUpkeep?.stop();
     this.store.flushPendingEvents();
+    this.store.flushSuppressedEvents();
     await this.store.stopCheckpointer();
     this.store.close();
   }

@@ -1,9 +1,9 @@
 // The admin HTTP API against a real site: the simulator's terminals on loopback,
 // the real daemon dialling them, a real SQLite file, and startAdmin on port 0.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
@@ -34,7 +34,8 @@ async function api(method: string, path: string, opts: { body?: unknown; raw?: s
   let body: string | Buffer | undefined;
   if (opts.raw !== undefined) body = opts.raw;
   else if (opts.body !== undefined) body = JSON.stringify(opts.body);
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  // the API wants every change declared as JSON, body or not (see test/admin-security.test.ts)
+  if (body !== undefined || method === 'POST' || method === 'PUT' || method === 'PATCH') headers['content-type'] ??= 'application/json';
   const r = await fetch(base + path, { method, headers, body, redirect: 'manual' });
   const text = await r.text();
   let parsed: unknown = text;
@@ -362,30 +363,41 @@ describe('events, settings, push failures, backup', () => {
     expect(t1.body.filter((f: any) => f.userId === '7003')).toEqual([expect.objectContaining({ terminalId: 't1', userId: '7003' })]);
   });
 
-  it('POST /api/backup writes a consistent copy; refuses relative paths and the live file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'termsync-backup-'));
+  it('POST /api/backup writes a consistent copy to a new file in the backup directory, owner-only, never replacing one', async () => {
+    const r = await api('POST', '/api/backup', { body: { name: 'copy.db' } });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const dest = join(admin.backupDir, 'copy.db');
+    expect(admin.backupDir).toBe(join(dirname(site.db), 'backups'));
+    expect(r.body).toMatchObject({ name: 'copy.db', path: dest, remainingPages: 0 });
+    expect(r.body.totalPages).toBeGreaterThan(0);
+    expect(statSync(dest).mode & 0o777).toBe(0o600);
+    expect(statSync(admin.backupDir).mode & 0o777).toBe(0o700);
+    const copy = Store.open(dest, { readonly: true });
     try {
-      const dest = join(dir, 'copy.db');
-      const r = await api('POST', '/api/backup', { body: { path: dest } });
-      expect(r.status).toBe(200);
-      expect(r.body.path).toBe(dest);
-      expect(r.body.totalPages).toBeGreaterThan(0);
-      expect(r.body.remainingPages).toBe(0);
-      const copy = Store.open(dest, { readonly: true });
-      try {
-        expect(copy.getUser('5001')?.name).toBe('Ada Lovelace');
-      } finally {
-        copy.close();
-      }
-      expect((await api('POST', '/api/backup', { body: { path: 'relative.db' } })).body.error).toMatch(/absolute/);
-      expect((await api('POST', '/api/backup', { body: { path: site.db } })).body.error).toMatch(/live database/);
-      const missing = await api('POST', '/api/backup', { body: { path: join(dir, 'no', 'such', 'dir.db') } });
-      expect(missing.status).toBe(400);
-      expect(missing.body.error).toMatch(/cannot write the backup/);
-      expect((await api('POST', '/api/backup', { body: {} })).status).toBe(400);
+      expect(copy.getUser('5001')?.name).toBe('Ada Lovelace');
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      copy.close();
     }
+    // an existing file is never overwritten, whoever made it
+    const before = readFileSync(dest);
+    const again = await api('POST', '/api/backup', { body: { name: 'copy.db' } });
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatch(/already exists/);
+    expect(readFileSync(dest).equals(before)).toBe(true);
+    writeFileSync(join(admin.backupDir, 'mine.txt'), 'keep me');
+    expect((await api('POST', '/api/backup', { body: { name: 'mine.txt' } })).status).toBe(409);
+    expect(readFileSync(join(admin.backupDir, 'mine.txt'), 'utf8')).toBe('keep me');
+    // names only: no paths, no "..", no hidden files, no absolute paths
+    for (const name of ['../x.db', '..', 'a/b.db', '/tmp/x.db', '.hidden', 'a\\b', '', 'x'.repeat(129), site.db]) {
+      const bad = await api('POST', '/api/backup', { body: { name } });
+      expect(bad.status, name).toBe(400);
+    }
+    const oldStyle = await api('POST', '/api/backup', { body: { path: join(tmpdir(), 'x.db') } });
+    expect(oldStyle.status).toBe(400);
+    expect(oldStyle.body.error).toMatch(/file name as "name", not a path/);
+    expect((await api('POST', '/api/backup', { body: {} })).status).toBe(400);
+    // nothing but the backup (and the -wal/-shm its reader above left) and the file we put there: no partial files
+    expect(readdirSync(admin.backupDir).filter((f) => !/^copy\.db-(wal|shm)$/.test(f)).sort()).toEqual(['copy.db', 'mine.txt']);
   });
 
   it('GET /api/status sums up the site for the page', async () => {

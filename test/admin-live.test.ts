@@ -1,6 +1,8 @@
 // The live parts of the admin API against a real site: the server-sent event
 // stream of monitoring events, and the Prometheus metrics.
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
@@ -118,7 +120,7 @@ describe('GET /api/events/stream', () => {
   it('a server-side change shows up on an open stream', async () => {
     const s = openStream('/api/events/stream');
     await waitFor(() => s.status === 200);
-    const put = await fetch(base + '/api/users/8002', { method: 'PUT', body: JSON.stringify({ name: 'From the API' }) });
+    const put = await fetch(base + '/api/users/8002', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'From the API' }) });
     expect(put.status).toBe(201);
     await waitFor(() => new Set(s.messages.filter((m) => m.data.user === '8002' && m.data.label === 'User update succeeded (Server)').map((m) => m.data.terminal)).size === 3, {
       message: 'push events for 8002 missing on the stream',
@@ -138,6 +140,8 @@ function parseMetrics(text: string): Map<string, number> {
   const values = new Map<string, number>();
   expect(text.endsWith('\n')).toBe(true);
   for (const line of text.slice(0, -1).split('\n')) {
+    // the format allows empty lines (prom-client puts one between families)
+    if (line === '') continue;
     if (line.startsWith('#')) {
       expect(HELP.test(line) || TYPE.test(line), line).toBe(true);
       continue;
@@ -189,6 +193,16 @@ describe('GET /metrics', () => {
       'process_resident_memory_bytes',
       'process_cpu_seconds_total',
       'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_eventloop_lag_mean_seconds',
+      'nodejs_eventloop_lag_max_seconds',
+      'nodejs_gc_duration_seconds',
+      'nodejs_active_handles_total',
+      'nodejs_heap_size_used_bytes',
+      'process_start_time_seconds',
+      'process_heap_used_bytes',
+      'termsync_sync_mode',
+      'termsync_db_up',
+      'termsync_admin_connections',
     ]) {
       expect(text, name).toContain(`# TYPE ${name} `);
     }
@@ -200,6 +214,10 @@ describe('GET /metrics', () => {
     expect(values.get('termsync_pushes_total{result="ok"}')).toBeGreaterThanOrEqual(2);
     expect(values.has('termsync_pushes_total{result="failed"}')).toBe(true);
     expect(values.get('process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect(values.get('termsync_sync_mode{mode="all"}')).toBe(1);
+    expect(values.get('termsync_sync_mode{mode="off"}')).toBe(0);
+    expect(values.get('termsync_db_up')).toBe(1);
+    expect(values.get('termsync_admin_connections')).toBeGreaterThanOrEqual(1);
 
     // the histogram: cumulative buckets ending in +Inf = count, and it holds the engine's samples
     expect(text).toContain('# TYPE termsync_push_latency_seconds histogram');
@@ -209,6 +227,17 @@ describe('GET /metrics', () => {
     expect(buckets[buckets.length - 1][0]).toBe('termsync_push_latency_seconds_bucket{le="+Inf"}');
     expect(values.get('termsync_push_latency_seconds_count')).toBe(counts[counts.length - 1]);
     expect(values.get('termsync_push_latency_seconds_count')).toBe(site.daemon.engine.stats.lastPushLatencyMs.length);
+  });
+
+  it('the Grafana dashboard (systemd/grafana-dashboard.json) only queries metrics that /metrics serves', async () => {
+    const dash = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'systemd', 'grafana-dashboard.json'), 'utf8'));
+    const exprs: string[] = dash.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr));
+    const used = new Set(exprs.flatMap((e) => e.match(/\b(termsync|nodejs|process)_[a-z0-9_]+/g) ?? []).map((n) => n.replace(/_(bucket|sum|count)$/, '')));
+    expect(used.size).toBeGreaterThanOrEqual(12);
+    const { text } = await scrape();
+    for (const name of used) expect(text, name).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
+    const titles = dash.panels.map((p: any) => p.title).join(' | ');
+    for (const want of [/Terminals online/, /Sync latency/, /Pushes owed/, /Failures/, /Database write failures/, /Event-loop lag/]) expect(titles).toMatch(want);
   });
 
   it('counts heartbeat timeouts and reconnects from the session manager', async () => {

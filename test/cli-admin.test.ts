@@ -2,7 +2,7 @@
 // loopback TCP, the daemon dialling them, a SQLite file in a temp dir, the admin
 // HTTP API on an ephemeral port. The CLI runs in-process through main(argv, io)
 // with its output captured.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -358,12 +358,13 @@ describe('termsync settings, resync, backup', () => {
     expect(unknown.err).toBe('termsync: no terminal "nowhere"\n');
   });
 
-  it('backup writes a database file that opens and holds the users', async () => {
+  it('backup writes a new database file in the backup directory that opens and holds the users', async () => {
     const r = await cli(['backup', 'backup.db']);
     expect(r.code, r.err).toBe(0);
-    const path = join(dir, 'backup.db');
-    expect(r.out).toMatch(new RegExp(`^backup written to ${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\(\\d+ pages\\)\\n$`));
-    expect(r.err).toMatch(/backing up the database to .*: done in/);
+    const path = join(admin.backupDir, 'backup.db');
+    expect(r.out).toMatch(new RegExp(`^backup written to ${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\(\\d+ pages\\)\n$`));
+    expect(r.err).toMatch(/backing up the database to backup\.db: done in/);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
     const db = new Database(path, { readonly: true });
     try {
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
@@ -373,9 +374,17 @@ describe('termsync settings, resync, backup', () => {
     } finally {
       db.close();
     }
-    const relative = await cli(['backup', join(dir, 'no-such-dir', 'x.db')]);
-    expect(relative.code).toBe(1);
-    expect(relative.err).toMatch(/^termsync: cannot write the backup to .*no-such-dir/m);
+    // never replaces a file
+    const again = await cli(['backup', 'backup.db']);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/^termsync: backup\.db already exists in the backup directory/m);
+    // a path is a usage error: the daemon decides where backups go
+    const path2 = await cli(['backup', join(dir, 'x.db')]);
+    expect(path2.code).toBe(2);
+    expect(path2.err).toMatch(/^termsync: backup takes a file name, not a path/m);
+    const dots = await cli(['backup', '..']);
+    expect(dots.code).toBe(1);
+    expect(dots.err).toMatch(/plain file name/);
   });
 });
 

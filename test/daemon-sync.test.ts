@@ -153,6 +153,9 @@ describe('outbox, offline terminals, restarts', () => {
 describe('failures', () => {
   it('a failing database records "Fail to save to the server DB", pushes nothing, and takes the change in once it works', async () => {
     site = await startSite({ terminals: 2 });
+    // past both first-contact comparisons, so the failure hits the enrollment below
+    await waitFor(() => site!.ids.every((id) => events(site!, 'RECONCILE').some((e) => e.terminalId === id)));
+    await site.daemon.engine.idle();
     const db = site.daemon.store.connection;
     db.pragma('query_only = 1'); // every write now fails with SQLITE_READONLY
     await site.sim.terminals[0].enroll(person('1100'));

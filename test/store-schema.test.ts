@@ -36,6 +36,7 @@ describe('store schema and migrations', () => {
       [
         'events',
         'outbox',
+        'pull_failures',
         'push_failures',
         'settings',
         'terminal_access_groups',

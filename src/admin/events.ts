@@ -24,6 +24,9 @@ export const EVENT_LABELS: Readonly<Record<string, string>> = {
   TERMINAL_ONLINE: 'Terminal online',
   TERMINAL_OFFLINE: 'Terminal offline',
   TERMINAL_PENDING: 'Terminal waiting for approval',
+  USER_PULL_FAILED: 'Device user could not be read (pulled again later)',
+  PEER_LIMIT_EXCEEDED: 'Terminal went past a limit (session ended)',
+  SYNC_MODE_CHANGED: 'Sync mode changed',
 };
 
 export function eventLabel(type: string): string {

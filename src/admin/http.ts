@@ -126,6 +126,13 @@ export class Router {
     return this;
   }
 
+  /** Every route as declared: method and path pattern (e.g. '/api/users/:id'). */
+  list(): { method: string; path: string }[] {
+    const out: { method: string; path: string }[] = [];
+    for (const r of this.routes) for (const m of r.methods.keys()) out.push({ method: m, path: '/' + r.segments.join('/') });
+    return out;
+  }
+
   match(method: string, pathname: string): RouteMatch {
     const parts = pathname.split('/').filter((s) => s !== '');
     let allow: string[] | null = null;

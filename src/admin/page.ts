@@ -102,6 +102,7 @@ function renderStatus(s){
   $('c-outbox').textContent=s.outbox;
   $('c-failures').textContent=s.pushFailures+(s.pushFailuresMore?'+':'');
   $('c-users').textContent=s.users;
+  var dk=s.disk;$('c-disk').textContent=((dk.dbBytes+dk.walBytes)/1048576).toFixed(1)+' MB';$('c-disk').title='database '+dk.dbBytes+' B, WAL '+dk.walBytes+' B, free inside '+(dk.freePages*dk.pageSize)+' B';
   document.title=(s.terminals.offline?'('+s.terminals.offline+' offline) ':'')+'termsync status';
 }
 function refresh(){
@@ -166,6 +167,7 @@ const BODY = `<header>
 <h1>termsync</h1>
 <span>sync mode: <b id="syncMode">…</b></span>
 <span class="muted" id="updated"></span>
+<a href="/console/">Open the operator console</a>
 </header>
 <main>
 <div id="banner" role="alert"></div>
@@ -177,6 +179,7 @@ const BODY = `<header>
 <div class="card"><b id="c-outbox">–</b><span>pushes owed (outbox)</span></div>
 <div class="card"><b id="c-failures">–</b><span>push failures</span></div>
 <div class="card"><b id="c-users">–</b><span>users on the server</span></div>
+<div class="card"><b id="c-disk">–</b><span>database on disk</span></div>
 </div>
 <h2>Terminals</h2>
 <div class="scroll"><table>

@@ -21,12 +21,23 @@
 //   GET    /api/settings                     {syncMode}
 //   PUT    /api/settings                     {syncMode}
 //   GET    /api/push-failures?terminal=&user=&limit=
-//   POST   /api/backup                       {path}: online backup of the database to an absolute path
+//   GET    /api/pull-failures?terminal=&user=&limit=   device users that could not be read
+//   POST   /api/pull-failures/retry          {terminalId, userId?}: pull them again now (202); 409 when offline
+//   GET    /api/openapi.json                 the OpenAPI 3.1 description of all of this (src/admin/openapi.ts)
+//   (console routes: src/admin/console-routes.ts)
+//   POST   /api/backup                       {name}: online backup of the database to a new file in the backup directory
+//
+// Browser safety (src/admin/access.ts): every request but /healthz must name the
+// admin address in its Host header (403 otherwise: DNS rebinding); every
+// request that changes something must come from the admin address itself
+// (Origin / Sec-Fetch-Site / Referer; 403) and declare a JSON body (415).
 //
 // Errors are {"error": "message"}: 400 bad input or malformed JSON, 401 no or
 // wrong token, 404 unknown route or object, 405 method not allowed (with
 // Allow), 409 conflict, 413 body over 1 MiB, 503 database unavailable, 500
 // anything unexpected (logged, not shown).
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -36,7 +47,11 @@ import { UserJsonError, userFromJson, userToJson } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import { SYNC_MODES, type SyncMode } from '../store/types.js';
 import { Priority } from '../sync/engine.js';
+import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
 import { AdminAuth } from './auth.js';
+import { addConsoleRoutes, usersHeld } from './console-routes.js';
+import { openApiDocument } from './openapi.js';
+import { ConnectionGuard } from './limits.js';
 import { EventHub, eventToJson, lastEventId } from './events.js';
 import { HttpError, Router, boolParam, intParam, readJsonObject, strParam, type Reply, type RouteContext } from './http.js';
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsCollector } from './metrics.js';
@@ -51,11 +66,29 @@ export interface AdminOptions {
   log: Logger;
   /** how often the event stream polls the database, ms (default 250) */
   streamPollMs?: number;
+  /** extra Host names the admin address is reached by (reverse proxies): NAME or NAME:PORT */
+  adminHosts?: readonly string[];
+  /** where POST /api/backup writes (default: a "backups" folder beside the database) */
+  backupDir?: string;
+  /** most open connections from one client address (default 64; the oldest non-stream one is closed to make room) */
+  maxConnsPerAddress?: number;
+  /** most open connections in total (default 512) */
+  maxConns?: number;
+  /** time a client gets to send a request's headers, ms (default 5000) */
+  headerTimeoutMs?: number;
+  /** most event streams open from one client address (default 8) */
+  maxStreamsPerAddress?: number;
+  /** the machine's names and addresses, for a wildcard listener (tests); default from node:os */
+  machine?: { hostnames: string[]; addresses: string[] };
 }
 
 export interface AdminServer {
   /** the port actually bound (useful with port 0) */
   port: number;
+  /** every route of the API (method and path pattern) */
+  routes: { method: string; path: string }[];
+  /** the directory backups are written to */
+  backupDir: string;
   close(): Promise<void>;
 }
 
@@ -66,6 +99,8 @@ const EVENT_PAGE_MAX = 10_000;
 /** push failures counted for the status page; more shows as "1000+" */
 const PUSH_FAILURES_COUNTED = 1000;
 const TERMINAL_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** a backup file name: no directories, no hidden files, no ".." */
+const BACKUP_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
 const LOOPBACK = /^(127\.|::1$|\[::1\]$|localhost$)/;
 
@@ -94,15 +129,21 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   if (!auth && !LOOPBACK.test(o.host)) log.warn({ host: o.host }, 'admin API listens beyond loopback without a token: anyone who reaches it can change users');
 
   const hub = new EventHub({ store, log, pollMs: o.streamPollMs });
-  const metrics = new MetricsCollector({ daemon });
+  const metrics = new MetricsCollector({ daemon, admin: () => ({ connections: guard.size, evicted: guard.evicted }) });
   metrics.start();
   const unsubscribe = daemon.engine.onActivity(() => hub.wake());
   let backupRunning = false;
+  const guard = new ConnectionGuard({ maxConnsPerAddress: o.maxConnsPerAddress, maxConns: o.maxConns, maxStreamsPerAddress: o.maxStreamsPerAddress });
+  const backupDir = path.resolve(o.backupDir ?? path.join(path.dirname(path.resolve(store.path)), 'backups'));
+  // set once the port is bound
+  let hosts: HostPolicy | null = null;
 
-  const terminalView = (id: string): TerminalView => {
+  // a terminal as the API shows it: the daemon's view plus the users it held at its last resync
+  const withHeld = (t: TerminalView) => ({ ...t, usersHeld: usersHeld(store, t.id) });
+  const terminalView = (id: string) => {
     const t = daemon.terminals().find((x) => x.id === id);
     if (!t) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
-    return t;
+    return withHeld(t);
   };
   const needTerminal = (id: string) => {
     if (!store.getTerminal(id)) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
@@ -124,7 +165,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   }));
   r.on('GET', '/favicon.ico', () => ({ status: 204 }));
 
-  r.on('GET', '/metrics', () => ({ status: 200, raw: { contentType: METRICS_CONTENT_TYPE, text: metrics.render() } }));
+  r.on('GET', '/metrics', async () => ({ status: 200, raw: { contentType: METRICS_CONTENT_TYPE, text: await metrics.render() } }));
 
   r.on('GET', '/api/status', () => {
     const counts = { online: 0, offline: 0, pending: 0 };
@@ -145,14 +186,17 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         outbox: store.outboxCount(),
         pushFailures: Math.min(failures, PUSH_FAILURES_COUNTED),
         pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
+        // device users that could not be read (GET /api/pull-failures)
+        pullFailures: store.listPullFailures({ limit: PUSH_FAILURES_COUNTED }).length,
         users: store.userCount(),
         pendingEvents: store.pendingEventCount,
+        disk: store.diskUsage(),
       },
     };
   });
 
   // ---------------------------------------------------------- terminals
-  r.on('GET', '/api/terminals', () => ({ status: 200, body: daemon.terminals() }));
+  r.on('GET', '/api/terminals', () => ({ status: 200, body: daemon.terminals().map(withHeld) }));
 
   r.on('POST', '/api/terminals', async ({ req }) => {
     const b = await readJsonObject(req, 'the terminal');
@@ -271,6 +315,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (typeof header === 'string' && /^[0-9]{1,15}$/.test(header.trim())) after = Number(header.trim());
     after ??= intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
     if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
+    const release = guard.openStream(req.socket);
+    if (!release) throw new HttpError(429, `too many event streams open from your address (${guard.maxStreamsPerAddress}); close one and retry`, { 'retry-after': '5' });
+    res.once('close', release);
     after ??= lastEventId(store);
     hub.add(res, after);
     return null;
@@ -285,8 +332,16 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (typeof b.syncMode !== 'string' || !(SYNC_MODES as readonly string[]).includes(b.syncMode)) {
       throw new HttpError(400, `syncMode must be one of ${SYNC_MODES.join(', ')}, not ${JSON.stringify(b.syncMode)}`);
     }
+    const from = daemon.engine.syncMode;
     daemon.setSyncMode(b.syncMode as SyncMode);
-    log.info({ syncMode: b.syncMode }, 'sync mode changed through the admin API');
+    log.info({ syncMode: b.syncMode, from }, 'sync mode changed through the admin API');
+    if (from !== b.syncMode) {
+      try {
+        store.appendEvent({ type: 'SYNC_MODE_CHANGED', detail: JSON.stringify({ from, to: b.syncMode }) });
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'the sync mode change could not be written to the monitoring log');
+      }
+    }
     return { status: 200, body: { syncMode: daemon.engine.syncMode } };
   });
 
@@ -295,31 +350,68 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     body: store.listPushFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
   }));
 
+  // ------------------------------------------------------ pull failures
+  // device users the daemon could not read (pull_failures); retry pulls them again now
+  r.on('GET', '/api/pull-failures', ({ url }) => ({
+    status: 200,
+    body: store.listPullFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
+  }));
+
+  r.on('POST', '/api/pull-failures/retry', async ({ req }) => {
+    const b = await readJsonObject(req, 'the retry request');
+    if (typeof b.terminalId !== 'string' || !TERMINAL_ID.test(b.terminalId)) throw new HttpError(400, 'terminalId (the terminal whose users to pull again) is required');
+    if (b.userId !== undefined && (typeof b.userId !== 'string' || b.userId === '' || Buffer.byteLength(b.userId) > 32)) throw new HttpError(400, 'userId must be a user ID of 1..32 bytes');
+    needTerminal(b.terminalId);
+    const r = daemon.engine.retryPulls(b.terminalId, b.userId as string | undefined);
+    if (!r.online) throw new HttpError(409, `terminal ${JSON.stringify(b.terminalId)} is not online; its failed pulls are retried when its session starts`);
+    return { status: 202, body: { terminalId: b.terminalId, queued: r.queued } };
+  });
+
   // ------------------------------------------------------------- backup
   r.on('POST', '/api/backup', async ({ req }) => {
     const b = await readJsonObject(req, 'the backup request');
-    if (typeof b.path !== 'string' || b.path === '') throw new HttpError(400, 'path (the backup file to write) is required');
-    if (!path.isAbsolute(b.path)) throw new HttpError(400, 'path must be absolute: the daemon\'s working directory is not yours');
-    const dest = path.resolve(b.path);
-    const live = path.resolve(store.path);
-    if ([live, `${live}-wal`, `${live}-shm`, `${live}-journal`].includes(dest)) throw new HttpError(400, 'path is the live database itself; choose another file');
+    if (b.path !== undefined) throw new HttpError(400, `backups are written to the backup directory (${backupDir}); give a file name as "name", not a path`);
+    if (typeof b.name !== 'string' || b.name === '') throw new HttpError(400, 'name (the backup file to create in the backup directory) is required');
+    if (!BACKUP_NAME.test(b.name) || b.name.includes('..')) {
+      throw new HttpError(400, 'name must be a plain file name: 1..128 letters, digits, ".", "_" or "-", not starting with "." and without ".."');
+    }
+    const dest = path.join(backupDir, b.name);
     if (backupRunning) throw new HttpError(409, 'a backup is already running; wait for it to finish');
     backupRunning = true;
     const started = Date.now();
+    // The copy goes to a fresh temporary name, then is linked to its final
+    // name: link() fails when that name exists, so nothing is ever
+    // overwritten, and a half-written backup never carries the final name.
+    const temp = path.join(backupDir, `.partial-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      const p = await store.backup(dest);
+      fs.mkdirSync(backupDir, { recursive: true, mode: 0o700 });
+      if (fs.existsSync(dest)) throw new HttpError(409, `${b.name} already exists in the backup directory; choose another name`);
+      const p = await store.backup(temp);
+      try {
+        fs.linkSync(temp, dest);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new HttpError(409, `${b.name} already exists in the backup directory; choose another name`);
+        throw e;
+      }
       log.info({ path: dest, pages: p.totalPages, ms: Date.now() - started }, 'database backup written');
-      return { status: 200, body: { path: dest, totalPages: p.totalPages, remainingPages: p.remainingPages, ms: Date.now() - started } };
+      return { status: 200, body: { name: b.name, path: dest, totalPages: p.totalPages, remainingPages: p.remainingPages, ms: Date.now() - started } };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'EROFS' || code === 'ENOSPC') {
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'EROFS' || code === 'ENOSPC' || code === 'EXDEV') {
         throw new HttpError(400, `cannot write the backup to ${dest}: ${(e as Error).message}`);
       }
       throw e;
     } finally {
+      fs.rmSync(temp, { force: true });
       backupRunning = false;
     }
   });
+
+  addConsoleRoutes(r, { daemon, log });
+
+  // built at the first request, when every route is declared
+  let openapi: unknown;
+  r.on('GET', '/api/openapi.json', () => ({ status: 200, body: (openapi ??= openApiDocument(r.list())) }));
 
   // ----------------------------------------------------------- dispatch
   const send = (res: http.ServerResponse, reply: Reply) => {
@@ -353,6 +445,20 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     } catch {
       throw new HttpError(400, 'malformed request URL');
     }
+    // health, and the console's static files (they hold no data; the console asks for the token)
+    const publicRoute = (method === 'GET' || method === 'HEAD') && (url.pathname === '/healthz' || url.pathname === '/console' || url.pathname.startsWith('/console/'));
+    const healthCheck = url.pathname === '/healthz';
+    // DNS rebinding: the Host must be a name of the admin address (health
+    // checks are exempt: they carry no data and come from load balancers)
+    if (!healthCheck && hosts && !hosts.allows(req.headers.host)) {
+      throw new HttpError(403, `this is the termsync admin API; the Host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is not one of its names (add it with --admin-host when a proxy uses it)`);
+    }
+    if (!SAFE_METHODS.has(method)) {
+      const cross = crossSiteProblem(req, (h) => hosts?.allows(h) ?? false);
+      if (cross) throw new HttpError(403, cross);
+      const type = contentTypeProblem(req);
+      if (type) throw new HttpError(415, type);
+    }
     // The status page opened with ?token=: trade the token for the cookie and
     // drop it from the address bar (and the history) with a redirect.
     if (url.pathname === '/' && (method === 'GET' || method === 'HEAD') && url.searchParams.has('token')) {
@@ -363,7 +469,6 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       send(res, { status: 303, headers: { location: '/', ...(auth ? { 'set-cookie': auth.setCookieHeader() } : {}) } });
       return 303;
     }
-    const publicRoute = url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD');
     if (auth && !publicRoute && !auth.authorized(req)) {
       if (url.pathname === '/') {
         send(res, {
@@ -387,8 +492,18 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     return reply?.status ?? 200;
   };
 
-  const server = http.createServer((req, res) => {
+  const headersTimeout = o.headerTimeoutMs ?? 5_000;
+  const server = http.createServer({
+    // slow or stuck clients cannot hold connections for long (event streams
+    // are responses, so requestTimeout does not cut them); node checks these
+    // deadlines every connectionsCheckingInterval
+    headersTimeout,
+    requestTimeout: Math.max(30_000, headersTimeout),
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(headersTimeout / 4))),
+  }, (req, res) => {
     const started = Date.now();
+    guard.busy(req.socket);
+    res.once('close', () => guard.idle(req.socket));
     // the path only: a query string may carry the token
     const where = (req.url ?? '/').split('?')[0];
     handle(req, res).then(
@@ -413,12 +528,11 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       },
     );
   });
-  // slow or stuck clients cannot hold connections forever (event streams are
-  // responses, so requestTimeout does not cut them)
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
-  server.maxConnections = 512;
+  // the guard bounds connections per address and in total, making room by
+  // closing the oldest; node's own cap is only a backstop above it
+  server.on('connection', (socket) => guard.admit(socket));
+  server.maxConnections = guard.maxConns + guard.maxConnsPerAddress;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => reject(new Error(`the admin API cannot listen on ${o.host}:${o.port}: ${e.message}`));
@@ -430,11 +544,14 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   });
   server.on('error', (e) => log.error({ err: e.message }, 'admin server error'));
   const port = (server.address() as AddressInfo).port;
-  log.info({ host: o.host, port, auth: auth ? 'bearer token' : 'none' }, 'admin API listening');
+  hosts = new HostPolicy({ listenHost: o.host, port, extraHosts: o.adminHosts, machine: o.machine });
+  log.info({ host: o.host, port, auth: auth ? 'bearer token' : 'none', hostNames: hosts.describe() }, 'admin API listening');
 
   let closing: Promise<void> | undefined;
   return {
     port,
+    routes: r.list(),
+    backupDir,
     close() {
       closing ??= new Promise<void>((resolve) => {
         unsubscribe();

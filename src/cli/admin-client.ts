@@ -85,6 +85,9 @@ export interface Settings {
 }
 
 export interface BackupResult {
+  /** the file name in the daemon's backup directory */
+  name: string;
+  /** where the daemon wrote it (on the daemon's machine) */
   path: string;
   totalPages: number;
   remainingPages: number;
@@ -144,7 +147,8 @@ export class AdminClient {
       res = await fetch(this.url + path, {
         method,
         headers: this.headers({
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          // the API refuses changes that do not declare JSON (a cross-site guard), even without a body
+          ...(body !== undefined || method === 'POST' || method === 'PUT' || method === 'PATCH' ? { 'content-type': 'application/json' } : {}),
           ...(opts.accept ? { accept: opts.accept } : {}),
         }),
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -259,8 +263,9 @@ export class AdminClient {
     return this.request('GET', `/api/push-failures${query(q)}`);
   }
 
-  backup(path: string): Promise<BackupResult> {
-    return this.request('POST', '/api/backup', { path });
+  /** An online backup to a new file `name` in the daemon's backup directory (--backup-dir). */
+  backup(name: string): Promise<BackupResult> {
+    return this.request('POST', '/api/backup', { name });
   }
 
   /**

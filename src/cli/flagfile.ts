@@ -200,7 +200,7 @@ function hostPortText(hp: HostPort): string {
  * repeatables accumulate), then checks the flags that depend on each other.
  */
 export function mergeRunConfig(entries: FlagEntry[], flagFiles: string[] = []): RunConfig {
-  const cfg: Record<string, unknown> = { ...RUN_DEFAULTS, terminals: [], terminalKeys: [], flagFiles };
+  const cfg: Record<string, unknown> = { ...RUN_DEFAULTS, terminals: [], terminalKeys: [], autoApproveFrom: [], flagFiles };
   const origins = new Map<string, FlagOrigin>();
   const terminalOrigins: FlagOrigin[] = [];
   for (const e of entries) {

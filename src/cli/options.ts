@@ -3,6 +3,8 @@
 // (src/cli/flagfile.ts), so a flag cannot be valid in one place and not the other.
 import { isIP } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseRate } from '../rate-limit.js';
+import { parseCidr } from '../terminal/identity.js';
 import { DEFAULT_TERMINAL_PORT } from '../codec/constants.js';
 import {
   LOG_LEVELS,
@@ -108,6 +110,13 @@ export function parseTerminalKey(raw: string): { deviceId: number; path: string 
   return { deviceId, path: m[2] };
 }
 
+/** `NAME` or `NAME:PORT`: a host name the admin address is reached by. */
+export function parseAdminHost(raw: string, flag = '--admin-host'): string {
+  const hp = parseHostPort(raw, { defaultPort: 0 });
+  if (!hp) throw new FlagValueError(`${flag} must be a host name, optionally with :PORT, e.g. termsync.example.org or termsync.example.org:443 (got ${JSON.stringify(raw)})`);
+  return raw.toLowerCase();
+}
+
 /**
  * The flag table. Defaults live in RUN_DEFAULTS (src/config.ts); the help text
  * shows them. Order here is the order of --help.
@@ -139,6 +148,16 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'admin HTTP API address; "off" to disable' },
   { name: 'admin-token-file', key: 'adminTokenFile', type: 'path', valueName: 'PATH',
     help: 'file holding the admin API bearer token (mode 0600)' },
+  { name: 'admin-host', key: 'adminHosts', type: 'repeatable', valueName: 'NAME[:PORT]', item: parseAdminHost,
+    help: 'another Host name the admin address is reached by (a reverse proxy\'s name); requests naming any other host are refused; repeatable' },
+  { name: 'admin-max-conns-per-address', key: 'adminMaxConnsPerAddress', type: 'int', min: 2, max: 100_000, valueName: 'N',
+    help: 'admin listener: most open connections from one client address (the oldest idle one is closed to make room)' },
+  { name: 'admin-header-timeout-ms', key: 'adminHeaderTimeoutMs', type: 'int', min: 100, max: 600_000, valueName: 'MS',
+    help: 'admin listener: time a client gets to send the headers of a request' },
+  { name: 'admin-max-streams-per-address', key: 'adminMaxStreamsPerAddress', type: 'int', min: 1, max: 10_000, valueName: 'N',
+    help: 'admin listener: most live event streams (monitoring log) open from one client address' },
+  { name: 'backup-dir', key: 'backupDir', type: 'path', valueName: 'DIR',
+    help: 'directory the admin API writes database backups to (default: "backups" beside the database)' },
   { name: 'heartbeat-sec', key: 'heartbeatSec', type: 'int', min: 1, max: 3600, valueName: 'N',
     help: 'seconds between heartbeats to an idle terminal' },
   { name: 'request-timeout-ms', key: 'requestTimeoutMs', type: 'int', min: 100, max: 600_000, valueName: 'MS',
@@ -147,6 +166,27 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'most requests in flight to all terminals together' },
   { name: 'auto-approve', key: 'autoApprove', type: 'bool',
     help: 'approve terminals that authenticate but are not configured, instead of holding them pending' },
+  { name: 'auto-approve-rate', key: 'autoApproveRate', type: 'string', valueName: 'N/min',
+    validate: (v) => (v === 'off' || parseRate(String(v)) ? undefined : 'must be N/min or N/s (e.g. 60/min), or off'),
+    help: 'new device IDs recorded (auto-approved or pending) at most this fast; a new device beyond it is refused and dials again later' },
+  { name: 'auto-approve-from', key: 'autoApproveFrom', type: 'repeatable', valueName: 'CIDR',
+    item: (raw, flag) => {
+      if (!parseCidr(raw)) throw new FlagValueError(`${flag} must be an address range, e.g. 10.20.0.0/16 or fd00::/8 (got ${JSON.stringify(raw)})`);
+      return raw;
+    },
+    help: 'with --auto-approve: approve only terminals whose source address is in this range (others are held pending); repeatable' },
+  { name: 'identity-prefix-v4', key: 'identityPrefixV4', type: 'int', min: 0, max: 32, valueName: 'BITS',
+    help: 'a terminal using the site key is bound to its source address within this IPv4 prefix (0: any address)' },
+  { name: 'identity-prefix-v6', key: 'identityPrefixV6', type: 'int', min: 0, max: 128, valueName: 'BITS',
+    help: 'the same for IPv6 source addresses' },
+  { name: 'events-keep', key: 'eventsKeep', type: 'int', min: 1000, max: 1_000_000_000, valueName: 'N',
+    help: 'monitoring events kept; older ones are pruned in the background' },
+  { name: 'events-max-age-days', key: 'eventsMaxAgeDays', type: 'int', min: 1, max: 36_500, valueName: 'DAYS',
+    help: 'monitoring events older than this are pruned' },
+  { name: 'events-rate', key: 'eventsRate', type: 'int', min: 1, max: 1_000_000, valueName: 'N',
+    help: 'per terminal and event type a terminal can trigger (deletes on the device, refused pushes, log gaps...): events written per second; the rest are counted in one EVENTS_SUPPRESSED event' },
+  { name: 'events-burst', key: 'eventsBurst', type: 'int', min: 1, max: 10_000_000, valueName: 'N',
+    help: 'the burst allowed above --events-rate' },
   { name: 'log-level', key: 'logLevel', type: 'enum', choices: LOG_LEVELS, valueName: 'LEVEL', help: 'log level' },
   { name: 'log-pretty', key: 'logPretty', type: 'bool', help: 'human-readable log lines instead of JSON' },
   { name: 'log-frames', key: 'logFrames', type: 'bool',
@@ -157,6 +197,10 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'first delay before redialling a terminal (doubles up to --reconnect-max-ms)' },
   { name: 'reconnect-max-ms', key: 'reconnectMaxMs', type: 'int', min: 10, max: 3_600_000, valueName: 'MS',
     help: 'longest delay between redials' },
+  { name: 'max-terminal-users', key: 'maxTerminalUsers', type: 'int', min: 1, max: 0xffff_ffff, valueName: 'N',
+    help: 'most users one terminal may list (also bounded by the capacity it announces); a longer list ends its session' },
+  { name: 'reconcile-timeout-sec', key: 'reconcileTimeoutSec', type: 'int', min: 1, max: 86_400, valueName: 'SEC',
+    help: 'a user-list comparison running longer is abandoned and retried later (the cursor stays)' },
 ];
 
 /** What commander stores for `--listen=off` and the like (undefined would read as "not given"). */

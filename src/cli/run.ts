@@ -7,6 +7,8 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';
 import { loadAdminToken, loadCommKey, resolveCommKey, type RunConfig } from '../config.js';
+import { parseRate } from '../rate-limit.js';
+import { parseCidr } from '../terminal/identity.js';
 import { Daemon, type DaemonOptions } from '../daemon.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
@@ -43,10 +45,15 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     requestTimeoutMs: cfg.requestTimeoutMs,
     concurrency: cfg.concurrency,
     autoApprove: cfg.autoApprove,
+    newDeviceRate: cfg.autoApproveRate === 'off' ? null : parseRate(cfg.autoApproveRate),
+    autoApproveFrom: cfg.autoApproveFrom.map((c) => parseCidr(c)!),
+    identity: { prefixV4: cfg.identityPrefixV4, prefixV6: cfg.identityPrefixV6 },
+    events: { keep: cfg.eventsKeep, maxAgeDays: cfg.eventsMaxAgeDays, ratePerSec: cfg.eventsRate, burst: cfg.eventsBurst },
     busyTimeoutMs: cfg.busyTimeoutMs,
     reconnectMinMs: cfg.reconnectMinMs,
     reconnectMaxMs: cfg.reconnectMaxMs,
     logFrames: cfg.logFrames,
+    engine: { maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
   };
 }
 
@@ -66,7 +73,18 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
       const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
       const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
       if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
-      admin = await startAdmin({ daemon, host: cfg.adminListen.host, port: cfg.adminListen.port, token, log: log.child({ component: 'admin' }) });
+      admin = await startAdmin({
+        daemon,
+        host: cfg.adminListen.host,
+        port: cfg.adminListen.port,
+        token,
+        log: log.child({ component: 'admin' }),
+        adminHosts: cfg.adminHosts,
+        backupDir: cfg.backupDir,
+        maxConnsPerAddress: cfg.adminMaxConnsPerAddress,
+        headerTimeoutMs: cfg.adminHeaderTimeoutMs,
+        maxStreamsPerAddress: cfg.adminMaxStreamsPerAddress,
+      });
     }
   } catch (e) {
     await daemon.stop(0);
@@ -96,8 +114,11 @@ export function applyReload(daemon: Daemon, before: RunConfig, after: RunConfig,
 /** Flags that SIGHUP cannot change in a running daemon. */
 const RESTART_ONLY: (keyof RunConfig)[] = [
   'db', 'listen', 'tlsListen', 'tlsCert', 'tlsKey', 'tlsCa', 'tlsRequireClientCert', 'commKeyFile', 'terminalKeys',
-  'insecureDevKey', 'adminListen', 'adminTokenFile', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
+  'insecureDevKey', 'adminListen', 'adminTokenFile', 'adminHosts', 'backupDir', 'adminMaxConnsPerAddress', 'adminHeaderTimeoutMs',
+  'adminMaxStreamsPerAddress', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
+  'autoApproveRate', 'autoApproveFrom', 'identityPrefixV4', 'identityPrefixV6', 'eventsKeep', 'eventsMaxAgeDays', 'eventsRate', 'eventsBurst',
   'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
+  'maxTerminalUsers', 'reconcileTimeoutSec',
 ];
 
 /** The `run` action: returns the process exit code when the daemon stops. */

@@ -28,6 +28,11 @@ export interface Migration {
 //   ack for an older push does not remove a newer change.
 // - push_failures: the last rejection of a user by a terminal (e.g. DUPLICATE_CARD).
 // - settings: key/value (syncMode, ...).
+// - pull_failures (v2): users a terminal reported that the server could not read
+//   (unknown formatVersion, wrong user, a per-record failure); pulled again at every
+//   session start and reconcile, and cleared by the next successful pull.
+// - terminals.identity (version 3): what a dial-in terminal's device ID is bound
+//   to, as JSON (src/terminal/identity.ts); NULL = not bound yet.
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -159,6 +164,37 @@ export const MIGRATIONS: readonly Migration[] = [
           value TEXT NOT NULL
         ) WITHOUT ROWID;
       `);
+    },
+  },
+  {
+    version: 2,
+    description: 'pull_failures: device users the server could not read, pulled again later',
+    up(db) {
+      db.exec(`
+        CREATE TABLE pull_failures (
+          terminal_id TEXT NOT NULL,
+          user_id     TEXT NOT NULL,
+          reason      TEXT NOT NULL DEFAULT '',
+          first_at    INTEGER NOT NULL,
+          last_at     INTEGER NOT NULL,
+          attempts    INTEGER NOT NULL DEFAULT 1,
+          PRIMARY KEY (terminal_id, user_id)
+        ) WITHOUT ROWID;
+      `);
+    },
+  },
+  {
+    version: 3,
+    description: 'terminals.identity: the credential a device ID is bound to',
+    up(db) {
+      db.exec('ALTER TABLE terminals ADD COLUMN identity TEXT');
+    },
+  },
+  {
+    version: 4,
+    description: 'users_by_name: an index for the console\'s user search by name (case-insensitive for ASCII, keyset-paged with the ID)',
+    up(db) {
+      db.exec('CREATE INDEX IF NOT EXISTS users_by_name ON users(name COLLATE NOCASE, id)');
     },
   },
 ];

@@ -13,12 +13,14 @@ import type { Logger } from 'pino';
 import { USER_DISABLED, structuredCloneUser, type UserRecord } from '../model/user.js';
 import { mergeDeviceIntoServer, sameForTerminal, usersEqual } from '../model/merge.js';
 import { StoreWriteError, toStoreWriteError } from './errors.js';
+import { DEFAULT_EVENT_LIMITS, EVENTS_SUPPRESSED, EventLimiter } from './event-limits.js';
 import { LATEST_SCHEMA_VERSION, migrate, schemaVersion, SchemaVersionError } from './migrations.js';
 import {
   DEFAULT_SYNC_MODE,
   MonitoringEvent,
   SYNC_MODES,
   type BackupProgress,
+  type DiskUsage,
   type DurableEventResult,
   type EventInput,
   type EventQuery,
@@ -39,6 +41,7 @@ import {
   type TerminalRow,
 } from './types.js';
 import { UserTables, type UserIndexEntry } from './users.js';
+import { PullFailureTable, type PullFailure, type PullFailureQuery } from './pull-failures.js';
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_PENDING_EVENTS = 10_000;
@@ -64,6 +67,7 @@ interface TerminalDbRow {
   max_batch: number | null;
   model: string | null;
   firmware: string | null;
+  identity: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -98,6 +102,7 @@ const TERMINAL_COLUMNS = {
   maxBatch: 'max_batch',
   model: 'model',
   firmware: 'firmware',
+  identity: 'identity',
 } as const satisfies Record<Exclude<keyof TerminalPatch, 'accessGroups'>, string>;
 
 function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow {
@@ -116,6 +121,7 @@ function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow 
     model: r.model,
     firmware: r.firmware,
     accessGroups,
+    identity: r.identity ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -173,11 +179,13 @@ export class Store {
   readonly readonly: boolean;
   private readonly db: Database.Database;
   private readonly users: UserTables;
+  private readonly pullFailures: PullFailureTable;
   private readonly now: () => number;
   private readonly log: Logger | undefined;
   private readonly maxPending: number;
   private pending: EventInput[] = [];
   private dropped = 0;
+  private readonly limiter: EventLimiter | null;
   private readonly stmtCache = new Map<string, Database.Statement>();
   private checkpointer: Checkpointer | undefined;
   /** getUsersShared's records by user ID, with the row version they were read at */
@@ -197,7 +205,10 @@ export class Store {
     this.now = opts.now ?? Date.now;
     this.log = opts.logger;
     this.maxPending = opts.maxPendingEvents ?? DEFAULT_MAX_PENDING_EVENTS;
+    const limits = opts.eventLimits === undefined ? DEFAULT_EVENT_LIMITS : opts.eventLimits;
+    this.limiter = limits ? new EventLimiter(limits, this.now) : null;
     this.users = new UserTables(db);
+    this.pullFailures = new PullFailureTable(db);
     this.s = this.prepareStatements();
     this.tx = db.transaction((fn: () => unknown) => fn());
   }
@@ -340,6 +351,11 @@ export class Store {
       ),
       pruneKeep: db.prepare<[number]>('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?'),
       pruneBefore: db.prepare<[number]>('DELETE FROM events WHERE time < ?'),
+      // slices for the background pruner: at most ? rows per statement, oldest first
+      pruneKeepSlice: db.prepare<[number, number]>(
+        'DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= (SELECT max(id) FROM events) - ? ORDER BY id LIMIT ?)',
+      ),
+      pruneBeforeSlice: db.prepare<[number, number]>('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? LIMIT ?)'),
       eventCount: db.prepare<[], number>('SELECT count(*) FROM events').pluck(),
       // outbox
       // enqueue = insert a new row, or (it exists) coalesce into it: the same as one upsert,
@@ -534,15 +550,20 @@ export class Store {
     terminalId: string,
     advance: LogPosition | null,
     events: readonly EventInput[] = [],
+    pulls: { failed?: readonly { userId: string; reason: string }[]; gone?: readonly string[] } = {},
   ): MergeResult[] {
     return this.write('mergeDeviceUsersAndAdvance', () => {
       const now = this.now();
       const results = list.map(({ user, ctx }) => this.mergeIn(user, ctx, now));
+      // users the terminal reported but we could not read stay owed (see pull-failures.ts);
+      // users deleted on the terminal before we asked are owed no longer
+      for (const f of pulls.failed ?? []) this.pullFailures.record(terminalId, f.userId, f.reason, now);
+      for (const userId of pulls.gone ?? []) this.pullFailures.clear(terminalId, userId);
       if (advance) {
         const r = this.s.moveOrReset.run(advance.logEpoch, advance.logEpoch, advance.cursor, advance.cursor, now, terminalId);
         if (r.changes === 0) throw new StoreWriteError('CONSTRAINT', 'mergeDeviceUsersAndAdvance', `unknown terminal ${JSON.stringify(terminalId)}`);
       }
-      for (const e of events) this.insertEvent({ ...e, time: e.time ?? now });
+      this.insertEvents(events, now);
       return results;
     });
   }
@@ -569,6 +590,8 @@ export class Store {
     const monitoringEventId = Number(this.s.insEvent.run(now, MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE, ctx.terminalId, device.id, detail).lastInsertRowid);
 
     if (ctx.cursorAfter !== undefined) this.advanceIn(ctx.terminalId, ctx.cursorAfter, now);
+    // read at last: no longer a pull failure
+    if (this.pullFailures.hasAny(ctx.terminalId)) this.pullFailures.clear(ctx.terminalId, device.id);
 
     return {
       created: prev === null,
@@ -695,9 +718,35 @@ export class Store {
     return this.write('appendEvents', () => evs.map((e) => this.insertEvent(e)));
   }
 
-  private insertEvent(ev: EventInput): number {
+  /**
+   * Writes one event; an event a terminal triggered beyond its rate limit is
+   * counted instead (see flushSuppressedEvents) and 0 returned.
+   */
+  private insertEvent(ev: EventInput, limited = true): number {
+    if (limited && this.limiter && !this.limiter.admit(ev.terminalId, ev.type)) return 0;
     const r = this.s.insEvent.run(ev.time ?? this.now(), ev.type, ev.terminalId ?? null, ev.userId ?? null, ev.detail ?? null);
     return Number(r.lastInsertRowid);
+  }
+
+  /**
+   * Writes a batch of events (e.g. a terminal's deletes), each run of one
+   * terminal and type admitted by the rate limits at once: the first events
+   * of a run up to the tokens left are written, the rest only counted, so a
+   * flood costs a count and not a row or a check per event.
+   */
+  private insertEvents(evs: readonly EventInput[], now: number): void {
+    const ins = this.s.insEvent;
+    for (let i = 0; i < evs.length; ) {
+      const first = evs[i];
+      let j = i + 1;
+      while (j < evs.length && evs[j].type === first.type && evs[j].terminalId === first.terminalId) j++;
+      const allowed = this.limiter ? this.limiter.admitMany(first.terminalId, first.type, j - i) : j - i;
+      for (let k = i; k < i + allowed; k++) {
+        const e = evs[k];
+        ins.run(e.time ?? now, e.type, e.terminalId ?? null, e.userId ?? null, e.detail ?? null);
+      }
+      i = j;
+    }
   }
 
   listEvents(q: EventQuery = {}): StoredEvent[] {
@@ -731,12 +780,72 @@ export class Store {
   }
 
   /**
+   * One slice of the background retention: deletes at most `limit` events
+   * that are beyond the newest `keepLast` or older than `olderThan` (ms since
+   * the epoch), in one short transaction. Returns events removed; call again
+   * (after yielding to the event loop) until it returns less than `limit`.
+   */
+  pruneEventsSlice(opts: { keepLast?: number; olderThan?: number; limit: number }): number {
+    return this.write('pruneEvents', () => {
+      const limit = Math.max(1, opts.limit);
+      let n = 0;
+      if (opts.keepLast !== undefined) n += this.s.pruneKeepSlice.run(Math.max(0, opts.keepLast), limit).changes;
+      if (opts.olderThan !== undefined && n < limit) n += this.s.pruneBeforeSlice.run(opts.olderThan, limit - n).changes;
+      return n;
+    });
+  }
+
+  /**
+   * Writes what the rate limits held back since the last call: one
+   * EVENTS_SUPPRESSED event per terminal, detail {counts: {TYPE: n}, since}.
+   * Returns the events written (0 when nothing was suppressed or the database
+   * refused; the counts are then kept for the next call).
+   */
+  flushSuppressedEvents(): number {
+    if (!this.limiter || this.limiter.pendingSummaries === 0) return 0;
+    const list = this.limiter.takeSuppressed();
+    try {
+      this.write('flushSuppressedEvents', () => {
+        const now = this.now();
+        for (const s of list) this.insertEvent({ type: EVENTS_SUPPRESSED, terminalId: s.terminalId, time: now, detail: JSON.stringify({ counts: s.counts, since: s.since }) }, false);
+      });
+    } catch (err) {
+      if (!(err instanceof StoreWriteError)) throw err;
+      this.limiter.restore(list);
+      return 0;
+    }
+    const total = list.reduce((a, s) => a + Object.values(s.counts).reduce((x, y) => x + y, 0), 0);
+    this.log?.warn({ terminals: list.map((s) => s.terminalId).slice(0, 20), suppressed: total }, 'monitoring events over their per-terminal rate limit were counted, not written');
+    return list.length;
+  }
+
+  /** Bytes of the database and its WAL on disk, and the free pages inside the file. */
+  diskUsage(): DiskUsage {
+    const size = (f: string) => {
+      try {
+        return fs.statSync(f).size;
+      } catch {
+        return 0;
+      }
+    };
+    const memory = this.path === ':memory:';
+    return {
+      dbBytes: memory ? 0 : size(this.path),
+      walBytes: memory ? 0 : size(this.path + '-wal'),
+      pageSize: this.db.pragma('page_size', { simple: true }) as number,
+      pageCount: this.db.pragma('page_count', { simple: true }) as number,
+      freePages: this.db.pragma('freelist_count', { simple: true }) as number,
+    };
+  }
+
+  /**
    * Appends an event, and if the database cannot take it (read-only, full,
    * I/O error, busy, closed), keeps it in memory for flushPendingEvents. The
    * memory queue is bounded (maxPendingEvents); when full the oldest event is
    * dropped and counted in droppedEventCount. Never throws a StoreWriteError.
    */
   recordEventDurably(ev: EventInput): DurableEventResult {
+    if (this.limiter && !this.limiter.admit(ev.terminalId, ev.type)) return { stored: false, suppressed: true };
     const stamped: EventInput = { ...ev, time: ev.time ?? this.now() };
     if (this.pending.length > 0) {
       // keep order: older pending events go first
@@ -745,7 +854,7 @@ export class Store {
       return this.pending.length === 0 ? { stored: true, id: this.lastEventId() } : { stored: false, pending: this.pending.length };
     }
     try {
-      return { stored: true, id: this.appendEvent(stamped) };
+      return { stored: true, id: this.write('appendEvent', () => this.insertEvent(stamped, false)) };
     } catch (err) {
       if (!(err instanceof StoreWriteError)) throw err;
       this.pushPending(stamped);
@@ -775,7 +884,8 @@ export class Store {
     if (this.pending.length === 0) return 0;
     const batch = this.pending.slice();
     try {
-      this.appendEvents(batch);
+      // admitted by the rate limits when they were recorded
+      this.write('appendEvents', () => batch.map((e) => this.insertEvent(e, false)));
     } catch (err) {
       if (!(err instanceof StoreWriteError)) throw err;
       return 0;
@@ -882,7 +992,7 @@ export class Store {
     return this.write('ackPushed', () => {
       const now = this.now();
       const n = this.ack(terminalId, ok);
-      for (const e of events) this.insertEvent({ ...e, time: e.time ?? now });
+      this.insertEvents(events, now);
       for (const f of failed) this.reject(terminalId, f.item, f.status, f.reason);
       return n;
     });
@@ -983,6 +1093,22 @@ export class Store {
       if (userId === undefined) return this.s.delFailuresOf.run(terminalId).changes;
       return this.s.delFailure.run(terminalId, userId).changes;
     });
+  }
+
+  // -------------------------------------------------------- pull failures
+
+  /** A device user the server could not read (see pull-failures.ts): inserted, or attempts counted. */
+  recordPullFailure(terminalId: string, userId: string, reason: string): void {
+    this.write('recordPullFailure', () => this.pullFailures.record(terminalId, userId, reason, this.now()));
+  }
+
+  listPullFailures(q: PullFailureQuery = {}): PullFailure[] {
+    return this.pullFailures.list(q);
+  }
+
+  /** Returns true when a row was removed. */
+  clearPullFailure(terminalId: string, userId: string): boolean {
+    return this.write('clearPullFailure', () => this.pullFailures.clear(terminalId, userId));
   }
 
   // ------------------------------------------------------------- settings

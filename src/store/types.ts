@@ -22,6 +22,8 @@ export interface StoreOptions {
   synchronous?: Synchronous;
   /** events kept in memory while the events table cannot be written. Default 10,000. */
   maxPendingEvents?: number;
+  /** per-terminal rate limits on the event types a terminal can trigger (src/store/event-limits.ts); null: none. Default DEFAULT_EVENT_LIMITS */
+  eventLimits?: import('./event-limits.js').EventLimitOptions | null;
   /** clock, ms since the epoch. Default Date.now. */
   now?: () => number;
   logger?: Logger;
@@ -101,13 +103,15 @@ export interface TerminalRow {
   firmware: string | null;
   /** access groups this terminal serves in syncMode 'specific' */
   accessGroups: number[];
+  /** what the device ID is bound to (JSON of an IdentityBinding, src/terminal/identity.ts); null = not bound */
+  identity: string | null;
   createdAt: number;
   updatedAt: number;
 }
 
 /** Fields a caller may set; cursor and epoch go through setCursor/advanceCursor. */
 export type TerminalPatch = Partial<
-  Pick<TerminalRow, 'deviceId' | 'address' | 'direction' | 'state' | 'approved' | 'lastSeen' | 'userCapacity' | 'maxBatch' | 'model' | 'firmware' | 'accessGroups'>
+  Pick<TerminalRow, 'deviceId' | 'address' | 'direction' | 'state' | 'approved' | 'lastSeen' | 'userCapacity' | 'maxBatch' | 'model' | 'firmware' | 'accessGroups' | 'identity'>
 >;
 export type TerminalInput = TerminalPatch & { id: string; direction: TerminalDirection };
 
@@ -166,7 +170,18 @@ export interface EventQuery {
   newestFirst?: boolean;
 }
 
-export type DurableEventResult = { stored: true; id: number } | { stored: false; pending: number };
+export type DurableEventResult = { stored: true; id: number } | { stored: false; pending: number } | { stored: false; suppressed: true };
+
+/** The database's use of the disk (Store.diskUsage). */
+export interface DiskUsage {
+  /** bytes of the database file, of its -wal file */
+  dbBytes: number;
+  walBytes: number;
+  pageSize: number;
+  pageCount: number;
+  /** pages inside the file that are free (reused before the file grows) */
+  freePages: number;
+}
 
 // ----------------------------------------------------------------- outbox
 

@@ -21,7 +21,8 @@ import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
-import type { TerminalLink } from './ports.js';
+import type { GetUserResult, TerminalLink, UserIndexEntry } from './ports.js';
+import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
@@ -31,6 +32,22 @@ const PULL_BATCH = 25;
 const TURN_BUDGET_MS = 2;
 /** shortest time between two ingests of one terminal while it keeps logging */
 const INGEST_LINGER_MS = 25;
+/** see EngineOptions.jobSliceMs and slowJobMs */
+const DEFAULT_JOB_SLICE_MS = 2_000;
+const DEFAULT_SLOW_JOB_MS = 1_000;
+/** a reconcile gives the event loop back after running this long */
+const SLICE_MS = 4;
+/** server users read per step of a reconcile */
+const SERVER_WALK_PAGE = 128;
+/** users queued for a terminal per transaction during a reconcile */
+const RECONCILE_PUSH_CHUNK = 1000;
+/** default --reconcile-timeout-sec */
+export const DEFAULT_RECONCILE_TIMEOUT_SEC = 300;
+/** wait before retrying an abandoned reconcile, doubling up to the max */
+const RECONCILE_RETRY_MIN_MS = 5_000;
+const RECONCILE_RETRY_MAX_MS = 600_000;
+/** most pull failures of one terminal taken into a session's retry set at once */
+const REPULL_LOAD = 10_000;
 
 /** Monitoring event types written by the engine (besides the store's own). */
 export const EngineEvent = {
@@ -41,6 +58,10 @@ export const EngineEvent = {
   RECONCILE: 'RECONCILE',
   TERMINAL_RESET: 'TERMINAL_RESET',
   LOG_GAP: 'LOG_GAP',
+  /** a device user whose record could not be read; kept in pull_failures and pulled again later */
+  USER_PULL_FAILED: 'USER_PULL_FAILED',
+  /** a terminal went past a bound the server sets (window, list size, paging); its session was ended */
+  PEER_LIMIT_EXCEEDED: 'PEER_LIMIT_EXCEEDED',
 } as const;
 
 const PULL_CODES = new Set<number>([EventCode.USER_ENROLL_SUCCESS, EventCode.USER_UPDATE_SUCCESS, EventCode.USER_PARTIAL_UPDATE_SUCCESS]);
@@ -55,8 +76,23 @@ export interface EngineOptions {
   concurrency?: number;
   /** delay before retrying a batch whose database write failed, doubling to 30 s */
   dbRetryMs?: number;
+  /** events a terminal may have sent and not had acknowledged (the SUBSCRIBE_LOG window); more ends its session */
+  subscribeWindow?: number;
+  /** most users a terminal may list (besides the capacity it announced); more ends its session (--max-terminal-users) */
+  maxTerminalUsers?: number;
+  /** a reconcile running longer is abandoned and retried later (--reconcile-timeout-sec), ms */
+  reconcileTimeoutMs?: number;
+  /** first wait before retrying an abandoned reconcile, doubling to 10 min (default 5 s) */
+  reconcileRetryMs?: number;
+  /** longest a job holds a slot of the global queue before it gives it back (default 2 s) */
+  jobSliceMs?: number;
+  /** a job that took longer makes its lane slow (default 1 s) */
+  slowJobMs?: number;
   now?: () => number;
 }
+
+/** The engine's bounds and tuning as the daemon passes them through (DaemonOptions.engine). */
+export type EngineTuning = Omit<EngineOptions, 'store' | 'log' | 'now'>;
 
 export interface EngineStats {
   pulls: number;
@@ -69,7 +105,7 @@ export interface EngineStats {
   lastPushLatencyMs: number[];
 }
 
-type Task = 'ingest' | 'push' | 'reconcile';
+type Task = 'ingest' | 'push' | 'reconcile' | 'repull';
 
 interface Lane {
   id: string;
@@ -84,6 +120,18 @@ interface Lane {
   subscribedFrom: number;
   /** highest event ID processed in this session */
   processed: number;
+  /** highest event ID received in this session under the current epoch (null: none yet); IDs must ascend past it */
+  rxLast: number | null;
+  /** bumped when the terminal's log resets while connected: work begun before belongs to the old log */
+  gen: number;
+  /** IDs of the events received and not yet acknowledged, ascending (at most the window; see onEvents) */
+  flight: number[];
+  /** its last job took long, or ran past its slice: its jobs share the slow part of the slots */
+  slow: boolean;
+  /** wait before retrying an abandoned reconcile (doubles; reset by one that finishes) */
+  reconcileRetryMs: number;
+  /** set while an abandoned reconcile waits for its retry */
+  reconcileTimer: NodeJS.Timeout | null;
   wantPush: boolean;
   catchingUp: boolean;
   wantReconcile: boolean;
@@ -95,6 +143,8 @@ interface Lane {
   /** the PUT_USERS batch sent and not yet answered (see pushSome) */
   inflight: { link: TerminalLink; users: Set<string>; last: { enqueuedAt: number; userId: string }; done: Promise<void> } | null;
   lastTask: Task | null;
+  /** users whose earlier pull failed (pull_failures), to pull again in this session */
+  repull: Set<string>;
   /** an ingest's merge is waiting for its turn (see ingest) */
   merging: boolean;
   lastIngestAt: number;
@@ -114,6 +164,19 @@ export class SyncEngine {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly baseDbRetry: number;
+  private readonly window: number;
+  private readonly jobSliceMs: number;
+  private readonly slowJobMs: number;
+  /** most jobs of slow lanes at once: the concurrency minus the reserve */
+  private readonly slowCap: number;
+  private slowRunning = 0;
+  /** slow lanes with work waiting for room in the slow share */
+  private readonly parked = new Set<Lane>();
+  /** every job's work, also after it gave its slot back (stop waits for them) */
+  private readonly working = new Set<Promise<void>>();
+  private readonly maxTerminalUsers: number;
+  private readonly reconcileTimeoutMs: number;
+  private readonly reconcileRetryMs: number;
   private mode: SyncMode;
   private stopping = false;
   private readonly turnWaiters: (() => void)[] = [];
@@ -129,7 +192,15 @@ export class SyncEngine {
     this.log = o.log;
     this.now = o.now ?? Date.now;
     this.baseDbRetry = o.dbRetryMs ?? 1000;
-    this.queue = new PQueue({ concurrency: o.concurrency ?? 64 });
+    this.window = Math.max(1, Math.floor(o.subscribeWindow ?? DEFAULT_WINDOW));
+    this.maxTerminalUsers = o.maxTerminalUsers ?? DEFAULT_MAX_TERMINAL_USERS;
+    this.reconcileTimeoutMs = o.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_SEC * 1000;
+    this.reconcileRetryMs = o.reconcileRetryMs ?? RECONCILE_RETRY_MIN_MS;
+    const concurrency = o.concurrency ?? 64;
+    this.queue = new PQueue({ concurrency });
+    this.jobSliceMs = o.jobSliceMs ?? DEFAULT_JOB_SLICE_MS;
+    this.slowJobMs = o.slowJobMs ?? Math.min(DEFAULT_SLOW_JOB_MS, this.jobSliceMs);
+    this.slowCap = Math.max(1, concurrency - Math.max(1, Math.floor(concurrency / 4)));
     this.mode = this.store.getSyncMode();
   }
 
@@ -183,7 +254,27 @@ export class SyncEngine {
       return;
     }
     lane.catchingUp = true;
+    this.loadPullFailures(lane);
     this.kickPush(lane);
+  }
+
+  /** Users of this terminal whose pull failed before are pulled again (session start, reconcile, retryPulls). */
+  private loadPullFailures(lane: Lane, userId?: string): number {
+    const rows = this.store.listPullFailures({ terminalId: lane.id, userId, limit: REPULL_LOAD });
+    for (const r of rows) lane.repull.add(r.userId);
+    if (rows.length) this.schedule(lane);
+    return rows.length;
+  }
+
+  /**
+   * Pulls again, now, the users of a terminal whose pull failed (all of them, or
+   * one). False when the terminal has no live session (they are pulled again at
+   * its next session start anyway).
+   */
+  retryPulls(terminalId: string, userId?: string): { online: boolean; queued: number } {
+    const lane = this.lanes.get(terminalId);
+    if (!lane?.link) return { online: false, queued: 0 };
+    return { online: true, queued: this.loadPullFailures(lane, userId) };
   }
 
   detach(terminalId: string): void {
@@ -193,10 +284,14 @@ export class SyncEngine {
     lane.inbox = [];
     if (lane.retryTimer) clearTimeout(lane.retryTimer);
     lane.retryTimer = null;
+    if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);
+    lane.reconcileTimer = null;
   }
 
   /** The terminal was removed from the site: forget its lane. */
   forget(terminalId: string): void {
+    const lane = this.lanes.get(terminalId);
+    if (lane) this.parked.delete(lane);
     this.detach(terminalId);
     this.lanes.delete(terminalId);
   }
@@ -215,6 +310,9 @@ export class SyncEngine {
     const lane = this.lanes.get(terminalId);
     if (!lane?.link) return false;
     lane.wantReconcile = true;
+    // asked for by an administrator: now, not after the backoff of an abandoned one
+    if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);
+    lane.reconcileTimer = null;
     this.schedule(lane);
     return true;
   }
@@ -223,7 +321,7 @@ export class SyncEngine {
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.onIdle();
-      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || l.wantReconcile || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
+      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
       if (!busy) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -237,7 +335,7 @@ export class SyncEngine {
     // batches already sent are answered (and acknowledged) or fail with their session
     const done = this.queue
       .onIdle()
-      .then(() => Promise.allSettled([...this.merging, ...[...this.lanes.values()].map((l) => l.inflight?.done)]))
+      .then(() => Promise.allSettled([...this.merging, ...this.working, ...[...this.lanes.values()].map((l) => l.inflight?.done)]))
       .then(() => true);
     const timeout = new Promise<boolean>((r) => setTimeout(() => r(false), deadlineMs).unref());
     return Promise.race([done, timeout]);
@@ -269,25 +367,86 @@ export class SyncEngine {
     // SUBSCRIBE_LOG delivers the backlog after the cursor first (the catch-up),
     // then live events, paced by our acknowledgements.
     lane.seen = lane.subscribedFrom = lane.processed = cursor;
-    await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events));
+    lane.rxLast = null;
+    lane.flight = [];
+    await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events), this.window);
     if (reason) this.schedule(lane);
   }
 
   private onEvents(lane: Lane, link: TerminalLink, epoch: number, events: EventRecord[]): void {
-    if (lane.link !== link) return;
-    if (epoch !== lane.epoch) {
-      // The terminal was reset while connected: start over on a fresh session.
-      link.close('terminal log epoch changed (reset)');
+    if (lane.link !== link || link.closed) return;
+    if (epoch !== lane.epoch) this.logReset(lane, epoch);
+    // Within an epoch, event IDs strictly ascend over the whole session (PROTOCOL.md):
+    // a terminal that sends one that does not is not trusted further. Nothing of this
+    // batch is taken, and nothing after it is acknowledged (the session ends).
+    let last = lane.rxLast;
+    for (const e of events) {
+      if (last !== null && e.id <= last) {
+        const reason = `event IDs do not ascend: ${e.id} after ${last} in log epoch ${epoch}`;
+        this.log.warn({ terminal: lane.id, eventId: e.id, after: last }, `${reason}; closing session`);
+        void link.close(reason);
+        return;
+      }
+      last = e.id;
+    }
+    lane.rxLast = last;
+    // The window: the terminal may have at most `window` events sent and not acknowledged.
+    // One that streams past it is cut off before its events cost memory.
+    let fresh = 0;
+    for (const e of events) if (e.id > lane.seen) fresh++;
+    if (lane.flight.length + fresh > this.window) {
+      this.peerLimit(lane, link, 'window', { window: this.window, unacknowledged: lane.flight.length + fresh }, `more than ${this.window} events sent without acknowledgement (the subscription window)`);
       return;
     }
     const t = this.now();
     for (const e of events) {
-      if (e.id <= lane.seen) continue; // seen twice (e.g. resent after reconnect): no double work
+      // IDs up to where the subscription started, resent right after it: processed already
+      if (e.id <= lane.seen) continue;
       lane.seen = e.id;
+      lane.flight.push(e.id);
       lane.inbox.push(e);
       if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && !lane.arrivals.has(e.userId)) lane.arrivals.set(e.userId, t);
     }
     this.schedule(lane);
+  }
+
+  /**
+   * The terminal's log restarted under a new epoch while the session stays up (a
+   * factory or database reset): record it, take the new epoch, reconcile by user
+   * list within this session, and process the new epoch's events, whose IDs start
+   * again. Work begun on the old log is not acknowledged (see gen).
+   */
+  private logReset(lane: Lane, epoch: number): void {
+    const reason = 'terminal was reset while connected (event IDs restarted under a new log epoch)';
+    this.log.info({ terminal: lane.id, from: lane.epoch, to: epoch }, `${reason}; reconciling by user list`);
+    this.emitEvent(EngineEvent.TERMINAL_RESET, lane.id, null, JSON.stringify({ reason, fromEpoch: lane.epoch, toEpoch: epoch }));
+    lane.gen++;
+    lane.epoch = epoch;
+    lane.inbox = [];
+    lane.arrivals.clear();
+    lane.seen = lane.subscribedFrom = lane.processed = 0;
+    lane.rxLast = null;
+    lane.flight = [];
+    lane.wantReconcile = true;
+  }
+
+  /** Acknowledges the terminal's events up to `lastId` (all processed) and frees their place in the window. */
+  private ack(lane: Lane, link: TerminalLink, lastId: number): void {
+    let k = 0;
+    while (k < lane.flight.length && lane.flight[k] <= lastId) k++;
+    if (k) lane.flight.splice(0, k);
+    link.ack(lastId);
+  }
+
+  /**
+   * A terminal went past a bound the server sets: record it (PEER_LIMIT_EXCEEDED,
+   * with the bound and the figures, never personal data), log it, end the session.
+   */
+  private peerLimit(lane: Lane, link: TerminalLink, limit: string, figures: Record<string, number | string>, message: string): void {
+    if (link.closed) return;
+    this.log.warn({ terminal: lane.id, limit, ...figures }, `${message}; closing session`);
+    this.emitEvent(EngineEvent.PEER_LIMIT_EXCEEDED, lane.id, null, JSON.stringify({ limit, ...figures }));
+    void link.close(`peer limit exceeded (${limit}): ${message}`);
   }
 
   // ------------------------------------------------------------ scheduling
@@ -295,7 +454,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, slow: false, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -314,7 +473,8 @@ export class SyncEngine {
     // its writes start while its enrollments are still being pulled.
     const pull = lane.inbox.length > 0 && !lane.merging;
     if (pull && !(push && lane.lastTask === 'ingest')) return 'ingest';
-    if (lane.wantReconcile && !lane.merging) return 'reconcile';
+    if (lane.wantReconcile && !lane.merging && !lane.reconcileTimer) return 'reconcile';
+    if (lane.repull.size > 0 && !lane.merging && this.pullEnabled()) return 'repull';
     if (push) return 'push';
     if (pull) return 'ingest';
     return null;
@@ -355,20 +515,72 @@ export class SyncEngine {
     });
   }
 
+  /**
+   * Submits the lane's next job to the global queue. Fair use of the slots: a
+   * job holds its slot for at most jobSliceMs; one still running then (waiting
+   * on a slow or stalled terminal) gives the slot back and goes on outside the
+   * queue, and its lane counts as slow. Jobs of slow lanes (those still running,
+   * and new ones) are limited to the concurrency minus a reserve (a quarter),
+   * so terminals that answer quickly always find slots however many slow ones
+   * are connected. A lane whose job finishes quickly is no longer slow.
+   */
   private schedule(lane: Lane): void {
     if (lane.running || this.stopping) return;
     const task = this.nextTask(lane);
     if (!task) return;
+    if (lane.slow && this.slowRunning >= this.slowCap) {
+      this.parked.add(lane); // its turn comes when a slow job ends (see unpark)
+      return;
+    }
+    this.parked.delete(lane);
     lane.running = true;
     lane.lastTask = task;
     const priority = task === 'ingest' ? Priority.PULL : task === 'push' && !lane.catchingUp ? Priority.PUSH : Priority.CATCHUP;
+    let counted = false;
+    const countSlow = () => {
+      if (counted) return;
+      counted = true;
+      this.slowRunning++;
+    };
+    if (lane.slow) countSlow();
     this.queue
-      .add(() => this.run(lane, task), { priority })
-      .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'))
-      .finally(() => {
-        lane.running = false;
-        this.schedule(lane);
-      });
+      .add(
+        async () => {
+          const started = performance.now();
+          let done = false;
+          const work = this.run(lane, task)
+            .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'))
+            .finally(() => {
+              done = true;
+              this.working.delete(work);
+              lane.slow = performance.now() - started > this.slowJobMs;
+              if (counted) this.slowRunning--;
+              lane.running = false;
+              this.unpark();
+              this.schedule(lane);
+            });
+          this.working.add(work);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, this.jobSliceMs)))]);
+          clearTimeout(timer);
+          if (!done) {
+            // its share of time is used up: the slot goes back, the work goes on as a slow lane's
+            lane.slow = true;
+            countSlow();
+          }
+        },
+        { priority },
+      )
+      .catch((e) => this.log.error({ terminal: lane.id, err: e }, 'sync job failed unexpectedly'));
+  }
+
+  /** Lets parked slow lanes run while the slow share has room. */
+  private unpark(): void {
+    for (const lane of this.parked) {
+      if (this.slowRunning >= this.slowCap) return;
+      this.parked.delete(lane);
+      this.schedule(lane);
+    }
   }
 
   private async run(lane: Lane, task: Task): Promise<void> {
@@ -378,9 +590,12 @@ export class SyncEngine {
     try {
       if (task === 'ingest') await this.ingest(lane, link);
       else if (task === 'reconcile') await this.reconcile(lane, link);
+      else if (task === 'repull') await this.repull(lane, link);
       else await this.pushSome(lane, link);
     } catch (e) {
       if (e instanceof StoreWriteError) this.dbFailed(lane, e);
+      else if (e instanceof PeerLimitError) this.peerLimit(lane, link, e.limit, e.figures, e.message);
+      else if (e instanceof ReconcileTimeout) this.reconcileAbandoned(lane, e);
       else if (!link.closed) {
         this.log.warn({ terminal: lane.id, task, err: (e as Error).message }, 'terminal request failed; closing session');
         link.close(`${task} failed: ${(e as Error).message}`);
@@ -452,15 +667,16 @@ export class SyncEngine {
     }
     const batch = lane.inbox.slice(0, take);
     const lastId = batch[batch.length - 1].id;
+    const gen = lane.gen;
     const pulled = users.length ? await link.getUsers(users) : [];
-    if (pulled.length === 0) return this.mergeAndAck(lane, link, pulled, wanted, users, take, lastId, deletes, reset);
+    if (pulled.length === 0) return this.mergeAndAck(lane, link, gen, pulled, wanted, users, take, lastId, deletes, reset);
     // The merge is the heaviest synchronous step (every user fans out to every
     // terminal): it waits for its own turn of the event loop WITHOUT holding the
     // lane, so this terminal's pushes go on meanwhile; no further ingest (nor a
     // reconcile) of this lane starts before it is merged, so events stay in order.
     lane.merging = true;
     const merged = this.turn()
-      .then(() => this.mergeAndAck(lane, link, pulled, wanted, users, take, lastId, deletes, reset))
+      .then(() => this.mergeAndAck(lane, link, gen, pulled, wanted, users, take, lastId, deletes, reset))
       .catch((e) => {
         if (!link.closed) {
           this.log.warn({ terminal: lane.id, err: (e as Error).message }, 'merge failed; closing session');
@@ -478,6 +694,7 @@ export class SyncEngine {
   private mergeAndAck(
     lane: Lane,
     link: TerminalLink,
+    gen: number,
     pulled: Awaited<ReturnType<TerminalLink['getUsers']>>,
     wanted: Map<string, number>,
     users: string[],
@@ -491,21 +708,17 @@ export class SyncEngine {
     // the terminal list is read only when there is something to fan out (most batches in a
     // burst are the terminals' own logs of our pushes: nothing to pull)
     const targets = pulled.length ? this.pushTargets(lane.id) : [];
-    for (const r of pulled) {
-      if (r.user) {
-        const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
-        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: wanted.get(r.userId) ?? lastId, pushTo: scoped } });
-      } else {
-        // Deleted again before we asked, or unreadable: nothing to merge.
-        this.stats.pullsFailed++;
-        this.log.info({ terminal: lane.id, user: r.userId, reason: r.reason }, 'device user could not be pulled');
-      }
-    }
+    const out = this.pullOutcome(lane, pulled, targets, (userId) => wanted.get(userId) ?? lastId);
+    merges.push(...out.merges);
     let results: MergeResult[];
     try {
       // While a reconcile is pending the cursor stays where it is (see startLog).
-      const advance = lane.wantReconcile ? null : { cursor: lastId, logEpoch: lane.epoch };
-      results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) })));
+      // Users that could not be read are recorded in the same transaction that
+      // advances the cursor, so their events are acknowledged only once they are owed.
+      const current = lane.gen === gen; // false: the log was reset meanwhile; these events were of the old one
+      const advance = lane.wantReconcile || !current ? null : { cursor: lastId, logEpoch: lane.epoch };
+      const events = [...out.events, ...deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) }))];
+      results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, events, { failed: out.failed, gone: out.gone });
     } catch (e) {
       if (e instanceof StoreWriteError) return this.dbFailed(lane, e, users);
       throw e;
@@ -513,10 +726,10 @@ export class SyncEngine {
     lane.dbRetryMs = this.baseDbRetry;
     // The merge may have waited for its turn while this session ended and a new
     // one began: the new session's inbox is its own (it re-reads from the cursor).
-    if (lane.link === link) {
+    if (lane.link === link && lane.gen === gen) {
       lane.inbox.splice(0, take);
       lane.processed = lastId;
-      link.ack(lastId);
+      this.ack(lane, link, lastId);
     }
     const touched = new Set<string>();
     for (const r of results) {
@@ -527,8 +740,66 @@ export class SyncEngine {
       this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
     }
     for (const e of deletes) this.notify(EngineEvent.USER_DELETED_ON_DEVICE, lane.id, e.userId);
+    this.pullFailed(lane, out.failed);
     if (reset) lane.wantReconcile = true;
     this.kickPushes([...touched]);
+  }
+
+  /**
+   * Sorts a pull's results: records to merge, users the terminal no longer holds
+   * (USER_NOT_FOUND: deleted again before we asked; not a failure) and users
+   * whose record could not be read (failures, with a monitoring event each).
+   */
+  private pullOutcome(lane: Lane, pulled: GetUserResult[], targets: string[], eventIdOf: (userId: string) => number) {
+    const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
+    const failed: { userId: string; reason: string }[] = [];
+    const gone: string[] = [];
+    const events: { type: string; terminalId: string; userId: string; detail: string }[] = [];
+    for (const r of pulled) {
+      if (r.user) {
+        const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
+        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: eventIdOf(r.userId), pushTo: scoped } });
+      } else if (r.status === Status.USER_NOT_FOUND) {
+        gone.push(r.userId);
+      } else {
+        failed.push({ userId: r.userId, reason: r.reason });
+        // the reason names what was wrong (a status or a decoder message), never record contents
+        events.push({ type: EngineEvent.USER_PULL_FAILED, terminalId: lane.id, userId: r.userId, detail: JSON.stringify({ status: statusName(r.status), reason: r.reason, eventId: eventIdOf(r.userId) }) });
+      }
+    }
+    return { merges, failed, gone, events };
+  }
+
+  private pullFailed(lane: Lane, failed: { userId: string; reason: string }[]): void {
+    this.stats.pullsFailed += failed.length;
+    for (const f of failed) {
+      this.log.warn({ terminal: lane.id, user: f.userId, reason: f.reason }, 'device user could not be read; recorded as a pull failure and pulled again later');
+      this.notify(EngineEvent.USER_PULL_FAILED, lane.id, f.userId);
+    }
+  }
+
+  /** Pulls again users whose earlier pull failed; clears the rows of those read (or gone). */
+  private async repull(lane: Lane, link: TerminalLink): Promise<void> {
+    const ids = [...lane.repull].slice(0, Math.min(link.identity.maxBatch, PULL_BATCH));
+    for (const id of ids) lane.repull.delete(id);
+    try {
+      const pulled = await link.getUsers(ids);
+      await this.turn();
+      if (lane.link !== link) return;
+      const out = this.pullOutcome(lane, pulled, this.pushTargets(lane.id), () => 0);
+      const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+      this.stats.pulls += out.merges.length;
+      const touched = new Set<string>();
+      for (const r of results) {
+        for (const t of r.enqueued) touched.add(t);
+        this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+      }
+      this.pullFailed(lane, out.failed);
+      this.kickPushes([...touched]);
+    } catch (e) {
+      if (lane.link === link) for (const id of ids) lane.repull.add(id);
+      throw e;
+    }
   }
 
   /** Every approved terminal except `except` (sync targets). */
@@ -686,46 +957,101 @@ export class SyncEngine {
       return;
     }
     this.stats.reconciles++;
-    const index = await link.listUsers();
-    const onTerminal = new Map(index.map((e) => [e.userId, e]));
-    const toPull: string[] = [];
-    const toPush: string[] = [];
-    for (const [userId, entry] of onTerminal) {
-      const u = this.store.getUser(userId);
-      if (!u || link.digestOf(u) !== entry.digest || entry.disabled !== ((u.flag & UserFlag.DISABLED) !== 0)) {
-        if (this.pullEnabled()) toPull.push(userId);
-        else if (u) toPush.push(userId);
-      }
-    }
-    const inScope = (u: UserRecord) => this.mode !== 'specific' || this.scope([lane.id], u).length > 0;
-    for (let after = ''; ; ) {
-      const page = this.store.listUsers({ after, limit: 1000 });
-      if (page.length === 0) break;
-      for (const u of page) if (!onTerminal.has(u.id) && inScope(u)) toPush.push(u.id);
-      after = page[page.length - 1].id;
-    }
+    const gen = lane.gen;
+    // users whose pull failed before are tried again: by this reconcile when it pulls
+    // them anyway, by the repull task after it otherwise
+    if (this.pullEnabled()) this.loadPullFailures(lane);
+    // The terminal's index and the server's users are both walked in ascending byte
+    // order of the user ID (the terminal's order is checked by the driver), like a
+    // merge join: only one page of each side is held at a time, and the work runs
+    // in slices that give the event loop back every few milliseconds, within a deadline.
+    const slicer = new Slicer(this.reconcileTimeoutMs);
+    const maxUsers = Math.min(this.maxTerminalUsers, link.identity.userCapacity > 0 ? link.identity.userCapacity : Infinity);
+    const pages = link.userIndexPages ? link.userIndexPages({ maxUsers }) : wholeIndex(link);
+    const myGroups = new Set(this.mode === 'specific' ? (this.store.getTerminal(lane.id)?.accessGroups ?? []) : []);
+    const inScope = (u: UserRecord) => this.mode !== 'specific' || u.accessGroups.some((g) => myGroups.has(g));
     const targets = this.pushTargets(lane.id);
     const touched = new Set<string>();
-    for (let i = 0; i < toPull.length; i += link.identity.maxBatch) {
-      const pulled = await link.getUsers(toPull.slice(i, i + link.identity.maxBatch));
-      const merges = pulled
-        .filter((r): r is { userId: string; user: UserRecord } => r.user !== null)
-        .map((r) => ({ user: r.user, ctx: { terminalId: lane.id, eventId: 0, pushTo: this.mode === 'specific' ? this.scope(targets, r.user) : targets } }));
-      const results = this.store.mergeDeviceUsers(merges);
-      this.stats.pulls += merges.length;
-      for (const r of results) {
-        for (const t of r.enqueued) touched.add(t);
-        this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+    const toPull: string[] = [];
+    const toPush: string[] = [];
+    let terminalUsers = 0;
+    let pulledN = 0;
+    let queuedN = 0;
+    const server = new ServerWalk(this.store);
+    const flush = async (final: boolean) => {
+      while (toPull.length >= link.identity.maxBatch || (final && toPull.length)) {
+        const ids = toPull.splice(0, link.identity.maxBatch);
+        for (const id of ids) lane.repull.delete(id);
+        const pulled = await link.getUsers(ids);
+        await slicer.yield();
+        const out = this.pullOutcome(lane, pulled, targets, () => 0);
+        const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+        this.stats.pulls += out.merges.length;
+        pulledN += ids.length;
+        this.pullFailed(lane, out.failed);
+        for (const r of results) {
+          for (const t of r.enqueued) touched.add(t);
+          this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
+        }
       }
+      if (toPush.length >= RECONCILE_PUSH_CHUNK || (final && toPush.length)) {
+        queuedN += toPush.length;
+        this.store.enqueueMany([lane.id], toPush.splice(0));
+      }
+    };
+    for await (const page of pages) {
+      for (const entry of page) {
+        await slicer.tick();
+        terminalUsers++;
+        // server users before this entry: the terminal lacks them
+        for (let u = server.peek(); u && byteOrder(u.id, entry.userId) < 0; u = server.peek()) {
+          server.next();
+          if (inScope(u)) toPush.push(u.id);
+          if (toPush.length >= RECONCILE_PUSH_CHUNK) await flush(false);
+          await slicer.tick();
+        }
+        const held = server.peek();
+        const u = held && held.id === entry.userId ? server.next() : null;
+        if (!u || link.digestOf(u) !== entry.digest || entry.disabled !== ((u.flag & UserFlag.DISABLED) !== 0)) {
+          if (this.pullEnabled()) toPull.push(entry.userId);
+          else if (u) toPush.push(entry.userId);
+        }
+      }
+      await flush(false);
+      slicer.check();
     }
-    if (toPush.length) this.store.enqueueMany([lane.id], toPush);
+    // server users after the terminal's last one
+    for (let u = server.next(); u; u = server.next()) {
+      await slicer.tick();
+      if (inScope(u)) toPush.push(u.id);
+      if (toPush.length >= RECONCILE_PUSH_CHUNK) await flush(false);
+    }
+    await flush(true);
     // Everything up to where this session's subscription started is now covered by
     // the comparison; events after it are (or will be) processed from the inbox.
-    this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
-    lane.wantReconcile = false;
-    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers: index.length, pulled: toPull.length, queued: toPush.length }));
+    // A log reset meanwhile asks for another comparison (the list may predate it).
+    if (lane.gen === gen && lane.link === link) {
+      this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
+      lane.wantReconcile = false;
+      lane.reconcileRetryMs = this.reconcileRetryMs;
+    }
+    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ terminalUsers, pulled: pulledN, queued: queuedN }));
     touched.add(lane.id);
     this.kickPushes([...touched]);
+  }
+
+  /** A reconcile ran past its deadline: keep the cursor, try again later (doubling the wait), keep the session. */
+  private reconcileAbandoned(lane: Lane, e: ReconcileTimeout): void {
+    const wait = lane.reconcileRetryMs;
+    lane.reconcileRetryMs = Math.min(RECONCILE_RETRY_MAX_MS, wait * 2);
+    this.log.warn({ terminal: lane.id, timeoutMs: this.reconcileTimeoutMs, retryInMs: wait }, `${e.message}; abandoned, to be retried`);
+    this.emitEvent(EngineEvent.RECONCILE, lane.id, null, JSON.stringify({ abandoned: true, reason: e.message, retryInMs: wait }));
+    if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);
+    lane.reconcileTimer = setTimeout(() => {
+      lane.reconcileTimer = null;
+      this.schedule(lane);
+    }, wait);
+    lane.reconcileTimer.unref?.();
   }
 
   // --------------------------------------------------------------- events
@@ -738,4 +1064,78 @@ export class SyncEngine {
   private notify(type: string, terminalId?: string, userId?: string): void {
     for (const l of this.listeners) l({ type, terminalId, userId });
   }
+}
+
+/** The reconcile ran past --reconcile-timeout-sec. */
+class ReconcileTimeout extends Error {
+  constructor(ms: number) {
+    super(`reconcile did not finish within ${Math.round(ms / 1000)} s`);
+    this.name = 'ReconcileTimeout';
+  }
+}
+
+/**
+ * Cuts a long loop into slices: tick() gives the event loop back once a slice
+ * has run SLICE_MS (so heartbeats, other terminals and the admin API are served
+ * between slices), and fails with ReconcileTimeout once the deadline passed.
+ */
+class Slicer {
+  private readonly deadline: number;
+  private sliceStart = performance.now();
+  private n = 0;
+  constructor(private readonly timeoutMs: number) {
+    this.deadline = performance.now() + timeoutMs;
+  }
+
+  /** cheap: looks at the clock every 8 calls */
+  tick(): Promise<void> | void {
+    if ((++this.n & 7) !== 0) return;
+    if (performance.now() - this.sliceStart >= SLICE_MS) return this.yield();
+  }
+
+  async yield(): Promise<void> {
+    this.check();
+    await new Promise<void>((r) => setImmediate(r));
+    this.sliceStart = performance.now();
+  }
+
+  check(): void {
+    if (performance.now() > this.deadline) throw new ReconcileTimeout(this.timeoutMs);
+  }
+}
+
+/** The server's users in ascending byte order of the ID, a page at a time. */
+class ServerWalk {
+  private page: UserRecord[] = [];
+  private i = 0;
+  private after = '';
+  private done = false;
+  constructor(private readonly store: Store) {}
+
+  peek(): UserRecord | null {
+    if (this.i >= this.page.length && !this.done) {
+      this.page = this.store.listUsers({ after: this.after, limit: SERVER_WALK_PAGE });
+      this.i = 0;
+      if (this.page.length === 0) this.done = true;
+      else this.after = this.page[this.page.length - 1].id;
+    }
+    return this.i < this.page.length ? this.page[this.i] : null;
+  }
+
+  next(): UserRecord | null {
+    const u = this.peek();
+    if (u) this.i++;
+    return u;
+  }
+}
+
+/** Byte order of two user IDs (UTF-8, shorter first on a common prefix): LIST_USERS order and SQLite's. */
+function byteOrder(a: string, b: string): number {
+  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** A driver without paged listing: its whole index, sorted, as one page. */
+async function* wholeIndex(link: TerminalLink): AsyncIterable<UserIndexEntry[]> {
+  const all = await link.listUsers();
+  yield all.sort((x, y) => byteOrder(x.userId, y.userId));
 }

@@ -259,11 +259,22 @@ export interface TerminalLink {
   /** current log state and user count */
   info(): Promise<LogState & { userCount: number }>;
   getLog(afterId: number, maxCount: number): Promise<LogPage>;
-  /** Realtime events after `afterId`; `onEvents` runs for each batch and must call ack() when processed. */
-  subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void): Promise<LogState>;
+  /**
+   * Realtime events after `afterId`; `onEvents` runs for each batch and must call ack() when processed.
+   * `window`: most events the terminal may send before an acknowledgement (the engine enforces it).
+   */
+  subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window?: number): Promise<LogState>;
   ack(lastEventId: number): void;
   /** The whole user index (paged internally). */
   listUsers(): Promise<UserIndexEntry[]>;
+  /**
+   * The user index page by page, in ascending order of the user ID's bytes, each
+   * page checked before it is handed over: at most `maxUsers` users in all, IDs
+   * strictly ascending across pages (paging that does not advance is refused).
+   * Throws PeerLimitError (peer-limit.ts) when the terminal goes past a bound.
+   * Optional: the engine falls back to listUsers() for a driver without it.
+   */
+  userIndexPages?(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]>;
   getUsers(userIds: string[]): Promise<GetUserResult[]>;
   /** Writes records (replacing whole users); one result per record, 0 = ok, negative = the terminal's reason. */
   putUsers(users: UserRecord[]): Promise<number[]>;

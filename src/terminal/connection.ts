@@ -34,6 +34,8 @@ export class RequestError extends Error {
     /** negative result code from the terminal, or TIMEOUT / a synthetic code when the session ended */
     readonly status: number,
     message: string,
+    /** true when the terminal itself answered with this status (not a local timeout or a closed session) */
+    readonly answered = false,
   ) {
     super(message);
     this.name = 'RequestError';
@@ -275,7 +277,7 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
       this.decoder.feedEach(chunk, (f) => this.onFrame(f));
     } catch (e) {
       const pe = e as ProtocolError;
-      this.socket.write(errorFrame(0, 0, pe.status ?? Status.BAD_FRAME, pe.message));
+      this.socket.write(errorFrame(0, 0, pe.status ?? Status.BAD_FRAME, pe.message, this.version));
       this.close(`protocol error: ${pe.message}`);
     }
   }
@@ -299,7 +301,7 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
         if (f.kind === FrameKind.RESPONSE && f.status === Status.OK) p.resolve(f);
         else {
           const detail = f.kind === FrameKind.ERROR ? `: ${safeMessage(f.payload)}` : '';
-          p.reject(new RequestError(f.command, f.status, `${commandName(f.command)} failed with ${statusName(f.status)}${detail}`));
+          p.reject(new RequestError(f.command, f.status, `${commandName(f.command)} failed with ${statusName(f.status)}${detail}`, true));
         }
         return;
       }
@@ -322,13 +324,14 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
         this.close('terminal said BYE');
         return;
       default:
-        this.write(errorFrame(f.seq, f.command, Status.UNKNOWN_COMMAND, `the server does not serve command 0x${f.command.toString(16)}`));
+        this.write(errorFrame(f.seq, f.command, Status.UNKNOWN_COMMAND, `the server does not serve command 0x${f.command.toString(16)}`, this.version));
     }
   }
 }
 
-function errorFrame(seq: number, command: number, status: number, message: string): Buffer {
-  return encodeFrame({ kind: FrameKind.ERROR, seq, command, status, payload: encodeErrorPayload(message) });
+/** An ERROR frame; after the handshake it carries the session's negotiated version (PROTOCOL.md 1.1). */
+function errorFrame(seq: number, command: number, status: number, message: string, version?: number): Buffer {
+  return encodeFrame({ kind: FrameKind.ERROR, seq, command, status, version, payload: encodeErrorPayload(message) });
 }
 
 function sendRaw(socket: Socket, buf: Buffer): void {

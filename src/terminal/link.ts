@@ -26,11 +26,14 @@ import {
   userDigest,
   ProtocolError,
   MAX_PAYLOAD,
+  MAX_SUBSCRIBE_WINDOW,
   UserFlag,
+  type Frame,
 } from '../codec/index.js';
 import type { EventRecord } from '../model/event.js';
 import type { UserRecord } from '../model/user.js';
 import type { GetUserResult, LogPage, LogState, TerminalIdentity, TerminalLink, UserIndexEntry } from '../sync/ports.js';
+import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from '../sync/peer-limit.js';
 import { RequestError, type TerminalConnection } from './connection.js';
 
 const encoded = new WeakMap<UserRecord, Buffer>();
@@ -44,14 +47,35 @@ export function encodedUser(u: UserRecord): Buffer {
   return b;
 }
 
-/** Realtime window asked of the terminal (PROTOCOL.md SUBSCRIBE_LOG). */
-const SUBSCRIBE_WINDOW = 1000;
 /** bytes of framing around the records of one PUT_USERS request */
 const PUT_HEAD = 4;
+/** first wait before asking again after BUSY (or TIMEOUT) from the terminal; doubles up to BUSY_MAX_MS */
+export const BUSY_MIN_MS = 200;
+export const BUSY_MAX_MS = 30_000;
+
+/**
+ * A terminal's answer that is normal and says "ask again later" (PROTOCOL.md):
+ * BUSY, and TIMEOUT when the terminal itself reports it. Retried within the session.
+ */
+function isBusy(e: unknown): e is RequestError {
+  return e instanceof RequestError && e.answered && (e.status === Status.BUSY || e.status === Status.TIMEOUT);
+}
+
+/**
+ * A whole-request failure with a per-record status (USER_FULL, INVALID_USER, ...: the -7xx
+ * range): read as that status for every record of the request, not as a broken session.
+ */
+function perRecordStatus(e: unknown): number | null {
+  return e instanceof RequestError && e.answered && e.status <= -700 ? e.status : null;
+}
 
 export class ProtocolLink implements TerminalLink {
   readonly identity: TerminalIdentity;
   private subscribed: ((epoch: number, events: EventRecord[]) => void) | null = null;
+  /** the wait before the next retry after BUSY; reset by every successful answer */
+  private busyDelay = BUSY_MIN_MS;
+  /** requests answered BUSY (or TIMEOUT) by the terminal and asked again */
+  busyRetries = 0;
 
   constructor(readonly conn: TerminalConnection) {
     const h = conn.hello;
@@ -94,19 +118,54 @@ export class ProtocolLink implements TerminalLink {
     else this.conn.close(reason);
   }
 
+  /**
+   * One request; a BUSY answer (as a RESPONSE or as an ERROR frame naming the
+   * request) is asked again after a delay (200 ms doubling to 30 s, reset by
+   * every success), within the session. Every other failure rejects.
+   */
+  private async call(command: number, payload?: Buffer): Promise<Frame> {
+    for (;;) {
+      try {
+        const f = await this.conn.request(command, payload);
+        this.busyDelay = BUSY_MIN_MS;
+        return f;
+      } catch (e) {
+        if (!isBusy(e) || this.conn.closed) throw e;
+        this.busyRetries++;
+        const wait = this.busyDelay;
+        this.busyDelay = Math.min(BUSY_MAX_MS, this.busyDelay * 2);
+        await this.pause(wait);
+      }
+    }
+  }
+
+  /** Waits `ms`, or less when the session closes meanwhile (the next request then fails at once). */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.conn.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.conn.once('close', done);
+    });
+  }
+
   async info(): Promise<LogState & { userCount: number }> {
-    const i = decodeInfo((await this.conn.request(Command.GET_INFO)).payload);
+    const i = decodeInfo((await this.call(Command.GET_INFO)).payload);
     return { logEpoch: i.logEpoch, firstEventId: i.firstEventId, lastEventId: i.lastEventId, userCount: i.userCount };
   }
 
   async getLog(afterId: number, maxCount: number): Promise<LogPage> {
-    const f = await this.conn.request(Command.GET_LOG, encodeGetLogRequest({ afterId, maxCount: Math.min(maxCount, LIMITS.maxLogCount) }));
+    const f = await this.call(Command.GET_LOG, encodeGetLogRequest({ afterId, maxCount: Math.min(maxCount, LIMITS.maxLogCount) }));
     return decodeGetLogResponse(f.payload);
   }
 
-  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void): Promise<LogState> {
+  async subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window = DEFAULT_WINDOW): Promise<LogState> {
     this.subscribed = onEvents;
-    const f = await this.conn.request(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: SUBSCRIBE_WINDOW }));
+    const w = Math.max(1, Math.min(MAX_SUBSCRIBE_WINDOW, Math.floor(window)));
+    const f = await this.call(Command.SUBSCRIBE_LOG, encodeSubscribeRequest({ afterId, window: w }));
     return decodeSubscribeResponse(f.payload);
   }
 
@@ -116,13 +175,42 @@ export class ProtocolLink implements TerminalLink {
 
   async listUsers(): Promise<UserIndexEntry[]> {
     const out: UserIndexEntry[] = [];
+    for await (const page of this.userIndexPages({ maxUsers: this.identity.userCapacity || DEFAULT_MAX_TERMINAL_USERS })) out.push(...page);
+    return out;
+  }
+
+  /**
+   * LIST_USERS page by page. Nothing the terminal says is trusted before it is
+   * checked: the total and the running count against `maxUsers`, the page size
+   * against what was asked, and every ID strictly above the one before it (so a
+   * page that repeats, goes back or claims more=1 without entries cannot keep the
+   * server paging forever).
+   */
+  async *userIndexPages(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]> {
+    const maxCount = LIMITS.maxListCount;
     let after = '';
-    for (;;) {
-      const f = await this.conn.request(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount: LIMITS.maxListCount }));
+    let prev: Buffer | null = null;
+    let listed = 0;
+    for (let pages = 1; ; pages++) {
+      const f = await this.call(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount }));
       const page = decodeListUsersResponse(f.payload);
-      for (const e of page.entries) out.push({ userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 });
-      if (!page.more || page.entries.length === 0) return out;
-      after = page.entries[page.entries.length - 1].userId;
+      const n = page.entries.length;
+      if (n > maxCount) throw new PeerLimitError('list-page', { entries: n, asked: maxCount }, `LIST_USERS page of ${n} entries, ${maxCount} asked`);
+      if (page.total > o.maxUsers) throw new PeerLimitError('list-total', { total: page.total, allowed: o.maxUsers }, `LIST_USERS total ${page.total} is beyond the ${o.maxUsers} users allowed for this terminal`);
+      if (page.more && n === 0) throw new PeerLimitError('list-paging', { page: pages }, 'LIST_USERS answered more=1 with an empty page (paging does not advance)');
+      const out: UserIndexEntry[] = new Array(n);
+      for (let k = 0; k < n; k++) {
+        const e = page.entries[k];
+        const id = Buffer.from(e.userId, 'utf8');
+        if (prev && Buffer.compare(id, prev) <= 0) throw new PeerLimitError('list-paging', { page: pages, entry: k }, `LIST_USERS IDs do not ascend (page ${pages}, entry ${k}): paging does not advance`);
+        prev = id;
+        out[k] = { userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 };
+      }
+      listed += n;
+      if (listed > o.maxUsers) throw new PeerLimitError('list-total', { listed, allowed: o.maxUsers }, `LIST_USERS listed more than the ${o.maxUsers} users allowed for this terminal`);
+      yield out;
+      if (!page.more) return;
+      after = page.entries[n - 1].userId;
     }
   }
 
@@ -135,10 +223,20 @@ export class ProtocolLink implements TerminalLink {
   private async getBatch(ids: string[], out: GetUserResult[]): Promise<void> {
     let f;
     try {
-      f = await this.conn.request(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
+      f = await this.call(Command.GET_USERS, encodeGetUsersRequest({ infoMask: INFO_MASK_ANY, userIds: ids }));
     } catch (e) {
+      const st = perRecordStatus(e);
+      if (st !== null) {
+        for (const userId of ids) out.push({ userId, user: null, status: st, reason: statusName(st) });
+        return;
+      }
       // Large records (photos, faces) may not fit one frame: ask for halves.
-      if (e instanceof RequestError && e.status === Status.FRAME_TOO_LARGE && ids.length > 1) {
+      if (e instanceof RequestError && e.answered && e.status === Status.FRAME_TOO_LARGE) {
+        if (ids.length === 1) {
+          // one user whose record does not fit a frame: a failure of that user, not of the session
+          out.push({ userId: ids[0], user: null, status: Status.FRAME_TOO_LARGE, reason: 'the record does not fit one frame (FRAME_TOO_LARGE)' });
+          return;
+        }
         const half = Math.ceil(ids.length / 2);
         await this.getBatch(ids.slice(0, half), out);
         await this.getBatch(ids.slice(half), out);
@@ -154,7 +252,7 @@ export class ProtocolLink implements TerminalLink {
       else {
         try {
           const { user } = decodeUser(r.record);
-          if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: `terminal returned user ${JSON.stringify(user.id)}` });
+          if (user.id !== userId) out.push({ userId, user: null, status: Status.BAD_PAYLOAD, reason: 'the terminal returned the record of another user' });
           else out.push({ userId, user });
         } catch (e) {
           out.push({ userId, user: null, status: (e as ProtocolError).status ?? Status.BAD_PAYLOAD, reason: (e as Error).message });
@@ -170,8 +268,15 @@ export class ProtocolLink implements TerminalLink {
     const flush = async () => {
       if (batch.length === 0) return;
       await this.conn.drained();
-      const f = await this.conn.request(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
-      const st = decodeStatusList(f.payload).statuses;
+      let st: number[];
+      try {
+        const f = await this.call(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
+        st = decodeStatusList(f.payload).statuses;
+      } catch (e) {
+        const whole = perRecordStatus(e);
+        if (whole === null) throw e;
+        st = batch.map(() => whole);
+      }
       for (let k = 0; k < batch.length; k++) out.push(st[k] ?? Status.BAD_PAYLOAD);
       batch = [];
       bytes = PUT_HEAD;
@@ -190,8 +295,14 @@ export class ProtocolLink implements TerminalLink {
     const out: number[] = [];
     for (let i = 0; i < userIds.length; i += this.identity.maxBatch) {
       const ids = userIds.slice(i, i + this.identity.maxBatch);
-      const f = await this.conn.request(Command.DELETE_USERS, encodeDeleteUsersRequest({ userIds: ids }));
-      out.push(...decodeStatusList(f.payload).statuses);
+      try {
+        const f = await this.call(Command.DELETE_USERS, encodeDeleteUsersRequest({ userIds: ids }));
+        out.push(...decodeStatusList(f.payload).statuses);
+      } catch (e) {
+        const whole = perRecordStatus(e);
+        if (whole === null) throw e;
+        out.push(...ids.map(() => whole));
+      }
     }
     return out;
   }

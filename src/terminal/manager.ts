@@ -11,7 +11,26 @@ import type { Logger } from 'pino';
 import type { Hello } from '../codec/index.js';
 import type { TerminalLink } from '../sync/ports.js';
 import { HandshakeError, TerminalConnection } from './connection.js';
+import { plainAddress, type PeerCredential } from './identity.js';
 import { ProtocolLink } from './link.js';
+
+/**
+ * Thrown by resolveDialIn to refuse an authenticated session for a reason of
+ * policy (identity, rate of new device IDs): closed with the reason (the
+ * thrower logs and records it).
+ */
+export class SessionRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SessionRefused';
+  }
+}
+
+/** What resolveDialIn decided: the terminal ID, and a note handed to the 'online' listener. */
+export interface DialInAdmission {
+  id: string;
+  note?: unknown;
+}
 
 export interface DialTarget {
   id: string;
@@ -36,8 +55,18 @@ export interface ListenTls {
 
 export interface ManagerOptions {
   keyFor: (deviceId: number) => Buffer | null;
-  /** maps an authenticated dial-in terminal to its terminal ID (the daemon decides about pending ones) */
-  resolveDialIn: (hello: Hello, remote: string) => string;
+  /**
+   * maps an authenticated dial-in terminal to its terminal ID (the daemon
+   * decides about pending ones); throws SessionRefused to refuse it
+   */
+  resolveDialIn: (hello: Hello, peer: PeerCredential) => string | DialInAdmission;
+  /**
+   * A dial-in session claims a terminal ID that has a live session. Default
+   * (and 'refuse'): the new session is closed and the current one keeps
+   * running; 'replace' closes the current one instead (the daemon allows it
+   * only for a session it holds pending).
+   */
+  onConflict?: (terminalId: string, peer: PeerCredential, current: TerminalLink) => 'refuse' | 'replace';
   log: Logger;
   heartbeatSec: number;
   requestTimeoutMs: number;
@@ -56,9 +85,18 @@ export interface ManagerOptions {
 }
 
 export interface ManagerEvents {
-  online: [terminalId: string, link: TerminalLink, direction: 'dial' | 'listen'];
+  online: [terminalId: string, link: TerminalLink, direction: 'dial' | 'listen', note?: unknown];
+  /** a dial-in session for a terminal ID with a live session was refused */
+  conflict: [terminalId: string, peer: PeerCredential, currentRemote: string];
   offline: [terminalId: string, reason: string];
   reconnecting: [terminalId: string, delayMs: number, attempt: number];
+}
+
+/** SHA-256 (hex) of the client certificate a TLS listener verified; null for plain TCP or no verified certificate. */
+function peerCertSha256(socket: net.Socket): string | null {
+  if (!(socket instanceof tls.TLSSocket) || !socket.authorized) return null;
+  const cert = socket.getPeerCertificate();
+  return cert?.raw ? createHash('sha256').update(cert.raw).digest('hex') : null;
 }
 
 /** Full jitter (AWS architecture blog): a uniform delay in [0, min(cap, base * 2^attempt)). */
@@ -202,7 +240,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
   }
 
   /** Registers an authenticated session; an older session of the same terminal is closed. */
-  private adopt(id: string, conn: TerminalConnection, direction: 'dial' | 'listen', onGone?: () => void): void {
+  private adopt(id: string, conn: TerminalConnection, direction: 'dial' | 'listen', onGone?: () => void, note?: unknown): void {
     const link = new ProtocolLink(conn);
     const old = this.links.get(id);
     this.links.set(id, link);
@@ -214,7 +252,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
       }
       onGone?.();
     });
-    this.emit('online', id, link, direction);
+    this.emit('online', id, link, direction, note);
   }
 
   // ------------------------------------------------------------ listening
@@ -277,10 +315,25 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     }).then(
       (conn) => {
         if (this.closing) return conn.close('shutting down');
+        const peer: PeerCredential = { remote, address: plainAddress(addr), certSha256: peerCertSha256(socket) };
         try {
-          const id = this.o.resolveDialIn(conn.hello, remote);
-          this.adopt(id, conn, 'listen');
+          const r = this.o.resolveDialIn(conn.hello, peer);
+          const { id, note } = typeof r === 'string' ? { id: r, note: undefined } : r;
+          const current = this.links.get(id);
+          if (current && !current.closed && (this.o.onConflict?.(id, peer, current) ?? 'refuse') === 'refuse') {
+            // the session that holds the ID keeps it (and its pushes); the newcomer is told why and closed
+            conn.close(`device ID ${conn.hello.deviceId} already has a live session (from ${current.remote})`);
+            this.emit('conflict', id, peer, current.remote);
+            return;
+          }
+          this.adopt(id, conn, 'listen', undefined, note);
         } catch (e) {
+          if (e instanceof SessionRefused) {
+            // the owner logs and records the refusal at a bounded rate; a peer retrying in a loop is a debug line each time
+            this.log.debug({ remote, deviceId: conn.hello.deviceId, reason: e.message }, 'terminal session refused');
+            conn.close(e.message);
+            return;
+          }
           // e.g. a new terminal cannot be recorded while the database fails: it dials again later
           this.log.error({ remote, err: (e as Error).message }, 'session could not be started; closing it');
           conn.close(`session could not be started: ${(e as Error).message}`);

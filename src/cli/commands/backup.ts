@@ -1,28 +1,30 @@
-// termsync backup PATH: an online backup of the daemon's database, written by
-// the daemon (so PATH is on the daemon's machine; a relative PATH is taken
-// relative to this shell's directory and sent as an absolute path).
-import { isAbsolute, resolve } from 'node:path';
+// termsync backup NAME: an online backup of the daemon's database, written by
+// the daemon as a new file NAME in its backup directory (--backup-dir of
+// `termsync run`, by default a "backups" folder beside the database). The
+// daemon never overwrites a file and creates it readable by its own user only.
 import type { Command } from 'commander';
 import { Progress } from '../progress.js';
-import { action, addCommonOptions, clientFor, writeJson, type CliContext, type CommonOptions } from './common.js';
+import { action, addCommonOptions, clientFor, UsageError, writeJson, type CliContext, type CommonOptions } from './common.js';
 
 export function addBackupCommand(parent: Command, ctx: CliContext): Command {
   const { io } = ctx;
   return addCommonOptions(
     parent
       .command('backup')
-      .description("write an online backup of the daemon's database to PATH (on the daemon's machine; mode 0600)")
-      .argument('<path>', 'backup file to write (an existing file is replaced)'),
+      .description("write an online backup of the daemon's database to a new file NAME in the daemon's backup directory (mode 0600)")
+      .argument('<name>', 'file name to create in the backup directory (no directories; an existing file is never replaced)'),
   ).action(
-    action(ctx, async (path: string, o: CommonOptions) => {
+    action(ctx, async (name: string, o: CommonOptions) => {
+      if (name.includes('/') || name.includes('\\')) {
+        throw new UsageError(`backup takes a file name, not a path: the daemon writes it to its backup directory (--backup-dir); got ${JSON.stringify(name)}`);
+      }
       const client = clientFor(o, io);
-      const dest = isAbsolute(path) ? path : resolve(io.cwd, path);
       // The API answers when the copy is complete and reports no progress on the
       // way: show that it is working, and how long it has taken.
-      const progress = new Progress({ stream: io.err, label: `backing up the database to ${dest}` }).keepAlive();
+      const progress = new Progress({ stream: io.err, label: `backing up the database to ${name}` }).keepAlive();
       let r;
       try {
-        r = await client.backup(dest);
+        r = await client.backup(name);
       } catch (e) {
         progress.fail();
         throw e;

@@ -1,0 +1,322 @@
+// The stage of every attack: the daemon in its own process (Daemon + admin
+// API, as `termsync run`) dialling two well-behaved simulated terminals
+// (default timing model) and listening for terminals that dial in, with
+// --auto-approve; probes that watch it while an attack runs.
+import { statSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { RUN_DEFAULTS } from '../../src/config.js';
+import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
+import { Simulator } from '../../src/sim/simulator.js';
+import { makeUser, prng } from '../scenario.js';
+import { DaemonProc } from '../daemon-proc.js';
+import { percentile } from '../stats.js';
+
+export interface HostileSite {
+  daemon: DaemonProc;
+  sim: Simulator;
+  dir: string;
+  db: string;
+  /** the daemon's plain-TCP terminal listener */
+  listenPort: number;
+  close(): Promise<void>;
+}
+
+export interface SiteOptions {
+  daemonExtra?: Record<string, unknown>;
+  nodeArgs?: string[];
+  concurrency?: number;
+  logFile?: string;
+  /** write a V8 CPU profile of the daemon here */
+  cpuProfDir?: string;
+}
+
+export async function startHostileSite(o: SiteOptions = {}): Promise<HostileSite> {
+  const dir = mkdtempSync(join(tmpdir(), 'termsync-hostile-'));
+  const db = join(dir, 'termsync.db');
+  const sim = await Simulator.start({ terminals: 2, commKey: DEV_COMM_KEY });
+  let daemon: DaemonProc;
+  try {
+    daemon = await DaemonProc.start({
+      db,
+      commKey: DEV_COMM_KEY.toString('hex'),
+      terminals: sim.ports().map((port, i) => ({ id: `t${i + 1}`, host: '127.0.0.1', port })),
+      syncMode: 'all',
+      heartbeatSec: RUN_DEFAULTS.heartbeatSec,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 1000,
+      // the defaults of `termsync run` (the engine's own default differs)
+      concurrency: o.concurrency ?? RUN_DEFAULTS.concurrency,
+      requestTimeoutMs: RUN_DEFAULTS.requestTimeoutMs,
+      sampleMs: 250,
+      nodeArgs: o.nodeArgs,
+      logFile: o.logFile,
+      logLevel: o.logFile ? 'info' : undefined,
+      cpuProfDir: o.cpuProfDir,
+      daemonExtra: { listen: [{ host: '127.0.0.1', port: 0 }], autoApprove: true, ...o.daemonExtra },
+    });
+  } catch (e) {
+    await sim.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const site: HostileSite = {
+    daemon,
+    sim,
+    dir,
+    db,
+    listenPort: daemon.listenPorts[0],
+    async close() {
+      await daemon.stop();
+      await sim.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const st = await daemon.state();
+    if (st.online === 2 && st.idle && st.reconciles >= 2) break;
+    if (Date.now() > deadline) {
+      await site.close();
+      throw new Error(`site not ready: ${st.online}/2 online`);
+    }
+    await sleep(100);
+  }
+  return site;
+}
+
+// ------------------------------------------------------------------ probes
+
+/** probes and the administrator come from an address of their own, not the attacker's (127.0.0.1..3) */
+export const PROBE_ADDRESS = '127.0.0.5';
+
+export function httpGet(port: number, path: string, timeoutMs: number): Promise<{ status: number; body: string; ms: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs, localAddress: PROBE_ADDRESS }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t0 }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+export function httpPut(port: number, path: string, json: unknown, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const body = Buffer.from(JSON.stringify(json));
+    const req = http.request({ host: '127.0.0.1', port, path, method: 'PUT', agent: false, timeout: timeoutMs, localAddress: PROBE_ADDRESS, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export interface ProbeSummary {
+  healthz: { n: number; failed: number; p50Ms: number; p99Ms: number; maxMs: number };
+  /** largest event-loop delay the daemon reported in /metrics over the attack (ms); null when /metrics never answered */
+  loopMaxMs: number | null;
+  /** peak RSS of the daemon's process (VmHWM), MB */
+  peakRssMb: number;
+  /** the daemon's process was alive at the end */
+  alive: boolean;
+  exit: string | null;
+}
+
+/** /healthz every 250 ms (fresh connection, 10 s timeout), /metrics every second, while running. */
+export class Probes {
+  private healthMs: number[] = [];
+  private healthFailed = 0;
+  private loopMax: number | null = null;
+  private running = true;
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly site: HostileSite) {
+    const admin = site.daemon.adminPort;
+    this.loops.push(
+      (async () => {
+        while (this.running) {
+          const t = sleep(250);
+          try {
+            const r = await httpGet(admin, '/healthz', 10_000);
+            if (r.status === 200) this.healthMs.push(r.ms);
+            else this.healthFailed++;
+          } catch {
+            this.healthFailed++;
+            if (!this.site.daemon.alive) break;
+          }
+          await t;
+        }
+      })(),
+      (async () => {
+        // the first scrape only resets the histogram (it holds the start-up and the quiet runs)
+        let first = true;
+        while (this.running) {
+          const t = sleep(1000);
+          try {
+            const r = await httpGet(admin, '/metrics', 10_000);
+            const m = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(r.body);
+            if (m && !first) this.loopMax = Math.max(this.loopMax ?? 0, Number(m[1]) * 1000);
+            first = false;
+          } catch {
+            if (!this.site.daemon.alive) break;
+          }
+          await t;
+        }
+      })(),
+    );
+  }
+
+  async stop(): Promise<ProbeSummary> {
+    this.running = false;
+    await Promise.all(this.loops);
+    const h = [...this.healthMs].sort((a, b) => a - b);
+    const alive = this.site.daemon.alive;
+    let peak = NaN;
+    try {
+      peak = this.site.daemon.peakRssMb();
+    } catch {
+      peak = Math.max(0, ...this.site.daemon.samples.map((s) => s.rss / 1048576));
+    }
+    return {
+      healthz: { n: h.length + this.healthFailed, failed: this.healthFailed, p50Ms: round(percentile(h, 50)), p99Ms: round(percentile(h, 99)), maxMs: round(h.at(-1) ?? NaN) },
+      loopMaxMs: this.loopMax === null ? null : round(this.loopMax),
+      peakRssMb: round(peak),
+      alive,
+      exit: this.site.daemon.exit,
+    };
+  }
+}
+
+export const round = (x: number, d = 1): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
+
+// ------------------------------------------------------ well-behaved terminals
+
+let userSeq = 0;
+const rand = prng(0x5a5a);
+
+/**
+ * One enrollment at well-behaved terminal 1: ms until terminal 2 holds the
+ * user (pulled by the daemon, merged, pushed). null when it did not arrive
+ * within `timeoutMs`.
+ */
+export async function syncLatency(site: HostileSite, timeoutMs = 20_000): Promise<number | null> {
+  const id = `wb-${process.pid}-${++userSeq}`;
+  const t0 = performance.now();
+  await site.sim.terminal(1)!.enroll(makeUser(id, rand, { cards: 1, fingers: 1, pin: false }));
+  while (performance.now() - t0 < timeoutMs) {
+    if (site.sim.terminal(2)!.getUser(id)) return round(performance.now() - t0);
+    if (!site.daemon.alive) return null;
+    await sleep(10);
+  }
+  return null;
+}
+
+/** An administrator's change (PUT /api/users/:id): ms until both well-behaved terminals hold it; null on timeout. */
+export async function adminPushLatency(site: HostileSite, timeoutMs = 20_000): Promise<number | null> {
+  const id = `adm-${process.pid}-${++userSeq}`;
+  const t0 = performance.now();
+  try {
+    const st = await httpPut(site.daemon.adminPort, `/api/users/${id}`, { id, name: 'Admin Change' }, timeoutMs);
+    if (st >= 300) return null;
+  } catch {
+    return null;
+  }
+  while (performance.now() - t0 < timeoutMs) {
+    if (site.sim.terminal(1)!.getUser(id) && site.sim.terminal(2)!.getUser(id)) return round(performance.now() - t0);
+    if (!site.daemon.alive) return null;
+    await sleep(10);
+  }
+  return null;
+}
+
+export interface LatencySummary {
+  n: number;
+  /** samples that did not arrive within the timeout */
+  timedOut: number;
+  medianMs: number | null;
+  maxMs: number | null;
+}
+
+export function summarize(samples: (number | null)[]): LatencySummary {
+  const ok = samples.filter((x): x is number => x !== null).sort((a, b) => a - b);
+  return { n: samples.length, timedOut: samples.length - ok.length, medianMs: ok.length ? round(percentile(ok, 50)) : null, maxMs: ok.length ? round(ok.at(-1)!) : null };
+}
+
+/** The quiet figure: a few enrollments before the attack. */
+export async function quietLatency(site: HostileSite, n = 5): Promise<LatencySummary> {
+  const out: (number | null)[] = [];
+  for (let i = 0; i < n; i++) out.push(await syncLatency(site, 10_000));
+  return summarize(out);
+}
+
+/** Enrollments one after another until `until()` says stop. */
+export function latencyLoop(site: HostileSite, fn: (s: HostileSite) => Promise<number | null> = syncLatency): { stop(): Promise<LatencySummary> } {
+  let running = true;
+  const samples: (number | null)[] = [];
+  const loop = (async () => {
+    while (running && site.daemon.alive) {
+      samples.push(await fn(site));
+      await sleep(200);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return summarize(samples);
+    },
+  };
+}
+
+// ------------------------------------------------------------------ database
+
+export function dbBytes(db: string): number {
+  let n = 0;
+  for (const f of [db, `${db}-wal`]) {
+    try {
+      n += statSync(f).size;
+    } catch {
+      // not there
+    }
+  }
+  return n;
+}
+
+/** Rows in the monitoring log (a read-only connection of its own; WAL lets it read while the daemon writes). */
+export function eventRows(db: string, type?: string): number {
+  const c = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    c.pragma('busy_timeout = 10000');
+    return (type ? c.prepare('SELECT count(*) FROM events WHERE type = ?').pluck().get(type) : c.prepare('SELECT count(*) FROM events').pluck().get()) as number;
+  } finally {
+    c.close();
+  }
+}
+
+export function terminalRows(db: string): number {
+  const c = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    return c.prepare('SELECT count(*) FROM terminals').pluck().get() as number;
+  } finally {
+    c.close();
+  }
+}
+
+export function eventsOf(db: string, terminalId: string, type: string): number {
+  const c = new Database(db, { readonly: true, fileMustExist: true });
+  try {
+    return c.prepare('SELECT count(*) FROM events WHERE terminal_id = ? AND type = ?').pluck().get(terminalId, type) as number;
+  } finally {
+    c.close();
+  }
+}
