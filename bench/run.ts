@@ -217,12 +217,12 @@ async function main() {
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
   const summary = humanSummary(out);
-  // the fault campaigns' section (bench/campaigns) is written by hand from their own runs: keep it
+  // the sections other scripts write (bench/hostile, bench/campaigns) follow this summary: keep them
   let kept = '';
   try {
     const prev = readFileSync(join(HERE, 'RESULTS.md'), 'utf8');
-    const at = prev.indexOf('\n## Fault campaigns');
-    if (at >= 0) kept = prev.slice(at);
+    const at = Math.min(...['\n## Hostile terminals', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0));
+    if (Number.isFinite(at)) kept = prev.slice(at);
   } catch {
     // no previous summary
   }
