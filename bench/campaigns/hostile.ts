@@ -193,7 +193,14 @@ createInterface({ input: client.stdout! }).on('line', (line) => {
     say(`${line} daemon rss ${last ? round1(last.rss / 2 ** 20) : '?'} MB, probes during ${latency.hostile.length}`);
   }
 });
+// the hostile process's own CPU use (it shares the two cores with everything else)
+let clientCpuMs = 0;
+const clientCpu = setInterval(() => {
+  const c = cpuMsOf(client.pid!);
+  if (Number.isFinite(c)) clientCpuMs = c;
+}, 1000);
 const clientExit = await new Promise<number | null>((r) => client.once('exit', (code) => r(code)));
+clearInterval(clientCpu);
 const hostileSec = (Date.now() - hostileStart) / 1000;
 phase = 'after';
 say(`hostile client done (exit ${clientExit}) in ${Math.round(hostileSec)} s; settling 15 s`);
@@ -267,6 +274,7 @@ const summary = {
   logLines: logLines.length,
   topLoggedReasons: topReasons,
   daemonCpuPctOfOneCore: { baseline: cpuPct('baseline'), whileHostile: cpuPct('hostile'), after: cpuPct('after') },
+  hostileClientCpuPctOfOneCore: Math.round((clientCpuMs / (hostileSec * 1000)) * 1000) / 10,
   rssMb: {
     atStart: round1((during[0]?.rss ?? NaN) / 2 ** 20),
     atEnd: round1((during.at(-1)?.rss ?? NaN) / 2 ** 20),

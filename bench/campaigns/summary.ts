@@ -4,7 +4,16 @@
 //
 //   npx tsx bench/campaigns/summary.ts [FILE]
 import { readFileSync } from 'node:fs';
-import { RESULTS_FILE } from './report.js';
+import { RESULTS_FILE, slope } from './report.js';
+
+/** RSS and heap slopes (MB/min) over the second half of the hostile phase, from the stored samples [s, rss, heap, phase]. */
+function secondHalf(samples: [number, number, number | null, string][]) {
+  const xs = samples.filter((x) => x[3] === 'hostile');
+  const half = xs.slice(Math.floor(xs.length / 2));
+  const r = slope(half.map((x) => ({ x: x[0] / 60, y: x[1] })));
+  const h = slope(half.filter((x) => x[2] !== null).map((x) => ({ x: x[0] / 60, y: x[2]! })));
+  return { rss: Math.round(r.slope * 1000) / 1000, heap: Math.round(h.slope * 1000) / 1000, from: half[0]?.[1], to: half.at(-1)?.[1] };
+}
 
 const all = JSON.parse(readFileSync(process.argv[2] ?? RESULTS_FILE, 'utf8')) as Record<string, any>;
 const L: string[] = [];
@@ -37,12 +46,14 @@ if (h) {
   L.push(`\`${h.command}\` (${h.startedAt}, ${n(h.durationSec / 60, 1)} min; ${load(h.machine)}; 1-min load during the frames up to ${h.machine.load1MaxDuring})`, '');
   const t = h.hostile;
   L.push('| measure | result |', '|---|---|');
-  L.push(`| frames sent (written to an open connection) | ${n(t.sent)} in ${n(t.seconds, 1)} s (${n(h.framesPerSecond)}/s): ${n(t.sentPreauth)} before authentication, ${n(t.sentPostauth)} after |`);
+  L.push(`| hostile frames (after authentication: confirmed read by the daemon; before: taken by the kernel on an open connection) | ${n(t.sent)} in ${n(t.seconds, 1)} s (${n(h.framesPerSecond)}/s): ${n(t.sentPreauth)} before authentication, ${n(t.sentPostauth)} after |`);
   L.push(`| mutated golden vectors by mutation | ${Object.entries(t.mutations ?? {}).map(([k, v]) => `${k} ${n(v as number)}`).join(', ')} |`);
   L.push(`| sessions | ${Object.entries(t.sessions ?? {}).map(([k, v]) => `${k} ${n(v as number)}`).join(', ')}; ${n(t.connections)} connections, ${n(t.handshakes)} authenticated |`);
   L.push(`| daemon crashes / fatal log lines / error log lines | ${h.crashes} / ${h.fatalLogLines} / ${h.errorLogLines} |`);
-  L.push(`| daemon CPU (% of one core): baseline / while hostile / after | ${h.daemonCpuPctOfOneCore?.baseline} / ${h.daemonCpuPctOfOneCore?.whileHostile} / ${h.daemonCpuPctOfOneCore?.after} |`);
+  L.push(`| daemon CPU (% of one core): baseline / while hostile / after | ${h.daemonCpuPctOfOneCore?.baseline} / ${h.daemonCpuPctOfOneCore?.whileHostile} / ${h.daemonCpuPctOfOneCore?.after}${h.hostileClientCpuPctOfOneCore !== undefined ? ` (the hostile process: ${h.hostileClientCpuPctOfOneCore})` : ''} |`);
   L.push(`| daemon RSS while hostile: start / end / max, least-squares slope | ${h.rssMb.atStart} / ${h.rssMb.atEnd} / ${h.rssMb.max} MB, ${h.rssMb.slopeMbPerMin} MB/min (R² ${h.rssMb.r2}, ${h.rssMb.samples} samples at 1 s) |`);
+  const sh = secondHalf(h.rssSamples ?? []);
+  L.push(`| ... second half of the hostile phase only | RSS ${sh.from} -> ${sh.to} MB, slope ${sh.rss} MB/min; heap slope ${sh.heap} MB/min |`);
   L.push(`| daemon heap used while hostile: start / end, slope | ${h.heapUsedMb.atStart} / ${h.heapUsedMb.atEnd} MB, ${h.heapUsedMb.slopeMbPerMin} MB/min (R² ${h.heapUsedMb.r2}, ${h.heapUsedMb.samples} samples at 5 s) |`);
   const s = h.syncLatencyMs;
   L.push(`| sync latency of the ${h.wellBehavedTerminals} well-behaved terminals, p50 / p99 (n): before | ${s.baseline.p50} / ${s.baseline.p99} ms (${s.baseline.n}) |`);
@@ -53,7 +64,8 @@ if (h) {
 for (const key of Object.keys(all).filter((k) => k.startsWith('hostile-'))) {
   const x = all[key];
   const s = x.syncLatencyMs;
-  L.push(`Variant \`${x.command}\`: ${n(x.hostile.sent)} frames in ${n(x.hostile.seconds, 1)} s, crashes ${x.crashes}, RSS slope ${x.rssMb.slopeMbPerMin} MB/min, daemon CPU ${x.daemonCpuPctOfOneCore?.baseline}% -> ${x.daemonCpuPctOfOneCore?.whileHostile}%, latency p50/p99 ${s.baseline.p50}/${s.baseline.p99} ms before, ${s.whileHostile.p50}/${s.whileHostile.p99} ms during (p99 ${s.p99Ratio}x).`, '');
+  const xh = secondHalf(x.rssSamples ?? []);
+  L.push(`Variant \`${x.command}\`: ${n(x.hostile.sent)} frames in ${n(x.hostile.seconds, 1)} s, crashes ${x.crashes}, RSS ${x.rssMb.atStart} -> ${x.rssMb.atEnd} MB, slope ${x.rssMb.slopeMbPerMin} MB/min (second half ${xh.rss}), daemon CPU ${x.daemonCpuPctOfOneCore?.baseline}% -> ${x.daemonCpuPctOfOneCore?.whileHostile}% of one core (hostile process ${x.hostileClientCpuPctOfOneCore}%), latency p50/p99 ${s.baseline.p50}/${s.baseline.p99} ms before, ${s.whileHostile.p50}/${s.whileHostile.p99} ms during (p99 ${s.p99Ratio}x).`, '');
 }
 
 const k = all.soak;
