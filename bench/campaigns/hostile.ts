@@ -96,6 +96,8 @@ interface Mem {
   rss: number;
   cpuMs: number;
   heapUsed?: number;
+  /** the daemon's largest event-loop delay since the previous scrape, ms (prom-client's nodejs_eventloop_lag_max_seconds) */
+  loopMaxMs?: number;
   phase: Phase;
 }
 type Phase = 'baseline' | 'hostile' | 'after';
@@ -111,6 +113,8 @@ const sampler = setInterval(() => {
       .then((t) => {
         const h = /^process_heap_used_bytes (\d+(?:\.\d+)?)/m.exec(t);
         if (h) m.heapUsed = Number(h[1]);
+        const lag = /^nodejs_eventloop_lag_max_seconds (\d+(?:\.\d+)?(?:e[-+]?\d+)?)/m.exec(t);
+        if (lag) m.loopMaxMs = Number(lag[1]) * 1000;
       })
       .catch(() => {});
   }
@@ -274,6 +278,12 @@ const summary = {
   logLines: logLines.length,
   topLoggedReasons: topReasons,
   daemonCpuPctOfOneCore: { baseline: cpuPct('baseline'), whileHostile: cpuPct('hostile'), after: cpuPct('after') },
+  daemonLoopDelayMaxMs: Object.fromEntries(
+    (['baseline', 'hostile', 'after'] as Phase[]).map((p) => {
+      const xs = mem.filter((m) => m.phase === p && m.loopMaxMs !== undefined).map((m) => m.loopMaxMs!);
+      return [p, { max: round1(Math.max(...xs)), p50: round1(percentile(xs, 50)), scrapes: xs.length }];
+    }),
+  ),
   hostileClientCpuPctOfOneCore: Math.round((clientCpuMs / (hostileSec * 1000)) * 1000) / 10,
   rssMb: {
     atStart: round1((during[0]?.rss ?? NaN) / 2 ** 20),

@@ -51,6 +51,7 @@ if (h) {
   L.push(`| sessions | ${Object.entries(t.sessions ?? {}).map(([k, v]) => `${k} ${n(v as number)}`).join(', ')}; ${n(t.connections)} connections, ${n(t.handshakes)} authenticated |`);
   L.push(`| daemon crashes / fatal log lines / error log lines | ${h.crashes} / ${h.fatalLogLines} / ${h.errorLogLines} |`);
   L.push(`| daemon CPU (% of one core): baseline / while hostile / after | ${h.daemonCpuPctOfOneCore?.baseline} / ${h.daemonCpuPctOfOneCore?.whileHostile} / ${h.daemonCpuPctOfOneCore?.after}${h.hostileClientCpuPctOfOneCore !== undefined ? ` (the hostile process: ${h.hostileClientCpuPctOfOneCore})` : ''} |`);
+  if (h.daemonLoopDelayMaxMs) L.push(`| daemon event-loop delay, largest per 5 s scrape (median / max): before / while hostile | ${h.daemonLoopDelayMaxMs.baseline.p50} / ${h.daemonLoopDelayMaxMs.baseline.max} ms; ${h.daemonLoopDelayMaxMs.hostile.p50} / ${h.daemonLoopDelayMaxMs.hostile.max} ms |`);
   L.push(`| daemon RSS while hostile: start / end / max, least-squares slope | ${h.rssMb.atStart} / ${h.rssMb.atEnd} / ${h.rssMb.max} MB, ${h.rssMb.slopeMbPerMin} MB/min (R² ${h.rssMb.r2}, ${h.rssMb.samples} samples at 1 s) |`);
   const sh = secondHalf(h.rssSamples ?? []);
   L.push(`| ... second half of the hostile phase only | RSS ${sh.from} -> ${sh.to} MB, slope ${sh.rss} MB/min; heap slope ${sh.heap} MB/min |`);
@@ -65,7 +66,7 @@ for (const key of Object.keys(all).filter((k) => k.startsWith('hostile-'))) {
   const x = all[key];
   const s = x.syncLatencyMs;
   const xh = secondHalf(x.rssSamples ?? []);
-  L.push(`Variant \`${x.command}\`: ${n(x.hostile.sent)} frames in ${n(x.hostile.seconds, 1)} s, crashes ${x.crashes}, RSS ${x.rssMb.atStart} -> ${x.rssMb.atEnd} MB, slope ${x.rssMb.slopeMbPerMin} MB/min (second half ${xh.rss}), daemon CPU ${x.daemonCpuPctOfOneCore?.baseline}% -> ${x.daemonCpuPctOfOneCore?.whileHostile}% of one core (hostile process ${x.hostileClientCpuPctOfOneCore}%), latency p50/p99 ${s.baseline.p50}/${s.baseline.p99} ms before, ${s.whileHostile.p50}/${s.whileHostile.p99} ms during (p99 ${s.p99Ratio}x).`, '');
+  L.push(`Variant \`${x.command}\`: ${n(x.hostile.sent)} frames in ${n(x.hostile.seconds, 1)} s, crashes ${x.crashes}, RSS ${x.rssMb.atStart} -> ${x.rssMb.atEnd} MB, slope ${x.rssMb.slopeMbPerMin} MB/min (second half ${xh.rss}), daemon CPU ${x.daemonCpuPctOfOneCore?.baseline}% -> ${x.daemonCpuPctOfOneCore?.whileHostile}% of one core (hostile process ${x.hostileClientCpuPctOfOneCore}%), ${x.daemonLoopDelayMaxMs ? `event-loop delay (largest per 5 s, median/max) ${x.daemonLoopDelayMaxMs.baseline.p50}/${x.daemonLoopDelayMaxMs.baseline.max} ms before, ${x.daemonLoopDelayMaxMs.hostile.p50}/${x.daemonLoopDelayMaxMs.hostile.max} ms during, ` : ''}latency p50/p99 ${s.baseline.p50}/${s.baseline.p99} ms before, ${s.whileHostile.p50}/${s.whileHostile.p99} ms during (p99 ${s.p99Ratio}x).`, '');
 }
 
 const k = all.soak;
