@@ -8,16 +8,16 @@
 // Connections are opened once and reused (the friendliest reading of "connect
 // or reuse a connection"); no coalescing, no batching, no parallelism, no
 // database. It speaks the same protocol with the same handshake as the daemon
-// (src/terminal/connection.ts is the server side of the handshake, and
-// src/terminal/link.ts the typed commands), against the same simulator.
+// (src/drivers/termsync/connection.ts is the server side of the handshake, and
+// src/drivers/termsync/protocol-link.ts the typed commands), against the same simulator.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { EventCode, ORIGIN_DEVICE } from '../src/codec/index.js';
 import type { UserRecord } from '../src/model/user.js';
 import type { Simulator } from '../src/sim/simulator.js';
-import { TerminalConnection } from '../src/terminal/connection.js';
-import { ProtocolLink } from '../src/terminal/link.js';
+import { TerminalConnection } from '../src/drivers/termsync/connection.js';
+import { ProtocolLink } from '../src/drivers/termsync/protocol-link.js';
 import type { Scenario } from './scenario.js';
 
 export interface NaiveResult {

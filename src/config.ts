@@ -19,12 +19,27 @@ export interface HostPort {
   port: number;
 }
 
-/** One `--terminal=ID@HOST:PORT`: a terminal the server dials. */
+/** The terminal protocols the daemon dials (one driver each, src/drivers/). */
+export const TERMINAL_PROTOCOLS = ['termsync', 'zk'] as const;
+export type TerminalProtocol = (typeof TERMINAL_PROTOCOLS)[number];
+
+/** One `--terminal=ID@HOST:PORT` (or `--terminal=zk:ID@HOST[:PORT]`): a terminal the server dials. */
 export interface TerminalEndpoint {
-  /** the terminal's deviceId (HELLO), 1..2^32-1 */
-  id: number;
+  /** termsync: the terminal's deviceId (HELLO), 1..2^32-1; zk: the terminal's name on the server (letters, digits, '.', '_', '-') */
+  id: number | string;
   host: string;
   port: number;
+  /** the terminal's protocol; absent: 'termsync' */
+  protocol?: TerminalProtocol;
+}
+
+/** One `--terminal-key=ID:PATH`: a key file for one terminal (a termsync comm key, or a ZK terminal's numeric comm key). */
+export interface TerminalKeyFile {
+  /** the terminal's ID as given to --terminal (a termsync deviceId as digits, or a ZK terminal's name) */
+  terminalId: string;
+  /** the deviceId, when the ID is a number */
+  deviceId?: number;
+  path: string;
 }
 
 export interface RunConfig {
@@ -49,7 +64,11 @@ export interface RunConfig {
   /** comm key file; required unless insecureDevKey */
   commKeyFile?: string;
   /** per-terminal comm key files (--terminal-key, repeatable) */
-  terminalKeys: { deviceId: number; path: string }[];
+  terminalKeys: TerminalKeyFile[];
+  /** the ZK comm key of every ZK terminal without a --terminal-key of its own (a file holding the number) */
+  zkPasswordFile?: string;
+  /** read and diff each ZK terminal's user table this often (edits and deletes raise no event) */
+  zkPollSec: number;
   /** use the public development key (src/sim/devkey.ts); never on a site */
   insecureDevKey: boolean;
   /** admin HTTP listener; undefined = off */
@@ -106,7 +125,9 @@ export const DEFAULT_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 51280 }
 export const RUN_DEFAULTS = {
   db: './data/termsync.db',
   terminals: [] as TerminalEndpoint[],
-  terminalKeys: [] as { deviceId: number; path: string }[],
+  terminalKeys: [] as TerminalKeyFile[],
+  zkPasswordFile: undefined,
+  zkPollSec: 30,
   listen: undefined,
   tlsListen: undefined,
   tlsCert: undefined,
@@ -227,6 +248,49 @@ export function resolveCommKey(cfg: Pick<RunConfig, 'commKeyFile' | 'insecureDev
   if (cfg.commKeyFile !== undefined) return loadCommKey(cfg.commKeyFile);
   if (cfg.insecureDevKey) return Buffer.from(DEV_COMM_KEY);
   throw new ConfigError('FLAG', '--comm-key-file is required (or --insecure-dev-key, for local testing only)');
+}
+
+/**
+ * Loads a ZK comm key file: the terminal's comm key as a number (0..4294967295,
+ * as set in the terminal's menu, Comm. > Comm Key), digits only, surrounding
+ * whitespace ignored. Refuses a file that group or others can access. Returns
+ * the digits, the form a ZK DialTarget key takes.
+ */
+export function loadZkPassword(path: string): Buffer {
+  const raw = readSecretFile(path, 'ZK comm key file');
+  const text = raw.toString('latin1').trim();
+  raw.fill(0);
+  if (!/^\d{1,10}$/.test(text) || Number(text) > 0xffff_ffff)
+    throw new ConfigError('FLAG', `ZK comm key file ${path} must hold the terminal's comm key as a number 0..4294967295 (digits only, e.g. echo 123456 > ${path})`);
+  return Buffer.from(String(Number(text)), 'latin1');
+}
+
+/** Whether a terminal endpoint is dialled with the ZK driver. */
+export function isZkTerminal(t: TerminalEndpoint): boolean {
+  return t.protocol === 'zk';
+}
+
+/**
+ * The comm key of each ZK terminal (by terminal ID), as the ZK driver's dial
+ * key: its --terminal-key file, else --zk-password-file, else none ('0', a
+ * terminal's factory setting).
+ */
+export function resolveZkKeys(cfg: Pick<RunConfig, 'terminals' | 'terminalKeys' | 'zkPasswordFile'>): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const zk = cfg.terminals.filter(isZkTerminal);
+  if (zk.length === 0) return out;
+  const site = cfg.zkPasswordFile !== undefined ? loadZkPassword(cfg.zkPasswordFile) : Buffer.from('0');
+  for (const t of zk) {
+    const own = cfg.terminalKeys.find((k) => k.terminalId === String(t.id));
+    out.set(String(t.id), own ? loadZkPassword(own.path) : site);
+  }
+  return out;
+}
+
+/** The --terminal-key files of termsync terminals (by deviceId): every one not naming a ZK terminal. */
+export function termsyncKeyFiles(cfg: Pick<RunConfig, 'terminals' | 'terminalKeys'>): { deviceId: number; path: string }[] {
+  const zkIds = new Set(cfg.terminals.filter(isZkTerminal).map((t) => String(t.id)));
+  return cfg.terminalKeys.filter((k) => k.deviceId !== undefined && !zkIds.has(k.terminalId)).map((k) => ({ deviceId: k.deviceId!, path: k.path }));
 }
 
 export const MIN_ADMIN_TOKEN_CHARS = 16;

@@ -1,6 +1,11 @@
 // The gateway daemon: one Store, one SessionManager, one SyncEngine, wired
 // together. Sessions come and go; the engine syncs; the store remembers. The
 // admin API (src/admin) and the CLI drive it through the methods below.
+//
+// Terminals speak one of several protocols. Each protocol is a TerminalDriver
+// (src/sync/ports.ts) in the daemon's driver registry, keyed by its name; a
+// terminal's `protocol` (stored with it, default 'termsync') names its driver,
+// and every driver hands the engine the same DeviceSession.
 import type { Logger } from 'pino';
 import type { Hello } from './codec/index.js';
 import { validateUser, type UserRecord } from './model/user.js';
@@ -9,7 +14,9 @@ import { DEFAULT_RETENTION, EventMaintenance } from './store/retention.js';
 import { Store } from './store/store.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine, type EngineTuning } from './sync/engine.js';
-import type { TerminalLink } from './sync/ports.js';
+import type { DeviceSession, TerminalDriver } from './sync/ports.js';
+import { termsyncDriver } from './drivers/termsync/driver.js';
+import { PROTOCOL as TERMSYNC } from './drivers/termsync/session.js';
 import { TokenBucket } from './rate-limit.js';
 import {
   bindingFor,
@@ -59,6 +66,12 @@ export interface DaemonOptions {
   dbRetryMs?: number;
   /** the sync engine's bounds on what a terminal may send (window, user lists, reconcile deadline, queue shares) */
   engine?: EngineTuning;
+  /**
+   * Drivers of further protocols, registered by their `protocol` name beside
+   * the built-in termsync driver (a terminal names its driver in
+   * DialTarget.protocol). Dial only: terminals that dial in speak termsync.
+   */
+  drivers?: TerminalDriver[];
 }
 
 export type TerminalState = 'online' | 'offline' | 'pending';
@@ -76,6 +89,8 @@ export interface TerminalView {
   model: string | null;
   firmware: string | null;
   accessGroups: number[];
+  /** the driver that speaks to it ('termsync', 'zk', ...) */
+  protocol: string;
 }
 
 export const DaemonEvent = {
@@ -104,12 +119,14 @@ export class Daemon {
   readonly store: Store;
   readonly engine: SyncEngine;
   readonly manager: SessionManager;
+  /** the driver registry: protocol name -> driver ('termsync' always; see DaemonOptions.drivers) */
+  readonly drivers: ReadonlyMap<string, TerminalDriver>;
   readonly listenPorts: number[] = [];
   /** retention and rate-limit summaries of the monitoring log (null with events: null) */
   readonly eventUpkeep: EventMaintenance | null;
   private readonly log: Logger;
   private readonly online = new Set<string>();
-  private readonly pendingLinks = new Map<string, TerminalLink>();
+  private readonly pendingLinks = new Map<string, DeviceSession>();
   /** what each pending session presented: approving it binds the ID to this */
   private readonly pendingBindings = new Map<string, Admission>();
   private readonly newDevices: TokenBucket | null;
@@ -149,7 +166,9 @@ export class Daemon {
     // Sessions are not live after a restart until they reconnect.
     for (const t of store.listTerminals()) if (t.state !== 'offline') store.updateTerminal(t.id, { state: 'offline' });
     this.engine = new SyncEngine({ ...o.engine, store, log: o.log.child({ component: 'sync' }), concurrency: o.concurrency ?? o.engine?.concurrency, dbRetryMs: o.dbRetryMs ?? o.engine?.dbRetryMs });
+    this.drivers = driverRegistry(o);
     this.manager = new SessionManager({
+      drivers: this.drivers,
       keyFor: (deviceId) => o.terminalKeys?.get(deviceId) ?? o.commKey,
       resolveDialIn: (hello, peer) => this.resolveDialIn(hello, peer),
       onConflict: (id, peer, current) => this.onConflict(id, peer, current),
@@ -181,9 +200,11 @@ export class Daemon {
   /** Adds (or updates) a terminal the server dials, approved. */
   addTerminal(t: DialTarget, accessGroups?: number[]): TerminalRow {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(t.id)) throw new Error(`terminal ID ${JSON.stringify(t.id)} must be 1..64 letters, digits, '.', '_' or '-'`);
-    const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, ...(accessGroups ? { accessGroups } : {}) });
+    const protocol = t.protocol ?? TERMSYNC;
+    if (!this.drivers.has(protocol)) throw new Error(`terminal ${t.id}: no driver for protocol ${JSON.stringify(protocol)} (known: ${[...this.drivers.keys()].join(', ')})`);
+    const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) });
     const known = this.manager.targets().find((x) => x.id === t.id);
-    if (known && (known.host !== t.host || known.port !== t.port)) this.manager.removeTarget(t.id);
+    if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) this.manager.removeTarget(t.id);
     this.manager.addTarget(t);
     return row;
   }
@@ -235,6 +256,7 @@ export class Daemon {
       model: t.model,
       firmware: t.firmware,
       accessGroups: t.accessGroups,
+      protocol: t.protocol,
     }));
   }
 
@@ -277,7 +299,7 @@ export class Daemon {
   }
 
   /** Only a pending session may be replaced, and only by one that presents what the ID is bound to. */
-  private onConflict(id: string, peer: PeerCredential, current: TerminalLink): 'refuse' | 'replace' {
+  private onConflict(id: string, peer: PeerCredential, current: DeviceSession): 'refuse' | 'replace' {
     const held = this.pendingBindings.get(id);
     if (this.pendingLinks.get(id) !== current || !held?.mismatch) return 'refuse';
     const row = this.store.getTerminal(id);
@@ -311,7 +333,7 @@ export class Daemon {
     r.loggedAt = now;
   }
 
-  private onOnline(id: string, link: TerminalLink, admission?: Admission): void {
+  private onOnline(id: string, link: DeviceSession, admission?: Admission): void {
     const row = this.store.getTerminal(id);
     const ident = link.identity;
     // Row updates are best effort: a database that refuses writes must not keep a
@@ -324,7 +346,8 @@ export class Daemon {
           model: ident.model,
           firmware: ident.firmware,
           userCapacity: ident.userCapacity,
-          maxBatch: ident.maxBatch,
+          maxBatch: link.capabilities.maxBatch,
+          protocol: ident.protocol,
           lastSeen: Date.now(),
           ...(row?.direction === 'listen' ? { address: link.remote } : {}),
         }),
@@ -349,7 +372,7 @@ export class Daemon {
     this.goOnline(id, link);
   }
 
-  private goOnline(id: string, link: TerminalLink): void {
+  private goOnline(id: string, link: DeviceSession): void {
     this.online.add(id);
     this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'online', lastSeen: Date.now() }));
     this.store.recordEventDurably({ type: DaemonEvent.TERMINAL_ONLINE, terminalId: id, detail: JSON.stringify({ remote: link.remote }) });
@@ -436,4 +459,24 @@ export class Daemon {
     await this.store.stopCheckpointer();
     this.store.close();
   }
+}
+
+/**
+ * The daemon's driver registry: the termsync driver (its terminals are dialled
+ * and accepted by the SessionManager itself; the entry names the protocol and
+ * its default port) and every driver in DaemonOptions.drivers, by protocol.
+ */
+function driverRegistry(o: DaemonOptions): Map<string, TerminalDriver> {
+  const m = new Map<string, TerminalDriver>();
+  m.set(TERMSYNC, termsyncDriver({ heartbeatSec: o.heartbeatSec ?? 10, requestTimeoutMs: o.requestTimeoutMs ?? 10_000, handshakeDeadlineMs: o.handshakeDeadlineMs, log: o.log.child({ component: 'sessions' }), logFrames: o.logFrames }));
+  // ZK (TCP 4370): `termsync run` passes zkDriver(...) (src/drivers/zk/driver.ts) in DaemonOptions.drivers (src/cli/run.ts).
+  for (const d of o.drivers ?? []) {
+    if (m.has(d.protocol)) throw new Error(`two drivers for protocol ${JSON.stringify(d.protocol)}`);
+    m.set(d.protocol, d);
+  }
+  return m;
+}
+
+function sameKey(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.equals(b));
 }

@@ -191,7 +191,10 @@ describe('no gaps', () => {
     await site.startDaemon();
     await site.waitConverged({ count: 20, timeoutMs: 20_000 });
     expect(site.daemon.store.userCount()).toBe(20);
-    expect(events(site, 'LOG_GAP').length).toBe(1);
+    expect(events(site, 'LOG_GAP').filter((e) => e.terminalId === 't1')).toHaveLength(1);
+    // t2's ring of 8 may overwrite its log of the 20 users pushed to it before it sends
+    // them: a gap within the session, also recorded and reconciled (the port's 'log-gap')
+    for (const e of events(site, 'LOG_GAP').filter((e) => e.terminalId === 't2')) expect(e.detail).toMatch(/were lost before the server read them/);
   });
 
   it('a factory-reset terminal is detected and brought back to the server records', async () => {

@@ -9,8 +9,8 @@ import { userFromJson, type UserRecord } from '../src/model/user.js';
 import type { SimTerminal } from '../src/sim/terminal.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
 import { usersEqual } from '../src/model/merge.js';
-import type { ProtocolLink } from '../src/terminal/link.js';
-import { RequestError } from '../src/terminal/connection.js';
+import type { TermsyncSession } from '../src/drivers/termsync/session.js';
+import { RequestError } from '../src/drivers/termsync/connection.js';
 import { person, prng } from './helpers/faults.js';
 import { startThrottleProxy, type ThrottleProxy } from './helpers/proxy.js';
 import { startSite, type Site } from './helpers/site.js';
@@ -27,7 +27,7 @@ afterEach(async () => {
 
 const stateOf = (s: Site, id: string) => s.daemon.terminals().find((t) => t.id === id)!.state;
 const eventsOf = (s: Site, type: string, terminalId?: string) => s.daemon.store.listEvents({ type, terminalId, limit: 10_000 });
-const linkOf = (s: Site, id: string) => s.daemon.manager.link(id) as ProtocolLink;
+const linkOf = (s: Site, id: string) => (s.daemon.manager.link(id) as TermsyncSession).link;
 
 describe('black-holed link', () => {
   it('requests in flight each fail by their own deadline and the session is destroyed', async () => {

@@ -173,7 +173,7 @@ describe('before authentication', () => {
     };
     for (let i = 0; i < 1000; i++) flood();
     cleanups.push(() => void (stop = true));
-    await waitFor(() => refused > 500, { message: 'the flood was not refused' });
+    await waitFor(() => refused > 500, { timeoutMs: 30_000, message: 'the flood was not refused' });
     const real = await Simulator.start({ terminals: 3, deviceIdBase: 3000, commKey: DEV_COMM_KEY, timing: ZERO_TIMING, dial: { host: '127.0.0.1', port }, reconnect: { minMs: 50, maxMs: 500 } });
     cleanups.push(() => real.close());
     await waitFor(() => ['3001', '3002', '3003'].every((id) => s.daemon.terminals().some((t) => t.id === id && t.state === 'online')), { timeoutMs: 15_000, message: 'real terminals did not get in during the flood' });
@@ -181,7 +181,7 @@ describe('before authentication', () => {
     await waitFor(() => s.sim.terminals[0].getUser('flood-1') !== undefined, { timeoutMs: 10_000 });
     stop = true;
     expect(opened).toBeGreaterThanOrEqual(1000);
-  });
+  }, 90_000);
 });
 
 describe('hostile frames in an authenticated session', () => {

@@ -224,6 +224,19 @@ describe('store: mergeDeviceUser', () => {
     expect(store.getCursor('A')).toEqual({ logEpoch: 8, cursor: 3 });
   });
 
+  it('users gone from a terminal are owed no longer by that terminal only; a terminal with no failures takes a batch of gone users', () => {
+    const failed = (ids: string[]) => ({ failed: ids.map((userId) => ({ userId, reason: 'UNREADABLE' })) });
+    store.mergeDeviceUsersAndAdvance([], 'A', null, [], failed(['u1', 'u2']));
+    store.mergeDeviceUsersAndAdvance([], 'B', null, [], failed(['u1']));
+    store.mergeDeviceUsersAndAdvance([], 'A', null, [], { gone: ['u1', 'never-failed'] });
+    expect(store.listPullFailures().map((f) => `${f.terminalId}/${f.userId}`)).toEqual(['A/u2', 'B/u1']);
+    // C has none: a thousand gone users change nothing and write no row
+    store.mergeDeviceUsersAndAdvance([], 'C', null, [], { gone: Array.from({ length: 1000 }, (_, i) => `g${i}`) });
+    expect(store.listPullFailures().map((f) => `${f.terminalId}/${f.userId}`)).toEqual(['A/u2', 'B/u1']);
+    store.mergeDeviceUsersAndAdvance([], 'B', null, [], { gone: ['u1'] });
+    expect(store.listPullFailures().map((f) => `${f.terminalId}/${f.userId}`)).toEqual(['A/u2']);
+  });
+
   it('mergeDeviceUsersAndAdvance is all or none', () => {
     const bad = [
       { user: deviceUser('k1'), ctx: { terminalId: 'A', eventId: 1, pushTo: ['B'] } },

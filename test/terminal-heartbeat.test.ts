@@ -1,6 +1,6 @@
 // Liveness and reconnect pacing, with fake clocks: no real time passes.
 import { describe, expect, it } from 'vitest';
-import { Heartbeat } from '../src/terminal/heartbeat.js';
+import { Heartbeat } from '../src/drivers/termsync/heartbeat.js';
 import { backoffDelay } from '../src/terminal/manager.js';
 
 function fakeClock() {

@@ -78,12 +78,12 @@ describe('termsync mapping: result codes to reasons', () => {
 
   it.each(codes.map((c) => [Status[c], c]))('%s', (name, code) => {
     expect(statusToReason(code)).toBe(want[name] ?? 'invalid');
-    expect(writeResult(code)).toEqual({ ok: false, reason: want[name] ?? 'invalid', detail: name });
+    expect(writeResult(code)).toEqual({ ok: false, reason: want[name] ?? 'invalid', detail: name, code });
   });
 
   it('OK is success; a code of a later version is invalid, named by its number', () => {
     expect(writeResult(Status.OK)).toEqual({ ok: true });
-    expect(writeResult(-999)).toEqual({ ok: false, reason: 'invalid', detail: 'STATUS_-999' });
+    expect(writeResult(-999)).toEqual({ ok: false, reason: 'invalid', detail: 'STATUS_-999', code: -999 });
   });
 
   it('the parts follow the HELLO capability bits', () => {
@@ -156,11 +156,11 @@ describe('termsync driver over loopback (real simulator)', () => {
     const { session, t } = await open();
     await t.enroll(person('1', { cards: [{ type: 1, data: 'cafe0001' }] }));
     const res = await session.putUsers([person('2', { cards: [{ type: 1, data: 'cafe0001' }] }), person('3')]);
-    expect(res).toEqual([{ ok: false, reason: 'duplicate-credential', detail: 'DUPLICATE_CARD' }, { ok: true }]);
-    expect(await session.deleteUsers(['nobody', '3'])).toEqual([{ ok: false, reason: 'not-found', detail: 'USER_NOT_FOUND' }, { ok: true }]);
+    expect(res).toEqual([{ ok: false, reason: 'duplicate-credential', detail: 'DUPLICATE_CARD', code: Status.DUPLICATE_CARD }, { ok: true }]);
+    expect(await session.deleteUsers(['nobody', '3'])).toEqual([{ ok: false, reason: 'not-found', detail: 'USER_NOT_FOUND', code: Status.USER_NOT_FOUND }, { ok: true }]);
     const read = await session.getUsers(['1', 'nobody']);
     expect(read[0]).toMatchObject({ userId: '1', user: { id: '1', name: 'Person 1' } });
-    expect(read[1]).toEqual({ userId: 'nobody', user: null, reason: 'not-found', detail: 'USER_NOT_FOUND' });
+    expect(read[1]).toEqual({ userId: 'nobody', user: null, reason: 'not-found', detail: 'USER_NOT_FOUND', code: Status.USER_NOT_FOUND });
   });
 
   it('listed digests equal digestOf() of the records the server wrote, the DISABLED bit included', async () => {

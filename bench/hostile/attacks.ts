@@ -2,9 +2,11 @@
 // or a local HTTP client against a real daemon process. Each runs at the
 // size the issue gives, bounded by a deadline and by an RSS cap so that a
 // daemon that has no bound does not take the machine with it.
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import {
   Command,
   DIGEST_BYTES,
@@ -19,6 +21,7 @@ import {
 } from '../../src/codec/index.js';
 import { EventCode, ORIGIN_DEVICE } from '../../src/codec/constants.js';
 import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
+import { DEFAULT_MAX_TERMINAL_USERS } from '../../src/sync/peer-limit.js';
 import { dbBytes, eventRows, eventsOf, httpPut, round, terminalRows, type HostileSite, type SiteOptions } from './harness.js';
 import { HostilePeer } from './peer.js';
 
@@ -79,13 +82,23 @@ function notFound(p: HostilePeer): void {
   });
 }
 
+function notFoundToo(p: HostilePeer): HostilePeer {
+  notFound(p);
+  return p;
+}
+
 function logFrame(p: HostilePeer, first: number, n: number, code: number, prefix: string): Buffer {
   const events = Array.from({ length: n }, (_, i) => ({ id: first + i, dateTime: Math.floor(Date.now() / 1000), deviceId: p.o.deviceId, userId: `${prefix}${first + i}`, code, param: ORIGIN_DEVICE, flags: 0 }));
   return encodeFrame({ kind: FrameKind.EVENT, seq: p.nextSeq(), command: Command.LOG_EVENT, payload: encodeLogEvent({ logEpoch: p.logEpoch, events }) });
 }
 
-/** Streams device-origin log events as fast as the socket takes them, from the moment the daemon subscribes. */
-function streamEvents(p: HostilePeer, code: number, prefix: string, max: number, stopAt: () => boolean): { sent: () => number; started: () => number | null } {
+/**
+ * Streams device-origin log events as fast as the socket takes them, from the
+ * moment the daemon subscribes. With `window`, never more than that many
+ * unacknowledged (a terminal that keeps to the subscription window: only the
+ * LOG_ACKs pace it); without, no regard for acknowledgements at all.
+ */
+function streamEvents(p: HostilePeer, code: number, prefix: string, max: number, stopAt: () => boolean, window?: number): { sent: () => number; started: () => number | null } {
   let sent = 0;
   let startedAt: number | null = null;
   p.on(Command.SUBSCRIBE_LOG, (_f, reply) => {
@@ -94,7 +107,15 @@ function streamEvents(p: HostilePeer, code: number, prefix: string, max: number,
     void (async () => {
       let id = 1;
       while (sent < max && !stopAt() && !p.isClosed) {
-        const n = Math.min(1000, max - sent);
+        let n = Math.min(1000, max - sent);
+        if (window !== undefined) {
+          const room = window - (id - 1 - p.lastAck);
+          if (room <= 0) {
+            await p.nextAck();
+            continue;
+          }
+          n = Math.min(n, room);
+        }
         if (!(await p.sendPaced(logFrame(p, id, n, code, prefix)))) break;
         id += n;
         sent += n;
@@ -105,28 +126,227 @@ function streamEvents(p: HostilePeer, code: number, prefix: string, max: number,
   return { sent: () => sent, started: () => startedAt };
 }
 
+export interface FloodOptions {
+  port: number;
+  deviceId: number;
+  code: number;
+  prefix: string;
+  seconds: number;
+  window?: number;
+  /** ms since the epoch */
+  deadline: number;
+}
+
+export interface FloodResult {
+  sent: number;
+  sessions: number;
+  endedByDaemon: number;
+  sec: number;
+  why: string;
+}
+
+/**
+ * One hostile terminal streaming events until `seconds` have passed since the
+ * first subscription; when the daemon ends its session it dials again at once.
+ * `halt` says why to stop early (null: go on).
+ */
+export async function floodSessions(o: FloodOptions, halt: () => string | null): Promise<FloodResult> {
+  let sent = 0;
+  let sessions = 0;
+  let endedByDaemon = 0;
+  let firstStart: number | null = null;
+  let why: string | null = null;
+  const over = () => firstStart !== null && Date.now() - firstStart > o.seconds * 1000;
+  while (!over() && Date.now() < o.deadline && (why = halt()) === null) {
+    let st: ReturnType<typeof streamEvents> | undefined;
+    let stopped = false;
+    const p = await HostilePeer.open({ port: o.port, deviceId: o.deviceId, key: KEY }, (peer) => {
+      notFound(peer);
+      st = streamEvents(peer, o.code, `${o.prefix}${sessions}-`, Number.MAX_SAFE_INTEGER, () => stopped, o.window);
+    }).catch(() => null);
+    sessions++;
+    if (!p) {
+      await sleep(50);
+      continue;
+    }
+    for (;;) {
+      firstStart ??= st!.started();
+      if (p.isClosed || over() || Date.now() > o.deadline || (why = halt()) !== null) break;
+      await sleep(20);
+    }
+    stopped = true;
+    if (p.isClosed) endedByDaemon++;
+    sent += st!.sent();
+    p.close();
+    if (why !== null) break;
+  }
+  const sec = firstStart ? round((Date.now() - firstStart) / 1000) : 0;
+  return { sent, sessions, endedByDaemon, sec, why: why ?? (over() ? `${o.seconds} s` : 'deadline') };
+}
+
+const CHILD = fileURLToPath(new URL('./attack-child.ts', import.meta.url));
+
+/** What the attack process is asked to do. */
+export type ChildTask = ({ kind: 'flood' } & FloodOptions) | { kind: 'adminhold'; port: number; seconds: number };
+
+/**
+ * Runs the attacker in a process of its own: a sender that encodes hundreds of
+ * thousands of events, or opens tens of thousands of connections, would slow
+ * the simulated well-behaved terminals living in the harness's process and
+ * charge the daemon with the harness's delay. Stops it when the daemon dies or
+ * passes the RSS cap.
+ */
+async function inChild<T>(ctx: AttackContext, task: ChildTask): Promise<T | { failed: string }> {
+  const child = fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let result: T | null = null;
+  child.on('message', (m) => (result = m as T));
+  let gone = false;
+  const exited = new Promise<void>((r) =>
+    child.once('exit', () => {
+      gone = true;
+      r();
+    }),
+  );
+  child.send(task);
+  const why = await until(ctx, () => result !== null || gone, 50);
+  if (result === null) {
+    child.kill();
+    await exited;
+    return { failed: why === 'done' ? 'the attack process ended without a result' : why };
+  }
+  await exited;
+  return result;
+}
+
+async function eventFloodSessions(ctx: AttackContext, deviceId: number, code: number, prefix: string, seconds: number, window?: number): Promise<FloodResult> {
+  const r = await inChild<FloodResult>(ctx, { kind: 'flood', port: ctx.site.listenPort, deviceId, code, prefix, seconds, window, deadline: ctx.deadline });
+  return 'failed' in r ? { sent: NaN, sessions: NaN, endedByDaemon: NaN, sec: NaN, why: r.failed } : r;
+}
+
+export interface HoldResult {
+  opened: number;
+  peakHeld: number;
+  leastHeld: number;
+  heldAtEnd: number;
+  closedByServer: number;
+  why: string;
+}
+
+/**
+ * 520 connections holding partial headers (one more header line every 2 s, as
+ * a slowloris keeps its requests alive) and 101 event streams on the admin
+ * port for `seconds`; what the server closes is opened again 50 ms later.
+ */
+export async function holdAdmin(port: number, seconds: number): Promise<HoldResult> {
+  const socks = new Set<net.Socket>();
+  let opened = 0;
+  let refused = 0;
+  let stop = false;
+  const open = (partial: boolean) =>
+    new Promise<void>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
+      s.on('error', () => {});
+      s.once('connect', () => {
+        opened++;
+        socks.add(s);
+        s.write(partial ? 'GET /healthz HTTP/1.1\r\nHost: x\r\n' : 'GET /api/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+        resolve();
+      });
+      s.on('data', () => {});
+      s.once('close', () => {
+        socks.delete(s);
+        if (!stop) {
+          refused++;
+          // a holder keeps the count up: reopen what the server closed, 50 ms later,
+          // for as long as the attack lasts (a cap on reopenings would let the
+          // attack fade before its time is up)
+          setTimeout(() => void (stop ? undefined : open(partial)), 50);
+        }
+      });
+      setTimeout(resolve, 2000);
+    });
+  const work: Promise<void>[] = [];
+  for (let i = 0; i < 520; i++) work.push(open(true));
+  for (let i = 0; i < 101; i++) work.push(open(false));
+  await Promise.all(work);
+  const trickle = setInterval(() => {
+    let n = 0;
+    for (const s of socks) if (!s.destroyed) s.write(`X-${n++}: y\r\n`);
+  }, 2000);
+  const t0 = Date.now();
+  let peakHeld = socks.size;
+  let leastHeld = socks.size;
+  while (Date.now() - t0 <= seconds * 1000) {
+    peakHeld = Math.max(peakHeld, socks.size);
+    leastHeld = Math.min(leastHeld, socks.size);
+    await sleep(100);
+  }
+  stop = true;
+  clearInterval(trickle);
+  const heldAtEnd = socks.size;
+  for (const s of socks) s.destroy();
+  return { opened, peakHeld, leastHeld, heldAtEnd, closedByServer: refused, why: `${seconds} s` };
+}
+
 export const ATTACKS: Attack[] = [
+  {
+    name: 'idle',
+    item: 0,
+    title: 'No attack (control)',
+    size: 'the same site, probes and well-behaved enrollments for 20 s with no hostile terminal',
+    deadlineSec: 20,
+    async run(ctx) {
+      const why = await until(ctx);
+      return { reached: `20 s with no attack; ${why}`, figures: { stop: why } };
+    },
+  },
   {
     name: 'listflood',
     item: 1,
     title: 'A user list that never ends',
-    size: 'LIST_USERS pages of 1,000 new entries with more=1, forever (daemon heap 768 MB)',
+    size: "LIST_USERS pages of 1,000 entries with more=1, forever (new IDs in order each page, or the same page repeated, in turn), announcing a capacity of 2,000,000 (the daemon's ceiling), dialling again for 60 s (daemon heap 768 MB)",
     deadlineSec: 60,
     site: { nodeArgs: ['--max-old-space-size=768'] },
     async run(ctx) {
+      // IDs in the listing order, so that what ends the session is the bound on
+      // the list (its length, its progress), not the order check; when the
+      // daemon ends a session the terminal dials again at once, as the crash
+      // loop of the issue did, until the deadline
       let pages = 0;
-      const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: 10_000 }, (peer) =>
-        peer.on(Command.LIST_USERS, (_f, reply) => {
-          const base = pages++ * 1000;
-          const entries = Array.from({ length: 1000 }, (_, i) => ({ userId: `flood-${base + i}`, flag: 0, version: 1, digest: DIGEST }));
-          reply(encodeListUsersResponse({ total: 10_000, more: true, entries }));
-        }),
-      );
-      const t0 = Date.now();
-      const why = await until(ctx, () => p.isClosed);
-      const sec = round((Date.now() - t0) / 1000);
-      p.close();
-      return { reached: `${pages.toLocaleString('en')} pages (${(pages * 1000).toLocaleString('en')} entries) in ${sec} s; ${why === 'done' ? 'the daemon ended the session' : why}`, figures: { pages, entries: pages * 1000, seconds: sec, stop: why, sessionEndedByDaemon: why === 'done' } };
+      let sessions = 0;
+      let maxPagesInSession = 0;
+      let refused = 0;
+      let why = 'deadline';
+      while (Date.now() < ctx.deadline) {
+        const repeat = sessions % 2 === 1;
+        let mine = 0;
+        const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7101, key: KEY, userCapacity: DEFAULT_MAX_TERMINAL_USERS }, (peer) =>
+          notFoundToo(peer).on(Command.LIST_USERS, (_f, reply) => {
+            const base = (repeat ? 0 : mine) * 1000;
+            mine++;
+            pages++;
+            const entries = Array.from({ length: 1000 }, (_, i) => ({ userId: `flood-${String(sessions).padStart(4, '0')}-${String(base + i).padStart(9, '0')}`, flag: 0, version: 1, digest: DIGEST }));
+            reply(encodeListUsersResponse({ total: DEFAULT_MAX_TERMINAL_USERS, more: true, entries }));
+          }),
+        ).catch(() => null);
+        sessions++;
+        if (!p || p.isClosed) {
+          refused++;
+          await sleep(50);
+          continue;
+        }
+        why = await until(ctx, () => p.isClosed);
+        maxPagesInSession = Math.max(maxPagesInSession, mine);
+        p.close();
+        if (why !== 'done') break;
+        why = 'deadline';
+      }
+      const sec = round((Date.now() - (ctx.deadline - 60_000)) / 1000);
+      const limits = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'PEER_LIMIT_EXCEEDED') : NaN;
+      return {
+        reached: `${sessions} sessions, ${pages.toLocaleString('en')} pages (${(pages * 1000).toLocaleString('en')} entries) in ${sec} s, at most ${maxPagesInSession} pages in one session; ${why}`,
+        figures: { sessions, refusedAtHandshake: refused, pages, entries: pages * 1000, maxPagesInSession, limitEvents: limits, seconds: sec, stop: why },
+      };
     },
   },
   {
@@ -172,24 +392,15 @@ export const ATTACKS: Attack[] = [
     name: 'logflood',
     item: 3,
     title: 'Log events beyond the window',
-    size: '12.4 M device-origin enroll events without waiting for LOG_ACK (window 1,000)',
-    deadlineSec: 30,
+    size: 'device-origin enroll events without waiting for LOG_ACK (window 1,000), as fast as one sender can, dialling again whenever the daemon ends the session, for 30 s (the issue: 12.4 M in 29 s)',
+    deadlineSec: 40,
     async run(ctx) {
-      let stopped = false;
-      let st: ReturnType<typeof streamEvents> | undefined;
-      const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7301, key: KEY }, (peer) => {
-        notFound(peer);
-        st = streamEvents(peer, EventCode.USER_ENROLL_SUCCESS, 'lf-', 12_400_000, () => stopped);
-      });
-      const why = await until(ctx, () => p.isClosed || st!.sent() >= 12_400_000);
-      stopped = true;
-      const endedByDaemon = p.isClosed;
+      const r = await eventFloodSessions(ctx, 7301, EventCode.USER_ENROLL_SUCCESS, 'lf-', 30);
       const backlog = Math.max(0, ...ctx.site.daemon.samples.map((s) => s.ingestBacklog));
-      const sec = st!.started() ? round((Date.now() - st!.started()!) / 1000) : 0;
-      p.close();
+      const limits = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'PEER_LIMIT_EXCEEDED') : NaN;
       return {
-        reached: `${st!.sent().toLocaleString('en')} events sent in ${sec} s; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : 'all sent') : why}`,
-        figures: { eventsSent: st!.sent(), seconds: sec, maxIngestBacklog: backlog, sessionEndedByDaemon: endedByDaemon, stop: why },
+        reached: `${r.sent.toLocaleString('en')} events sent in ${r.sec} s over ${r.sessions} sessions (${r.endedByDaemon} ended by the daemon); ${r.why}`,
+        figures: { eventsSent: r.sent, seconds: r.sec, sessions: r.sessions, sessionsEndedByDaemon: r.endedByDaemon, limitEvents: limits, maxIngestBacklog: backlog, stop: r.why },
       };
     },
   },
@@ -232,28 +443,19 @@ export const ATTACKS: Attack[] = [
     name: 'deleteflood',
     item: 5,
     title: 'One terminal fills the disk',
-    size: 'device-origin delete events streamed for 10 s',
-    deadlineSec: 12,
+    size: 'device-origin delete events for 10 s, keeping to the window (1,000 unacknowledged; only the LOG_ACKs pace it), dialling again if the daemon ends the session',
+    deadlineSec: 20,
     async run(ctx) {
       const rows0 = eventRows(ctx.site.db);
       const bytes0 = dbBytes(ctx.site.db);
-      let stopped = false;
-      let st: ReturnType<typeof streamEvents> | undefined;
-      const p = await HostilePeer.open({ port: ctx.site.listenPort, deviceId: 7501, key: KEY }, (peer) => {
-        st = streamEvents(peer, EventCode.USER_DELETE_SUCCESS, 'del-', Number.MAX_SAFE_INTEGER, () => stopped);
-      });
-      const why = await until(ctx, () => p.isClosed || (st!.started() !== null && Date.now() - st!.started()! > 10_000));
-      stopped = true;
-      const endedByDaemon = p.isClosed;
-      const sec = st!.started() ? (Date.now() - st!.started()!) / 1000 : 0;
-      p.close();
+      const r = await eventFloodSessions(ctx, 7501, EventCode.USER_DELETE_SUCCESS, 'del-', 10, 1000);
       await sleep(1000); // what was received is still being written
       const rows = ctx.site.daemon.alive ? eventRows(ctx.site.db) - rows0 : NaN;
       const deletes = ctx.site.daemon.alive ? eventRows(ctx.site.db, 'USER_DELETED_ON_DEVICE') : NaN;
       const bytes = dbBytes(ctx.site.db) - bytes0;
       return {
-        reached: `${st!.sent().toLocaleString('en')} delete events sent in ${round(sec)} s; ${why === 'done' ? (endedByDaemon ? 'the daemon ended the session' : '10 s') : why}`,
-        figures: { eventsSent: st!.sent(), seconds: round(sec), sessionEndedByDaemon: endedByDaemon, rowsWritten: rows, deleteRows: deletes, dbGrowthMb: round(bytes / 1048576), mbPerSec: round(bytes / 1048576 / Math.max(sec, 0.001)), stop: why },
+        reached: `${r.sent.toLocaleString('en')} delete events sent in ${r.sec} s over ${r.sessions} sessions (${r.endedByDaemon} ended by the daemon); ${r.why}`,
+        figures: { eventsSent: r.sent, seconds: r.sec, sessions: r.sessions, sessionsEndedByDaemon: r.endedByDaemon, rowsWritten: rows, deleteRows: deletes, dbGrowthMb: round(bytes / 1048576), mbPerSec: round(bytes / 1048576 / Math.max(r.sec, 0.001)), stop: r.why },
       };
     },
   },
@@ -319,52 +521,10 @@ export const ATTACKS: Attack[] = [
     size: '520 connections holding partial headers + 101 event streams, held 15 s',
     deadlineSec: 30,
     async run(ctx) {
-      const port = ctx.site.daemon.adminPort;
-      const socks = new Set<net.Socket>();
-      let opened = 0;
-      let refused = 0;
-      let stop = false;
-      const open = (partial: boolean) =>
-        new Promise<void>((resolve) => {
-          const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1' });
-          s.on('error', () => {});
-          s.once('connect', () => {
-            opened++;
-            socks.add(s);
-            s.write(partial ? 'GET /healthz HTTP/1.1\r\nHost: x\r\n' : 'GET /api/events/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
-            resolve();
-          });
-          s.on('data', () => {});
-          s.once('close', () => {
-            socks.delete(s);
-            if (!stop) {
-              refused++;
-              // a holder keeps the count up: reopen what the server closed
-              if (refused < 20_000) setTimeout(() => void open(partial), 50);
-            }
-          });
-          setTimeout(resolve, 2000);
-        });
-      const work: Promise<void>[] = [];
-      for (let i = 0; i < 520; i++) work.push(open(true));
-      for (let i = 0; i < 101; i++) work.push(open(false));
-      await Promise.all(work);
-      // trickle one header line per connection every 2 s (a slowloris keeps its requests alive)
-      const trickle = setInterval(() => {
-        let n = 0;
-        for (const s of socks) if (!s.destroyed) s.write(`X-${n++}: y\r\n`);
-      }, 2000);
-      const t0 = Date.now();
-      let peakHeld = socks.size;
-      const why = await until(ctx, () => {
-        peakHeld = Math.max(peakHeld, socks.size);
-        return Date.now() - t0 > 15_000;
-      });
-      stop = true;
-      clearInterval(trickle);
-      const heldAtEnd = socks.size;
-      for (const s of socks) s.destroy();
-      return { reached: `${opened} connections opened, ${heldAtEnd} held at the end (peak ${peakHeld}), ${refused} closed by the server; ${why}`, figures: { opened, peakHeld, heldAtEnd, closedByServer: refused, stop: why } };
+      const r = await inChild<HoldResult>(ctx, { kind: 'adminhold', port: ctx.site.daemon.adminPort, seconds: 15 });
+      if ('failed' in r) return { reached: r.failed, figures: { stop: r.failed } };
+      const { why, ...figures } = r;
+      return { reached: `${r.opened} connections opened, ${r.heldAtEnd} held at the end (peak ${r.peakHeld}, least ${r.leastHeld}), ${r.closedByServer} closed by the server; ${why}`, figures: { ...figures, stop: why } };
     },
   },
 ];

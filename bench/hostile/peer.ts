@@ -15,6 +15,7 @@ import {
   Status,
   computeProof,
   decodeHelloResponse,
+  decodeLogAck,
   decodePutUsersRequest,
   decodeUser,
   encodeAuth,
@@ -51,6 +52,9 @@ export class HostilePeer {
   readonly requests = new Map<number, number>();
   /** user IDs the daemon pushed to this peer (PUT_USERS) */
   readonly pushed: string[] = [];
+  /** the last event ID the daemon acknowledged (LOG_ACK), 0 before any */
+  lastAck = 0;
+  private ackWaiters: (() => void)[] = [];
   private seq = 0;
   private readonly decoder = new FrameDecoder({ maxPayload: MAX_PAYLOAD });
   private readonly handlers = new Map<number, Handler>();
@@ -179,7 +183,24 @@ export class HostilePeer {
     this.socket.destroy();
   }
 
+  /** Resolves at the next LOG_ACK (or when the session closes). */
+  nextAck(): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
+    return new Promise((r) => {
+      this.ackWaiters.push(r);
+      void this.closed.then(r);
+    });
+  }
+
   private onFrame(f: Frame): void {
+    if (f.command === Command.LOG_ACK && f.kind === FrameKind.EVENT) {
+      try {
+        this.lastAck = Math.max(this.lastAck, decodeLogAck(f.payload).lastEventId);
+      } catch {
+        // not ours to judge
+      }
+      for (const w of this.ackWaiters.splice(0)) w();
+    }
     if (f.command === Command.AUTH && f.kind === FrameKind.RESPONSE && f.status === Status.OK) this.authenticated = true;
     for (const w of [...this.waiters]) {
       if (w.pred(f)) {

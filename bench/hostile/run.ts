@@ -35,6 +35,8 @@ export interface HostileRun {
   underAttack: LatencySummary;
   adminUnderAttack?: LatencySummary;
   figures: Record<string, unknown>;
+  /** the machine's load average (1, 5, 15 min) when the attack started and when it ended */
+  load?: { start: number[]; end: number[] };
   /** which of the issue's targets held */
   verdict: { up: boolean; rss: boolean; loop: boolean; latency: boolean };
 }
@@ -59,6 +61,7 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
   try {
     const quiet = await quietLatency(site);
     log(`quiet sync latency: median ${quiet.medianMs} ms`);
+    const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
     const probes = new Probes(site);
     const sync = latencyLoop(site);
     const adm = a.adminLatency ? latencyLoop(site, adminPushLatency) : null;
@@ -66,6 +69,7 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
     const underAttack = await sync.stop();
     const adminUnderAttack = adm ? await adm.stop() : undefined;
     const p = await probes.stop();
+    const load = { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) };
     const worst = Math.max(underAttack.medianMs ?? Infinity, adminUnderAttack?.medianMs ?? 0);
     const verdict = {
       up: p.alive,
@@ -73,8 +77,9 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
       loop: p.loopMaxMs !== null && p.loopMaxMs < TARGET.loopMs,
       latency: underAttack.timedOut === 0 && (adminUnderAttack?.timedOut ?? 0) === 0 && quiet.medianMs !== null && worst <= quiet.medianMs * TARGET.latencyRatio,
     };
-    log(`${res.reached}; peak RSS ${p.peakRssMb} MB, loop max ${p.loopMaxMs} ms, healthz max ${p.healthz.maxMs} ms (${p.healthz.failed} failed), sync ${quiet.medianMs} -> ${underAttack.medianMs} ms (${underAttack.timedOut} timed out)`);
-    return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: arg('commit') ?? git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, verdict };
+    log(`load ${load.start[0]} -> ${load.end[0]}`);
+    log(`${res.reached}; peak RSS ${p.peakRssMb} MB, loop max ${p.loopMaxMs} ms, healthz max ${p.healthz.maxMs} ms (${p.healthz.failed} failed), harness loop max ${p.harnessLoopMaxMs} ms, sync ${quiet.medianMs} -> ${underAttack.medianMs} ms (${underAttack.timedOut} timed out)`);
+    return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: arg('commit') ?? git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, load, verdict };
   } finally {
     await site.close().catch(() => {});
   }
@@ -106,14 +111,17 @@ function markdown(runs: HostileRun[]): string {
     '',
     'Each attack of issue 14 run by `npm run bench:hostile -- --only=NAME --label=LABEL` (bench/hostile/) against the daemon in its own process',
     '(`Daemon` + admin API, `--auto-approve`, two well-behaved simulated terminals it dials, default timing model). The hostile terminal is',
-    'built from src/codec over loopback. Each run is bounded: it stops at the size the issue gives, at its deadline, or when the',
+    'built from src/codec over loopback (the event floods and adminhold run their attacker in a process of its own, bench/hostile/attack-child.ts,',
+    "so that it does not slow the simulated terminals in the harness's process). Each run is bounded: it stops at the size the issue gives, at its deadline, or when the",
     "daemon's RSS passes the cap (1,500 MB) so that a daemon without a bound does not take the machine with it.",
     'Loop delay: the largest `nodejs_eventloop_lag_max_seconds` of /metrics scraped every second; /healthz probed every 250 ms on a fresh connection',
-    "(10 s timeout); sync latency: an enrollment at one well-behaved terminal until the other holds it, quiet (5 before the attack) → under attack (median).",
+    "(10 s timeout); sync latency: an enrollment at one well-behaved terminal until the other holds it, quiet (15 before the attack, 200 ms apart, as under attack) → under attack (median). Load: the machine's 1-minute load average at the start → end of the attack.",
+    'Harness loop max: the same measure for the bench process itself, which holds the attacker and the two simulated terminals; when it is high,',
+    "part of the sync latency under attack is the harness's. Both loop figures include the 20 ms sampling interval (an idle process reads 20-30 ms).",
     `Targets (issue 14, "done when"): daemon up, RSS < ${TARGET.rssMb} MB, loop delay < ${TARGET.loopMs} ms, sync latency within 20% of quiet.`,
     '',
-    '| # | attack | label (commit) | how far it got | up | peak RSS | loop max | /healthz max (failed) | sync latency quiet → attack | admin change → terminals | other figures |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| # | attack | label (commit) | how far it got | up | peak RSS | loop max | /healthz max (failed) | sync latency quiet → attack | admin change → terminals | harness loop max | load | other figures |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const other = Object.entries(r.figures)
@@ -121,7 +129,7 @@ function markdown(runs: HostileRun[]): string {
       .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v).replace(/"/g, '') : v}`)
       .join('; ');
     lines.push(
-      `| ${r.item} | ${r.attack} | ${r.label} (${r.commit}) | ${r.reached} | ${yes(r.verdict.up)} | ${r.probes.peakRssMb} MB${r.verdict.rss ? '' : ' ✗'} | ${ms(r.probes.loopMaxMs)}${r.verdict.loop ? '' : ' ✗'} | ${ms(r.probes.healthz.maxMs)} (${r.probes.healthz.failed}/${r.probes.healthz.n}) | ${latencyText(r.quiet, r.underAttack)}${r.verdict.latency ? '' : ' ✗'} | ${latencyText(r.quiet, r.adminUnderAttack)} | ${other} |`,
+      `| ${r.item} | ${r.attack} | ${r.label} (${r.commit}) | ${r.reached} | ${yes(r.verdict.up)} | ${r.probes.peakRssMb} MB${r.verdict.rss ? '' : ' ✗'} | ${ms(r.probes.loopMaxMs)}${r.verdict.loop ? '' : ' ✗'} | ${ms(r.probes.healthz.maxMs)} (${r.probes.healthz.failed}/${r.probes.healthz.n}) | ${latencyText(r.quiet, r.underAttack)}${r.verdict.latency ? '' : ' ✗'} | ${latencyText(r.quiet, r.adminUnderAttack)} | ${ms(r.probes.harnessLoopMaxMs)} | ${r.load ? `${r.load.start[0]} → ${r.load.end[0]}` : '–'} | ${other} |`,
     );
   }
   lines.push('', `Machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} cores, Node ${process.version}; other work shares the cores.`, END);

@@ -217,10 +217,10 @@ export function mergeRunConfig(entries: FlagEntry[], flagFiles: string[] = []): 
   const at = (key: keyof RunConfig) => origins.get(key);
 
   // each terminal once, by id and by address
-  const byId = new Map<number, number>();
+  const byId = new Map<string, number>();
   const byAddr = new Map<string, number>();
   c.terminals.forEach((t: TerminalEndpoint, i) => {
-    const prevId = byId.get(t.id);
+    const prevId = byId.get(String(t.id));
     if (prevId !== undefined) {
       const first = terminalOrigins[prevId];
       const where = first === 'command line' && terminalOrigins[i] === 'command line' ? 'twice' : `already at ${originText(first)}`;
@@ -234,7 +234,7 @@ export function mergeRunConfig(entries: FlagEntry[], flagFiles: string[] = []): 
         terminalOrigins[i],
       );
     }
-    byId.set(t.id, i);
+    byId.set(String(t.id), i);
     byAddr.set(addr, i);
   });
 

@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseRate } from '../rate-limit.js';
 import { parseCidr } from '../terminal/identity.js';
 import { DEFAULT_TERMINAL_PORT } from '../codec/constants.js';
+import { ZK_DEFAULT_PORT } from '../drivers/zk/constants.js';
 import {
   LOG_LEVELS,
   RUN_DEFAULTS,
@@ -13,6 +14,7 @@ import {
   type HostPort,
   type RunConfig,
   type TerminalEndpoint,
+  type TerminalKeyFile,
 } from '../config.js';
 
 export type FlagType = 'string' | 'int' | 'bool' | 'enum' | 'hostport' | 'path' | 'repeatable';
@@ -86,8 +88,16 @@ export function parseHostPort(text: string, opts: { allowPortZero?: boolean; def
   return { host, port };
 }
 
-/** `ID@HOST[:PORT]`, ID the terminal's deviceId (1..2^32-1), PORT defaults to 51211. */
+/** A terminal's name on the server: what a ZK terminal is called (`zk:NAME@HOST`), and the form --terminal-key takes for it. */
+const TERMINAL_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * `ID@HOST[:PORT]`, ID the terminal's deviceId (1..2^32-1), PORT defaults to 51211;
+ * or `zk:ID@HOST[:PORT]`, a ZK terminal, ID its name on the server (letters,
+ * digits, '.', '_', '-'), PORT defaults to 4370.
+ */
 export function parseTerminal(raw: string, flag = '--terminal'): TerminalEndpoint {
+  if (raw.startsWith('zk:')) return parseZkTerminal(raw, flag);
   const bad = () =>
     new FlagValueError(`${flag} must be ID@HOST:PORT with ID the terminal's device id, e.g. 7@10.0.0.20:${DEFAULT_TERMINAL_PORT} (got ${JSON.stringify(raw)})`);
   const at = raw.indexOf('@');
@@ -101,13 +111,31 @@ export function parseTerminal(raw: string, flag = '--terminal'): TerminalEndpoin
   return { id, host: hp.host, port: hp.port };
 }
 
-/** `DEVICEID:PATH`: a comm key file for one terminal, overriding the site key. */
-export function parseTerminalKey(raw: string): { deviceId: number; path: string } {
-  const m = /^(\d{1,10}):(.+)$/.exec(raw);
-  const deviceId = m ? Number(m[1]) : 0;
-  if (!m || deviceId < 1 || deviceId > 0xffff_ffff)
-    throw new FlagValueError(`--terminal-key must be DEVICEID:PATH, e.g. 7:/etc/termsync/terminal-7.key (got ${JSON.stringify(raw)})`);
-  return { deviceId, path: m[2] };
+function parseZkTerminal(raw: string, flag: string): TerminalEndpoint {
+  const bad = () =>
+    new FlagValueError(
+      `${flag} for a ZK terminal must be zk:NAME@HOST[:PORT], NAME its name on the server (letters, digits, '.', '_', '-'), e.g. zk:door-1@10.0.0.30:${ZK_DEFAULT_PORT} (got ${JSON.stringify(raw)})`,
+    );
+  const rest = raw.slice(3);
+  const at = rest.indexOf('@');
+  if (at <= 0) throw bad();
+  const id = rest.slice(0, at);
+  if (!TERMINAL_NAME.test(id)) throw bad();
+  const hp = parseHostPort(rest.slice(at + 1), { defaultPort: ZK_DEFAULT_PORT });
+  if (!hp) throw bad();
+  return { id, host: hp.host, port: hp.port, protocol: 'zk' };
+}
+
+/** `ID:PATH`: a key file for one terminal (a termsync deviceId, or a ZK terminal's name), overriding the site key. */
+export function parseTerminalKey(raw: string): TerminalKeyFile {
+  const m = /^([A-Za-z0-9._-]{1,64}):(.+)$/.exec(raw);
+  const numeric = m ? /^\d+$/.test(m[1]) : false;
+  const deviceId = m && numeric ? Number(m[1]) : undefined;
+  if (!m || (numeric && (deviceId! < 1 || deviceId! > 0xffff_ffff)))
+    throw new FlagValueError(
+      `--terminal-key must be ID:PATH with ID a terminal's device id or a ZK terminal's name, e.g. 7:/etc/termsync/terminal-7.key (got ${JSON.stringify(raw)})`,
+    );
+  return deviceId !== undefined ? { terminalId: m[1], deviceId, path: m[2] } : { terminalId: m[1], path: m[2] };
 }
 
 /** `NAME` or `NAME:PORT`: a host name the admin address is reached by. */
@@ -126,7 +154,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'read flags from FILE (one --flag=value per line, # comments); command-line flags override it; repeatable' },
   { name: 'db', key: 'db', type: 'path', valueName: 'PATH', help: 'SQLite database file' },
   { name: 'terminal', key: 'terminals', type: 'repeatable', valueName: 'ID@HOST:PORT', item: parseTerminal,
-    help: `a terminal to dial (device id @ address; port defaults to ${DEFAULT_TERMINAL_PORT}); repeatable` },
+    help: `a terminal to dial (device id @ address; port defaults to ${DEFAULT_TERMINAL_PORT}), or zk:NAME@HOST[:PORT] for a ZK terminal (port defaults to ${ZK_DEFAULT_PORT}); repeatable` },
   { name: 'listen', key: 'listen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,
     help: 'accept terminals that dial in on this address (plain TCP); "off" to disable' },
   { name: 'tls-listen', key: 'tlsListen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,
@@ -140,8 +168,12 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'set and persist the sync mode; without it the stored mode is kept (initially "server")' },
   { name: 'comm-key-file', key: 'commKeyFile', type: 'path', valueName: 'PATH',
     help: 'file holding the comm key shared with the terminals (mode 0600; raw bytes or hex, at least 16 bytes); required' },
-  { name: 'terminal-key', key: 'terminalKeys', type: 'repeatable', valueName: 'DEVICEID:PATH', item: parseTerminalKey,
-    help: 'a comm key file (mode 0600) for one terminal, overriding --comm-key-file for it; repeatable' },
+  { name: 'terminal-key', key: 'terminalKeys', type: 'repeatable', valueName: 'ID:PATH', item: parseTerminalKey,
+    help: 'a comm key file (mode 0600) for one terminal (device id, or a ZK terminal\'s name), overriding --comm-key-file (--zk-password-file for a ZK terminal) for it; repeatable' },
+  { name: 'zk-password-file', key: 'zkPasswordFile', type: 'path', valueName: 'PATH',
+    help: 'file (mode 0600) holding the comm key of the ZK terminals as a number, e.g. 123456 (0 or no file: no comm key)' },
+  { name: 'zk-poll-sec', key: 'zkPollSec', type: 'int', min: 1, max: 86_400, valueName: 'SEC',
+    help: 'read each ZK terminal\'s user table this often to find edits and deletes made at it (a ZK terminal announces only new users)' },
   { name: 'insecure-dev-key', key: 'insecureDevKey', type: 'bool',
     help: 'use the public development comm key instead of --comm-key-file (simulator and demos only, never on a site)' },
   { name: 'admin-listen', key: 'adminListen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,

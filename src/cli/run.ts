@@ -6,10 +6,12 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';
-import { loadAdminToken, loadCommKey, resolveCommKey, type RunConfig } from '../config.js';
+import { isZkTerminal, loadAdminToken, loadCommKey, resolveCommKey, resolveZkKeys, termsyncKeyFiles, type RunConfig } from '../config.js';
 import { parseRate } from '../rate-limit.js';
 import { parseCidr } from '../terminal/identity.js';
 import { Daemon, type DaemonOptions } from '../daemon.js';
+import { zkDriver } from '../drivers/zk/driver.js';
+import type { DialTarget } from '../terminal/manager.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
 import { notifyReady, notifyStopping, notifyReloading, startWatchdog } from './notify.js';
@@ -36,8 +38,9 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     db: cfg.db,
     log,
     commKey,
-    terminalKeys: new Map(cfg.terminalKeys.map((k) => [k.deviceId, loadCommKey(k.path)])),
-    terminals: cfg.terminals.map((t) => ({ id: String(t.id), host: t.host, port: t.port })),
+    terminalKeys: new Map(termsyncKeyFiles(cfg).map((k) => [k.deviceId, loadCommKey(k.path)])),
+    terminals: dialTargets(cfg),
+    drivers: [zkDriver({ pollSec: cfg.zkPollSec, requestTimeoutMs: cfg.requestTimeoutMs, log: log.child({ component: 'zk' }) })],
     listen: cfg.listen ? [cfg.listen] : [],
     tlsListen,
     syncMode: cfg.syncMode,
@@ -100,13 +103,25 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
   };
 }
 
+/** The terminals the daemon dials: termsync ones by device ID, ZK ones with their comm key (reads the ZK key files). */
+export function dialTargets(cfg: RunConfig): DialTarget[] {
+  const zkKeys = resolveZkKeys(cfg);
+  return cfg.terminals.map((t) =>
+    isZkTerminal(t) ? { id: String(t.id), host: t.host, port: t.port, protocol: 'zk', key: zkKeys.get(String(t.id)) } : { id: String(t.id), host: t.host, port: t.port },
+  );
+}
+
 /** Applies a re-read configuration to a running daemon: terminals added/removed, sync mode. */
 export function applyReload(daemon: Daemon, before: RunConfig, after: RunConfig, log: Logger): void {
-  const key = (t: RunConfig['terminals'][number]) => `${t.id}@${t.host}:${t.port}`;
+  const key = (t: RunConfig['terminals'][number]) => `${t.protocol ?? 'termsync'}:${t.id}@${t.host}:${t.port}`;
   const old = new Set(before.terminals.map(key));
   const now = new Set(after.terminals.map(key));
-  for (const t of before.terminals) if (!now.has(key(t)) && !after.terminals.some((x) => x.id === t.id)) daemon.removeTerminal(String(t.id));
-  for (const t of after.terminals) if (!old.has(key(t))) daemon.addTerminal({ id: String(t.id), host: t.host, port: t.port });
+  for (const t of before.terminals) if (!now.has(key(t)) && !after.terminals.some((x) => String(x.id) === String(t.id))) daemon.removeTerminal(String(t.id));
+  // ZK terminals are handed over again with their key files re-read: a changed key redials, the same one changes nothing
+  const targets = dialTargets(after);
+  after.terminals.forEach((t, i) => {
+    if (isZkTerminal(t) || !old.has(key(t))) daemon.addTerminal(targets[i]);
+  });
   if (after.syncMode && after.syncMode !== daemon.engine.syncMode) daemon.setSyncMode(after.syncMode);
   log.info({ terminals: after.terminals.length, syncMode: daemon.engine.syncMode }, 'configuration reloaded');
 }
@@ -118,7 +133,7 @@ const RESTART_ONLY: (keyof RunConfig)[] = [
   'adminMaxStreamsPerAddress', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
   'autoApproveRate', 'autoApproveFrom', 'identityPrefixV4', 'identityPrefixV6', 'eventsKeep', 'eventsMaxAgeDays', 'eventsRate', 'eventsBurst',
   'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
-  'maxTerminalUsers', 'reconcileTimeoutSec',
+  'maxTerminalUsers', 'reconcileTimeoutSec', 'zkPollSec',
 ];
 
 /** The `run` action: returns the process exit code when the daemon stops. */

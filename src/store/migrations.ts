@@ -197,6 +197,13 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('CREATE INDEX IF NOT EXISTS users_by_name ON users(name COLLATE NOCASE, id)');
     },
   },
+  {
+    version: 5,
+    description: "terminals.protocol: the driver that speaks to the terminal ('termsync', 'zk', ...)",
+    up(db) {
+      db.exec("ALTER TABLE terminals ADD COLUMN protocol TEXT NOT NULL DEFAULT 'termsync'");
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

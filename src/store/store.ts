@@ -68,6 +68,7 @@ interface TerminalDbRow {
   model: string | null;
   firmware: string | null;
   identity: string | null;
+  protocol: string;
   created_at: number;
   updated_at: number;
 }
@@ -103,6 +104,7 @@ const TERMINAL_COLUMNS = {
   model: 'model',
   firmware: 'firmware',
   identity: 'identity',
+  protocol: 'protocol',
 } as const satisfies Record<Exclude<keyof TerminalPatch, 'accessGroups'>, string>;
 
 function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow {
@@ -122,6 +124,7 @@ function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow 
     firmware: r.firmware,
     accessGroups,
     identity: r.identity ?? null,
+    protocol: r.protocol ?? 'termsync',
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -558,7 +561,10 @@ export class Store {
       // users the terminal reported but we could not read stay owed (see pull-failures.ts);
       // users deleted on the terminal before we asked are owed no longer
       for (const f of pulls.failed ?? []) this.pullFailures.record(terminalId, f.userId, f.reason, now);
-      for (const userId of pulls.gone ?? []) this.pullFailures.clear(terminalId, userId);
+      // (one cheap check first: a terminal that lists users it cannot deliver sends a
+      // thousand of them per batch, and the usual terminal has no failures to clear)
+      const gone = pulls.gone ?? [];
+      if (gone.length > 0 && this.pullFailures.hasAny(terminalId)) for (const userId of gone) this.pullFailures.clear(terminalId, userId);
       if (advance) {
         const r = this.s.moveOrReset.run(advance.logEpoch, advance.logEpoch, advance.cursor, advance.cursor, now, terminalId);
         if (r.changes === 0) throw new StoreWriteError('CONSTRAINT', 'mergeDeviceUsersAndAdvance', `unknown terminal ${JSON.stringify(terminalId)}`);

@@ -105,13 +105,15 @@ export interface TerminalRow {
   accessGroups: number[];
   /** what the device ID is bound to (JSON of an IdentityBinding, src/terminal/identity.ts); null = not bound */
   identity: string | null;
+  /** the driver that speaks to the terminal: 'termsync' (default), 'zk', ... (src/drivers/) */
+  protocol: string;
   createdAt: number;
   updatedAt: number;
 }
 
 /** Fields a caller may set; cursor and epoch go through setCursor/advanceCursor. */
 export type TerminalPatch = Partial<
-  Pick<TerminalRow, 'deviceId' | 'address' | 'direction' | 'state' | 'approved' | 'lastSeen' | 'userCapacity' | 'maxBatch' | 'model' | 'firmware' | 'accessGroups' | 'identity'>
+  Pick<TerminalRow, 'deviceId' | 'address' | 'direction' | 'state' | 'approved' | 'lastSeen' | 'userCapacity' | 'maxBatch' | 'model' | 'firmware' | 'accessGroups' | 'identity' | 'protocol'>
 >;
 export type TerminalInput = TerminalPatch & { id: string; direction: TerminalDirection };
 

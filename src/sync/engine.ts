@@ -1,6 +1,13 @@
 // The sync engine: log ingestion, coalescing, pull, merge, fan-out and outbox
-// replay. It sees terminals only as TerminalLink (ports.ts) and the database only
-// through the Store's methods; no sockets, no SQL here.
+// replay. It sees terminals only as DeviceSession (ports.ts: facts, reasons,
+// capabilities; no protocol's codes) and the database only through the Store's
+// methods; no sockets, no SQL, nothing of any codec here.
+//
+// It adapts to what a driver declares: a terminal with a cursor-ordered event
+// log is read from the stored cursor (a new epoch or a gap: compare user
+// lists); one without (eventLog 'none') is compared at every connect. Listings
+// of digests are compared with the driver's digestOf, whole records with the
+// model's sameForTerminal (parts the terminal cannot carry are no difference).
 //
 // Scheduling. Every terminal has a lane: at most one job of that terminal runs at
 // a time (a terminal serves one command at a time). A lane with work submits
@@ -15,13 +22,12 @@
 import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { EventCode, ORIGIN_DEVICE, Status, UserFlag, statusName } from '../codec/constants.js';
-import type { EventRecord } from '../model/event.js';
+import { sameForTerminal } from '../model/merge.js';
 import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
-import type { GetUserResult, TerminalLink, UserIndexEntry } from './ports.js';
+import { DriverError, type DeviceFact, type DeviceSession, type ReadResult, type RefusalReason, type UserListing, type WriteResult } from './ports.js';
 import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
@@ -64,10 +70,12 @@ export const EngineEvent = {
   PEER_LIMIT_EXCEEDED: 'PEER_LIMIT_EXCEEDED',
 } as const;
 
-const PULL_CODES = new Set<number>([EventCode.USER_ENROLL_SUCCESS, EventCode.USER_UPDATE_SUCCESS, EventCode.USER_PARTIAL_UPDATE_SUCCESS]);
-const DELETE_CODES = new Set<number>([EventCode.USER_DELETE_SUCCESS, EventCode.USER_DELETE_ALL_SUCCESS]);
-/** The terminal's user store was wiped: bring it back to the server's records. */
-const RESET_CODES = new Set<number>([EventCode.FACTORY_RESET, EventCode.DATABASE_RESET]);
+/** wait before asking a busy terminal again (a refusal 'busy'), doubling up to the max; reset by a step that went through */
+const BUSY_RETRY_MIN_MS = 500;
+const BUSY_RETRY_MAX_MS = 30_000;
+
+/** A device fact that names a user changed at the terminal (to pull). */
+const isDeviceChange = (f: DeviceFact) => f.kind === 'user-changed' && f.origin === 'device' && f.userId !== undefined && f.userId !== '';
 
 export interface EngineOptions {
   store: Store;
@@ -76,7 +84,7 @@ export interface EngineOptions {
   concurrency?: number;
   /** delay before retrying a batch whose database write failed, doubling to 30 s */
   dbRetryMs?: number;
-  /** events a terminal may have sent and not had acknowledged (the SUBSCRIBE_LOG window); more ends its session */
+  /** facts a terminal may have sent and not had acknowledged (its driver enforces it; termsync: the SUBSCRIBE_LOG window); more ends its session */
   subscribeWindow?: number;
   /** most users a terminal may list (besides the capacity it announced); more ends its session (--max-terminal-users) */
   maxTerminalUsers?: number;
@@ -107,25 +115,45 @@ export interface EngineStats {
 
 type Task = 'ingest' | 'push' | 'reconcile' | 'repull';
 
+/** One ingest step: the facts taken from a lane's inbox and the users pulled for them (see ingest, mergeAndAck). */
+interface IngestStep {
+  lane: Lane;
+  link: DeviceSession;
+  /** the lane's generation when the facts were taken (a reset meanwhile makes them stale) */
+  gen: number;
+  pulled: ReadResult[];
+  /** user -> the ref of the last fact in this step that named it */
+  wanted: Map<string, number>;
+  users: string[];
+  /** facts taken from the inbox */
+  take: number;
+  /** ref of the last fact taken */
+  lastRef: number;
+  /** users deleted on the terminal */
+  deletes: DeviceFact[];
+  /** the terminal's user store was wiped: compare user lists */
+  reset: boolean;
+  /** facts were lost: compare user lists (the cursor does not advance past the gap) */
+  gap: DeviceFact | null;
+}
+
 interface Lane {
   id: string;
-  link: TerminalLink | null;
-  /** events received and not yet processed, ascending */
-  inbox: EventRecord[];
-  /** terminal's log epoch as seen in this session */
+  link: DeviceSession | null;
+  /** facts received and not yet processed, in ref order (the driver checks the order and the window) */
+  inbox: DeviceFact[];
+  /** terminal's feed epoch as seen in this session */
   epoch: number;
-  /** highest event ID handed to us in this session (processed or queued) */
-  seen: number;
-  /** where this session's subscription started */
+  /** where this session's feed started */
   subscribedFrom: number;
-  /** highest event ID processed in this session */
+  /** highest ref processed in this session */
   processed: number;
-  /** highest event ID received in this session under the current epoch (null: none yet); IDs must ascend past it */
-  rxLast: number | null;
   /** bumped when the terminal's log resets while connected: work begun before belongs to the old log */
   gen: number;
-  /** IDs of the events received and not yet acknowledged, ascending (at most the window; see onEvents) */
-  flight: number[];
+  /** wait before the next retry after the terminal answered 'busy' (doubles; reset by a step that went through) */
+  busyRetryMs: number;
+  /** the session is attached and its feed not yet started (idle() waits for it) */
+  starting: boolean;
   /** its last job took long, or ran past its slice: its jobs share the slow part of the slots */
   slow: boolean;
   /** wait before retrying an abandoned reconcile (doubles; reset by one that finishes) */
@@ -141,7 +169,7 @@ interface Lane {
   /** user ID -> time its device event arrived (for pull-to-push latency) */
   arrivals: Map<string, number>;
   /** the PUT_USERS batch sent and not yet answered (see pushSome) */
-  inflight: { link: TerminalLink; users: Set<string>; last: { enqueuedAt: number; userId: string }; done: Promise<void> } | null;
+  inflight: { link: DeviceSession; users: Set<string>; last: { enqueuedAt: number; userId: string }; done: Promise<void> } | null;
   lastTask: Task | null;
   /** users whose earlier pull failed (pull_failures), to pull again in this session */
   repull: Set<string>;
@@ -238,20 +266,26 @@ export class SyncEngine {
   // --------------------------------------------------------------- sessions
 
   /** A terminal's session is up: catch up on its log, subscribe, deliver its outbox. */
-  async attach(terminalId: string, link: TerminalLink): Promise<void> {
+  async attach(terminalId: string, link: DeviceSession): Promise<void> {
     const lane = this.lane(terminalId);
     lane.link = link;
     lane.inbox = [];
     lane.arrivals.clear();
     link.onClose(() => {
-      if (lane.link === link) lane.link = null;
+      if (lane.link === link) {
+        lane.link = null;
+        lane.starting = false;
+      }
     });
+    lane.starting = true;
     try {
       await this.startLog(lane, link);
     } catch (e) {
       if (!link.closed) this.log.warn({ terminal: terminalId, err: (e as Error).message }, 'log catch-up failed; closing session');
       link.close(`log catch-up failed: ${(e as Error).message}`);
       return;
+    } finally {
+      if (lane.link === link) lane.starting = false;
     }
     lane.catchingUp = true;
     this.loadPullFailures(lane);
@@ -281,6 +315,7 @@ export class SyncEngine {
     const lane = this.lanes.get(terminalId);
     if (!lane) return;
     lane.link = null;
+    lane.starting = false;
     lane.inbox = [];
     if (lane.retryTimer) clearTimeout(lane.retryTimer);
     lane.retryTimer = null;
@@ -321,7 +356,7 @@ export class SyncEngine {
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.onIdle();
-      const busy = [...this.lanes.values()].some((l) => l.link && (l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
+      const busy = [...this.lanes.values()].some((l) => l.link && (l.starting || l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
       if (!busy) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -343,69 +378,51 @@ export class SyncEngine {
 
   // ------------------------------------------------------------ log intake
 
-  private async startLog(lane: Lane, link: TerminalLink): Promise<void> {
+  private async startLog(lane: Lane, link: DeviceSession): Promise<void> {
     const pos = this.store.getCursor(lane.id) ?? { logEpoch: null, cursor: 0 };
-    const info = await link.info();
-    lane.epoch = info.logEpoch;
+    const info = await link.feedState();
+    lane.epoch = info.epoch;
     let cursor = pos.cursor;
     let reason: string | null = null;
-    if (pos.logEpoch === null) reason = 'first contact';
-    else if (pos.logEpoch !== info.logEpoch || info.lastEventId < pos.cursor) reason = 'terminal was reset (event IDs restarted)';
-    else if (info.firstEventId > pos.cursor + 1) reason = `log gap: events ${pos.cursor + 1}..${info.firstEventId - 1} were overwritten before the server read them`;
+    let record: string | null = null;
+    if (link.capabilities.eventLog === 'none') {
+      // No log to resume from: what changed while it was away is found by comparing users.
+      reason = pos.logEpoch === null ? 'first contact' : 'the terminal keeps no event log: users compared at every connect';
+    } else if (pos.logEpoch === null) reason = 'first contact';
+    else if (pos.logEpoch !== info.epoch || info.lastRef < pos.cursor) {
+      record = EngineEvent.TERMINAL_RESET;
+      reason = 'terminal was reset (event IDs restarted)';
+    } else if (info.firstRef > pos.cursor + 1) {
+      record = EngineEvent.LOG_GAP;
+      reason = `log gap: events ${pos.cursor + 1}..${info.firstRef - 1} were overwritten before the server read them`;
+    }
     if (reason) {
       // The log can no longer say what changed: reconcile by comparing users, then
       // continue from the terminal's newest event.
       this.log.info({ terminal: lane.id, reason }, 'reconciling terminal by user list');
-      if (pos.logEpoch !== null) {
-        this.emitEvent(reason.startsWith('log gap') ? EngineEvent.LOG_GAP : EngineEvent.TERMINAL_RESET, lane.id, null, reason);
-      }
+      if (record) this.emitEvent(record, lane.id, null, reason);
       // The cursor and epoch are stored only once the reconcile succeeded (in
       // reconcile()), so a crash before that reconciles again after restart.
       lane.wantReconcile = true;
-      cursor = info.lastEventId;
+      cursor = info.lastRef;
     }
-    // SUBSCRIBE_LOG delivers the backlog after the cursor first (the catch-up),
-    // then live events, paced by our acknowledgements.
-    lane.seen = lane.subscribedFrom = lane.processed = cursor;
-    lane.rxLast = null;
-    lane.flight = [];
-    await link.subscribe(cursor, (epoch, events) => this.onEvents(lane, link, epoch, events), this.window);
+    // The feed delivers the backlog after the cursor first (the catch-up), then
+    // live facts, paced by our acknowledgements.
+    lane.subscribedFrom = lane.processed = cursor;
+    await link.watch(cursor, (epoch, facts) => this.onFacts(lane, link, epoch, facts), {
+      window: this.window,
+      onLimit: (e) => this.peerLimit(lane, link, e.limit, e.figures, e.message),
+    });
     if (reason) this.schedule(lane);
   }
 
-  private onEvents(lane: Lane, link: TerminalLink, epoch: number, events: EventRecord[]): void {
+  private onFacts(lane: Lane, link: DeviceSession, epoch: number, facts: DeviceFact[]): void {
     if (lane.link !== link || link.closed) return;
     if (epoch !== lane.epoch) this.logReset(lane, epoch);
-    // Within an epoch, event IDs strictly ascend over the whole session (PROTOCOL.md):
-    // a terminal that sends one that does not is not trusted further. Nothing of this
-    // batch is taken, and nothing after it is acknowledged (the session ends).
-    let last = lane.rxLast;
-    for (const e of events) {
-      if (last !== null && e.id <= last) {
-        const reason = `event IDs do not ascend: ${e.id} after ${last} in log epoch ${epoch}`;
-        this.log.warn({ terminal: lane.id, eventId: e.id, after: last }, `${reason}; closing session`);
-        void link.close(reason);
-        return;
-      }
-      last = e.id;
-    }
-    lane.rxLast = last;
-    // The window: the terminal may have at most `window` events sent and not acknowledged.
-    // One that streams past it is cut off before its events cost memory.
-    let fresh = 0;
-    for (const e of events) if (e.id > lane.seen) fresh++;
-    if (lane.flight.length + fresh > this.window) {
-      this.peerLimit(lane, link, 'window', { window: this.window, unacknowledged: lane.flight.length + fresh }, `more than ${this.window} events sent without acknowledgement (the subscription window)`);
-      return;
-    }
     const t = this.now();
-    for (const e of events) {
-      // IDs up to where the subscription started, resent right after it: processed already
-      if (e.id <= lane.seen) continue;
-      lane.seen = e.id;
-      lane.flight.push(e.id);
-      lane.inbox.push(e);
-      if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && !lane.arrivals.has(e.userId)) lane.arrivals.set(e.userId, t);
+    for (const f of facts) {
+      lane.inbox.push(f);
+      if (isDeviceChange(f) && !lane.arrivals.has(f.userId!)) lane.arrivals.set(f.userId!, t);
     }
     this.schedule(lane);
   }
@@ -413,7 +430,7 @@ export class SyncEngine {
   /**
    * The terminal's log restarted under a new epoch while the session stays up (a
    * factory or database reset): record it, take the new epoch, reconcile by user
-   * list within this session, and process the new epoch's events, whose IDs start
+   * list within this session, and process the new epoch's facts, whose refs start
    * again. Work begun on the old log is not acknowledged (see gen).
    */
   private logReset(lane: Lane, epoch: number): void {
@@ -424,25 +441,15 @@ export class SyncEngine {
     lane.epoch = epoch;
     lane.inbox = [];
     lane.arrivals.clear();
-    lane.seen = lane.subscribedFrom = lane.processed = 0;
-    lane.rxLast = null;
-    lane.flight = [];
+    lane.subscribedFrom = lane.processed = 0;
     lane.wantReconcile = true;
-  }
-
-  /** Acknowledges the terminal's events up to `lastId` (all processed) and frees their place in the window. */
-  private ack(lane: Lane, link: TerminalLink, lastId: number): void {
-    let k = 0;
-    while (k < lane.flight.length && lane.flight[k] <= lastId) k++;
-    if (k) lane.flight.splice(0, k);
-    link.ack(lastId);
   }
 
   /**
    * A terminal went past a bound the server sets: record it (PEER_LIMIT_EXCEEDED,
    * with the bound and the figures, never personal data), log it, end the session.
    */
-  private peerLimit(lane: Lane, link: TerminalLink, limit: string, figures: Record<string, number | string>, message: string): void {
+  private peerLimit(lane: Lane, link: DeviceSession, limit: string, figures: Record<string, number | string>, message: string): void {
     if (link.closed) return;
     this.log.warn({ terminal: lane.id, limit, ...figures }, `${message}; closing session`);
     this.emitEvent(EngineEvent.PEER_LIMIT_EXCEEDED, lane.id, null, JSON.stringify({ limit, ...figures }));
@@ -454,7 +461,7 @@ export class SyncEngine {
   private lane(id: string): Lane {
     let l = this.lanes.get(id);
     if (!l) {
-      l = { id, link: null, inbox: [], epoch: 0, seen: 0, subscribedFrom: 0, processed: 0, rxLast: null, gen: 0, flight: [], reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, slow: false, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
+      l = { id, link: null, inbox: [], epoch: 0, subscribedFrom: 0, processed: 0, gen: 0, busyRetryMs: BUSY_RETRY_MIN_MS, starting: false, reconcileRetryMs: this.reconcileRetryMs, reconcileTimer: null, slow: false, wantPush: false, catchingUp: false, wantReconcile: false, running: false, dbRetryMs: this.baseDbRetry, retryTimer: null, arrivals: new Map(), repull: new Set(), inflight: null, lastTask: null, merging: false, lastIngestAt: 0, batchLimit: Infinity };
       this.lanes.set(id, l);
     }
     return l;
@@ -592,15 +599,35 @@ export class SyncEngine {
       else if (task === 'reconcile') await this.reconcile(lane, link);
       else if (task === 'repull') await this.repull(lane, link);
       else await this.pushSome(lane, link);
+      if (!lane.retryTimer) lane.busyRetryMs = BUSY_RETRY_MIN_MS;
     } catch (e) {
       if (e instanceof StoreWriteError) this.dbFailed(lane, e);
       else if (e instanceof PeerLimitError) this.peerLimit(lane, link, e.limit, e.figures, e.message);
       else if (e instanceof ReconcileTimeout) this.reconcileAbandoned(lane, e);
+      else if (e instanceof DriverError && e.reason === 'busy' && !link.closed) this.busyLater(lane, e.message);
       else if (!link.closed) {
         this.log.warn({ terminal: lane.id, task, err: (e as Error).message }, 'terminal request failed; closing session');
         link.close(`${task} failed: ${(e as Error).message}`);
       }
     }
+  }
+
+  /**
+   * The terminal is busy: the session stays, the lane's work waits (nothing
+   * acknowledged, pushes stay in the outbox) and is tried again later, the wait
+   * doubling while the terminal stays busy.
+   */
+  private busyLater(lane: Lane, why: string): void {
+    if (lane.retryTimer) return;
+    const wait = lane.busyRetryMs;
+    lane.busyRetryMs = Math.min(BUSY_RETRY_MAX_MS, wait * 2);
+    this.log.info({ terminal: lane.id, retryInMs: wait, why }, 'terminal busy; trying again later');
+    lane.retryTimer = setTimeout(() => {
+      lane.retryTimer = null;
+      if (lane.link && lane.repull.size === 0 && this.pullEnabled()) this.loadPullFailures(lane);
+      this.schedule(lane);
+    }, wait);
+    lane.retryTimer.unref?.();
   }
 
   /** The database refused a write: record it, keep the terminal's cursor, retry later. */
@@ -635,7 +662,7 @@ export class SyncEngine {
    * again after the retry delay, and after a restart they are read again from
    * the terminal.
    */
-  private async ingest(lane: Lane, link: TerminalLink): Promise<void> {
+  private async ingest(lane: Lane, link: DeviceSession): Promise<void> {
     // A terminal logging fast (a burst of enrollments at it, or its log of our own
     // pushes) is read in batches: one ingest per INGEST_LINGER_MS at most unless a
     // whole batch is waiting. A lone event after a quiet spell goes at once.
@@ -645,38 +672,41 @@ export class SyncEngine {
     if (lane.link !== link || lane.inbox.length === 0) return;
     // at most PULL_BATCH users per pull: one merge transaction fans each user out to
     // every terminal (an outbox row each), and it runs without yielding
-    const batchMax = Math.min(link.identity.maxBatch, PULL_BATCH);
+    const batchMax = Math.min(link.capabilities.maxBatch, PULL_BATCH);
     const users: string[] = [];
-    /** user -> the last event in this batch that named it */
+    /** user -> the last fact in this batch that named it */
     const wanted = new Map<string, number>();
     let take = 0;
-    const deletes: EventRecord[] = [];
+    const deletes: DeviceFact[] = [];
     let reset = false;
+    let gap: DeviceFact | null = null;
     for (; take < lane.inbox.length; take++) {
-      const e = lane.inbox[take];
-      if (e.param === ORIGIN_DEVICE && PULL_CODES.has(e.code) && e.userId && this.pullEnabled()) {
-        if (!wanted.has(e.userId)) {
+      const f = lane.inbox[take];
+      if (isDeviceChange(f) && this.pullEnabled()) {
+        const userId = f.userId!;
+        if (!wanted.has(userId)) {
           if (users.length >= batchMax) break;
-          users.push(e.userId);
+          users.push(userId);
         }
-        wanted.set(e.userId, e.id);
-      } else if (e.param === ORIGIN_DEVICE && DELETE_CODES.has(e.code)) {
-        deletes.push(e);
-      }
-      if (RESET_CODES.has(e.code)) reset = true;
+        wanted.set(userId, f.ref);
+      } else if (f.kind === 'user-deleted' && f.origin === 'device') {
+        deletes.push(f);
+      } else if (f.kind === 'log-reset') reset = true;
+      else if (f.kind === 'log-gap') gap ??= f;
     }
     const batch = lane.inbox.slice(0, take);
-    const lastId = batch[batch.length - 1].id;
+    const lastRef = batch[batch.length - 1].ref;
     const gen = lane.gen;
     const pulled = users.length ? await link.getUsers(users) : [];
-    if (pulled.length === 0) return this.mergeAndAck(lane, link, gen, pulled, wanted, users, take, lastId, deletes, reset);
+    const step: IngestStep = { lane, link, gen, pulled, wanted, users, take, lastRef, deletes, reset, gap };
+    if (pulled.length === 0) return this.mergeAndAck(step);
     // The merge is the heaviest synchronous step (every user fans out to every
     // terminal): it waits for its own turn of the event loop WITHOUT holding the
     // lane, so this terminal's pushes go on meanwhile; no further ingest (nor a
-    // reconcile) of this lane starts before it is merged, so events stay in order.
+    // reconcile) of this lane starts before it is merged, so facts stay in order.
     lane.merging = true;
     const merged = this.turn()
-      .then(() => this.mergeAndAck(lane, link, gen, pulled, wanted, users, take, lastId, deletes, reset))
+      .then(() => this.mergeAndAck(step))
       .catch((e) => {
         if (!link.closed) {
           this.log.warn({ terminal: lane.id, err: (e as Error).message }, 'merge failed; closing session');
@@ -691,34 +721,25 @@ export class SyncEngine {
     this.merging.add(merged);
   }
 
-  private mergeAndAck(
-    lane: Lane,
-    link: TerminalLink,
-    gen: number,
-    pulled: Awaited<ReturnType<TerminalLink['getUsers']>>,
-    wanted: Map<string, number>,
-    users: string[],
-    take: number,
-    lastId: number,
-    deletes: EventRecord[],
-    reset: boolean,
-  ): void {
+  private mergeAndAck(o: IngestStep): void {
+    const { lane, link, gen, pulled, wanted, users, take, lastRef, deletes } = o;
     this.stats.pulls += pulled.length;
-    const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
     // the terminal list is read only when there is something to fan out (most batches in a
     // burst are the terminals' own logs of our pushes: nothing to pull)
     const targets = pulled.length ? this.pushTargets(lane.id) : [];
-    const out = this.pullOutcome(lane, pulled, targets, (userId) => wanted.get(userId) ?? lastId);
-    merges.push(...out.merges);
+    const out = this.pullOutcome(lane, link, pulled, targets, (userId) => wanted.get(userId) ?? lastRef);
     let results: MergeResult[];
     try {
       // While a reconcile is pending the cursor stays where it is (see startLog).
       // Users that could not be read are recorded in the same transaction that
-      // advances the cursor, so their events are acknowledged only once they are owed.
-      const current = lane.gen === gen; // false: the log was reset meanwhile; these events were of the old one
-      const advance = lane.wantReconcile || !current ? null : { cursor: lastId, logEpoch: lane.epoch };
-      const events = [...out.events, ...deletes.map((e) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: e.userId, detail: JSON.stringify({ eventId: e.id }) }))];
-      results = this.store.mergeDeviceUsersAndAdvance(merges, lane.id, advance, events, { failed: out.failed, gone: out.gone });
+      // advances the cursor, so their facts are acknowledged only once they are owed.
+      const current = lane.gen === gen; // false: the log was reset meanwhile; these facts were of the old one
+      const advance = lane.wantReconcile || o.gap || !current ? null : { cursor: lastRef, logEpoch: lane.epoch };
+      const events = [
+        ...out.events,
+        ...deletes.map((f) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: f.userId ?? null, detail: JSON.stringify(f.userId ? { eventId: f.ref } : { eventId: f.ref, what: f.detail ?? 'every user' }) })),
+      ];
+      results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, advance, events, { failed: out.failed, gone: out.gone });
     } catch (e) {
       if (e instanceof StoreWriteError) return this.dbFailed(lane, e, users);
       throw e;
@@ -728,8 +749,8 @@ export class SyncEngine {
     // one began: the new session's inbox is its own (it re-reads from the cursor).
     if (lane.link === link && lane.gen === gen) {
       lane.inbox.splice(0, take);
-      lane.processed = lastId;
-      this.ack(lane, link, lastId);
+      lane.processed = lastRef;
+      link.ack(lastRef);
     }
     const touched = new Set<string>();
     for (const r of results) {
@@ -739,35 +760,47 @@ export class SyncEngine {
       for (const t of r.enqueued) touched.add(t);
       this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
     }
-    for (const e of deletes) this.notify(EngineEvent.USER_DELETED_ON_DEVICE, lane.id, e.userId);
+    for (const f of deletes) this.notify(EngineEvent.USER_DELETED_ON_DEVICE, lane.id, f.userId);
     this.pullFailed(lane, out.failed);
-    if (reset) lane.wantReconcile = true;
+    if (o.reset) lane.wantReconcile = true;
+    if (o.gap && lane.gen === gen && !lane.wantReconcile) {
+      // facts were lost while connected: only a comparison of user lists can say what changed
+      const reason = o.gap.detail ?? 'facts were lost before the server read them';
+      this.log.info({ terminal: lane.id, reason }, 'reconciling terminal by user list');
+      this.emitEvent(EngineEvent.LOG_GAP, lane.id, null, reason);
+      lane.wantReconcile = true;
+    }
+    if (out.busy) this.busyLater(lane, 'the terminal answered busy for users pulled');
     this.kickPushes([...touched]);
   }
 
   /**
    * Sorts a pull's results: records to merge, users the terminal no longer holds
-   * (USER_NOT_FOUND: deleted again before we asked; not a failure) and users
-   * whose record could not be read (failures, with a monitoring event each).
+   * ('not-found': deleted again before we asked; not a failure) and users whose
+   * record could not be read (failures, with a monitoring event each; those of a
+   * busy terminal are pulled again later in the session).
    */
-  private pullOutcome(lane: Lane, pulled: GetUserResult[], targets: string[], eventIdOf: (userId: string) => number) {
+  private pullOutcome(lane: Lane, link: DeviceSession, pulled: ReadResult[], targets: string[], refOf: (userId: string) => number) {
     const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
     const failed: { userId: string; reason: string }[] = [];
     const gone: string[] = [];
     const events: { type: string; terminalId: string; userId: string; detail: string }[] = [];
+    const parts = link.capabilities.parts;
+    let busy = false;
     for (const r of pulled) {
       if (r.user) {
         const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
-        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: eventIdOf(r.userId), pushTo: scoped } });
-      } else if (r.status === Status.USER_NOT_FOUND) {
+        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: refOf(r.userId), pushTo: scoped, parts } });
+      } else if (r.reason === 'not-found') {
         gone.push(r.userId);
       } else {
-        failed.push({ userId: r.userId, reason: r.reason });
-        // the reason names what was wrong (a status or a decoder message), never record contents
-        events.push({ type: EngineEvent.USER_PULL_FAILED, terminalId: lane.id, userId: r.userId, detail: JSON.stringify({ status: statusName(r.status), reason: r.reason, eventId: eventIdOf(r.userId) }) });
+        if (r.reason === 'busy') busy = true;
+        failed.push({ userId: r.userId, reason: r.detail });
+        // the detail names what was wrong (a result code or a decoder message), never record contents
+        events.push({ type: EngineEvent.USER_PULL_FAILED, terminalId: lane.id, userId: r.userId, detail: JSON.stringify({ status: r.reason, reason: r.detail, eventId: refOf(r.userId) }) });
       }
     }
-    return { merges, failed, gone, events };
+    return { merges, failed, gone, events, busy };
   }
 
   private pullFailed(lane: Lane, failed: { userId: string; reason: string }[]): void {
@@ -779,14 +812,14 @@ export class SyncEngine {
   }
 
   /** Pulls again users whose earlier pull failed; clears the rows of those read (or gone). */
-  private async repull(lane: Lane, link: TerminalLink): Promise<void> {
-    const ids = [...lane.repull].slice(0, Math.min(link.identity.maxBatch, PULL_BATCH));
+  private async repull(lane: Lane, link: DeviceSession): Promise<void> {
+    const ids = [...lane.repull].slice(0, Math.min(link.capabilities.maxBatch, PULL_BATCH));
     for (const id of ids) lane.repull.delete(id);
     try {
       const pulled = await link.getUsers(ids);
       await this.turn();
       if (lane.link !== link) return;
-      const out = this.pullOutcome(lane, pulled, this.pushTargets(lane.id), () => 0);
+      const out = this.pullOutcome(lane, link, pulled, this.pushTargets(lane.id), () => 0);
       const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
       this.stats.pulls += out.merges.length;
       const touched = new Set<string>();
@@ -795,6 +828,7 @@ export class SyncEngine {
         this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
       }
       this.pullFailed(lane, out.failed);
+      if (out.busy) this.busyLater(lane, 'the terminal answered busy for users pulled again');
       this.kickPushes([...touched]);
     } catch (e) {
       if (lane.link === link) for (const id of ids) lane.repull.add(id);
@@ -832,9 +866,9 @@ export class SyncEngine {
    * the server between two batches; at most two batches per terminal are in
    * flight. The step ends once the previous batch is answered and acknowledged.
    */
-  private async pushSome(lane: Lane, link: TerminalLink): Promise<void> {
+  private async pushSome(lane: Lane, link: DeviceSession): Promise<void> {
     const prev = lane.inflight && lane.inflight.link === link ? lane.inflight : null;
-    const max = Math.min(link.identity.maxBatch, lane.batchLimit);
+    const max = Math.min(link.capabilities.maxBatch, lane.batchLimit);
     // behind the batch in flight (an entry changed again meanwhile waits for the next round)
     let items = this.store.take(lane.id, max, prev?.last);
     if (prev) {
@@ -882,34 +916,49 @@ export class SyncEngine {
     lane.wantPush = true;
   }
 
-  /** Waits for a sent batch's answer and records it (outbox, monitoring events, stats). */
-  private async completePush(lane: Lane, link: TerminalLink, records: UserRecord[], live: OutboxItem[], gone: OutboxItem[]): Promise<void> {
-    let statuses: number[];
+  /**
+   * Waits for a sent batch's answer and records it (outbox, monitoring events,
+   * stats). What the driver puts on the terminal is what it can carry of each
+   * record (fitForTerminal); the server's record stays whole. A record the
+   * terminal refuses ('duplicate-credential', 'full', 'invalid', ...) is a push
+   * failure of that user; one it was too busy to take stays in the outbox and
+   * is sent again later in the session.
+   */
+  private async completePush(lane: Lane, link: DeviceSession, records: UserRecord[], live: OutboxItem[], gone: OutboxItem[]): Promise<void> {
+    let results: WriteResult[];
     try {
-      statuses = records.length ? await link.putUsers(records) : [];
-      // USER_NOT_FOUND on a delete is success: the terminal does not hold the user.
+      results = records.length ? await link.putUsers(records) : [];
+      // 'not-found' on a delete is success: the terminal does not hold the user.
       if (gone.length) await link.deleteUsers(gone.map((g) => g.userId));
     } catch (e) {
-      // Transport failure: the entries stay in the outbox for the next session,
-      // which sends smaller batches in case the link could not carry this one in time.
       this.stats.pushesFailed += records.length;
-      lane.batchLimit = Math.max(1, Math.floor(records.length / 2));
+      // A busy terminal keeps its session (run() retries later). Otherwise the
+      // session is over: the entries stay in the outbox for the next one, which
+      // sends smaller batches in case the link could not carry this one in time.
+      if (!(e instanceof DriverError && e.reason === 'busy')) lane.batchLimit = Math.max(1, Math.floor(records.length / 2));
       throw e;
     }
-    if (lane.batchLimit < link.identity.maxBatch && records.length >= lane.batchLimit) lane.batchLimit *= 2;
+    if (lane.batchLimit < link.capabilities.maxBatch && records.length >= lane.batchLimit) lane.batchLimit *= 2;
     await this.turn();
     const ok: OutboxItem[] = [...gone];
-    const failed: { item: OutboxItem; status: number }[] = [];
-    statuses.forEach((s, k) => (s === Status.OK ? ok.push(live[k]) : failed.push({ item: live[k], status: s })));
+    const failed: { item: OutboxItem; reason: RefusalReason; detail: string; code: number }[] = [];
+    let later = 0;
+    results.forEach((r, k) => {
+      if (r.ok) ok.push(live[k]);
+      else if (r.reason === 'busy' || r.reason === 'transport') later++;
+      else failed.push({ item: live[k], reason: r.reason, detail: r.detail, code: r.code ?? 0 });
+    });
+    // a record without an answer is not known to be written: it stays owed
+    later += Math.max(0, live.length - results.length);
     const okUsers = ok.filter((i) => !gone.includes(i)).map((i) => i.userId);
     this.store.ackPushed(
       lane.id,
       ok,
       [
         ...okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
-        ...failed.map((f) => ({ type: EngineEvent.PUSH_FAILED, terminalId: lane.id, userId: f.item.userId, detail: JSON.stringify({ status: f.status, reason: statusName(f.status) }) })),
+        ...failed.map((f) => ({ type: EngineEvent.PUSH_FAILED, terminalId: lane.id, userId: f.item.userId, detail: JSON.stringify({ status: f.reason, reason: f.detail }) })),
       ],
-      failed.map((f) => ({ item: f.item, status: f.status, reason: statusName(f.status) })),
+      failed.map((f) => ({ item: f.item, status: f.code, reason: f.detail })),
     );
     this.stats.pushes += okUsers.length;
     this.stats.pushesFailed += failed.length;
@@ -918,10 +967,11 @@ export class SyncEngine {
       this.pushDone(userId);
     }
     for (const f of failed) {
-      this.log.warn({ terminal: lane.id, user: f.item.userId, status: statusName(f.status) }, 'terminal refused pushed user');
+      this.log.warn({ terminal: lane.id, user: f.item.userId, reason: f.reason, detail: f.detail }, 'terminal refused pushed user');
       this.notify(EngineEvent.PUSH_FAILED, lane.id, f.item.userId);
       this.pushDone(f.item.userId);
     }
+    if (later) this.busyLater(lane, `the terminal took ${later} of ${live.length} users not now`);
   }
 
   /** Pull-to-last-push latency: from a device event's arrival to the last push it caused. */
@@ -949,7 +999,7 @@ export class SyncEngine {
    * holds differently is queued for it. Then the cursor jumps to the terminal's
    * newest event.
    */
-  private async reconcile(lane: Lane, link: TerminalLink): Promise<void> {
+  private async reconcile(lane: Lane, link: DeviceSession): Promise<void> {
     if (this.mode === 'off') {
       // Nothing is synced: only take note of where the terminal's log stands.
       this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
@@ -967,7 +1017,17 @@ export class SyncEngine {
     // in slices that give the event loop back every few milliseconds, within a deadline.
     const slicer = new Slicer(this.reconcileTimeoutMs);
     const maxUsers = Math.min(this.maxTerminalUsers, link.identity.userCapacity > 0 ? link.identity.userCapacity : Infinity);
-    const pages = link.userIndexPages ? link.userIndexPages({ maxUsers }) : wholeIndex(link);
+    const pages = listingEntries(link.userPages ? link.userPages({ maxUsers }) : wholeListing(link));
+    // the terminal holds the server's record `u` as listed in `entry`, or not: per its listing kind
+    const parts = link.capabilities.parts;
+    const digestOf = link.digestOf?.bind(link);
+    const differs = (u: UserRecord, entry: ListingEntry): boolean => {
+      if (entry.user) return !sameForTerminal(u, entry.user, parts);
+      if (!digestOf) throw new Error(`the ${link.identity.protocol} driver lists digests but computes none (digestOf)`);
+      return digestOf(u) !== entry.digest;
+    };
+    /** records a 'full-read' listing already gave: pulled without asking again */
+    const listed = new Map<string, UserRecord>();
     const myGroups = new Set(this.mode === 'specific' ? (this.store.getTerminal(lane.id)?.accessGroups ?? []) : []);
     const inScope = (u: UserRecord) => this.mode !== 'specific' || u.accessGroups.some((g) => myGroups.has(g));
     const targets = this.pushTargets(lane.id);
@@ -979,12 +1039,14 @@ export class SyncEngine {
     let queuedN = 0;
     const server = new ServerWalk(this.store);
     const flush = async (final: boolean) => {
-      while (toPull.length >= link.identity.maxBatch || (final && toPull.length)) {
-        const ids = toPull.splice(0, link.identity.maxBatch);
+      while (toPull.length >= link.capabilities.maxBatch || (final && toPull.length)) {
+        const ids = toPull.splice(0, link.capabilities.maxBatch);
         for (const id of ids) lane.repull.delete(id);
-        const pulled = await link.getUsers(ids);
+        const known = ids.map((id) => listed.get(id));
+        const pulled: ReadResult[] = known.every((u) => u !== undefined) ? ids.map((userId, k) => ({ userId, user: known[k]! })) : await link.getUsers(ids);
+        for (const id of ids) listed.delete(id);
         await slicer.yield();
-        const out = this.pullOutcome(lane, pulled, targets, () => 0);
+        const out = this.pullOutcome(lane, link, pulled, targets, () => 0);
         const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
         this.stats.pulls += out.merges.length;
         pulledN += ids.length;
@@ -1012,9 +1074,11 @@ export class SyncEngine {
         }
         const held = server.peek();
         const u = held && held.id === entry.userId ? server.next() : null;
-        if (!u || link.digestOf(u) !== entry.digest || entry.disabled !== ((u.flag & UserFlag.DISABLED) !== 0)) {
-          if (this.pullEnabled()) toPull.push(entry.userId);
-          else if (u) toPush.push(entry.userId);
+        if (!u || differs(u, entry)) {
+          if (this.pullEnabled()) {
+            toPull.push(entry.userId);
+            if (entry.user) listed.set(entry.userId, entry.user);
+          } else if (u) toPush.push(entry.userId);
         }
       }
       await flush(false);
@@ -1134,8 +1198,22 @@ function byteOrder(a: string, b: string): number {
   return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-/** A driver without paged listing: its whole index, sorted, as one page. */
-async function* wholeIndex(link: TerminalLink): AsyncIterable<UserIndexEntry[]> {
-  const all = await link.listUsers();
-  yield all.sort((x, y) => byteOrder(x.userId, y.userId));
+interface ListingEntry {
+  userId: string;
+  /** listing 'digest' */
+  digest?: string;
+  /** listing 'full-read' */
+  user?: UserRecord;
+}
+
+/** A listing's pages as entries of either kind. */
+async function* listingEntries(pages: AsyncIterable<UserListing>): AsyncIterable<ListingEntry[]> {
+  for await (const page of pages) yield page.kind === 'digest' ? page.entries : page.users.map((user) => ({ userId: user.id, user }));
+}
+
+/** A driver without paged listing: its whole listing, sorted, as one page. */
+async function* wholeListing(session: DeviceSession): AsyncIterable<UserListing> {
+  const all = await session.listUsers();
+  if (all.kind === 'digest') yield { kind: 'digest', entries: all.entries.sort((x, y) => byteOrder(x.userId, y.userId)) };
+  else yield { kind: 'full-read', users: all.users.sort((x, y) => byteOrder(x.id, y.id)) };
 }

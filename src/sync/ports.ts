@@ -1,15 +1,10 @@
-// What the sync engine needs from a terminal and nothing more.
-//
-// Two generations live here while the engine moves over:
-// - TerminalLink (below, at the end): the first port. It still speaks termsync's
-//   wire terms (event codes, origins, status numbers) that the engine
-//   interprets; src/terminal/link.ts implements it. To be removed once the
-//   engine uses DeviceSession.
-// - DeviceSession: the protocol-neutral port. A driver (one folder per
-//   protocol under src/drivers/) turns its protocol into the domain's terms,
-//   and the engine adapts to what the driver declares it can do. On it, the
-//   engine imports nothing of any codec. The termsync driver is
-//   src/drivers/termsync (the mapping of its codes: mapping.ts).
+// What the sync engine needs from a terminal and nothing more: the
+// protocol-neutral port. A driver (one folder per protocol under src/drivers/)
+// turns its protocol into the domain's terms, and the engine adapts to what
+// the driver declares it can do. On it, the engine imports nothing of any
+// codec (test/sync-layering.test.ts checks). The termsync driver is
+// src/drivers/termsync (the mapping of its codes: mapping.ts; its session:
+// session.ts); the daemon keeps a registry of drivers by protocol name.
 //
 // The protocol-neutral port, in short:
 //
@@ -54,9 +49,9 @@
 // Sessions: one DeviceSession per connected, authenticated terminal; a
 // TerminalDriver dials one (terminals that dial in are accepted by the
 // protocol's listener and handed over the same way).
-import type { EventRecord } from '../model/event.js';
 import type { PartsSupport } from '../model/parts.js';
 import type { UserRecord } from '../model/user.js';
+import type { PeerLimitError } from './peer-limit.js';
 
 // ------------------------------------------------------ protocol-neutral port
 
@@ -106,9 +101,13 @@ export type RefusalReason =
   /** the answer could not be read (malformed, or not what was asked) */
   | 'unreadable';
 
-export type WriteResult = { ok: true } | { ok: false; reason: RefusalReason; detail: string };
+/**
+ * `code`: the protocol's own result code when it has numeric ones (kept as it
+ * is in the push failures the store records; the engine never interprets it).
+ */
+export type WriteResult = { ok: true } | { ok: false; reason: RefusalReason; detail: string; code?: number };
 
-export type ReadResult = { userId: string; user: UserRecord } | { userId: string; user: null; reason: RefusalReason; detail: string };
+export type ReadResult = { userId: string; user: UserRecord } | { userId: string; user: null; reason: RefusalReason; detail: string; code?: number };
 
 /** A whole request failed (the session may be closing); per-record refusals are results, not errors. */
 export class DriverError extends Error {
@@ -181,11 +180,19 @@ export interface DeviceSession {
    * processed the facts up to `ref` (a driver may hold back further facts
    * until then). Resolves once the feed runs, with where it stands.
    */
-  watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void): Promise<FeedState>;
+  watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void, o?: WatchOptions): Promise<FeedState>;
   ack(ref: number): void;
 
   /** every user the terminal holds: digests or whole records, per capabilities.listing */
   listUsers(): Promise<UserListing>;
+  /**
+   * Optional: the same listing page by page, in ascending byte order of the
+   * user ID, each page checked before it is handed over (at most `maxUsers` in
+   * all, IDs strictly ascending across pages). Throws PeerLimitError
+   * (peer-limit.ts) when the terminal goes past a bound. The engine falls back
+   * to listUsers() (sorted) for a driver without it.
+   */
+  userPages?(o: { maxUsers: number }): AsyncIterable<UserListing>;
   /** whole records, one result per ID, in order */
   getUsers(userIds: string[]): Promise<ReadResult[]>;
   /** writes whole users (replacing them), one result per record, in order */
@@ -194,6 +201,18 @@ export interface DeviceSession {
   deleteUsers(userIds: string[]): Promise<WriteResult[]>;
   /** listing 'digest' only: the digest this terminal would list for a server record */
   digestOf?(user: UserRecord): string;
+}
+
+export interface WatchOptions {
+  /**
+   * Most facts the terminal may have delivered and not had acknowledged (flow
+   * control; a driver asks its terminal for this window when its protocol has
+   * one). A terminal that goes past it, or breaks the order of its refs, is a
+   * peer that is not trusted further: the driver reports a PeerLimitError
+   * through onLimit (the engine records it) and closes the session.
+   */
+  window?: number;
+  onLimit?: (e: PeerLimitError) => void;
 }
 
 /** A terminal protocol: dials terminals and hands back authenticated sessions. */
@@ -218,70 +237,4 @@ export interface DialTarget {
   /** the terminal's key as configured (a key file's bytes): termsync's comm key; a protocol with another form parses it (ZK: the numeric password as digits) */
   key: Buffer;
   signal?: AbortSignal;
-}
-
-// ------------------------------------------------- first port (TerminalLink)
-
-export interface TerminalIdentity {
-  deviceId: number;
-  model: string;
-  firmware: string;
-  userCapacity: number;
-  /** most user records per put/get request */
-  maxBatch: number;
-  logCapacity: number;
-}
-
-export interface LogState {
-  /** changes whenever the terminal's event IDs restart (reset, log cleared) */
-  logEpoch: number;
-  firstEventId: number;
-  lastEventId: number;
-}
-
-export interface LogPage extends LogState {
-  events: EventRecord[];
-}
-
-export interface UserIndexEntry {
-  userId: string;
-  /** content digest comparable with digestOf() on a server record */
-  digest: string;
-  /** the DISABLED bit, which the digest leaves out */
-  disabled: boolean;
-}
-
-export type GetUserResult = { userId: string; user: UserRecord } | { userId: string; user: null; status: number; reason: string };
-
-export interface TerminalLink {
-  readonly identity: TerminalIdentity;
-  readonly remote: string;
-  /** current log state and user count */
-  info(): Promise<LogState & { userCount: number }>;
-  getLog(afterId: number, maxCount: number): Promise<LogPage>;
-  /**
-   * Realtime events after `afterId`; `onEvents` runs for each batch and must call ack() when processed.
-   * `window`: most events the terminal may send before an acknowledgement (the engine enforces it).
-   */
-  subscribe(afterId: number, onEvents: (epoch: number, events: EventRecord[]) => void, window?: number): Promise<LogState>;
-  ack(lastEventId: number): void;
-  /** The whole user index (paged internally). */
-  listUsers(): Promise<UserIndexEntry[]>;
-  /**
-   * The user index page by page, in ascending order of the user ID's bytes, each
-   * page checked before it is handed over: at most `maxUsers` users in all, IDs
-   * strictly ascending across pages (paging that does not advance is refused).
-   * Throws PeerLimitError (peer-limit.ts) when the terminal goes past a bound.
-   * Optional: the engine falls back to listUsers() for a driver without it.
-   */
-  userIndexPages?(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]>;
-  getUsers(userIds: string[]): Promise<GetUserResult[]>;
-  /** Writes records (replacing whole users); one result per record, 0 = ok, negative = the terminal's reason. */
-  putUsers(users: UserRecord[]): Promise<number[]>;
-  deleteUsers(userIds: string[]): Promise<number[]>;
-  /** The digest this terminal's protocol computes for a server record (for diffing). */
-  digestOf(user: UserRecord): string;
-  readonly closed: boolean;
-  onClose(fn: (reason: string) => void): void;
-  close(reason: string): Promise<void>;
 }

@@ -2,17 +2,24 @@
 // reconnect, exponential backoff and full jitter) and accepting terminals that
 // dial in (with per-address and global connection caps, an absolute handshake
 // deadline and a per-address limit on failed authentications). It hands each
-// authenticated session to the daemon as a TerminalLink and reports its end.
+// authenticated session to the daemon as a DeviceSession (src/sync/ports.ts)
+// and reports its end.
+//
+// Terminals of the termsync protocol are dialled and accepted here (TLS and
+// certificate pins, the device ID's comm key, the identity a dial-in presents);
+// a terminal of another protocol is dialled through its TerminalDriver (the
+// daemon's driver registry), with the same reconnect policy.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Hello } from '../codec/index.js';
-import type { TerminalLink } from '../sync/ports.js';
-import { HandshakeError, TerminalConnection } from './connection.js';
+import { HandshakeError, TerminalConnection } from '../drivers/termsync/connection.js';
+import { sessionOf } from '../drivers/termsync/driver.js';
+import { PROTOCOL as TERMSYNC } from '../drivers/termsync/session.js';
+import type { DeviceSession, TerminalDriver } from '../sync/ports.js';
 import { plainAddress, type PeerCredential } from './identity.js';
-import { ProtocolLink } from './link.js';
 
 /**
  * Thrown by resolveDialIn to refuse an authenticated session for a reason of
@@ -38,6 +45,10 @@ export interface DialTarget {
   port: number;
   /** TLS: SHA-256 fingerprint (hex, colons allowed) the terminal's certificate must have */
   pin?: string;
+  /** the terminal's protocol: a driver's name (default 'termsync') */
+  protocol?: string;
+  /** the key handed to a driver other than termsync's (termsync terminals use keyFor by device ID) */
+  key?: Buffer;
 }
 
 export interface DialTls {
@@ -66,7 +77,9 @@ export interface ManagerOptions {
    * running; 'replace' closes the current one instead (the daemon allows it
    * only for a session it holds pending).
    */
-  onConflict?: (terminalId: string, peer: PeerCredential, current: TerminalLink) => 'refuse' | 'replace';
+  onConflict?: (terminalId: string, peer: PeerCredential, current: DeviceSession) => 'refuse' | 'replace';
+  /** drivers of protocols other than termsync, by protocol name (dial only) */
+  drivers?: ReadonlyMap<string, TerminalDriver>;
   log: Logger;
   heartbeatSec: number;
   requestTimeoutMs: number;
@@ -85,7 +98,7 @@ export interface ManagerOptions {
 }
 
 export interface ManagerEvents {
-  online: [terminalId: string, link: TerminalLink, direction: 'dial' | 'listen', note?: unknown];
+  online: [terminalId: string, session: DeviceSession, direction: 'dial' | 'listen', note?: unknown];
   /** a dial-in session for a terminal ID with a live session was refused */
   conflict: [terminalId: string, peer: PeerCredential, currentRemote: string];
   offline: [terminalId: string, reason: string];
@@ -110,12 +123,14 @@ interface Dialer {
   stopped: boolean;
   timer: NodeJS.Timeout | null;
   socket: net.Socket | null;
+  /** aborts a driver's dial in progress */
+  abort: AbortController | null;
   attempt: number;
 }
 
 export class SessionManager extends EventEmitter<ManagerEvents> {
   private readonly dialers = new Map<string, Dialer>();
-  private readonly links = new Map<string, TerminalLink>();
+  private readonly links = new Map<string, DeviceSession>();
   private readonly servers: net.Server[] = [];
   private readonly perAddress = new Map<string, number>();
   private readonly authFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
@@ -132,7 +147,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     return this.links.size;
   }
 
-  link(terminalId: string): TerminalLink | undefined {
+  link(terminalId: string): DeviceSession | undefined {
     return this.links.get(terminalId);
   }
 
@@ -144,7 +159,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
 
   addTarget(target: DialTarget): void {
     if (this.dialers.has(target.id)) return;
-    const d: Dialer = { target, stopped: false, timer: null, socket: null, attempt: 0 };
+    const d: Dialer = { target, stopped: false, timer: null, socket: null, abort: null, attempt: 0 };
     this.dialers.set(target.id, d);
     this.dial(d);
   }
@@ -155,6 +170,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     d.stopped = true;
     if (d.timer) clearTimeout(d.timer);
     d.socket?.destroy();
+    d.abort?.abort();
     this.dialers.delete(id);
     this.links.get(id)?.close('terminal removed from configuration');
   }
@@ -163,6 +179,8 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     if (d.stopped || this.closing) return;
     const { host, port, id } = d.target;
     const log = this.log.child({ terminal: id });
+    const protocol = d.target.protocol ?? TERMSYNC;
+    if (protocol !== TERMSYNC) return this.dialDriver(d, protocol, log);
     const useTls = this.o.dialTls !== undefined;
     const socket = useTls
       ? tls.connect({
@@ -211,9 +229,9 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
         d.attempt = 0;
         failed = true; // from here on, the session's close drives the redial
         try {
-          this.adopt(id, conn, 'dial', () => {
+          this.adopt(id, sessionOf(conn), 'dial', (reason) => {
             d.socket = null;
-            this.scheduleRedial(d, conn.closeReason ?? 'closed');
+            this.scheduleRedial(d, reason);
           });
         } catch (e) {
           // the session's owner could not take it (e.g. the database failed): end it, which redials
@@ -225,6 +243,39 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
         retry((e as Error).message);
       }
     });
+  }
+
+  /** Dials a terminal of another protocol through its driver; the same redial policy. */
+  private dialDriver(d: Dialer, protocol: string, log: Logger): void {
+    const { host, port, id } = d.target;
+    const driver = this.o.drivers?.get(protocol);
+    if (!driver) {
+      log.error({ protocol }, 'no driver for this protocol; the terminal is not dialled');
+      return;
+    }
+    const abort = new AbortController();
+    d.abort = abort;
+    driver.dial({ terminalId: id, host, port, key: d.target.key ?? Buffer.alloc(0), signal: abort.signal }).then(
+      (session) => {
+        if (d.abort === abort) d.abort = null;
+        if (d.stopped || this.closing) {
+          void session.close('shutting down');
+          return;
+        }
+        d.attempt = 0;
+        try {
+          this.adopt(id, session, 'dial', (reason) => this.scheduleRedial(d, reason));
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'session could not be started; closing it');
+          void session.close(`session could not be started: ${(e as Error).message}`);
+        }
+      },
+      (e: Error) => {
+        if (d.abort === abort) d.abort = null;
+        log.warn({ protocol, err: e.message }, 'connecting to terminal failed');
+        this.scheduleRedial(d, e.message);
+      },
+    );
   }
 
   private scheduleRedial(d: Dialer, why: string): void {
@@ -240,19 +291,18 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
   }
 
   /** Registers an authenticated session; an older session of the same terminal is closed. */
-  private adopt(id: string, conn: TerminalConnection, direction: 'dial' | 'listen', onGone?: () => void, note?: unknown): void {
-    const link = new ProtocolLink(conn);
+  private adopt(id: string, session: DeviceSession, direction: 'dial' | 'listen', onGone?: (reason: string) => void, note?: unknown): void {
     const old = this.links.get(id);
-    this.links.set(id, link);
-    if (old) old.close('replaced by a new session of the same terminal');
-    conn.once('close', (reason) => {
-      if (this.links.get(id) === link) {
+    this.links.set(id, session);
+    if (old) void old.close('replaced by a new session of the same terminal');
+    session.onClose((reason) => {
+      if (this.links.get(id) === session) {
         this.links.delete(id);
         this.emit('offline', id, reason);
       }
-      onGone?.();
+      onGone?.(reason);
     });
-    this.emit('online', id, link, direction, note);
+    this.emit('online', id, session, direction, note);
   }
 
   // ------------------------------------------------------------ listening
@@ -326,7 +376,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
             this.emit('conflict', id, peer, current.remote);
             return;
           }
-          this.adopt(id, conn, 'listen', undefined, note);
+          this.adopt(id, sessionOf(conn), 'listen', undefined, note);
         } catch (e) {
           if (e instanceof SessionRefused) {
             // the owner logs and records the refusal at a bounded rate; a peer retrying in a loop is a debug line each time
@@ -369,6 +419,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
       d.stopped = true;
       if (d.timer) clearTimeout(d.timer);
       d.socket?.destroy();
+      d.abort?.abort();
     }
     await Promise.all([...this.links.values()].map((l) => l.close('shutdown')));
   }

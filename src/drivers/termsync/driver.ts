@@ -8,8 +8,8 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { DEFAULT_TERMINAL_PORT } from '../../codec/index.js';
 import { DriverError, type DeviceSession, type DialTarget, type TerminalDriver } from '../../sync/ports.js';
-import { HandshakeError, TerminalConnection } from '../../terminal/connection.js';
-import { ProtocolLink } from '../../terminal/link.js';
+import { HandshakeError, TerminalConnection } from './connection.js';
+import { ProtocolLink } from './protocol-link.js';
 import { PROTOCOL, TermsyncSession } from './session.js';
 
 export interface TermsyncDriverOptions {

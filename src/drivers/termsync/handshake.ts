@@ -11,7 +11,7 @@
 // the frames that arrive and says which frame to send and whether the handshake
 // goes on, is done, or failed (with a reason safe to log). The sockets, the
 // absolute deadline and the pre-authentication payload limit stay with the
-// caller: the server session (src/terminal/connection.ts), the simulator's
+// caller: the server session (connection.ts), the simulator's
 // terminal (src/sim/session.ts) and the test peers (test/helpers).
 //
 // The protocol versions are parameters (default: the codec's constants), so a

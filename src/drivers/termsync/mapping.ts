@@ -80,7 +80,7 @@ export function statusToReason(status: number): RefusalReason {
 
 /** A per-record result code as a WriteResult. */
 export function writeResult(status: number): WriteResult {
-  return status === Status.OK ? { ok: true } : { ok: false, reason: statusToReason(status), detail: statusName(status) };
+  return status === Status.OK ? { ok: true } : { ok: false, reason: statusToReason(status), detail: statusName(status), code: status };
 }
 
 /** What a termsync terminal carries: every part, photo and faces only when its HELLO announces them. */

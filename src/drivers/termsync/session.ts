@@ -1,5 +1,5 @@
 // The termsync driver's DeviceSession: an adapter over ProtocolLink (the typed
-// commands of PROTOCOL.md section 5, src/terminal/link.ts) that speaks the
+// commands of PROTOCOL.md section 5, protocol-link.ts) that speaks the
 // engine's protocol-neutral port (src/sync/ports.ts). Event records become
 // facts, result codes become reasons, and the capabilities come from the
 // terminal's HELLO.
@@ -18,8 +18,10 @@ import type {
   WriteResult,
 } from '../../sync/ports.js';
 import { DriverError } from '../../sync/ports.js';
-import { RequestError } from '../../terminal/connection.js';
-import type { ProtocolLink } from '../../terminal/link.js';
+import type { WatchOptions } from '../../sync/ports.js';
+import { DEFAULT_WINDOW, PeerLimitError } from '../../sync/peer-limit.js';
+import { RequestError } from './connection.js';
+import type { ProtocolLink, UserIndexEntry } from './protocol-link.js';
 import { eventsToFacts, partsFromCapabilities, statusToReason, writeResult } from './mapping.js';
 
 export const PROTOCOL = 'termsync';
@@ -40,6 +42,8 @@ export class TermsyncSession implements DeviceSession {
   readonly capabilities: DriverCapabilities;
   /** the terminal carries every part of the model: records go out as they are */
   private readonly whole: boolean;
+  /** IDs of the events delivered and not yet acknowledged, ascending (at most the window) */
+  private flight: number[] = [];
 
   constructor(readonly link: ProtocolLink) {
     const h = link.conn.hello;
@@ -74,21 +78,76 @@ export class TermsyncSession implements DeviceSession {
     }
   }
 
-  async watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void): Promise<FeedState> {
+  /**
+   * SUBSCRIBE_LOG from `afterRef`. The wire rules are checked here, before the
+   * engine sees a fact: within an epoch event IDs strictly ascend over the
+   * whole session (one that does not ends the session, nothing of its batch
+   * taken), IDs up to where the subscription started (resent right after it)
+   * are dropped, and at most `window` events may be sent and not acknowledged
+   * (one that streams past it is cut off before its events cost memory). A new
+   * epoch (a reset while connected) starts the counts again.
+   */
+  async watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void, o: WatchOptions = {}): Promise<FeedState> {
+    const window = Math.max(1, Math.floor(o.window ?? DEFAULT_WINDOW));
+    let epoch: number | null = null;
+    /** highest event ID handed over (or where the subscription started) */
+    let seen = afterRef;
+    /** highest event ID received in this epoch (null: none yet); IDs must ascend past it */
+    let rxLast: number | null = null;
+    /** what is sent to the engine as the position before the next event (for gaps) */
     let after = afterRef;
+    this.flight = [];
+    const violation = (e: PeerLimitError) => {
+      o.onLimit?.(e);
+      if (!this.closed) void this.close(`peer limit exceeded (${e.limit}): ${e.message}`);
+    };
     try {
-      const s = await this.link.subscribe(afterRef, (epoch, events) => {
-        const r = eventsToFacts(events, after);
-        after = r.after;
-        if (r.facts.length) onFacts(epoch, r.facts);
-      });
+      const s = await this.link.subscribe(
+        afterRef,
+        (ep, events) => {
+          if (this.closed) return;
+          if (epoch !== null && ep !== epoch) {
+            // the log restarted under a new epoch: its IDs start again
+            seen = after = 0;
+            rxLast = null;
+            this.flight = [];
+          }
+          epoch = ep;
+          let last = rxLast;
+          for (const e of events) {
+            if (last !== null && e.id <= last) {
+              violation(new PeerLimitError('event-order', { eventId: e.id, after: last, epoch: ep }, `event IDs do not ascend: ${e.id} after ${last} in log epoch ${ep}`));
+              return;
+            }
+            last = e.id;
+          }
+          rxLast = last;
+          const fresh = events.filter((e) => e.id > seen);
+          if (this.flight.length + fresh.length > window) {
+            violation(new PeerLimitError('window', { window, unacknowledged: this.flight.length + fresh.length }, `more than ${window} events sent without acknowledgement (the subscription window)`));
+            return;
+          }
+          if (fresh.length === 0) return;
+          for (const e of fresh) this.flight.push(e.id);
+          seen = fresh[fresh.length - 1].id;
+          const r = eventsToFacts(fresh, after);
+          after = r.after;
+          onFacts(ep, r.facts);
+        },
+        window,
+      );
+      epoch ??= s.logEpoch;
       return { epoch: s.logEpoch, firstRef: s.firstEventId, lastRef: s.lastEventId };
     } catch (e) {
       throw driverError(e, 'SUBSCRIBE_LOG');
     }
   }
 
+  /** Acknowledges the events up to `ref` and frees their place in the window. */
   ack(ref: number): void {
+    let k = 0;
+    while (k < this.flight.length && this.flight[k] <= ref) k++;
+    if (k) this.flight.splice(0, k);
     this.link.ack(ref);
   }
 
@@ -97,10 +156,28 @@ export class TermsyncSession implements DeviceSession {
     try {
       entries = await this.link.listUsers();
     } catch (e) {
-      throw driverError(e, 'LIST_USERS');
+      throw e instanceof PeerLimitError ? e : driverError(e, 'LIST_USERS');
     }
-    const disabledKept = this.capabilities.parts.disabled;
-    return { kind: 'digest', entries: entries.map((e) => ({ userId: e.userId, digest: e.disabled && disabledKept ? e.digest + DISABLED_MARK : e.digest })) };
+    return { kind: 'digest', entries: entries.map((e) => this.entry(e)) };
+  }
+
+  /** LIST_USERS page by page, checked by ProtocolLink.userIndexPages (bounds, ascending IDs). */
+  async *userPages(o: { maxUsers: number }): AsyncIterable<UserListing> {
+    const it = this.link.userIndexPages(o)[Symbol.asyncIterator]();
+    for (;;) {
+      let r: IteratorResult<UserIndexEntry[]>;
+      try {
+        r = await it.next();
+      } catch (e) {
+        throw e instanceof PeerLimitError ? e : driverError(e, 'LIST_USERS');
+      }
+      if (r.done) return;
+      yield { kind: 'digest', entries: r.value.map((e) => this.entry(e)) };
+    }
+  }
+
+  private entry(e: UserIndexEntry): { userId: string; digest: string } {
+    return { userId: e.userId, digest: e.disabled && this.capabilities.parts.disabled ? e.digest + DISABLED_MARK : e.digest };
   }
 
   /** The digest LIST_USERS shows for a terminal holding `user` as the server sent it (with the DISABLED bit, which the wire digest leaves out). */
@@ -120,7 +197,7 @@ export class TermsyncSession implements DeviceSession {
       if (r.user) return { userId: r.userId, user: r.user };
       // a record that did not decode or named another user is unreadable; the rest is the terminal's own code
       const reason = r.status === Status.BAD_PAYLOAD || r.status === Status.INVALID_USER ? 'unreadable' : statusToReason(r.status);
-      return { userId: r.userId, user: null, reason, detail: r.reason || statusName(r.status) };
+      return { userId: r.userId, user: null, reason, detail: r.reason || statusName(r.status), code: r.status };
     });
   }
 

@@ -531,6 +531,16 @@ export class ZkClient extends EventEmitter {
     await this.loadUsers();
   }
 
+  /**
+   * Makes the uid map trustworthy now: confirmed by the enroll events and the
+   * device's user count, or read again. Call it with the terminal disabled
+   * (withDisabled) before writes or deletes by uid, so nobody at the device can
+   * take or free a slot between the check and the write.
+   */
+  refreshMap(): Promise<void> {
+    return this.serial(() => this.freshMap());
+  }
+
   /** Reads every fingerprint template. */
   readTemplates(): Promise<ZkTemplate[]> {
     return this.serial(async () => {

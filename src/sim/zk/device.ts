@@ -98,7 +98,9 @@ export class ZkSimTerminal extends EventEmitter {
   connections = 0;
   /** event acknowledgements received from clients */
   acksReceived = 0;
-  disabled = false;
+  /** a client disabled the terminal (DISABLEDEVICE): on-device actions wait until it is enabled again */
+  private disabledBy: object | undefined;
+  private enabledWaiters: (() => void)[] = [];
   stallUntil = 0;
   blackholeUntil = 0;
   refuseUntil = 0;
@@ -122,6 +124,37 @@ export class ZkSimTerminal extends EventEmitter {
     this.attlogSize = o.attlogSize ?? 32;
     this.timing = { ...DEFAULT_ZK_TIMING, ...(o.timing ?? {}) };
     this.log = o.logger;
+  }
+
+  get disabled(): boolean {
+    return this.disabledBy !== undefined;
+  }
+
+  /** DISABLEDEVICE (by `session`) / ENABLEDEVICE; a session that ends enables what it disabled, as terminals do. */
+  setDisabled(session: object, on: boolean): void {
+    if (on) this.disabledBy = session;
+    else if (this.disabledBy !== undefined) {
+      this.disabledBy = undefined;
+      for (const w of this.enabledWaiters.splice(0)) w();
+    }
+  }
+
+  sessionEnded(session: object): void {
+    if (this.disabledBy === session) this.setDisabled(session, false);
+  }
+
+  /**
+   * An action of the person at the terminal: while a client holds the terminal
+   * disabled (it shows "working" and takes no input) it waits, as the person
+   * would, and runs once the terminal is enabled again.
+   */
+  private async atDevice<T>(fn: () => T): Promise<T> {
+    for (;;) {
+      while (this.disabled) await new Promise<void>((r) => this.enabledWaiters.push(r));
+      const WAIT = Symbol('wait');
+      const r = await this.run(this.actionCost(), () => (this.disabled ? WAIT : fn()));
+      if (r !== WAIT) return r as T;
+    }
   }
 
   /** Serves one command or action at a time, after the timing model's delay. */
@@ -314,9 +347,9 @@ export class ZkSimTerminal extends EventEmitter {
     return this.timing.perCommandMs + this.timing.perUserWriteMs;
   }
 
-  /** On-device enroll: a new user (uid from this terminal's numbering unless given); raises EF_ENROLLUSER. */
+  /** On-device enroll: a new user (uid from this terminal's numbering unless given); raises EF_ENROLLUSER. Waits while a client holds the terminal disabled. */
   enroll(body: unknown): Promise<ZkUser> {
-    return this.run(this.actionCost(), () => {
+    return this.atDevice(() => {
       const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
       if (typeof o.id === 'string' && this.userById(o.id)) throw new ZkSimError(409, `user ${o.id} exists on terminal ${this.index}`);
       let uid: number;
@@ -339,7 +372,7 @@ export class ZkSimTerminal extends EventEmitter {
 
   /** On-device edit: fields replace (fingers replace, addFingers append). No event, as on a real terminal. */
   edit(userId: string, body: unknown): Promise<ZkUser> {
-    return this.run(this.actionCost(), () => {
+    return this.atDevice(() => {
       const cur = this.userById(userId);
       if (!cur) throw new ZkSimError(404, `no user ${JSON.stringify(userId)} on terminal ${this.index}`);
       if (typeof body === 'object' && body !== null && 'id' in body && (body as { id: unknown }).id !== userId)
@@ -363,7 +396,7 @@ export class ZkSimTerminal extends EventEmitter {
 
   /** On-device delete. No event, as on a real terminal. */
   remove(userId: string): Promise<void> {
-    return this.run(this.actionCost(), () => {
+    return this.atDevice(() => {
       const cur = this.userById(userId);
       if (!cur) throw new ZkSimError(404, `no user ${JSON.stringify(userId)} on terminal ${this.index}`);
       this.deleteUid(cur.uid);

@@ -68,6 +68,7 @@ export class ZkSimSession {
   private dispose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.terminal.sessionEnded(this);
     this.terminal.connections--;
     this.terminal.off('enrolled', this.onEnrolled);
     this.terminal.off('punched', this.onPunched);
@@ -211,7 +212,7 @@ export class ZkSimSession {
         return this.reply(f, Reply.ACK_OK, undefined, 0);
       case Cmd.DISABLEDEVICE:
       case Cmd.ENABLEDEVICE:
-        t.disabled = f.command === Cmd.DISABLEDEVICE;
+        t.setDisabled(this, f.command === Cmd.DISABLEDEVICE);
         return this.reply(f, Reply.ACK_OK);
       case Cmd.GET_FREE_SIZES:
         return this.reply(

@@ -1,5 +1,7 @@
-// TerminalLink over our own protocol: the commands of PROTOCOL.md section 5 as
-// typed calls. Encoded user records are cached per record object, so the same
+// The termsync protocol's commands (PROTOCOL.md section 5) as typed calls over
+// one authenticated TerminalConnection, in the protocol's own terms (event
+// records, result codes, digests). TermsyncSession (session.ts) turns them into
+// the engine's protocol-neutral port. Encoded user records are cached per record object, so the same
 // server record fanned out to 49 terminals is encoded once.
 import {
   Command,
@@ -29,12 +31,42 @@ import {
   MAX_SUBSCRIBE_WINDOW,
   UserFlag,
   type Frame,
-} from '../codec/index.js';
-import type { EventRecord } from '../model/event.js';
-import type { UserRecord } from '../model/user.js';
-import type { GetUserResult, LogPage, LogState, TerminalIdentity, TerminalLink, UserIndexEntry } from '../sync/ports.js';
-import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from '../sync/peer-limit.js';
+} from '../../codec/index.js';
+import type { EventRecord } from '../../model/event.js';
+import type { UserRecord } from '../../model/user.js';
+import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from '../../sync/peer-limit.js';
 import { RequestError, type TerminalConnection } from './connection.js';
+
+export interface TerminalIdentity {
+  deviceId: number;
+  model: string;
+  firmware: string;
+  userCapacity: number;
+  /** most user records per put/get request */
+  maxBatch: number;
+  logCapacity: number;
+}
+
+export interface LogState {
+  /** changes whenever the terminal's event IDs restart (reset, log cleared) */
+  logEpoch: number;
+  firstEventId: number;
+  lastEventId: number;
+}
+
+export interface LogPage extends LogState {
+  events: EventRecord[];
+}
+
+export interface UserIndexEntry {
+  userId: string;
+  /** content digest comparable with digestOf() on a server record */
+  digest: string;
+  /** the DISABLED bit, which the digest leaves out */
+  disabled: boolean;
+}
+
+export type GetUserResult = { userId: string; user: UserRecord } | { userId: string; user: null; status: number; reason: string };
 
 const encoded = new WeakMap<UserRecord, Buffer>();
 
@@ -69,7 +101,7 @@ function perRecordStatus(e: unknown): number | null {
   return e instanceof RequestError && e.answered && e.status <= -700 ? e.status : null;
 }
 
-export class ProtocolLink implements TerminalLink {
+export class ProtocolLink {
   readonly identity: TerminalIdentity;
   private subscribed: ((epoch: number, events: EventRecord[]) => void) | null = null;
   /** the wait before the next retry after BUSY; reset by every successful answer */

@@ -22,10 +22,10 @@ import {
   statusName,
   type Frame,
   type Hello,
-} from '../codec/index.js';
-import { ServerHandshake, type HandshakeFailureReason } from '../drivers/termsync/handshake.js';
+} from '../../codec/index.js';
+import { ServerHandshake, type HandshakeFailureReason } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
-import { hexRedact } from '../log.js';
+import { hexRedact } from '../../log.js';
 
 /** Why a request did not get a successful answer. */
 export class RequestError extends Error {
