@@ -217,7 +217,16 @@ async function main() {
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
   const summary = humanSummary(out);
-  writeFileSync(join(HERE, 'RESULTS.md'), summary);
+  // the sections other scripts write (bench/hostile, bench/campaigns) follow this summary: keep them
+  let kept = '';
+  try {
+    const prev = readFileSync(join(HERE, 'RESULTS.md'), 'utf8');
+    const at = Math.min(...['\n## Hostile terminals', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0));
+    if (Number.isFinite(at)) kept = prev.slice(at);
+  } catch {
+    // no previous summary
+  }
+  writeFileSync(join(HERE, 'RESULTS.md'), summary.replace(/\n*$/, '\n') + kept);
   process.stdout.write(summary);
   log(`done in ${round(out.suiteMs / 1000)} s: bench/results/latest.json, bench/results/burst.svg, bench/RESULTS.md`);
 }
