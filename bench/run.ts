@@ -69,21 +69,20 @@ for (const p of only ?? []) if (!PARTS.includes(p)) throw new Error(`--only: unk
 const SUMMARY_PARTS = PARTS.filter((p) => p !== 'zk');
 
 /**
- * The sections of bench/RESULTS.md other scripts write between markers
- * (bench/zk-burst.ts: `<!-- zk-burst ... -->`..`<!-- /zk-burst -->`;
- * bench/hostile/run.ts: `<!-- hostile:begin -->`..`<!-- hostile:end -->`): kept
- * when this script rewrites the file.
+ * The part of bench/RESULTS.md other scripts write, after this script's summary:
+ * from the first of their sections (bench/hostile: `<!-- hostile:begin -->`,
+ * bench/zk-burst.ts: `<!-- zk-burst ...`, bench/campaigns: `## Fault campaigns`)
+ * to the end, markers included. Kept when this script rewrites the file.
  */
-const KEPT_SECTIONS = [/<!-- hostile:begin -->[\s\S]*?<!-- hostile:end -->/, /<!-- zk-burst[\s\S]*?<!-- \/zk-burst -->/];
-
-function keptSections(file: string): string[] {
-  let md = '';
+function keptTail(file: string): string {
+  let prev = '';
   try {
-    md = readFileSync(file, 'utf8');
+    prev = readFileSync(file, 'utf8');
   } catch {
-    return [];
+    return ''; // no previous summary
   }
-  return KEPT_SECTIONS.map((re) => re.exec(md)?.[0]).filter((x): x is string => x !== undefined);
+  const starts = ['\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
+  return starts.length ? prev.slice(Math.min(...starts)) : '';
 }
 
 /** Runs bench/zk-burst.ts in a child process (it writes bench/results/zk-burst.json and its section of RESULTS.md); its JSON result. */
@@ -277,10 +276,9 @@ async function main() {
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
   if (SUMMARY_PARTS.some(want)) {
     writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
-    // the sections other scripts own (ZK burst, hostile peers) are carried over from the file as it stands
-    const kept = keptSections(join(HERE, 'RESULTS.md'));
-    const summary = [humanSummary(out).trimEnd(), ...kept].join('\n\n') + '\n';
-    writeFileSync(join(HERE, 'RESULTS.md'), summary);
+    const summary = humanSummary(out);
+    // the sections other scripts write (bench/hostile, bench/zk-burst.ts, bench/campaigns) follow this summary: keep them, markers included
+    writeFileSync(join(HERE, 'RESULTS.md'), summary.replace(/\n*$/, '\n') + keptTail(join(HERE, 'RESULTS.md')));
     process.stdout.write(summary);
   } else if (out.zk) {
     // --only=zk: bench/zk-burst.ts already wrote its section of RESULTS.md and bench/results/zk-burst.json

@@ -4,6 +4,7 @@
 // terminal converged to the server's records.
 //
 //   npx tsx bench/soak.ts --minutes 30 [--terminals 8] [--seed 1] [--rate 3] [--out soak.json] [--no-daemon-faults]
+//       [--sample-sec 10] [--results-key soak]
 //
 // Workload: people enroll users at random terminals (about --rate per second)
 // and sometimes edit them there; the server adds and changes users too.
@@ -17,6 +18,13 @@
 // the outbox must be empty and PRAGMA integrity_check must say ok.
 // Output: a summary JSON (stdout and --out): users synced, faults injected by
 // kind, losses, daemon crashes (exits we did not cause), RSS at start and end.
+// Memory: every --sample-sec (default 10) the daemon's RSS and V8 heap in use
+// are sampled (its `stats` command); the summary gives their least-squares
+// slopes over the whole run and over its second half (after warm-up). With
+// --no-daemon-faults one daemon process lives through the whole run, so the
+// slope is that of one process (a leak is a bug). --results-key KEY also
+// stores the summary under KEY in bench/results/campaigns.json
+// (bench/campaigns/README.md).
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +37,7 @@ import { Store } from '../src/store/store.js';
 import { usersEqual } from '../src/model/merge.js';
 import { spawnDaemon, type ChildHandle } from '../test/helpers/child.js';
 import { prng } from '../test/helpers/faults.js';
+import { machine, saveResult, slope } from './campaigns/report.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,6 +50,8 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     // no daemon kills or restarts: one daemon process for the whole run, so its RSS at the end means something
     'no-daemon-faults': { type: 'boolean', default: false },
+    'sample-sec': { type: 'string', default: '10' },
+    'results-key': { type: 'string' },
   },
 });
 const MINUTES = Number(args.minutes);
@@ -58,7 +69,10 @@ const db = join(dir, 'termsync.db');
 const daemonLog = join(dir, 'daemon.log');
 
 const stats = {
+  command: `npx tsx bench/soak.ts ${process.argv.slice(2).join(' ')}`.trim(),
+  machine: machine() as ReturnType<typeof machine> & { loadavgEnd?: number[] },
   startedAt: new Date().toISOString(),
+  noDaemonFaults: Boolean(args['no-daemon-faults']),
   minutes: MINUTES,
   terminals: N,
   seed: Number(args.seed),
@@ -82,6 +96,9 @@ const stats = {
   deviceMergeEvents: 0,
   dbSaveFailures: 0,
   daemonErrorLines: 0,
+  memory: null as null | Record<string, unknown>,
+  // [seconds since start, daemon pid, RSS MB, heap used MB]
+  memorySamples: [] as [number, number, number, number][],
 };
 
 function fault(kind: string): void {
@@ -320,12 +337,56 @@ async function checkpoint(final: boolean): Promise<void> {
   if (!final) paused = false;
 }
 
+// ------------------------------------------------------------------ memory
+
+const t0 = Date.now();
+const SAMPLE_MS = Number(args['sample-sec']) * 1000;
+const mb = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
+async function sampleLoop(until: number): Promise<void> {
+  while (Date.now() < until) {
+    const d = daemon;
+    if (d) {
+      try {
+        const s = await d.call<{ rss: number; heapUsed: number }>('stats', {}, 5000);
+        stats.memorySamples.push([Math.round((Date.now() - t0) / 1000), d.pid, mb(s.rss), mb(s.heapUsed)]);
+      } catch {
+        // the daemon is restarting (daemon faults) or too busy to answer in 5 s: no sample
+      }
+    }
+    await sleep(Math.max(0, Math.min(SAMPLE_MS, until - Date.now())));
+  }
+}
+
+function fit(samples: [number, number, number, number][], col: 2 | 3) {
+  const f = slope(samples.map((x) => ({ x: x[0] / 60, y: x[col] })));
+  const ys = samples.map((x) => x[col]);
+  return { first: ys[0], last: ys.at(-1), min: Math.min(...ys), max: Math.max(...ys), slopeMbPerMin: Math.round(f.slope * 1000) / 1000, r2: Math.round(f.r2 * 1000) / 1000, samples: ys.length };
+}
+
+function memorySummary() {
+  const s = stats.memorySamples;
+  if (s.length < 2) return null;
+  // with daemon faults the process changes: fit only the last process's samples
+  const lastPid = s.at(-1)![1];
+  const one = s.filter((x) => x[1] === lastPid);
+  const secondHalf = one.filter((x) => x[0] >= one[0][0] + (one.at(-1)![0] - one[0][0]) / 2);
+  return {
+    sampleSec: SAMPLE_MS / 1000,
+    processes: new Set(s.map((x) => x[1])).size,
+    spanMin: Math.round(((one.at(-1)![0] - one[0][0]) / 60) * 10) / 10,
+    rssMb: fit(one, 2),
+    heapUsedMb: fit(one, 3),
+    secondHalf: { rssMb: fit(secondHalf, 2), heapUsedMb: fit(secondHalf, 3) },
+  };
+}
+
 // ------------------------------------------------------------------ run
 
 await startDaemon();
 const end = Date.now() + MINUTES * 60_000;
 const work = workloadLoop(end);
 const faults = faultLoop(end);
+const sampling = sampleLoop(end);
 // first checkpoint early, so the daemon's RSS at start is measured on a warm, synced daemon
 let nextCheckpoint = Date.now() + Math.min(30_000, CHECKPOINT_MS);
 while (Date.now() < end) {
@@ -334,7 +395,7 @@ while (Date.now() < end) {
   await checkpoint(false);
   nextCheckpoint = Date.now() + CHECKPOINT_MS;
 }
-await Promise.all([work, faults]);
+await Promise.all([work, faults, sampling]);
 await checkpoint(true);
 
 const store = Store.open(db, { readonly: true });
@@ -351,12 +412,15 @@ const last = stats.checkpoints[stats.checkpoints.length - 1];
 stats.usersSynced = last.unconverged.length === 0 ? stats.usersOnServer * N : 0;
 if (existsSync(daemonLog)) stats.daemonErrorLines = readFileSync(daemonLog, 'utf8').split('\n').filter((l) => /"level":(50|60)/.test(l)).length;
 stats.soakRssEnd = process.memoryUsage().rss;
+stats.memory = memorySummary();
+stats.machine.loadavgEnd = machine().loadavg;
 
 await stopDaemon('SIGTERM');
 await sim.close();
 const summary = JSON.stringify(stats, null, 2);
 process.stdout.write(summary + '\n');
 if (args.out) writeFileSync(args.out, summary + '\n');
+if (args['results-key']) saveResult(args['results-key'], stats);
 if (!args.keep) rmSync(dir, { recursive: true, force: true });
 else log('kept', { dir });
 const ok = stats.losses === 0 && stats.crashes === 0 && last.unconverged.length === 0 && last.integrity === 'ok';

@@ -1,11 +1,28 @@
 // Secrets and personal data never reach a log line: every sentinel below is
 // logged through the real logger (JSON and pretty) into a buffer, and the
 // output is searched for it in every encoding a careless log could use.
+// Then every terminal driver runs a real session (daemon, simulator, admin
+// API, frames logged with --log-frames) at trace level with sentinel users,
+// keys and tokens, and every line it logged is searched the same way: the
+// table DRIVERS below holds one entry per driver.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Command, FrameKind } from '../src/codec/constants.js';
+import { startAdmin } from '../src/admin/server.js';
+import { Command, FrameKind, Status } from '../src/codec/constants.js';
 import { encodeFrame } from '../src/codec/frame.js';
+import { Daemon } from '../src/daemon.js';
 import { createLogger, formatPrettyLine, hexRedact } from '../src/log.js';
-import { emptyUser, userToJson, type UserRecord } from '../src/model/user.js';
+import { emptyUser, hashPin, userToJson, type UserRecord } from '../src/model/user.js';
+import { Simulator } from '../src/sim/simulator.js';
+import { ZERO_TIMING } from '../src/sim/timing.js';
+import { ZkWatcher, type ZkScan } from '../src/drivers/zk/watcher.js';
+import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
+import { ZkSimulator } from '../src/sim/zk/simulator.js';
+import { FakeTerminal } from './helpers/fake-terminal.js';
+import { waitFor } from './helpers/wait.js';
 
 /** A pino destination that keeps what it is given. */
 function sink() {
@@ -26,19 +43,18 @@ const S = {
 };
 
 /** Every form a sentinel could take in output: text, hex, base64, JSON byte arrays. */
-function forms(): string[] {
-  const out: string[] = [];
-  for (const v of Object.values(S)) {
+function forms(values: (string | Buffer)[] = Object.values(S)): string[] {
+  const out: string[] = ['SENTINEL'];
+  for (const v of values) {
     const b = Buffer.isBuffer(v) ? v : Buffer.from(v);
-    out.push(b.toString('utf8'), b.toString('hex'), b.toString('base64'), JSON.stringify([...b]).slice(1, -1));
-    out.push('SENTINEL');
+    out.push(b.toString('utf8'), b.toString('hex'), b.toString('hex').toUpperCase(), b.toString('base64'), JSON.stringify([...b]).slice(1, -1));
   }
   return out;
 }
 
-function expectClean(text: string) {
+function expectClean(text: string, values?: (string | Buffer)[]) {
   expect(text.length).toBeGreaterThan(0);
-  for (const f of forms()) expect(text, `leaked ${f}`).not.toContain(f);
+  for (const f of forms(values)) expect(text, `leaked ${f}`).not.toContain(f);
 }
 
 function sentinelUser(id: string): UserRecord {
@@ -139,5 +155,210 @@ describe('hexRedact (--log-frames)', () => {
     expect(hexRedact(put.subarray(0, 30))).toBe(`${header(put)} <10 bytes redacted> (22 of 32 payload bytes not yet received)`);
     expect(hexRedact(S.commKey)).toBe(`<${S.commKey.length} bytes redacted: not a frame header>`);
     expect(hexRedact(put.subarray(0, 12))).toBe(put.subarray(0, 12).toString('hex'));
+  });
+});
+
+// ------------------------------------------------------------------ drivers
+
+/**
+ * One terminal driver's real session, logged at trace level into `log`: the
+ * daemon and the driver's terminals (real sockets, real SQLite file) with users
+ * carrying `secrets`, run through the driver's whole life (handshake, pulls,
+ * pushes, admin writes, a refused key, a stop). A new driver adds one entry to
+ * DRIVERS: what its terminals keep that must never be logged (for example a
+ * password stored in clear), and how to run it.
+ */
+interface DriverCase {
+  name: string;
+  /** values (in clear) that must not appear in any log line, in any encoding */
+  secrets: (string | Buffer)[];
+  run(log: Logger, dir: string): Promise<void>;
+  /** lines every run must log (proves the run logged what it did, not nothing) */
+  mustLog: RegExp[];
+  /** at least this many lines */
+  minLines: number;
+}
+
+/** a fingerprint template of the size the model wants, starting with the sentinel (24 bytes: base64 stays aligned) */
+const TEMPLATE = Buffer.concat([S.template, Buffer.alloc(384 - S.template.length, 0x5a)]);
+// the admin API takes PINs of 4..16 digits: a sentinel made of digits
+const ADMIN_PIN = '47114711471147';
+const WRONG_KEY = Buffer.from('SENTINEL-WRONG-KEY-bytes', 'ascii');
+
+function wireUser(id: string): UserRecord {
+  const u = sentinelUser(id);
+  u.fingers = [{ index: 0, flag: 1, templates: [TEMPLATE, TEMPLATE] }];
+  u.cards = [{ type: 1, data: Buffer.concat([S.card, Buffer.from(id)]) }];
+  return u;
+}
+
+const termsyncDriver: DriverCase = {
+  name: 'termsync (src/drivers/termsync, src/terminal)',
+  secrets: [...Object.values(S), TEMPLATE, hashPin(ADMIN_PIN), ADMIN_PIN, WRONG_KEY, Buffer.concat([S.card, Buffer.from('u1')])],
+  minLines: 20,
+  mustLog: [/"msg":">"/, /"msg":"<"/, /session authenticated/, /terminal refused during handshake/, /user saved through the admin API/, /admin request refused/],
+  async run(log, dir) {
+    const sim = await Simulator.start({ terminals: 2, commKey: S.commKey, timing: ZERO_TIMING, logger: log.child({ component: 'sim' }) });
+    const ports = sim.ports();
+    const daemon = await Daemon.start({
+      db: join(dir, 'termsync.db'),
+      log,
+      commKey: S.commKey,
+      terminals: ports.map((port, i) => ({ id: `t${i + 1}`, host: '127.0.0.1', port })),
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      syncMode: 'all',
+      heartbeatSec: 1,
+      requestTimeoutMs: 5000,
+      reconnectMinMs: 20,
+      reconnectMaxMs: 200,
+      logFrames: true,
+    });
+    const admin = await startAdmin({ daemon, host: '127.0.0.1', port: 0, token: Buffer.from(S.token), log: log.child({ component: 'admin' }) });
+    try {
+      const [t1, t2] = sim.terminals;
+      // enrolled on a terminal: pulled (GET_USERS), merged, pushed (PUT_USERS) to the other
+      await t1.enroll(wireUser('u1'));
+      await waitFor(() => t2.getUser('u1') !== undefined, { message: 'u1 did not reach t2' });
+      // written through the admin API (a PIN in clear, cards, the token in a header): pushed to both
+      const body = { ...userToJson(wireUser('u2')), pin: ADMIN_PIN };
+      const res = await fetch(`http://127.0.0.1:${admin.port}/api/users/u2`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${S.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(201);
+      await waitFor(() => t1.getUser('u2') !== undefined && t2.getUser('u2') !== undefined, { message: 'u2 was not pushed' });
+      // a wrong token, and a terminal with a wrong key: both refused, both logged
+      expect((await fetch(`http://127.0.0.1:${admin.port}/api/users`, { headers: { authorization: 'Bearer SENTINEL-WRONG-TOKEN' } })).status).toBe(401);
+      const intruder = await FakeTerminal.connect({ port: daemon.listenPorts[0], key: WRONG_KEY, deviceId: 4242 });
+      expect(await intruder.handshake()).not.toBe(Status.OK);
+      intruder.close();
+      // a delete through the API, an edit on the terminal (a field vacant on the server, so it is merged and pushed)
+      expect((await fetch(`http://127.0.0.1:${admin.port}/api/users/u2`, { method: 'DELETE', headers: { authorization: `Bearer ${S.token}` } })).status).toBe(204);
+      await t1.edit('u1', { phrase: 'open sesame' });
+      await waitFor(() => t2.getUser('u2') === undefined && t2.getUser('u1')?.phrase === 'open sesame', { message: 'delete and edit did not sync' });
+    } finally {
+      await admin.close();
+      await daemon.stop(2000);
+      await sim.close();
+    }
+  },
+};
+
+// ZK terminals keep the user's password in clear (up to 7 characters in a
+// 72-byte record) and the comm key is a number: sentinels of that shape.
+const ZK_PASSWORD = '8642097';
+const ZK_SERVER_PASSWORD = '5318024';
+const ZK_COMM_KEY = 7654321;
+const ZK_WRONG_COMM_KEY = 1357913;
+const ZK_CARD = 97531864; // a ZK card is a number
+const ZK_TEMPLATE = Buffer.concat([Buffer.from('SENTINEL-ZK-FINGER-TEMPL', 'ascii'), Buffer.alloc(40, 0x33)]);
+
+function nextScan(w: ZkWatcher, pred: (s: ZkScan) => boolean = () => true): Promise<ZkScan> {
+  return new Promise((resolve) => {
+    const on = (s: ZkScan) => {
+      if (!pred(s)) return;
+      w.off('scan', on);
+      resolve(s);
+    };
+    w.on('scan', on);
+  });
+}
+
+const zkDriver: DriverCase = {
+  name: 'zk (src/drivers/zk: client and watcher, the ZK simulator)',
+  secrets: [ZK_PASSWORD, ZK_SERVER_PASSWORD, String(ZK_COMM_KEY), String(ZK_WRONG_COMM_KEY), String(ZK_CARD), ZK_TEMPLATE, hashPin(ZK_PASSWORD), hashPin(ZK_SERVER_PASSWORD), S.photo],
+  // the ZK client logs little of its own (the daemon does not run ZK terminals yet): what it logs must be clean
+  minLines: 2,
+  mustLog: [/ZK terminal: connect failed/, /ZK frame checksum mismatch/],
+  async run(log) {
+    const sim = await ZkSimulator.start({ terminals: 1, password: ZK_COMM_KEY, timing: ZERO_ZK_TIMING, logger: log.child({ component: 'zk-sim' }) });
+    const port = sim.ports()[0];
+    const watcher = (password: number, name: string) =>
+      new ZkWatcher({ terminal: name, client: { host: '127.0.0.1', port, password, timeoutMs: 3000, logger: log }, pollMs: 0, reconnectMinMs: 50, reconnectMaxMs: 200, logger: log });
+    const w = watcher(ZK_COMM_KEY, 'zk-1');
+    const intruder = watcher(ZK_WRONG_COMM_KEY, 'zk-wrong-key');
+    try {
+      const t = sim.terminals[0];
+      // enrolled at the terminal with a password in clear, a card and a template
+      await t.enroll({ id: '2001', name: 'Zoe Example', password: ZK_PASSWORD, card: ZK_CARD, fingers: [{ index: 1, template: ZK_TEMPLATE.toString('hex') }] });
+      const first = nextScan(w);
+      w.start();
+      const s0 = await first;
+      expect(s0.changed.map((c) => c.extras.password)).toEqual([ZK_PASSWORD]);
+      // the server writes a user whose PIN the terminal stores as a password in clear
+      const u = userFromJsonWithPin('2002', ZK_SERVER_PASSWORD);
+      await w.putUser(u, { level: 0, group: 1, password: ZK_SERVER_PASSWORD, templates: [{ finger: 2, flag: 1, template: ZK_TEMPLATE }] });
+      expect(t.userById('2002')?.password).toBe(ZK_SERVER_PASSWORD);
+      // a corrupted frame (used anyway, logged), an edit and a delete at the terminal, read back
+      t.corruptNextFrame();
+      await t.edit('2001', { name: 'Zoe Edited' });
+      await w.scan().catch(() => undefined);
+      await t.remove('2002');
+      await w.scan().catch(() => undefined);
+      // a client with the wrong comm key: refused, logged
+      const refused = new Promise<void>((r) => {
+        const iv = setInterval(() => {
+          if (logSeen(log, /connect failed/)) {
+            clearInterval(iv);
+            r();
+          }
+        }, 20);
+      });
+      intruder.start();
+      await Promise.race([refused, new Promise((r) => setTimeout(r, 5000))]);
+    } finally {
+      await intruder.stop();
+      await w.stop();
+      await sim.close();
+    }
+  },
+};
+
+function userFromJsonWithPin(id: string, pin: string): UserRecord {
+  const u = emptyUser(id);
+  u.name = 'Zed Example';
+  u.pinHash = hashPin(pin);
+  u.cards = [{ type: 1, data: Buffer.from([0x05, 0xd0, 0x3f, 0x18]) }];
+  u.photo = S.photo;
+  return u;
+}
+
+/** the lines logged so far through a logger made by sentinelLogger() */
+const seenLines = new WeakMap<object, string[]>();
+function logSeen(log: Logger, re: RegExp): boolean {
+  return (seenLines.get(log) ?? []).some((l) => re.test(l));
+}
+
+// One entry per terminal driver. A driver in src/drivers/ without an entry here is a gap (see the last test).
+const DRIVERS: DriverCase[] = [termsyncDriver, zkDriver];
+
+describe('every terminal driver logs no secret or personal data', () => {
+  for (const d of DRIVERS) {
+    it(`${d.name}: a whole session at trace level, frames included`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'termsync-sentinel-'));
+      const out = sink();
+      const log = createLogger({ level: 'trace', destination: out.stream });
+      seenLines.set(log, out.lines);
+      try {
+        await d.run(log, dir);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      const text = out.text();
+      if (process.env.SENTINEL_DUMP) (await import('node:fs')).writeFileSync(process.env.SENTINEL_DUMP, text);
+      expect(out.lines.length).toBeGreaterThanOrEqual(d.minLines);
+      for (const re of d.mustLog) expect(text, `nothing logged matching ${re}`).toMatch(re);
+      expectClean(text, d.secrets);
+      // the pretty form too
+      expectClean(out.lines.map((l) => formatPrettyLine(l.trimEnd())).join('\n'), d.secrets);
+    }, 30_000);
+  }
+
+  it('every driver in src/drivers has an entry', async () => {
+    const { readdirSync } = await import('node:fs');
+    const present = readdirSync(join(import.meta.dirname, '..', 'src', 'drivers'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    const covered = DRIVERS.map((d) => d.name.split(' ')[0]);
+    expect(present.filter((p) => !covered.includes(p))).toEqual([]);
   });
 });

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_TERMINAL_PORT, LIMITS, PROTOCOL_1_0, PROTOCOL_1_1 } from '../codec/index.js';
+import { intArg, msArg } from './cli-args.js';
 import { CommKeyError, DEV_COMM_KEY, readCommKeyFile } from './devkey.js';
 import type { SimTlsOptions } from './endpoint.js';
 import { runScenario, type ScenarioSpread } from './scenario.js';
@@ -16,19 +17,6 @@ import { parseHostPort, Simulator, DEFAULT_DEVICE_ID_BASE, type SimulatorOptions
 import { DEFAULT_LOG_CAPACITY, DEFAULT_MAX_USERS_PER_BATCH, DEFAULT_USER_CAPACITY } from './terminal.js';
 import { DEFAULT_TIMING, type TimingModel } from './timing.js';
 import { addZkOptions, runZkSim } from './zk/cli.js';
-
-function intArg(min: number, max: number) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) throw new InvalidArgumentError(`must be a whole number in ${min}..${max}`);
-    return Number(v);
-  };
-}
-
-function msArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 60_000) throw new InvalidArgumentError('must be a number of milliseconds in 0..60000');
-  return n;
-}
 
 function rateArg(v: string): number {
   const n = Number(v);

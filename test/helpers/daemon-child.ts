@@ -75,6 +75,7 @@ async function main(): Promise<void> {
               outbox: daemon.store.outboxCount(),
               users: daemon.store.userCount(),
               rss: process.memoryUsage().rss,
+              heapUsed: process.memoryUsage().heapUsed,
               online: daemon.terminals().filter((t) => t.state === 'online').length,
             },
           });

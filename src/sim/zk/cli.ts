@@ -2,6 +2,7 @@
 // loop. src/sim/cli.ts adds these options and hands over when --protocol zk.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
+import { intArg, msArg } from '../cli-args.js';
 import { ZK_DEFAULT_PORT } from '../../drivers/zk/constants.js';
 import { DEFAULT_ZK_TIMING, ZERO_ZK_TIMING, type ZkTimingModel } from './device.js';
 import { ZkSimulator } from './simulator.js';
@@ -13,19 +14,6 @@ function uidStartArg(v: string): number | number[] {
     return Number(s);
   });
   return nums.length === 1 ? nums[0] : nums;
-}
-
-function intArg(min: number, max: number) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v.trim()) || Number(v) < min || Number(v) > max) throw new InvalidArgumentError(`must be a whole number in ${min}..${max}`);
-    return Number(v);
-  };
-}
-
-function msArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 60_000) throw new InvalidArgumentError('must be a number of milliseconds in 0..60000');
-  return n;
 }
 
 /** Adds the ZK-only options to the sim command. */
