@@ -402,7 +402,14 @@ async function runZkDaemon(log: Logger, dir: string): Promise<void> {
         { index: 2, flag: 1, template: ZK_TEMPLATE.toString('hex') },
       ],
     });
-    await waitFor(() => zk2.userById('2101')?.password === ZK_PASSWORD && t1.getUser('2101')?.cards.length === 1, { timeoutMs: 20_000, message: 'user 2101 did not reach zk2 and t1' });
+    const templatesAt = (t: typeof zk2) => {
+      const u = t.userById('2101');
+      return u ? t.templatesOf(u.uid).filter((x) => x.template.equals(ZK_TEMPLATE)).length : 0;
+    };
+    await waitFor(() => zk2.userById('2101')?.password === ZK_PASSWORD && templatesAt(zk2) === 2 && t1.getUser('2101')?.cards.length === 1, {
+      timeoutMs: 20_000,
+      message: 'user 2101 (password, templates, card) did not reach zk2 and t1',
+    });
     expect(daemon.store.getUser('2101')!.pinHash.equals(hashPin(ZK_PASSWORD))).toBe(true);
     expect(t1.getUser('2101')!.cards[0].data.equals(u32(ZK_CARD)[0])).toBe(true);
     // an edit at zk2 (no event: found by the poll) filling fields vacant on the server, merged and pushed on
