@@ -18,6 +18,7 @@ import { createLogger, formatPrettyLine, hexRedact } from '../src/log.js';
 import { emptyUser, hashPin, userToJson, type UserRecord } from '../src/model/user.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
+import { zkDriver as zkTerminalDriver } from '../src/drivers/zk/driver.js';
 import { ZkWatcher, type ZkScan } from '../src/drivers/zk/watcher.js';
 import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
 import { ZkSimulator } from '../src/sim/zk/simulator.js';
@@ -265,61 +266,174 @@ function nextScan(w: ZkWatcher, pred: (s: ZkScan) => boolean = () => true): Prom
   });
 }
 
+// the daemon part (a mixed site): a second password and card, set by an edit at a ZK terminal
+const ZK_EDIT_PASSWORD = '2468013';
+const ZK_EDIT_CARD = 31415926;
+/** the card of the user the server writes in the client part (as bytes on the server) */
+const ZED_CARD = Buffer.from([0x05, 0xd0, 0x3f, 0x18]);
+/** a ZK number as the 4 bytes a careless log could show (either byte order) */
+function u32(n: number): Buffer[] {
+  const be = Buffer.alloc(4);
+  be.writeUInt32BE(n);
+  return [be, Buffer.from(be).reverse()];
+}
+
 const zkDriver: DriverCase = {
-  name: 'zk (src/drivers/zk: client and watcher, the ZK simulator)',
-  secrets: [ZK_PASSWORD, ZK_SERVER_PASSWORD, String(ZK_COMM_KEY), String(ZK_WRONG_COMM_KEY), String(ZK_CARD), ZK_TEMPLATE, hashPin(ZK_PASSWORD), hashPin(ZK_SERVER_PASSWORD), S.photo],
-  // the ZK client logs little of its own (the daemon does not run ZK terminals yet): what it logs must be clean
-  minLines: 2,
-  mustLog: [/ZK terminal: connect failed/, /ZK frame checksum mismatch/],
-  async run(log) {
-    const sim = await ZkSimulator.start({ terminals: 1, password: ZK_COMM_KEY, timing: ZERO_ZK_TIMING, logger: log.child({ component: 'zk-sim' }) });
-    const port = sim.ports()[0];
-    const watcher = (password: number, name: string) =>
-      new ZkWatcher({ terminal: name, client: { host: '127.0.0.1', port, password, timeoutMs: 3000, logger: log }, pollMs: 0, reconnectMinMs: 50, reconnectMaxMs: 200, logger: log });
-    const w = watcher(ZK_COMM_KEY, 'zk-1');
-    const intruder = watcher(ZK_WRONG_COMM_KEY, 'zk-wrong-key');
-    try {
-      const t = sim.terminals[0];
-      // enrolled at the terminal with a password in clear, a card and a template
-      await t.enroll({ id: '2001', name: 'Zoe Example', password: ZK_PASSWORD, card: ZK_CARD, fingers: [{ index: 1, template: ZK_TEMPLATE.toString('hex') }] });
-      const first = nextScan(w);
-      w.start();
-      const s0 = await first;
-      expect(s0.changed.map((c) => c.extras.password)).toEqual([ZK_PASSWORD]);
-      // the server writes a user whose PIN the terminal stores as a password in clear
-      const u = userFromJsonWithPin('2002', ZK_SERVER_PASSWORD);
-      await w.putUser(u, { level: 0, group: 1, password: ZK_SERVER_PASSWORD, templates: [{ finger: 2, flag: 1, template: ZK_TEMPLATE }] });
-      expect(t.userById('2002')?.password).toBe(ZK_SERVER_PASSWORD);
-      // a corrupted frame (used anyway, logged), an edit and a delete at the terminal, read back
-      t.corruptNextFrame();
-      await t.edit('2001', { name: 'Zoe Edited' });
-      await w.scan().catch(() => undefined);
-      await t.remove('2002');
-      await w.scan().catch(() => undefined);
-      // a client with the wrong comm key: refused, logged
-      const refused = new Promise<void>((r) => {
-        const iv = setInterval(() => {
-          if (logSeen(log, /connect failed/)) {
-            clearInterval(iv);
-            r();
-          }
-        }, 20);
-      });
-      intruder.start();
-      await Promise.race([refused, new Promise((r) => setTimeout(r, 5000))]);
-    } finally {
-      await intruder.stop();
-      await w.stop();
-      await sim.close();
-    }
+  name: 'zk (src/drivers/zk: client and watcher against the ZK simulator, then the daemon driving ZK and termsync terminals)',
+  secrets: [
+    ZK_PASSWORD,
+    ZK_SERVER_PASSWORD,
+    ZK_EDIT_PASSWORD,
+    String(ZK_COMM_KEY),
+    String(ZK_WRONG_COMM_KEY),
+    String(ZK_CARD),
+    String(ZK_EDIT_CARD),
+    ZED_CARD,
+    String(ZED_CARD.readUInt32BE()),
+    ...[ZK_COMM_KEY, ZK_WRONG_COMM_KEY, ZK_CARD, ZK_EDIT_CARD].flatMap(u32),
+    ZK_TEMPLATE,
+    ZK_TEMPLATE.subarray(0, 24), // a 3-byte-aligned prefix: its hex and base64 show inside any longer dump
+    hashPin(ZK_PASSWORD),
+    hashPin(ZK_SERVER_PASSWORD),
+    hashPin(ZK_EDIT_PASSWORD),
+    S.photo,
+    S.commKey,
+  ],
+  minLines: 40,
+  mustLog: [
+    /ZK terminal: connect failed/,
+    /ZK frame checksum mismatch/,
+    // the daemon part: termsync frames logged (--log-frames), and the ZK terminal with the wrong comm key refused
+    /"msg":">"/,
+    /"msg":"<"/,
+    /refused the comm key/,
+  ],
+  async run(log, dir) {
+    await runZkClient(log);
+    await runZkDaemon(log, dir);
   },
 };
+
+/** the ZK client and watcher against the ZK simulator directly (the corrupted frame, the edit and delete read back by scans) */
+async function runZkClient(log: Logger): Promise<void> {
+  const sim = await ZkSimulator.start({ terminals: 1, password: ZK_COMM_KEY, timing: ZERO_ZK_TIMING, logger: log.child({ component: 'zk-sim' }) });
+  const port = sim.ports()[0];
+  const watcher = (password: number, name: string) =>
+    new ZkWatcher({ terminal: name, client: { host: '127.0.0.1', port, password, timeoutMs: 3000, logger: log }, pollMs: 0, reconnectMinMs: 50, reconnectMaxMs: 200, logger: log });
+  const w = watcher(ZK_COMM_KEY, 'zk-1');
+  const intruder = watcher(ZK_WRONG_COMM_KEY, 'zk-wrong-key');
+  try {
+    const t = sim.terminals[0];
+    // enrolled at the terminal with a password in clear, a card and a template
+    await t.enroll({ id: '2001', name: 'Zoe Example', password: ZK_PASSWORD, card: ZK_CARD, fingers: [{ index: 1, template: ZK_TEMPLATE.toString('hex') }] });
+    const first = nextScan(w);
+    w.start();
+    const s0 = await first;
+    expect(s0.changed.map((c) => c.extras.password)).toEqual([ZK_PASSWORD]);
+    // the server writes a user whose PIN the terminal stores as a password in clear
+    const u = userFromJsonWithPin('2002', ZK_SERVER_PASSWORD);
+    await w.putUser(u, { level: 0, group: 1, password: ZK_SERVER_PASSWORD, templates: [{ finger: 2, flag: 1, template: ZK_TEMPLATE }] });
+    expect(t.userById('2002')?.password).toBe(ZK_SERVER_PASSWORD);
+    // a corrupted frame (used anyway, logged), an edit and a delete at the terminal, read back
+    t.corruptNextFrame();
+    await t.edit('2001', { name: 'Zoe Edited' });
+    await w.scan().catch(() => undefined);
+    await t.remove('2002');
+    await w.scan().catch(() => undefined);
+    // a client with the wrong comm key: refused, logged
+    const refused = new Promise<void>((r) => {
+      const iv = setInterval(() => {
+        if (logSeen(log, /connect failed/)) {
+          clearInterval(iv);
+          r();
+        }
+      }, 20);
+    });
+    intruder.start();
+    await Promise.race([refused, new Promise((r) => setTimeout(r, 5000))]);
+  } finally {
+    await intruder.stop();
+    await w.stop();
+    await sim.close();
+  }
+}
+
+/**
+ * The real daemon with the ZK driver registered, at trace level with frames
+ * logged: two ZK terminals and a termsync terminal, and a third ZK terminal
+ * dialled with the wrong comm key. A user with a password in clear, a card and
+ * fingerprint templates is enrolled at zk1, pulled, merged and pushed to zk2
+ * and t1; an edit at zk2 (password and card) is found by the poll, merged and
+ * pushed on.
+ */
+async function runZkDaemon(log: Logger, dir: string): Promise<void> {
+  const ts = await Simulator.start({ terminals: 1, commKey: S.commKey, timing: ZERO_TIMING, logger: log.child({ component: 'sim' }) });
+  const zk = await ZkSimulator.start({ terminals: 3, password: ZK_COMM_KEY, timing: ZERO_ZK_TIMING, logger: log.child({ component: 'zk-sim' }) });
+  const zkKeys = [ZK_COMM_KEY, ZK_COMM_KEY, ZK_WRONG_COMM_KEY];
+  const daemon = await Daemon.start({
+    db: join(dir, 'zk-site.db'),
+    log,
+    commKey: S.commKey,
+    terminals: [
+      { id: 't1', host: '127.0.0.1', port: ts.ports()[0] },
+      ...zk.ports().map((port, i) => ({ id: `zk${i + 1}`, host: '127.0.0.1', port, protocol: 'zk', key: Buffer.from(String(zkKeys[i])) })),
+    ],
+    drivers: [zkTerminalDriver({ pollSec: 0.2, requestTimeoutMs: 5000, log })],
+    syncMode: 'all',
+    heartbeatSec: 1,
+    requestTimeoutMs: 5000,
+    reconnectMinMs: 20,
+    reconnectMaxMs: 200,
+    logFrames: true,
+  });
+  try {
+    const [zk1, zk2, zk3] = zk.terminals;
+    const t1 = ts.terminals[0];
+    const online = (ids: string[]) => ids.every((id) => daemon.terminals().find((t) => t.id === id)?.state === 'online');
+    await waitFor(() => online(['t1', 'zk1', 'zk2']), { timeoutMs: 15_000, message: 'terminals did not come online' });
+    // enrolled at zk1: a password in clear, a card, two fingerprint templates
+    await zk1.enroll({
+      id: '2101',
+      name: 'Zoe Example',
+      password: ZK_PASSWORD,
+      card: ZK_CARD,
+      fingers: [
+        { index: 1, flag: 1, template: ZK_TEMPLATE.toString('hex') },
+        { index: 2, flag: 1, template: ZK_TEMPLATE.toString('hex') },
+      ],
+    });
+    const templatesAt = (t: typeof zk2) => {
+      const u = t.userById('2101');
+      return u ? t.templatesOf(u.uid).filter((x) => x.template.equals(ZK_TEMPLATE)).length : 0;
+    };
+    await waitFor(() => zk2.userById('2101')?.password === ZK_PASSWORD && templatesAt(zk2) === 2 && t1.getUser('2101')?.cards.length === 1, {
+      timeoutMs: 20_000,
+      message: 'user 2101 (password, templates, card) did not reach zk2 and t1',
+    });
+    expect(daemon.store.getUser('2101')!.pinHash.equals(hashPin(ZK_PASSWORD))).toBe(true);
+    expect(t1.getUser('2101')!.cards[0].data.equals(u32(ZK_CARD)[0])).toBe(true);
+    // an edit at zk2 (no event: found by the poll) filling fields vacant on the server, merged and pushed on
+    await zk1.enroll({ id: '2102', name: 'Yan Example' });
+    await waitFor(() => zk2.userById('2102') !== undefined && t1.getUser('2102') !== undefined, { timeoutMs: 20_000, message: 'user 2102 did not sync' });
+    await zk2.edit('2102', { password: ZK_EDIT_PASSWORD, card: ZK_EDIT_CARD });
+    await waitFor(() => zk1.userById('2102')?.password === ZK_EDIT_PASSWORD && t1.getUser('2102')?.cards.length === 1, { timeoutMs: 20_000, message: 'the edit at zk2 did not sync' });
+    expect(daemon.store.getUser('2102')!.pinHash.equals(hashPin(ZK_EDIT_PASSWORD))).toBe(true);
+    // the terminal dialled with the wrong comm key: refused, logged, never written to
+    await waitFor(() => logSeen(log, /refused the comm key/), { timeoutMs: 10_000, message: 'the wrong comm key was not logged' });
+    expect(daemon.terminals().find((t) => t.id === 'zk3')?.state).not.toBe('online');
+    expect(zk3.userCount).toBe(0);
+  } finally {
+    await daemon.stop(2000);
+    await ts.close();
+    await zk.close();
+  }
+}
 
 function userFromJsonWithPin(id: string, pin: string): UserRecord {
   const u = emptyUser(id);
   u.name = 'Zed Example';
   u.pinHash = hashPin(pin);
-  u.cards = [{ type: 1, data: Buffer.from([0x05, 0xd0, 0x3f, 0x18]) }];
+  u.cards = [{ type: 1, data: ZED_CARD }];
   u.photo = S.photo;
   return u;
 }
@@ -352,7 +466,7 @@ describe('every terminal driver logs no secret or personal data', () => {
       expectClean(text, d.secrets);
       // the pretty form too
       expectClean(out.lines.map((l) => formatPrettyLine(l.trimEnd())).join('\n'), d.secrets);
-    }, 30_000);
+    }, 60_000);
   }
 
   it('every driver in src/drivers has an entry', async () => {
