@@ -4,7 +4,7 @@
 // terminal converged to the server's records.
 //
 //   npx tsx bench/soak.ts --minutes 30 [--terminals 8] [--seed 1] [--rate 3] [--out soak.json] [--no-daemon-faults]
-//       [--sample-sec 10] [--results-key soak]
+//       [--sample-sec 10] [--results-key soak] [--fixed-users N]
 //
 // Workload: people enroll users at random terminals (about --rate per second)
 // and sometimes edit them there; the server adds and changes users too.
@@ -52,12 +52,16 @@ const { values: args } = parseArgs({
     'no-daemon-faults': { type: 'boolean', default: false },
     'sample-sec': { type: 'string', default: '10' },
     'results-key': { type: 'string' },
+    // a fixed population: once this many users exist, the workload only edits them (on terminals and on
+    // the server), so the data stops growing and a memory slope after that is not the data's
+    'fixed-users': { type: 'string' },
   },
 });
 const MINUTES = Number(args.minutes);
 const N = Number(args.terminals);
 const RATE = Number(args.rate);
 const CHECKPOINT_MS = Number(args['checkpoint-sec']) * 1000;
+const FIXED_USERS = args['fixed-users'] === undefined ? Infinity : Number(args['fixed-users']);
 
 const rnd = prng(Number(args.seed));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -176,6 +180,7 @@ function newUser(prefix: string): UserRecord {
 async function workloadStep(): Promise<void> {
   const r = rnd.next();
   const t = sim.terminals[rnd.int(N)];
+  if (nextUser >= FIXED_USERS) return editOnly(r, t);
   if (r < 0.75) {
     const u = newUser('d');
     try {
@@ -207,6 +212,34 @@ async function workloadStep(): Promise<void> {
     } catch {
       // the daemon died between the call and the answer: not accepted as far as we know
     }
+  }
+}
+
+/** --fixed-users reached: edits of existing users only, on a terminal or on the server. */
+async function editOnly(r: number, t: (typeof sim.terminals)[number]): Promise<void> {
+  if (r < 0.7) {
+    const held = [...reported];
+    if (held.length === 0) return;
+    const id = held[rnd.int(held.length)];
+    if (!t.getUser(id)) return;
+    try {
+      await t.edit(id, { name: `Edited ${id} ${rnd.int(1000)}`, pin: String(rnd.int(10000)).padStart(4, '0') });
+      stats.deviceEdits++;
+    } catch {
+      // deleted or changed under us
+    }
+    return;
+  }
+  const d = daemon;
+  const held = [...serverAccepted];
+  if (!d || held.length === 0) return;
+  const id = held[rnd.int(held.length)];
+  const u = userFromJson({ id, name: `Server edit ${id} ${rnd.int(1000)}`, accessGroups: [1 + rnd.int(4)] });
+  try {
+    await d.call('putUser', { user: userToJson(u) }, 5000);
+    stats.serverPuts++;
+  } catch {
+    // the daemon died between the call and the answer
   }
 }
 
