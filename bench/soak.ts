@@ -191,16 +191,7 @@ async function workloadStep(): Promise<void> {
       // e.g. the terminal is full: not reported, not expected
     }
   } else if (r < 0.9) {
-    const held = [...reported];
-    if (held.length === 0) return;
-    const id = held[rnd.int(held.length)];
-    if (!t.getUser(id)) return;
-    try {
-      await t.edit(id, { name: `Edited ${id} ${rnd.int(1000)}`, pin: String(rnd.int(10000)).padStart(4, '0') });
-      stats.deviceEdits++;
-    } catch {
-      // deleted or changed under us
-    }
+    await deviceEdit(t);
   } else {
     const d = daemon;
     if (!d) return;
@@ -215,21 +206,23 @@ async function workloadStep(): Promise<void> {
   }
 }
 
+/** Someone edits, at terminal t, a user some terminal reported enrolled (if t holds it). */
+async function deviceEdit(t: (typeof sim.terminals)[number]): Promise<void> {
+  const held = [...reported];
+  if (held.length === 0) return;
+  const id = held[rnd.int(held.length)];
+  if (!t.getUser(id)) return;
+  try {
+    await t.edit(id, { name: `Edited ${id} ${rnd.int(1000)}`, pin: String(rnd.int(10000)).padStart(4, '0') });
+    stats.deviceEdits++;
+  } catch {
+    // deleted or changed under us
+  }
+}
+
 /** --fixed-users reached: edits of existing users only, on a terminal or on the server. */
 async function editOnly(r: number, t: (typeof sim.terminals)[number]): Promise<void> {
-  if (r < 0.7) {
-    const held = [...reported];
-    if (held.length === 0) return;
-    const id = held[rnd.int(held.length)];
-    if (!t.getUser(id)) return;
-    try {
-      await t.edit(id, { name: `Edited ${id} ${rnd.int(1000)}`, pin: String(rnd.int(10000)).padStart(4, '0') });
-      stats.deviceEdits++;
-    } catch {
-      // deleted or changed under us
-    }
-    return;
-  }
+  if (r < 0.7) return deviceEdit(t);
   const d = daemon;
   const held = [...serverAccepted];
   if (!d || held.length === 0) return;
