@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, type DaemonOptions } from '../../src/daemon.js';
-import { gsdkDriver, type GsdkDriver } from '../../src/drivers/gsdk/driver.js';
+import { gsdkDriver, type GsdkDriver, type GsdkDriverOptions } from '../../src/drivers/gsdk/driver.js';
 import { GSDK_PARTS, gsdkToUser } from '../../src/drivers/gsdk/mapping.js';
 import { zkDriver } from '../../src/drivers/zk/driver.js';
 import { ZK_PARTS, zkToUser } from '../../src/drivers/zk/mapping.js';
@@ -51,7 +51,7 @@ export interface GsdkSite {
   close(): Promise<void>;
 }
 
-export async function startGsdkSite(o: { changedOnDevice?: boolean; daemon?: Partial<DaemonOptions> } = {}): Promise<GsdkSite> {
+export async function startGsdkSite(o: { changedOnDevice?: boolean; daemon?: Partial<DaemonOptions>; driver?: Partial<GsdkDriverOptions> } = {}): Promise<GsdkSite> {
   const dir = mkdtempSync(join(tmpdir(), 'termsync-gsdk-site-'));
   const c = gatewayCerts();
   const ts = await Simulator.start({ terminals: 2, commKey: DEV_COMM_KEY, timing: ZERO_TIMING });
@@ -65,7 +65,7 @@ export async function startGsdkSite(o: { changedOnDevice?: boolean; daemon?: Par
     key: c.key,
     changedOnDevice: o.changedOnDevice,
   });
-  const driver = gsdkDriver({ gateway: { host: '127.0.0.1', port: gw.port }, ca: c.ca, requestTimeoutMs: 5000, log: silent });
+  const driver = gsdkDriver({ gateway: { host: '127.0.0.1', port: gw.port }, ca: c.ca, requestTimeoutMs: 5000, log: silent, ...o.driver });
   const options: DaemonOptions = {
     db: join(dir, 'termsync.db'),
     log: silent,

@@ -20,6 +20,8 @@ import { asDriverError, GatewayClient } from './gateway.js';
 import type { CapabilityInfo, FactoryInfo } from './proto.js';
 import { GsdkSession, PROTOCOL } from './session.js';
 
+export const DEFAULT_LOG_CHECK_MS = 10_000;
+
 export interface GsdkDriverOptions {
   /** the device gateway, HOST and PORT (--gsdk-gateway) */
   gateway: { host: string; port: number };
@@ -29,6 +31,8 @@ export interface GsdkDriverOptions {
   requestTimeoutMs?: number;
   /** how long a dial waits for the gateway to report the terminal connected, ms (default requestTimeoutMs) */
   connectTimeoutMs?: number;
+  /** read each terminal's log after its last event this often, ms, to find realtime events the gateway dropped at the end of a burst (default 10000; 0: never) */
+  logCheckMs?: number;
   /** the name on the gateway's certificate, when it is not the host dialled */
   serverName?: string;
   log?: Logger;
@@ -83,7 +87,7 @@ export function gsdkDriver(o: GsdkDriverOptions): GsdkDriver {
         await g.waitConnected(deviceID, o.connectTimeoutMs ?? timeoutMs, target.signal);
         const info = await g.call<{ info: FactoryInfo | null }>(g.device, 'GetInfo', { deviceID }).then((r) => r.info);
         const cap = await g.call<{ capInfo: CapabilityInfo | null }>(g.device, 'GetCapabilityInfo', { deviceID }).then((r) => r.capInfo);
-        const session = new GsdkSession({ terminalId: id, deviceID, gw: g, info, capability: cap, echo, log: o.log?.child({ terminal: id }) });
+        const session = new GsdkSession({ terminalId: id, deviceID, gw: g, info, capability: cap, echo, logCheckMs: o.logCheckMs ?? DEFAULT_LOG_CHECK_MS, log: o.log?.child({ terminal: id }) });
         o.log?.info({ terminal: id, deviceID, model: info?.modelName, mode: viaGateway ? 'device-to-gateway' : 'gateway-to-device' }, 'Suprema terminal connected through the device gateway');
         return session;
       } catch (e) {

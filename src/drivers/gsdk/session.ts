@@ -54,6 +54,12 @@ export interface GsdkSessionOptions {
   log?: Logger;
   /** the realtime queue asked of the gateway, events */
   queueSize?: number;
+  /**
+   * Reads the log after the last event handed over this often, ms (0: never):
+   * realtime events the gateway dropped at the end of a burst show no gap
+   * until the next event arrives; this finds them anyway.
+   */
+  logCheckMs?: number;
 }
 
 export class GsdkSession implements DeviceSession {
@@ -84,6 +90,7 @@ export class GsdkSession implements DeviceSession {
   private again = false;
   private resubscribeMs = RESUBSCRIBE_MIN_MS;
   private resubscribeTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
   private readonly onStatus = (c: StatusChange) => {
     if (c.deviceID === this.dev && !isConnected(c.status)) this.ended(`the gateway reports terminal ${this.dev} ${statusName(c.status)}`);
   };
@@ -128,6 +135,7 @@ export class GsdkSession implements DeviceSession {
     this.gw.off('status', this.onStatus);
     this.gw.off('lost', this.onLost);
     if (this.resubscribeTimer) clearTimeout(this.resubscribeTimer);
+    if (this.checkTimer) clearInterval(this.checkTimer);
     const s = this.stream;
     this.stream = undefined;
     s?.cancel();
@@ -195,6 +203,13 @@ export class GsdkSession implements DeviceSession {
     this.last = afterRef;
     await this.subscribe();
     await this.catchUp();
+    const every = this.o.logCheckMs ?? 0;
+    if (every > 0 && !this.checkTimer) {
+      this.checkTimer = setInterval(() => {
+        if (!this.catchingUp && !this.closed) this.catchUp().catch((e) => this.o.log?.debug({ terminal: this.id, err: (e as Error).message }, 'G-SDK: log check failed'));
+      }, every);
+      this.checkTimer.unref();
+    }
     return { epoch: GSDK_EPOCH, firstRef: 0, lastRef: this.last };
   }
 
