@@ -51,7 +51,7 @@ export interface GsdkSite {
   close(): Promise<void>;
 }
 
-export async function startGsdkSite(o: { changedOnDevice?: boolean; daemon?: Partial<DaemonOptions>; driver?: Partial<GsdkDriverOptions> } = {}): Promise<GsdkSite> {
+export async function startGsdkSite(o: { changedOnDevice?: boolean; daemon?: Partial<DaemonOptions>; driver?: Partial<GsdkDriverOptions>; extraDevices?: number[] } = {}): Promise<GsdkSite> {
   const dir = mkdtempSync(join(tmpdir(), 'termsync-gsdk-site-'));
   const c = gatewayCerts();
   const ts = await Simulator.start({ terminals: 2, commKey: DEV_COMM_KEY, timing: ZERO_TIMING });
@@ -60,6 +60,8 @@ export async function startGsdkSite(o: { changedOnDevice?: boolean; daemon?: Par
     devices: [
       { deviceID: DEVICE_A, ip: '10.1.0.11', port: 51211 },
       { deviceID: DEVICE_B, ip: '10.1.0.12', port: 51211 },
+      // behind the gateway, not configured in the daemon (for tests that add terminals)
+      ...(o.extraDevices ?? []).map((deviceID, i) => ({ deviceID, ip: `10.1.0.${20 + i}`, port: 51211 })),
     ],
     cert: c.cert,
     key: c.key,
