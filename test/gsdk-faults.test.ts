@@ -99,6 +99,36 @@ describe('G-SDK faults on a mixed site', () => {
   }, 180_000);
 });
 
+describe('a Suprema terminal reset while connected', () => {
+  it('a database reset at the terminal (0x4501): the server keeps its users and writes them back', async () => {
+    site = await startGsdkSite();
+    await site.allOnline();
+    site.daemon.putUser(userFromJson({ id: '90001', name: 'Survives the reset', accessGroups: [1] }));
+    site.dev(B).enroll({ id: '90002', name: 'Enrolled at B' });
+    await site.converge('90001');
+    await site.converge('90002');
+    site.dev(A).resetDatabase();
+    expect(site.dev(A).userCount).toBe(0);
+    await site.converge('90001');
+    await site.converge('90002');
+    expect(site.daemon.store.getUser('90002')!.name).toBe('Enrolled at B');
+  }, 180_000);
+
+  it('a cleared event log (IDs start again at 1): the session restarts, the terminal is compared, later changes still sync', async () => {
+    site = await startGsdkSite();
+    await site.allOnline();
+    for (const id of ids(91_000, 5)) site.dev(A).enroll({ id, name: `Old ${id}` });
+    await allOnServerAndEverywhere(site, ids(91_000, 5), 'before the clear');
+    site.dev(A).clearLog();
+    site.dev(A).enroll({ id: '91100', name: 'After the clear' });
+    await site.converge('91100');
+    await waitFor(() => site!.events('TERMINAL_RESET').some((e) => e.terminalId === A), { timeoutMs: 30_000, message: 'no TERMINAL_RESET recorded for A' });
+    site.dev(A).edit('91100', { name: 'Edited after the clear', cards: [{ data: '00091100' }] });
+    await waitFor(() => site!.daemon.store.getUser('91100')!.cards.length === 1, { timeoutMs: 30_000, message: 'an edit after the clear was not pulled' });
+    await site.converge('91100');
+  }, 180_000);
+});
+
 describe('a gateway that sends changedOnDevice', () => {
   it('uses the flag: pushes do not echo, device changes are pulled', async () => {
     site = await startGsdkSite({ changedOnDevice: true });

@@ -37,12 +37,15 @@ export const EventCode = {
   USER_ISSUE_AOC_SUCCESS: 0x2700,
   USER_DUPLICATE_CREDENTIAL: 0x2800,
   IDENTIFY_SUCCESS: 0x1300,
-  DATABASE_RESET: 0x4500,
 } as const;
+
+/** The terminal's database was reset (compared whole: other 0x45xx codes are other device events). */
+export const DATABASE_RESET = 0x4501;
 
 export const EVENT_MASK = 0xff00;
 
 export function eventName(code: number): string {
+  if (code === DATABASE_RESET) return 'DATABASE_RESET';
   const c = code & EVENT_MASK;
   for (const [k, v] of Object.entries(EventCode)) if (v === c) return k;
   return `EVENT_0x${code.toString(16).padStart(4, '0')}`;

@@ -158,8 +158,20 @@ export class GatewayClient extends EventEmitter {
     }
   }
 
-  /** Adds a terminal to the gateway's accept filter (device-to-server mode): the union with what is there. */
-  async accept(deviceID: number): Promise<void> {
+  private filterLock: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Adds a terminal to the gateway's accept filter (device-to-server mode): the
+   * union with what is there. One read-modify-write at a time: terminals dialled
+   * together must not drop each other's IDs.
+   */
+  accept(deviceID: number): Promise<void> {
+    const next = this.filterLock.then(() => this.doAccept(deviceID));
+    this.filterLock = next.catch(() => undefined);
+    return next;
+  }
+
+  private async doAccept(deviceID: number): Promise<void> {
     const r = await this.call<{ filter: AcceptFilter | null }>(this.connect, 'GetAcceptFilter', {});
     const f = r.filter ?? { allowAll: false, deviceIDs: [], IPAddrs: [], subnetMasks: [] };
     if (f.allowAll || f.deviceIDs.includes(deviceID)) return;

@@ -28,7 +28,7 @@ import {
   type WatchOptions,
   type WriteResult,
 } from '../../sync/ports.js';
-import { EVENT_MASK, EventCode, eventName, isConnected, statusName } from './constants.js';
+import { DATABASE_RESET, EVENT_MASK, EventCode, eventName, isConnected, statusName } from './constants.js';
 import type { EchoMemory } from './echo.js';
 import { asDriverError, grpcReason, isGrpcError, type GatewayClient } from './gateway.js';
 import { GSDK_PARTS, GsdkMappingError, gsdkToUser, userToGsdk } from './mapping.js';
@@ -267,7 +267,10 @@ export class GsdkSession implements DeviceSession {
       this.buffered.push(e);
       return;
     }
-    if (e.ID <= this.last) return;
+    if (e.ID <= this.last) {
+      this.checkRestart();
+      return;
+    }
     if (e.ID === this.last + 1) {
       this.take([e]);
       return;
@@ -275,6 +278,31 @@ export class GsdkSession implements DeviceSession {
     this.o.log?.info({ terminal: this.id, expected: this.last + 1, got: e.ID }, 'G-SDK: realtime events were dropped; reading them from the log');
     this.buffered.push(e);
     void this.catchUp().catch(() => undefined);
+  }
+
+  /** the newest handed-over ID that GetLog showed still in the log */
+  private verified = -1;
+
+  /**
+   * An event at or below the last one handed over: a late duplicate (one a log
+   * read already delivered), or the log restarted (cleared, reset). The log
+   * still holding the last event says which; a restart ends the session, and
+   * the next one finds the newest ID below the stored cursor (the engine
+   * reconciles).
+   */
+  private checkRestart(): void {
+    const last = this.last;
+    if (this.verified === last || last === 0) return;
+    this.verified = last;
+    this.getLog(last, 1).then(
+      (ev) => {
+        if (this.closed || ev.some((x) => x.ID === last)) return;
+        this.ended(`the event log of terminal ${this.dev} restarted (event ${last} is gone)`);
+      },
+      () => {
+        this.verified = -1;
+      },
+    );
   }
 
   /** Reads the log after the last event handed over, then what the stream buffered meanwhile. One at a time. */
@@ -328,6 +356,8 @@ export class GsdkSession implements DeviceSession {
     const detail = eventName(e.eventCode);
     const base = { ref: e.ID, at, detail };
     const uid = e.userID;
+    // the user store restarted: what the terminal held cannot be trusted (the engine compares user lists)
+    if (e.eventCode === DATABASE_RESET) return { ...base, kind: 'log-reset', origin: 'device' };
     switch (code) {
       case EventCode.USER_ENROLL_SUCCESS:
       case EventCode.USER_UPDATE_SUCCESS:

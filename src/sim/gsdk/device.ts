@@ -263,6 +263,18 @@ export class GsdkSimDevice extends EventEmitter {
     this.record(EventCode.USER_DELETE_SUCCESS, id, true);
   }
 
+  /** The terminal's database is reset at the device: every user gone, DATABASE_RESET (0x4501) logged. */
+  resetDatabase(): void {
+    this.users.clear();
+    this.record(0x4501, '', true);
+  }
+
+  /** The terminal's event log is cleared: IDs start again at 1. */
+  clearLog(): void {
+    this.log.length = 0;
+    this.nextId = 1;
+  }
+
   /** A user identifies at the terminal (0x1300): a log event that is no user change. */
   punch(id: string): void {
     this.record(EventCode.IDENTIFY_SUCCESS | 0x01, id, false);
