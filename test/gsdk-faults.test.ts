@@ -99,6 +99,22 @@ describe('G-SDK faults on a mixed site', () => {
   }, 180_000);
 });
 
+describe('a backlog bigger than a log page', () => {
+  it('1,200 users enrolled at a terminal while it was cut off from the gateway all arrive, read page by page', async () => {
+    site = await startGsdkSite();
+    await site.allOnline();
+    site.gw.setOnline(DEVICE_A, false);
+    await waitFor(() => site!.daemon.terminals().find((t) => t.id === A)?.state === 'offline', { timeoutMs: 30_000, message: 'A did not go offline' });
+    const many = ids(100_000, 1200);
+    for (const id of many) site.dev(A).enroll({ id, name: `Backlog ${id}`, cards: [{ data: Number(id).toString(16).padStart(8, '0') }] });
+    const getLogBefore = site.gw.stats.getLogCalls;
+    site.gw.setOnline(DEVICE_A, true);
+    await allOnServerAndEverywhere(site, many, 'backlog');
+    // at least three pages of the log were read (500 events each)
+    expect(site.gw.stats.getLogCalls - getLogBefore).toBeGreaterThanOrEqual(3);
+  }, 240_000);
+});
+
 describe('a Suprema terminal reset while connected', () => {
   it('a database reset at the terminal (0x4501): the server keeps its users and writes them back', async () => {
     site = await startGsdkSite();

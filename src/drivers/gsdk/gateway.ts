@@ -87,6 +87,10 @@ export class GatewayClient extends EventEmitter {
       // a restarted gateway is found again quickly
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2000,
+      // a dead connection is found by the streams' keepalive; gRPC servers refuse
+      // pings more often than every 5 minutes by default (GOAWAY too_many_pings)
+      'grpc.keepalive_time_ms': 300_000,
+      'grpc.keepalive_timeout_ms': 20_000,
       ...(o.serverName ? { 'grpc.ssl_target_name_override': o.serverName, 'grpc.default_authority': o.serverName } : {}),
     };
     this.connect = new s.Connect(this.address, this.channelCreds, opts);

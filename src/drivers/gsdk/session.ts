@@ -42,6 +42,8 @@ export const LOG_PAGE = 500;
 /** the log epoch: IDs only grow on a Suprema terminal; a reset shows as a newest ID below the cursor */
 export const GSDK_EPOCH = 1;
 const RESUBSCRIBE_MIN_MS = 100;
+/** log reads without an answer in a row that end the session */
+const MAX_FAILED_READS = 3;
 const RESUBSCRIBE_MAX_MS = 3000;
 
 export interface GsdkSessionOptions {
@@ -136,6 +138,7 @@ export class GsdkSession implements DeviceSession {
     this.gw.off('lost', this.onLost);
     if (this.resubscribeTimer) clearTimeout(this.resubscribeTimer);
     if (this.checkTimer) clearInterval(this.checkTimer);
+    for (const r of this.roomWaiters.splice(0)) r();
     const s = this.stream;
     this.stream = undefined;
     s?.cancel();
@@ -202,15 +205,16 @@ export class GsdkSession implements DeviceSession {
     if (o?.window !== undefined && o.window >= 1) this.window = o.window;
     this.last = afterRef;
     await this.subscribe();
-    await this.catchUp();
+    // the backlog is read in the background, page by page as the engine takes the facts
+    this.catchUpLogged();
     const every = this.o.logCheckMs ?? 0;
     if (every > 0 && !this.checkTimer) {
       this.checkTimer = setInterval(() => {
-        if (!this.catchingUp && !this.closed) this.catchUp().catch((e) => this.o.log?.debug({ terminal: this.id, err: (e as Error).message }, 'G-SDK: log check failed'));
+        if (!this.catchingUp && !this.closed) this.catchUpLogged();
       }, every);
       this.checkTimer.unref();
     }
-    return { epoch: GSDK_EPOCH, firstRef: 0, lastRef: this.last };
+    return { epoch: GSDK_EPOCH, firstRef: 0, lastRef: afterRef };
   }
 
   ack(ref: number): void {
@@ -228,7 +232,9 @@ export class GsdkSession implements DeviceSession {
       deviceIDs: [this.dev],
       eventCodes: [],
     });
+    const before = this.stream;
     this.stream = call;
+    before?.cancel();
     call.on('data', (e: EventLog) => {
       if (this.stream !== call || e.deviceID !== this.dev) return;
       this.resubscribeMs = RESUBSCRIBE_MIN_MS;
@@ -252,7 +258,7 @@ export class GsdkSession implements DeviceSession {
       this.resubscribeTimer = undefined;
       if (this.closed) return;
       this.subscribe()
-        .then(() => this.catchUp())
+        .then(() => this.catchUpLogged())
         .catch((e) => {
           this.o.log?.warn({ terminal: this.id, err: (e as Error).message }, 'G-SDK: subscribing again failed');
           this.resubscribeSoon();
@@ -277,7 +283,31 @@ export class GsdkSession implements DeviceSession {
     }
     this.o.log?.info({ terminal: this.id, expected: this.last + 1, got: e.ID }, 'G-SDK: realtime events were dropped; reading them from the log');
     this.buffered.push(e);
-    void this.catchUp().catch(() => undefined);
+    this.catchUpLogged();
+  }
+
+  /** consecutive log reads that failed for want of an answer */
+  private failedReads = 0;
+
+  /**
+   * A log read whose failure is logged, not thrown. Reads that go unanswered
+   * (the gateway unreachable while the connection looks open) end the session
+   * after MAX_FAILED_READS in a row; the next dial finds out whether the
+   * gateway is back.
+   */
+  private catchUpLogged(): void {
+    this.catchUp().then(
+      () => {
+        this.failedReads = 0;
+      },
+      (e) => {
+        if (this.closed) return;
+        const transport = e instanceof DriverError && e.reason === 'transport';
+        this.o.log?.warn({ terminal: this.id, err: (e as Error).message }, 'G-SDK: reading the event log failed');
+        if (transport && ++this.failedReads >= MAX_FAILED_READS) this.ended(`the device gateway did not answer ${MAX_FAILED_READS} log reads in a row: ${(e as Error).message}`);
+        else if (!this.checkTimer) setTimeout(() => this.closed || this.catchUpLogged(), RESUBSCRIBE_MAX_MS).unref();
+      },
+    );
   }
 
   /** the newest handed-over ID that GetLog showed still in the log */
@@ -315,6 +345,7 @@ export class GsdkSession implements DeviceSession {
       do {
         this.again = false;
         for (;;) {
+          await this.room();
           const page = await this.getLog(this.last + 1, LOG_PAGE);
           const fresh = page.filter((e) => e.ID > this.last).sort((a, b) => a.ID - b.ID);
           if (fresh.length) this.take(fresh);
@@ -333,6 +364,19 @@ export class GsdkSession implements DeviceSession {
         for (const e of b) this.live(e);
       }
     });
+  }
+
+  private roomWaiters: (() => void)[] = [];
+
+  /** Resolves once fewer than a page of facts wait for the engine (a big backlog is read as it is taken). */
+  private async room(): Promise<void> {
+    while (this.held.length >= LOG_PAGE && !this.closed) await new Promise<void>((r) => this.roomWaiters.push(r));
+    this.need();
+  }
+
+  private wakeRoom(): void {
+    if (this.held.length >= LOG_PAGE && !this.closed) return;
+    for (const r of this.roomWaiters.splice(0)) r();
   }
 
   /** Events (ascending, all after `last`) as facts. */
@@ -378,6 +422,7 @@ export class GsdkSession implements DeviceSession {
     if (room <= 0) return;
     const batch = this.held.splice(0, room);
     for (const f of batch) this.unacked.push(f.ref);
+    this.wakeRoom();
     try {
       this.onFacts(GSDK_EPOCH, batch);
     } catch (e) {
