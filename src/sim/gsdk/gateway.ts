@@ -32,6 +32,13 @@ export interface GsdkSimGatewayOptions {
   port?: number;
   /** send EventLog.changedOnDevice (a newer gateway); default false (an older one: never set) */
   changedOnDevice?: boolean;
+  /**
+   * A timing model (default none: answers at once): every call to a terminal
+   * waits `perCallMs`, plus `perUserWriteMs` for each user an Enroll writes;
+   * each terminal serves one call at a time (an assumption for benchmarks, not
+   * a measurement of real terminals).
+   */
+  timing?: { perCallMs: number; perUserWriteMs: number };
 }
 
 interface RealtimeSub {
@@ -41,6 +48,8 @@ interface RealtimeSub {
 }
 
 type Handler = (call: grpc.ServerUnaryCall<any, any>) => unknown; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class GsdkSimGateway {
   readonly devices: GsdkSimDevice[];
@@ -193,14 +202,27 @@ export class GsdkSimGateway {
         cb({ code: grpc.status.UNAVAILABLE, details: 'mock gateway: unavailable' });
         return;
       }
-      try {
-        cb(null, fn(call));
-      } catch (e) {
-        if (e instanceof GsdkSimError) cb({ code: e.code, details: e.message });
-        else cb({ code: grpc.status.INTERNAL, details: (e as Error).message });
-      }
+      const answer = () => {
+        try {
+          cb(null, fn(call));
+        } catch (e) {
+          if (e instanceof GsdkSimError) cb({ code: e.code, details: e.message });
+          else cb({ code: grpc.status.INTERNAL, details: (e as Error).message });
+        }
+      };
+      const t = this.o.timing;
+      const req = call.request as { deviceID?: number; deviceIDs?: number[]; users?: unknown[] };
+      if (!t) return answer();
+      // one call at a time per terminal; an Enroll takes longer per user
+      const devices = req.deviceIDs ?? (req.deviceID ? [req.deviceID] : []);
+      const ms = t.perCallMs + (Array.isArray(req.users) ? req.users.length * t.perUserWriteMs : 0);
+      const run = Promise.all(devices.map((d) => this.busy.get(d) ?? Promise.resolve())).then(() => sleep(ms)).then(answer);
+      for (const d of devices) this.busy.set(d, run.catch(() => undefined));
     };
   }
+
+  /** per terminal: the call it is serving (timing model) */
+  private readonly busy = new Map<number, Promise<unknown>>();
 
   private listen(port: number): Promise<void> {
     const s = gsdkServices();
