@@ -84,6 +84,8 @@ export interface RunConfig {
   adminHeaderTimeoutMs: number;
   /** admin listener: most event streams (SSE) open from one client address */
   adminMaxStreamsPerAddress: number;
+  /** admin listener: new connections per second from one client address (burst twice that), refused before any HTTP work; 0: no limit */
+  adminConnectRate: number;
   heartbeatSec: number;
   requestTimeoutMs: number;
   /** global cap on requests in flight to all terminals together */
@@ -144,6 +146,7 @@ export const RUN_DEFAULTS = {
   adminMaxConnsPerAddress: 64,
   adminHeaderTimeoutMs: 5_000,
   adminMaxStreamsPerAddress: 8,
+  adminConnectRate: 100,
   heartbeatSec: 10,
   requestTimeoutMs: 10_000,
   concurrency: 32,

@@ -94,7 +94,7 @@ export const METRIC_NAMES = {
 export interface MetricsSourceOptions {
   daemon: Daemon;
   /** the admin listener's connection count and evictions */
-  admin?: () => { connections: number; evicted: number };
+  admin?: () => { connections: number; evicted: number; refused?: number; held?: number };
   /** event-loop delay sampling, ms (default 20) */
   loopResolutionMs?: number;
 }
@@ -207,6 +207,8 @@ export class MetricsCollector {
       const admin = o.admin;
       gauge('termsync_admin_connections', 'Open connections to the admin listener.', [], (g) => g.set(admin().connections));
       counter('termsync_admin_connections_evicted_total', 'Admin connections closed to make room (a client over its per-address cap).', [], () => admin().evicted);
+      counter('termsync_admin_connections_refused_total', 'Admin connections refused before any HTTP work (their address was over its connect rate).', [], () => admin().refused ?? 0);
+      gauge('termsync_admin_connections_held_refused', 'Refused admin connections held unread before their reset.', [], (g) => g.set(admin().held ?? 0));
     }
     gauge('process_heap_used_bytes', 'V8 heap in use, bytes (kept for older dashboards; see nodejs_heap_size_used_bytes).', [], (g) => g.set(process.memoryUsage().heapUsed));
   }

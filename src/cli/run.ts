@@ -87,6 +87,7 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
         maxConnsPerAddress: cfg.adminMaxConnsPerAddress,
         headerTimeoutMs: cfg.adminHeaderTimeoutMs,
         maxStreamsPerAddress: cfg.adminMaxStreamsPerAddress,
+        connectRatePerAddress: cfg.adminConnectRate,
       });
     }
   } catch (e) {
