@@ -86,6 +86,8 @@ export interface RunConfig {
   adminMaxStreamsPerAddress: number;
   /** admin listener: new connections per second from one client address (burst twice that), refused before any HTTP work; 0: no limit */
   adminConnectRate: number;
+  /** facts per second one terminal may deliver (burst 10 s worth); past it its LOG_ACKs wait; 0: no limit */
+  terminalEventRate: number;
   heartbeatSec: number;
   requestTimeoutMs: number;
   /** global cap on requests in flight to all terminals together */
@@ -147,6 +149,7 @@ export const RUN_DEFAULTS = {
   adminHeaderTimeoutMs: 5_000,
   adminMaxStreamsPerAddress: 8,
   adminConnectRate: 100,
+  terminalEventRate: 2000,
   heartbeatSec: 10,
   requestTimeoutMs: 10_000,
   concurrency: 32,

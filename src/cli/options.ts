@@ -188,6 +188,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'admin listener: time a client gets to send the headers of a request' },
   { name: 'admin-max-streams-per-address', key: 'adminMaxStreamsPerAddress', type: 'int', min: 1, max: 10_000, valueName: 'N',
     help: 'admin listener: most live event streams (monitoring log) open from one client address' },
+  { name: 'terminal-event-rate', key: 'terminalEventRate', type: 'int', min: 0, max: 10_000_000, valueName: 'N',
+    help: 'log events per second one terminal may deliver (burst 10 s worth); past it its acknowledgements wait, so it is slowed, not read faster; 0 = no limit' },
   { name: 'admin-connect-rate', key: 'adminConnectRate', type: 'int', min: 0, max: 1_000_000, valueName: 'N',
     help: 'admin listener: new connections per second from one client address (burst 2N); one over it is refused unread before any HTTP work; 0 = no limit' },
   { name: 'backup-dir', key: 'backupDir', type: 'path', valueName: 'DIR',

@@ -56,7 +56,7 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     reconnectMinMs: cfg.reconnectMinMs,
     reconnectMaxMs: cfg.reconnectMaxMs,
     logFrames: cfg.logFrames,
-    engine: { maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
+    engine: { terminalEventRate: cfg.terminalEventRate, maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
   };
 }
 
