@@ -385,4 +385,22 @@ describe('the admin listener under a client churning connections (connect rate p
     expect(Number(/^termsync_admin_connections_refused_total (\d+)/m.exec(m)?.[1])).toBe(refused.length);
     expect(Number(/^termsync_admin_connections_held_refused (\d+)/m.exec(m)?.[1])).toBe(0);
   }, 30_000);
+
+  it('the refused connections held unread do not count against the listener: with more of them than its total cap, another address is still served', async () => {
+    // a listener of the same daemon with small caps: 8 connections in all, 4 per address, 2 new a second per address
+    const small = await startAdmin({ daemon: running.daemon, host: '127.0.0.1', port: 0, log: silent, maxConns: 8, maxConnsPerAddress: 4, connectRatePerAddress: 2 });
+    try {
+      const shots = [];
+      for (let i = 0; i < 30; i++) {
+        const s = await oneShot(small.port, '127.0.0.1');
+        await s.opened;
+        shots.push(s);
+      }
+      const other = await (await oneShot(small.port, '127.0.0.2')).done;
+      expect(other.text).toMatch(/^HTTP\/1\.1 200/);
+      await Promise.all(shots.map((s) => s.done));
+    } finally {
+      await small.close();
+    }
+  }, 30_000);
 });

@@ -566,7 +566,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     for (const l of httpConnection) l.call(server, socket);
     socket.resume();
   });
-  server.maxConnections = guard.maxConns + guard.maxConnsPerAddress;
+  // (node counts the refused sockets the guard holds unread as connections too:
+  // they must not push a health check from another address over node's cap)
+  server.maxConnections = guard.maxConns + guard.maxConnsPerAddress + guard.maxHeldRefused;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => reject(new Error(`the admin API cannot listen on ${o.host}:${o.port}: ${e.message}`));
