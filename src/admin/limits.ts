@@ -33,7 +33,7 @@ export interface ListenerLimits {
   maxStreamsPerAddress?: number;
   /** new connections per second from one client address (default 100; burst twice that); 0: no limit */
   connectRatePerAddress?: number;
-  /** how long a connection over its address's rate is held unread before it is reset, ms (default 2000) */
+  /** how long a connection over its address's rate is held unread before it is reset, ms (default 5000) */
   refusedHoldMs?: number;
   /** most refused connections held at once (default 1024); past it they are reset at once */
   maxHeldRefused?: number;
@@ -41,7 +41,7 @@ export interface ListenerLimits {
   now?: () => number;
 }
 
-export const LISTENER_DEFAULTS = { maxConnsPerAddress: 64, maxConns: 512, maxStreamsPerAddress: 8, connectRatePerAddress: 100, refusedHoldMs: 2000, maxHeldRefused: 1024 } as const;
+export const LISTENER_DEFAULTS = { maxConnsPerAddress: 64, maxConns: 512, maxStreamsPerAddress: 8, connectRatePerAddress: 100, refusedHoldMs: 5000, maxHeldRefused: 1024 } as const;
 
 interface Conn {
   socket: net.Socket;
