@@ -35,17 +35,17 @@ done
 # merge the rows into this checkout's results and rewrite RESULTS.md
 node -e '
 const fs = require("fs");
-const [root, tmp] = process.argv.slice(1);
+const [root, tmp, label] = process.argv.slice(1);
 const f = root + "/bench/results/hostile.json";
 const main = fs.existsSync(f) ? JSON.parse(fs.readFileSync(f, "utf8")) : { runs: [] };
 for (const side of ["before", "after"]) {
   const p = tmp + "/" + side + "/bench/results/hostile.json";
   if (!fs.existsSync(p)) continue;
-  for (const r of JSON.parse(fs.readFileSync(p, "utf8")).runs.filter((x) => x.label.startsWith(side + "-"))) {
+  for (const r of JSON.parse(fs.readFileSync(p, "utf8")).runs.filter((x) => x.label === side + "-" + label)) {
     const i = main.runs.findIndex((y) => y.attack === r.attack && y.label === r.label);
     if (i >= 0) main.runs[i] = r; else main.runs.push(r);
   }
 }
 fs.writeFileSync(f, JSON.stringify(main, null, 2) + "\n");
-' "$root" "$tmp"
+' "$root" "$tmp" "$label"
 (cd "$root" && npm run --silent bench:hostile -- --report)
