@@ -28,6 +28,7 @@ import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
 import { DriverError, type DeviceFact, type DeviceSession, type ReadResult, type RefusalReason, type UserListing, type WriteResult } from './ports.js';
+import { utf8Compare } from '../utf8-order.js';
 import { DEFAULT_EVENT_RATE, DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
@@ -1200,7 +1201,7 @@ class ServerWalk {
 
 /** Byte order of two user IDs (UTF-8, shorter first on a common prefix): LIST_USERS order and SQLite's. */
 function byteOrder(a: string, b: string): number {
-  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  return utf8Compare(a, b);
 }
 
 interface ListingEntry {
