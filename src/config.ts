@@ -89,6 +89,10 @@ export interface RunConfig {
   adminHeaderTimeoutMs: number;
   /** admin listener: most event streams (SSE) open from one client address */
   adminMaxStreamsPerAddress: number;
+  /** admin listener: new connections per second from one client address (burst twice that), refused before any HTTP work; 0: no limit */
+  adminConnectRate: number;
+  /** facts per second one terminal may deliver (burst 10 s worth); past it its LOG_ACKs wait; 0: no limit */
+  terminalEventRate: number;
   heartbeatSec: number;
   requestTimeoutMs: number;
   /** global cap on requests in flight to all terminals together */
@@ -151,6 +155,8 @@ export const RUN_DEFAULTS = {
   adminMaxConnsPerAddress: 64,
   adminHeaderTimeoutMs: 5_000,
   adminMaxStreamsPerAddress: 8,
+  adminConnectRate: 100,
+  terminalEventRate: 2000,
   heartbeatSec: 10,
   requestTimeoutMs: 10_000,
   concurrency: 32,

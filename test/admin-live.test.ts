@@ -203,6 +203,10 @@ describe('GET /metrics', () => {
       'termsync_sync_mode',
       'termsync_db_up',
       'termsync_admin_connections',
+      'termsync_admin_connections_refused_total',
+      'termsync_admin_connections_held_refused',
+      'termsync_eventloop_stall_seconds',
+      'termsync_eventloop_stall_max_seconds',
     ]) {
       expect(text, name).toContain(`# TYPE ${name} `);
     }
@@ -218,6 +222,10 @@ describe('GET /metrics', () => {
     expect(values.get('termsync_sync_mode{mode="off"}')).toBe(0);
     expect(values.get('termsync_db_up')).toBe(1);
     expect(values.get('termsync_admin_connections')).toBeGreaterThanOrEqual(1);
+    // the loop's stalls, and their own part, counted on every tick of the same timer
+    expect(values.get('termsync_eventloop_stall_seconds_count{measure="wall"}')).toBeGreaterThan(0);
+    expect(values.get('termsync_eventloop_stall_seconds_count{measure="own"}')).toBe(values.get('termsync_eventloop_stall_seconds_count{measure="wall"}'));
+    expect(values.get('termsync_eventloop_stall_max_seconds{measure="own"}')).toBeLessThanOrEqual(values.get('termsync_eventloop_stall_max_seconds{measure="wall"}')!);
 
     // the histogram: cumulative buckets ending in +Inf = count, and it holds the engine's samples
     expect(text).toContain('# TYPE termsync_push_latency_seconds histogram');

@@ -306,3 +306,101 @@ describe('the admin listener under one greedy local client (issue 14.7, small si
     await waitFor(() => s.destroyed);
   }, 20_000);
 });
+
+/** A whole request on a fresh connection from `from`: what came back (bytes) and how the connection ended. */
+function oneShot(port: number, from: string): Promise<{ opened: Promise<void>; done: Promise<{ text: string; error: string | null }> }> {
+  return new Promise((resolveOuter) => {
+    let text = '';
+    let error: string | null = null;
+    let openedResolve!: () => void;
+    const opened = new Promise<void>((r) => (openedResolve = r));
+    const done = new Promise<{ text: string; error: string | null }>((resolve) => {
+      const s = net.connect({ port, host: '127.0.0.1', localAddress: from }, () => {
+        s.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`);
+        openedResolve();
+      });
+      s.setEncoding('latin1');
+      s.on('data', (c: string) => (text += c));
+      s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+      s.once('close', () => resolve({ text, error }));
+    });
+    resolveOuter({ opened, done });
+  });
+}
+
+describe('the admin listener under a client churning connections (connect rate per address, set by --admin-connect-rate)', () => {
+  let running: Running;
+  let port: number;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'termsync-connrate-'));
+    const cfg = parseRunConfig(['--insecure-dev-key', `--db=${join(dir, 't.db')}`, '--admin-listen=127.0.0.1:0', '--admin-connect-rate=2']);
+    expect(cfg.adminConnectRate).toBe(2);
+    expect(parseRunConfig(['--insecure-dev-key', `--db=${join(dir, 't.db')}`]).adminConnectRate).toBe(100);
+    running = await startRunning(cfg, silent);
+    port = running.adminPort!;
+  });
+
+  afterAll(async () => {
+    await running?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('connections over the rate get no HTTP at all (held unread, then reset); another address is served meanwhile and the refusals are counted', async () => {
+    const N = 30;
+    const t0 = Date.now();
+    const shots = [];
+    for (let i = 0; i < N; i++) {
+      const s = await oneShot(port, '127.0.0.1');
+      await s.opened;
+      shots.push(s);
+    }
+    const elapsedSec = (Date.now() - t0) / 1000;
+    // while 127.0.0.1 is over its rate, a health check from another address is served
+    const other = await (await oneShot(port, '127.0.0.2')).done;
+    expect(other.text).toMatch(/^HTTP\/1\.1 200/);
+    const results = await Promise.all(shots.map((s) => s.done));
+    const answered = results.filter((r) => r.text.startsWith('HTTP/1.1 200'));
+    const refused = results.filter((r) => r.text === '');
+    // every connection was either served in full or got nothing at all
+    expect(answered.length + refused.length).toBe(N);
+    // the burst (twice the rate) plus what the rate let in while they were opened
+    expect(answered.length).toBeGreaterThanOrEqual(1);
+    expect(answered.length).toBeLessThanOrEqual(4 + Math.ceil(2 * elapsedSec) + 1);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    // a refused connection ends with a reset, not a response or an orderly close
+    expect(refused.every((r) => r.error === 'ECONNRESET')).toBe(true);
+    // counted in /metrics (asked from the other address)
+    const m = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/metrics', agent: false, localAddress: '127.0.0.2' }, (res) => {
+          let b = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (b += c));
+          res.on('end', () => resolve(b));
+        })
+        .on('error', reject);
+    });
+    expect(Number(/^termsync_admin_connections_refused_total (\d+)/m.exec(m)?.[1])).toBe(refused.length);
+    expect(Number(/^termsync_admin_connections_held_refused (\d+)/m.exec(m)?.[1])).toBe(0);
+  }, 30_000);
+
+  it('the refused connections held unread do not count against the listener: with more of them than its total cap, another address is still served', async () => {
+    // a listener of the same daemon with small caps: 8 connections in all, 4 per address, 2 new a second per address
+    const small = await startAdmin({ daemon: running.daemon, host: '127.0.0.1', port: 0, log: silent, maxConns: 8, maxConnsPerAddress: 4, connectRatePerAddress: 2 });
+    try {
+      const shots = [];
+      for (let i = 0; i < 30; i++) {
+        const s = await oneShot(small.port, '127.0.0.1');
+        await s.opened;
+        shots.push(s);
+      }
+      const other = await (await oneShot(small.port, '127.0.0.2')).done;
+      expect(other.text).toMatch(/^HTTP\/1\.1 200/);
+      await Promise.all(shots.map((s) => s.done));
+    } finally {
+      await small.close();
+    }
+  }, 30_000);
+});

@@ -318,7 +318,7 @@ describe('flags', () => {
     const { daemonOptions } = await import('../src/cli/run.js');
     const { silent } = await import('./helpers/site.js');
     const cfg = parseRunConfig(['--insecure-dev-key', '--max-terminal-users=5000', '--reconcile-timeout-sec=60']);
-    expect(daemonOptions(cfg, silent).engine).toEqual({ maxTerminalUsers: 5000, reconcileTimeoutMs: 60_000 });
-    expect(daemonOptions(parseRunConfig(['--insecure-dev-key']), silent).engine).toEqual({ maxTerminalUsers: 2_000_000, reconcileTimeoutMs: 300_000 });
+    expect(daemonOptions(cfg, silent).engine).toEqual({ terminalEventRate: 2000, maxTerminalUsers: 5000, reconcileTimeoutMs: 60_000 });
+    expect(daemonOptions(parseRunConfig(['--insecure-dev-key']), silent).engine).toEqual({ terminalEventRate: 2000, maxTerminalUsers: 2_000_000, reconcileTimeoutMs: 300_000 });
   });
 });

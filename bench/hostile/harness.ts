@@ -2,13 +2,16 @@
 // API, as `termsync run`) dialling two well-behaved simulated terminals
 // (default timing model) and listening for terminals that dial in, with
 // --auto-approve; probes that watch it while an attack runs.
+import { fork, type ChildProcess } from 'node:child_process';
 import { statSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { quantileFromBuckets, STALL_BUCKETS } from '../../src/admin/loop-stall.js';
 import { RUN_DEFAULTS } from '../../src/config.js';
 import { DEV_COMM_KEY } from '../../src/sim/devkey.js';
 import { Simulator } from '../../src/sim/simulator.js';
@@ -122,6 +125,13 @@ export function httpPut(port: number, path: string, json: unknown, timeoutMs: nu
   });
 }
 
+/** p50 / p99 / max of the loop's stalls over the attack, ms (see src/admin/loop-stall.ts) */
+export interface StallFigures {
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+}
+
 export interface ProbeSummary {
   healthz: { n: number; failed: number; p50Ms: number; p99Ms: number; maxMs: number };
   /** largest event-loop delay the daemon reported in /metrics over the attack (ms); null when /metrics never answered */
@@ -135,6 +145,16 @@ export interface ProbeSummary {
    * latency under attack is the harness's, not the daemon's
    */
   harnessLoopMaxMs?: number;
+  /**
+   * the daemon's event-loop stalls over the attack (a 20 ms timer's lateness,
+   * without the interval itself): `wall` as they happened, `own` the part of
+   * each the daemon spent on the CPU (its own work; the rest was waiting for
+   * a core). From /metrics' termsync_eventloop_stall_* (p50/p99 from the
+   * histogram, interpolated within its buckets).
+   */
+  stall?: { wall: StallFigures; own: StallFigures };
+  /** the same for an idle Node process beside it over the same seconds: the machine's noise */
+  noise?: { wall: StallFigures; own: StallFigures };
   /** the daemon's process was alive at the end */
   alive: boolean;
   exit: string | null;
@@ -148,9 +168,21 @@ export class Probes {
   private running = true;
   private loops: Promise<void>[] = [];
   private readonly own = monitorEventLoopDelay({ resolution: 20 });
+  /** the stall histogram's bucket counts at the first and the latest scrape */
+  private stallFirst: { wall: number[]; own: number[] } | null = null;
+  private stallLast: { wall: number[]; own: number[] } | null = null;
+  private stallMax = { wall: 0, own: 0 };
+  private noise: ChildProcess | null;
+  private noiseStarted: Promise<void>;
 
   constructor(private readonly site: HostileSite) {
     this.own.enable();
+    this.noise = fork(NOISE_CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.noiseStarted = new Promise<void>((resolve) => {
+      this.noise!.once('message', () => resolve());
+      this.noise!.once('exit', () => resolve());
+      this.noise!.send('start');
+    });
     const admin = site.daemon.adminPort;
     this.loops.push(
       (async () => {
@@ -168,7 +200,11 @@ export class Probes {
         }
       })(),
       (async () => {
-        // the first scrape only resets the histogram (it holds the start-up and the quiet runs)
+        // a warm-up scrape first (the daemon's first /metrics is its most expensive: code
+        // compiled on first use), then the first counted scrape only resets the
+        // histograms (they hold the start-up and the quiet runs)
+        await httpGet(admin, '/metrics', 10_000).catch(() => null);
+        await sleep(300);
         let first = true;
         while (this.running) {
           const t = sleep(1000);
@@ -176,6 +212,17 @@ export class Probes {
             const r = await httpGet(admin, '/metrics', 10_000);
             const m = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(r.body);
             if (m && !first) this.loopMax = Math.max(this.loopMax ?? 0, Number(m[1]) * 1000);
+            const buckets = stallBuckets(r.body);
+            if (buckets) {
+              if (first) this.stallFirst = buckets;
+              this.stallLast = buckets;
+            }
+            if (!first) {
+              for (const k of ['wall', 'own'] as const) {
+                const x = new RegExp(`^termsync_eventloop_stall_max_seconds\\{measure="${k}"\\} (\\S+)$`, 'm').exec(r.body);
+                if (x) this.stallMax[k] = Math.max(this.stallMax[k], Number(x[1]) * 1000);
+              }
+            }
             first = false;
           } catch {
             if (!this.site.daemon.alive) break;
@@ -190,6 +237,20 @@ export class Probes {
     this.running = false;
     this.own.disable();
     await Promise.all(this.loops);
+    await this.noiseStarted;
+    const noise = await new Promise<{ wall: number[]; own: number[]; maxMs: number; ownMaxMs: number } | null>((resolve) => {
+      const c = this.noise;
+      if (!c || c.exitCode !== null) return resolve(null);
+      c.once('message', (m) => resolve(m as { wall: number[]; own: number[]; maxMs: number; ownMaxMs: number }));
+      c.once('exit', () => resolve(null));
+      c.send('stop');
+    });
+    this.noise = null;
+    let stall: ProbeSummary['stall'];
+    if (this.stallFirst && this.stallLast) {
+      const diff = (k: 'wall' | 'own') => this.stallLast![k].map((n, i) => n - this.stallFirst![k][i]);
+      stall = { wall: figures(diff('wall'), this.stallMax.wall), own: figures(diff('own'), this.stallMax.own) };
+    }
     const h = [...this.healthMs].sort((a, b) => a - b);
     const alive = this.site.daemon.alive;
     let peak = NaN;
@@ -202,12 +263,38 @@ export class Probes {
       healthz: { n: h.length + this.healthFailed, failed: this.healthFailed, p50Ms: round(percentile(h, 50)), p99Ms: round(percentile(h, 99)), maxMs: round(h.at(-1) ?? NaN) },
       loopMaxMs: this.loopMax === null ? null : round(this.loopMax),
       harnessLoopMaxMs: round(this.own.max / 1e6),
+      stall,
+      noise: noise ? { wall: figures(noise.wall, noise.maxMs), own: figures(noise.own, noise.ownMaxMs) } : undefined,
       peakRssMb: round(peak),
       alive,
       exit: this.site.daemon.exit,
     };
   }
 }
+
+const NOISE_CHILD = fileURLToPath(new URL('./noise-child.ts', import.meta.url));
+
+/** The stall histogram's per-bucket counts (not cumulative) by measure, from a /metrics body; null when absent. */
+function stallBuckets(body: string): { wall: number[]; own: number[] } | null {
+  const out = { wall: [] as number[], own: [] as number[] };
+  for (const k of ['wall', 'own'] as const) {
+    const cum: number[] = [];
+    for (const le of [...STALL_BUCKETS.map(String), '+Inf']) {
+      const re = new RegExp(`^termsync_eventloop_stall_seconds_bucket\\{(?:le="${le.replace('+', '\\+')}",measure="${k}"|measure="${k}",le="${le.replace('+', '\\+')}")\\} (\\S+)$`, 'm');
+      const m = re.exec(body);
+      if (!m) return null;
+      cum.push(Number(m[1]));
+    }
+    out[k] = cum.map((n, i) => n - (i ? cum[i - 1] : 0));
+  }
+  return out;
+}
+
+function figures(counts: number[], maxMs: number): StallFigures {
+  return { p50Ms: nullRound(quantileFromBuckets(counts, 0.5)), p99Ms: nullRound(quantileFromBuckets(counts, 0.99)), maxMs: counts.some((n) => n > 0) ? round(maxMs) : null };
+}
+
+const nullRound = (x: number | null) => (x === null ? null : round(x));
 
 export const round = (x: number, d = 1): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
 

@@ -38,7 +38,7 @@ export interface HostileRun {
   /** the machine's load average (1, 5, 15 min) when the attack started and when it ended */
   load?: { start: number[]; end: number[] };
   /** which of the issue's targets held */
-  verdict: { up: boolean; rss: boolean; loop: boolean; latency: boolean };
+  verdict: { up: boolean; rss: boolean; loop: boolean; latency: boolean; loopOwn?: boolean };
 }
 
 function arg(name: string): string | undefined {
@@ -75,9 +75,13 @@ async function runOne(a: Attack, label: string, rssCapMb: number): Promise<Hosti
       up: p.alive,
       rss: p.peakRssMb < TARGET.rssMb,
       loop: p.loopMaxMs !== null && p.loopMaxMs < TARGET.loopMs,
+      // the daemon's own part of its worst stall (the machine's waiting for a core taken out)
+      loopOwn: p.stall?.own.maxMs !== null && p.stall?.own.maxMs !== undefined && p.stall.own.maxMs < TARGET.loopMs,
       latency: underAttack.timedOut === 0 && (adminUnderAttack?.timedOut ?? 0) === 0 && quiet.medianMs !== null && worst <= quiet.medianMs * TARGET.latencyRatio,
     };
     log(`load ${load.start[0]} -> ${load.end[0]}`);
+    const sf = (s: { p50Ms: number | null; p99Ms: number | null; maxMs: number | null } | undefined) => (s ? `${s.p50Ms}/${s.p99Ms}/${s.maxMs}` : '-');
+    log(`stall p50/p99/max ms: daemon wall ${sf(p.stall?.wall)}, daemon own ${sf(p.stall?.own)}, idle process beside it ${sf(p.noise?.wall)}`);
     log(`${res.reached}; peak RSS ${p.peakRssMb} MB, loop max ${p.loopMaxMs} ms, healthz max ${p.healthz.maxMs} ms (${p.healthz.failed} failed), harness loop max ${p.harnessLoopMaxMs} ms, sync ${quiet.medianMs} -> ${underAttack.medianMs} ms (${underAttack.timedOut} timed out)`);
     return { attack: a.name, item: a.item, title: a.title, size: a.size, label, commit: arg('commit') ?? git('rev-parse --short HEAD'), at: new Date().toISOString(), reached: res.reached, probes: p, quiet, underAttack, adminUnderAttack, figures: res.figures, load, verdict };
   } finally {
@@ -96,6 +100,12 @@ function loadRuns(): HostileRun[] {
 
 const ms = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${Math.round(x)} ms`);
 const yes = (b: boolean) => (b ? 'yes' : '**no**');
+
+function stallText(s: { p50Ms: number | null; p99Ms: number | null; maxMs: number | null } | undefined): string {
+  if (!s) return '–';
+  const f = (x: number | null) => (x === null ? '–' : x < 10 ? x.toFixed(1) : String(Math.round(x)));
+  return `${f(s.p50Ms)} / ${f(s.p99Ms)} / ${f(s.maxMs)}`;
+}
 
 function latencyText(q: LatencySummary, l: LatencySummary | undefined): string {
   if (!l) return '–';
@@ -116,12 +126,15 @@ function markdown(runs: HostileRun[]): string {
     "daemon's RSS passes the cap (1,500 MB) so that a daemon without a bound does not take the machine with it.",
     'Loop delay: the largest `nodejs_eventloop_lag_max_seconds` of /metrics scraped every second; /healthz probed every 250 ms on a fresh connection',
     "(10 s timeout); sync latency: an enrollment at one well-behaved terminal until the other holds it, quiet (15 before the attack, 200 ms apart, as under attack) → under attack (median). Load: the machine's 1-minute load average at the start → end of the attack.",
+    'Stalls (p50 / p99 / max over the attack, ms, without the 20 ms interval): how late a 20 ms timer ran in the daemon (`wall`, /metrics',
+    "`termsync_eventloop_stall_seconds`), the part of each stall the daemon spent on the CPU (`own`: its own work; the rest it was waiting for a core),",
+    "and the same wall figure for an idle Node process started beside it for the same seconds (`noise`: the machine's share, bench/hostile/noise-child.ts).",
     'Harness loop max: the same measure for the bench process itself, which holds the attacker and the two simulated terminals; when it is high,',
     "part of the sync latency under attack is the harness's. Both loop figures include the 20 ms sampling interval (an idle process reads 20-30 ms).",
     `Targets (issue 14, "done when"): daemon up, RSS < ${TARGET.rssMb} MB, loop delay < ${TARGET.loopMs} ms, sync latency within 20% of quiet.`,
     '',
-    '| # | attack | label (commit) | how far it got | up | peak RSS | loop max | /healthz max (failed) | sync latency quiet → attack | admin change → terminals | harness loop max | load | other figures |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| # | attack | label (commit) | how far it got | up | peak RSS | loop max | stall wall p50/p99/max | stall own p50/p99/max | noise p50/p99/max | /healthz max (failed) | sync latency quiet → attack | admin change → terminals | harness loop max | load | other figures |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const other = Object.entries(r.figures)
@@ -129,7 +142,7 @@ function markdown(runs: HostileRun[]): string {
       .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v).replace(/"/g, '') : v}`)
       .join('; ');
     lines.push(
-      `| ${r.item} | ${r.attack} | ${r.label} (${r.commit}) | ${r.reached} | ${yes(r.verdict.up)} | ${r.probes.peakRssMb} MB${r.verdict.rss ? '' : ' ✗'} | ${ms(r.probes.loopMaxMs)}${r.verdict.loop ? '' : ' ✗'} | ${ms(r.probes.healthz.maxMs)} (${r.probes.healthz.failed}/${r.probes.healthz.n}) | ${latencyText(r.quiet, r.underAttack)}${r.verdict.latency ? '' : ' ✗'} | ${latencyText(r.quiet, r.adminUnderAttack)} | ${ms(r.probes.harnessLoopMaxMs)} | ${r.load ? `${r.load.start[0]} → ${r.load.end[0]}` : '–'} | ${other} |`,
+      `| ${r.item} | ${r.attack} | ${r.label} (${r.commit}) | ${r.reached} | ${yes(r.verdict.up)} | ${r.probes.peakRssMb} MB${r.verdict.rss ? '' : ' ✗'} | ${ms(r.probes.loopMaxMs)}${r.verdict.loop ? '' : ' ✗'} | ${stallText(r.probes.stall?.wall)} | ${stallText(r.probes.stall?.own)}${r.verdict.loopOwn === false ? ' ✗' : ''} | ${stallText(r.probes.noise?.wall)} | ${ms(r.probes.healthz.maxMs)} (${r.probes.healthz.failed}/${r.probes.healthz.n}) | ${latencyText(r.quiet, r.underAttack)}${r.verdict.latency ? '' : ' ✗'} | ${latencyText(r.quiet, r.adminUnderAttack)} | ${ms(r.probes.harnessLoopMaxMs)} | ${r.load ? `${r.load.start[0]} → ${r.load.end[0]}` : '–'} | ${other} |`,
     );
   }
   lines.push('', `Machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} cores, Node ${process.version}; other work shares the cores.`, END);

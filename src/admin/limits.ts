@@ -12,7 +12,17 @@
 //   own check, run every `connectionsCheckingInterval`).
 // - event streams per address: counted here, refused (429) past the cap by the
 //   stream route.
+// - new connections per address and second (a token bucket with a burst of
+//   twice the rate), checked before any HTTP work: the listener accepts
+//   sockets paused, and one over its address's rate is never read, never given
+//   to the HTTP server; it is held unread for a short while (so a client that
+//   reconnects whenever it is closed does not spin) and then reset, and past a
+//   cap on held sockets it is reset at once. A client churning thousands of
+//   connections a second then costs an accept and a reset each, not an HTTP
+//   set-up, an eviction and a tear-down. A health check from another address
+//   is not affected; one from the churning address competes for its rate.
 import type net from 'node:net';
+import { TokenBucket } from '../rate-limit.js';
 
 export interface ListenerLimits {
   /** most open connections from one client address (default 64) */
@@ -21,9 +31,17 @@ export interface ListenerLimits {
   maxConns?: number;
   /** most live event streams from one client address (default 8) */
   maxStreamsPerAddress?: number;
+  /** new connections per second from one client address (default 100; burst twice that); 0: no limit */
+  connectRatePerAddress?: number;
+  /** how long a connection over its address's rate is held unread before it is reset, ms (default 5000) */
+  refusedHoldMs?: number;
+  /** most refused connections held at once (default 1024); past it they are reset at once */
+  maxHeldRefused?: number;
+  /** clock (tests) */
+  now?: () => number;
 }
 
-export const LISTENER_DEFAULTS = { maxConnsPerAddress: 64, maxConns: 512, maxStreamsPerAddress: 8 } as const;
+export const LISTENER_DEFAULTS = { maxConnsPerAddress: 64, maxConns: 512, maxStreamsPerAddress: 8, connectRatePerAddress: 100, refusedHoldMs: 5000, maxHeldRefused: 1024 } as const;
 
 interface Conn {
   socket: net.Socket;
@@ -45,15 +63,91 @@ export class ConnectionGuard {
   private total = 0;
   /** connections closed to make room, since start (for logs and tests) */
   evicted = 0;
+  /** connections refused for their address's connect rate, since start */
+  refused = 0;
+  readonly connectRatePerAddress: number;
+  readonly refusedHoldMs: number;
+  readonly maxHeldRefused: number;
+  private readonly now: () => number;
+  /** connect-rate buckets by address; full ones are forgotten by the sweep */
+  private readonly rates = new Map<string, TokenBucket>();
+  /** refused sockets held unread, with the time they came, oldest first */
+  private readonly held = new Map<net.Socket, number>();
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(o: ListenerLimits = {}) {
     this.maxConnsPerAddress = o.maxConnsPerAddress ?? LISTENER_DEFAULTS.maxConnsPerAddress;
     this.maxConns = o.maxConns ?? LISTENER_DEFAULTS.maxConns;
     this.maxStreamsPerAddress = o.maxStreamsPerAddress ?? LISTENER_DEFAULTS.maxStreamsPerAddress;
+    this.connectRatePerAddress = o.connectRatePerAddress ?? LISTENER_DEFAULTS.connectRatePerAddress;
+    this.refusedHoldMs = o.refusedHoldMs ?? LISTENER_DEFAULTS.refusedHoldMs;
+    this.maxHeldRefused = o.maxHeldRefused ?? LISTENER_DEFAULTS.maxHeldRefused;
+    this.now = o.now ?? Date.now;
   }
 
   get size(): number {
     return this.total;
+  }
+
+  /** refused connections held unread now */
+  get heldRefused(): number {
+    return this.held.size;
+  }
+
+  /**
+   * A socket just accepted (paused, nothing read): true when its address is
+   * within its connect rate; false when it is over and the guard took it (held
+   * unread, then reset). Runs before any HTTP work.
+   */
+  gate(socket: net.Socket): boolean {
+    if (this.connectRatePerAddress <= 0) return true;
+    const address = socket.remoteAddress ?? '?';
+    let b = this.rates.get(address);
+    if (!b) {
+      b = new TokenBucket(this.connectRatePerAddress, Math.max(1, 2 * this.connectRatePerAddress), this.now);
+      this.rates.set(address, b);
+    }
+    this.startSweeper();
+    if (b.take()) return true;
+    this.refused++;
+    if (this.held.size >= this.maxHeldRefused || this.refusedHoldMs <= 0) {
+      reset(socket);
+    } else {
+      socket.on('error', () => {});
+      this.held.set(socket, this.now());
+    }
+    return false;
+  }
+
+  private startSweeper(): void {
+    if (this.sweeper) return;
+    const every = Math.max(50, Math.min(1000, Math.floor(this.refusedHoldMs / 4) || 1000));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  /** Resets the held sockets whose time is up and forgets connect-rate buckets that are full again. */
+  sweep(): void {
+    const cutoff = this.now() - this.refusedHoldMs;
+    for (const [s, at] of this.held) {
+      if (at > cutoff) break;
+      this.held.delete(s);
+      reset(s);
+    }
+    for (const [a, b] of this.rates) if (b.full) this.rates.delete(a);
+    if (this.held.size === 0 && this.rates.size === 0 && this.sweeper) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+    }
+  }
+
+  /** Resets every held socket and stops the sweep (the listener is closing). */
+  close(): void {
+    for (const s of this.held.keys()) reset(s);
+    this.held.clear();
+    this.rates.clear();
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
   }
 
   /** A new connection: makes room for it if its address (or the listener) is full. */
@@ -138,5 +232,14 @@ export class ConnectionGuard {
       if (left <= 0) this.streams.delete(address);
       else this.streams.set(address, left);
     };
+  }
+}
+
+/** Closes with a reset: no FIN exchange, no TIME_WAIT left on this side. */
+function reset(s: net.Socket): void {
+  try {
+    s.resetAndDestroy();
+  } catch {
+    s.destroy();
   }
 }

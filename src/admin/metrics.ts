@@ -15,6 +15,7 @@
 import client from 'prom-client';
 import type { Daemon } from '../daemon.js';
 import { Priority } from '../sync/engine.js';
+import { LoopStallMonitor, STALL_BUCKETS } from './loop-stall.js';
 
 export const CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
 
@@ -94,7 +95,7 @@ export const METRIC_NAMES = {
 export interface MetricsSourceOptions {
   daemon: Daemon;
   /** the admin listener's connection count and evictions */
-  admin?: () => { connections: number; evicted: number };
+  admin?: () => { connections: number; evicted: number; refused?: number; held?: number };
   /** event-loop delay sampling, ms (default 20) */
   loopResolutionMs?: number;
 }
@@ -115,6 +116,7 @@ export class MetricsCollector {
     this.reconnects++;
   };
   private unsubscribe: (() => void) | undefined;
+  readonly stalls: LoopStallMonitor;
 
   constructor(o: MetricsSourceOptions) {
     const d = (this.daemon = o.daemon);
@@ -125,6 +127,32 @@ export class MetricsCollector {
       help: 'Time from a device event arriving to the last push of that user to the other terminals.',
       buckets: LATENCY_BUCKETS,
       registers,
+    });
+    // the event loop's stalls, and the part of each that was this process's own work (see loop-stall.ts)
+    const stallHist = new client.Histogram({
+      name: 'termsync_eventloop_stall_seconds',
+      help: 'How late a 20 ms timer ran (measure="wall"), and the part of it the process spent on the CPU (measure="own": its own work, not waiting for a core).',
+      labelNames: ['measure'],
+      buckets: STALL_BUCKETS,
+      registers,
+    });
+    const wall = stallHist.labels('wall');
+    const own = stallHist.labels('own');
+    this.stalls = new LoopStallMonitor(20, (w, o) => {
+      wall.observe(w);
+      own.observe(o);
+    });
+    const stalls = this.stalls;
+    new client.Gauge({
+      name: 'termsync_eventloop_stall_max_seconds',
+      help: 'The largest stall since the previous scrape (measure="wall"), and the largest own part of one (measure="own").',
+      labelNames: ['measure'],
+      registers,
+      collect() {
+        const s = stalls.take();
+        this.set({ measure: 'wall' }, s.maxMs / 1000);
+        this.set({ measure: 'own' }, s.ownMaxMs / 1000);
+      },
     });
     this.latency = new PushLatencyObserver(() => d.engine.stats.lastPushLatencyMs, (s) => latency.observe(s));
     const self = this;
@@ -207,11 +235,14 @@ export class MetricsCollector {
       const admin = o.admin;
       gauge('termsync_admin_connections', 'Open connections to the admin listener.', [], (g) => g.set(admin().connections));
       counter('termsync_admin_connections_evicted_total', 'Admin connections closed to make room (a client over its per-address cap).', [], () => admin().evicted);
+      counter('termsync_admin_connections_refused_total', 'Admin connections refused before any HTTP work (their address was over its connect rate).', [], () => admin().refused ?? 0);
+      gauge('termsync_admin_connections_held_refused', 'Refused admin connections held unread before their reset.', [], (g) => g.set(admin().held ?? 0));
     }
     gauge('process_heap_used_bytes', 'V8 heap in use, bytes (kept for older dashboards; see nodejs_heap_size_used_bytes).', [], (g) => g.set(process.memoryUsage().heapUsed));
   }
 
   start(): void {
+    this.stalls.start();
     this.daemon.manager.on('offline', this.onOffline);
     this.daemon.manager.on('reconnecting', this.onReconnecting);
     this.unsubscribe = this.daemon.engine.onActivity((e) => {
@@ -220,6 +251,7 @@ export class MetricsCollector {
   }
 
   stop(): void {
+    this.stalls.stop();
     this.unsubscribe?.();
     this.daemon.manager.off('offline', this.onOffline);
     this.daemon.manager.off('reconnecting', this.onReconnecting);

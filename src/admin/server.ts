@@ -43,6 +43,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -82,6 +83,8 @@ export interface AdminOptions {
   headerTimeoutMs?: number;
   /** most event streams open from one client address (default 8) */
   maxStreamsPerAddress?: number;
+  /** new connections per second from one client address (default 100, burst twice that; 0: no limit); checked before any HTTP work */
+  connectRatePerAddress?: number;
   /** the machine's names and addresses, for a wildcard listener (tests); default from node:os */
   machine?: { hostnames: string[]; addresses: string[] };
 }
@@ -133,11 +136,11 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   if (!auth && !LOOPBACK.test(o.host)) log.warn({ host: o.host }, 'admin API listens beyond loopback without a token: anyone who reaches it can change users');
 
   const hub = new EventHub({ store, log, pollMs: o.streamPollMs });
-  const metrics = new MetricsCollector({ daemon, admin: () => ({ connections: guard.size, evicted: guard.evicted }) });
+  const metrics = new MetricsCollector({ daemon, admin: () => ({ connections: guard.size, evicted: guard.evicted, refused: guard.refused, held: guard.heldRefused }) });
   metrics.start();
   const unsubscribe = daemon.engine.onActivity(() => hub.wake());
   let backupRunning = false;
-  const guard = new ConnectionGuard({ maxConnsPerAddress: o.maxConnsPerAddress, maxConns: o.maxConns, maxStreamsPerAddress: o.maxStreamsPerAddress });
+  const guard = new ConnectionGuard({ maxConnsPerAddress: o.maxConnsPerAddress, maxConns: o.maxConns, maxStreamsPerAddress: o.maxStreamsPerAddress, connectRatePerAddress: o.connectRatePerAddress });
   const backupDir = path.resolve(o.backupDir ?? path.join(path.dirname(path.resolve(store.path)), 'backups'));
   // set once the port is bound
   let hosts: HostPolicy | null = null;
@@ -553,10 +556,25 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     );
   });
   server.keepAliveTimeout = 5_000;
-  // the guard bounds connections per address and in total, making room by
-  // closing the oldest; node's own cap is only a backstop above it
-  server.on('connection', (socket) => guard.admit(socket));
-  server.maxConnections = guard.maxConns + guard.maxConnsPerAddress;
+  // Sockets are accepted paused, and the guard sees each one before the HTTP
+  // server does: one over its address's connect rate is never read nor set up
+  // for HTTP (the guard holds it unread, then resets it); the others are
+  // admitted (bounded per address and in total, making room by closing the
+  // oldest) and only then handed to HTTP and read. node's own cap is only a
+  // backstop above the guard's.
+  (server as unknown as { pauseOnConnect: boolean }).pauseOnConnect = true;
+  const httpConnection = server.listeners('connection') as ((socket: net.Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: net.Socket) => {
+    if (!guard.gate(socket)) return;
+    guard.admit(socket);
+    if (socket.destroyed) return;
+    for (const l of httpConnection) l.call(server, socket);
+    socket.resume();
+  });
+  // (node counts the refused sockets the guard holds unread as connections too:
+  // they must not push a health check from another address over node's cap)
+  server.maxConnections = guard.maxConns + guard.maxConnsPerAddress + guard.maxHeldRefused;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => reject(new Error(`the admin API cannot listen on ${o.host}:${o.port}: ${e.message}`));
@@ -582,6 +600,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         hub.close();
         metrics.stop();
         server.close(() => resolve());
+        guard.close();
         server.closeAllConnections();
       });
       return closing;

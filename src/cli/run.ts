@@ -61,7 +61,7 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     reconnectMinMs: cfg.reconnectMinMs,
     reconnectMaxMs: cfg.reconnectMaxMs,
     logFrames: cfg.logFrames,
-    engine: { maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
+    engine: { terminalEventRate: cfg.terminalEventRate, maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
   };
 }
 
@@ -92,6 +92,7 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
         maxConnsPerAddress: cfg.adminMaxConnsPerAddress,
         headerTimeoutMs: cfg.adminHeaderTimeoutMs,
         maxStreamsPerAddress: cfg.adminMaxStreamsPerAddress,
+        connectRatePerAddress: cfg.adminConnectRate,
       });
     }
   } catch (e) {

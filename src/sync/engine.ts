@@ -28,7 +28,8 @@ import { StoreWriteError } from '../store/errors.js';
 import type { Store } from '../store/store.js';
 import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
 import { DriverError, type DeviceFact, type DeviceSession, type ReadResult, type RefusalReason, type UserListing, type WriteResult } from './ports.js';
-import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
+import { utf8Compare } from '../utf8-order.js';
+import { DEFAULT_EVENT_RATE, DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
 
 export const Priority = { PULL: 3, PUSH: 2, CATCHUP: 1 } as const;
 
@@ -86,6 +87,8 @@ export interface EngineOptions {
   dbRetryMs?: number;
   /** facts a terminal may have sent and not had acknowledged (its driver enforces it; termsync: the SUBSCRIBE_LOG window); more ends its session */
   subscribeWindow?: number;
+  /** facts per second a terminal may deliver; past it its acknowledgements wait (--terminal-event-rate; default DEFAULT_EVENT_RATE, 0: no limit) */
+  terminalEventRate?: number;
   /** most users a terminal may list (besides the capacity it announced); more ends its session (--max-terminal-users) */
   maxTerminalUsers?: number;
   /** a reconcile running longer is abandoned and retried later (--reconcile-timeout-sec), ms */
@@ -193,6 +196,7 @@ export class SyncEngine {
   private readonly now: () => number;
   private readonly baseDbRetry: number;
   private readonly window: number;
+  private readonly eventRate: number;
   private readonly jobSliceMs: number;
   private readonly slowJobMs: number;
   /** most jobs of slow lanes at once: the concurrency minus the reserve */
@@ -221,6 +225,7 @@ export class SyncEngine {
     this.now = o.now ?? Date.now;
     this.baseDbRetry = o.dbRetryMs ?? 1000;
     this.window = Math.max(1, Math.floor(o.subscribeWindow ?? DEFAULT_WINDOW));
+    this.eventRate = Math.max(0, o.terminalEventRate ?? DEFAULT_EVENT_RATE);
     this.maxTerminalUsers = o.maxTerminalUsers ?? DEFAULT_MAX_TERMINAL_USERS;
     this.reconcileTimeoutMs = o.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_SEC * 1000;
     this.reconcileRetryMs = o.reconcileRetryMs ?? RECONCILE_RETRY_MIN_MS;
@@ -411,6 +416,7 @@ export class SyncEngine {
     lane.subscribedFrom = lane.processed = cursor;
     await link.watch(cursor, (epoch, facts) => this.onFacts(lane, link, epoch, facts), {
       window: this.window,
+      maxRatePerSec: this.eventRate,
       onLimit: (e) => this.peerLimit(lane, link, e.limit, e.figures, e.message),
     });
     if (reason) this.schedule(lane);
@@ -1195,7 +1201,7 @@ class ServerWalk {
 
 /** Byte order of two user IDs (UTF-8, shorter first on a common prefix): LIST_USERS order and SQLite's. */
 function byteOrder(a: string, b: string): number {
-  return a === b ? 0 : Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  return utf8Compare(a, b);
 }
 
 interface ListingEntry {

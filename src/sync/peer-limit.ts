@@ -18,5 +18,8 @@ export class PeerLimitError extends Error {
 /** Users a terminal may list by default (--max-terminal-users); also bounded by the capacity it announced. */
 export const DEFAULT_MAX_TERMINAL_USERS = 2_000_000;
 
+/** Facts per second a terminal may deliver before its acknowledgements wait (--terminal-event-rate). */
+export const DEFAULT_EVENT_RATE = 2000;
+
 /** The SUBSCRIBE_LOG window asked of terminals and enforced on them (PROTOCOL.md allows 1..4096). */
 export const DEFAULT_WINDOW = 1000;

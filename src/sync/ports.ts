@@ -213,6 +213,13 @@ export interface WatchOptions {
    */
   window?: number;
   onLimit?: (e: PeerLimitError) => void;
+  /**
+   * Most facts per second the terminal may deliver, with a burst of a few
+   * seconds' worth (--terminal-event-rate); past it the driver paces the
+   * terminal (its acknowledgements wait, so its window stays full) instead of
+   * reading and processing faster. Absent or 0: no limit.
+   */
+  maxRatePerSec?: number;
 }
 
 /** A terminal protocol: dials terminals and hands back authenticated sessions. */

@@ -35,6 +35,7 @@ import {
 import type { EventRecord } from '../../model/event.js';
 import type { UserRecord } from '../../model/user.js';
 import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from '../../sync/peer-limit.js';
+import { utf8Compare } from '../../utf8-order.js';
 import { RequestError, type TerminalConnection } from './connection.js';
 
 export interface TerminalIdentity {
@@ -221,7 +222,7 @@ export class ProtocolLink {
   async *userIndexPages(o: { maxUsers: number }): AsyncIterable<UserIndexEntry[]> {
     const maxCount = LIMITS.maxListCount;
     let after = '';
-    let prev: Buffer | null = null;
+    let prev: string | null = null;
     let listed = 0;
     for (let pages = 1; ; pages++) {
       const f = await this.call(Command.LIST_USERS, encodeListUsersRequest({ afterUserId: after, maxCount }));
@@ -233,8 +234,9 @@ export class ProtocolLink {
       const out: UserIndexEntry[] = new Array(n);
       for (let k = 0; k < n; k++) {
         const e = page.entries[k];
-        const id = Buffer.from(e.userId, 'utf8');
-        if (prev && Buffer.compare(id, prev) <= 0) throw new PeerLimitError('list-paging', { page: pages, entry: k }, `LIST_USERS IDs do not ascend (page ${pages}, entry ${k}): paging does not advance`);
+        const id = e.userId;
+        // the byte order of the UTF-8 IDs, compared without encoding them (no Buffer per entry)
+        if (prev !== null && utf8Compare(id, prev) <= 0) throw new PeerLimitError('list-paging', { page: pages, entry: k }, `LIST_USERS IDs do not ascend (page ${pages}, entry ${k}): paging does not advance`);
         prev = id;
         out[k] = { userId: e.userId, digest: e.digest.toString('hex'), disabled: (e.flag & UserFlag.DISABLED) !== 0 };
       }

@@ -44,6 +44,8 @@ export class TermsyncSession implements DeviceSession {
   private readonly whole: boolean;
   /** IDs of the events delivered and not yet acknowledged, ascending (at most the window) */
   private flight: number[] = [];
+  /** the event-rate pacing of this subscription (null: no limit) */
+  private pace: EventPace | null = null;
 
   constructor(readonly link: ProtocolLink) {
     const h = link.conn.hello;
@@ -97,6 +99,12 @@ export class TermsyncSession implements DeviceSession {
     /** what is sent to the engine as the position before the next event (for gaps) */
     let after = afterRef;
     this.flight = [];
+    this.pace?.stop();
+    this.pace = o.maxRatePerSec && o.maxRatePerSec > 0 ? new EventPace(o.maxRatePerSec, (ref) => this.sendAck(ref)) : null;
+    if (this.pace) {
+      const pace = this.pace;
+      this.onClose(() => pace.stop());
+    }
     const violation = (e: PeerLimitError) => {
       o.onLimit?.(e);
       if (!this.closed) void this.close(`peer limit exceeded (${e.limit}): ${e.message}`);
@@ -129,6 +137,7 @@ export class TermsyncSession implements DeviceSession {
           }
           if (fresh.length === 0) return;
           for (const e of fresh) this.flight.push(e.id);
+          this.pace?.received(fresh.length);
           seen = fresh[fresh.length - 1].id;
           const r = eventsToFacts(fresh, after);
           after = r.after;
@@ -143,12 +152,31 @@ export class TermsyncSession implements DeviceSession {
     }
   }
 
-  /** Acknowledges the events up to `ref` and frees their place in the window. */
+  /**
+   * Acknowledges the events up to `ref` and frees their place in the window:
+   * at once while the terminal is within its event rate; past it, the LOG_ACK
+   * (the latest one, the ones before it folded in) goes out only once the rate
+   * allows, and the events stay in the window until then. A terminal that keeps
+   * to its window is thereby slowed to the rate without the daemon reading,
+   * processing and discarding what it sends beyond; one that does not keep to
+   * it is cut off by the window check.
+   */
   ack(ref: number): void {
+    if (this.pace) this.pace.ack(ref);
+    else this.sendAck(ref);
+  }
+
+  private sendAck(ref: number): void {
+    if (this.closed) return;
     let k = 0;
     while (k < this.flight.length && this.flight[k] <= ref) k++;
     if (k) this.flight.splice(0, k);
     this.link.ack(ref);
+  }
+
+  /** LOG_ACKs held back because the terminal was over its event rate, since the session began */
+  get acksDelayed(): number {
+    return this.pace?.delayed ?? 0;
   }
 
   async listUsers(): Promise<UserListing> {
@@ -216,5 +244,75 @@ export class TermsyncSession implements DeviceSession {
     } catch (e) {
       throw driverError(e, 'DELETE_USERS');
     }
+  }
+}
+
+/**
+ * The event rate of one subscription: a token bucket (`ratePerSec`, a burst
+ * of EVENT_RATE_BURST_SEC seconds' worth) charged with every event received,
+ * which may go into debt. An acknowledgement is sent at once while there is
+ * no debt; otherwise only the latest one is kept and sent when the debt is
+ * paid, so the terminal's window (the events it may send unacknowledged)
+ * stays full until then.
+ */
+export const EVENT_RATE_BURST_SEC = 10;
+
+class EventPace {
+  private tokens: number;
+  private last = performance.now();
+  private readonly burst: number;
+  private pending: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  /** acknowledgements held back (each flush counts once) */
+  delayed = 0;
+
+  constructor(
+    readonly ratePerSec: number,
+    private readonly send: (ref: number) => void,
+  ) {
+    this.burst = Math.max(1, ratePerSec * EVENT_RATE_BURST_SEC);
+    this.tokens = this.burst;
+  }
+
+  private refill(): void {
+    const t = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.ratePerSec);
+    this.last = t;
+  }
+
+  received(n: number): void {
+    this.refill();
+    this.tokens -= n;
+  }
+
+  ack(ref: number): void {
+    this.pending = this.pending === null ? ref : Math.max(this.pending, ref);
+    if (this.timer) return;
+    this.refill();
+    if (this.tokens >= 0) return this.flush();
+    this.delayed++;
+    this.wait();
+  }
+
+  private wait(): void {
+    const ms = Math.ceil((-this.tokens / this.ratePerSec) * 1000);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.refill();
+      if (this.tokens < 0) return this.wait();
+      this.flush();
+    }, Math.max(1, ms));
+  }
+
+  private flush(): void {
+    const ref = this.pending;
+    this.pending = null;
+    if (ref !== null) this.send(ref);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.pending = null;
   }
 }
