@@ -2,10 +2,14 @@
 // memory are its own. Started by bench/daemon-proc.ts with an IPC channel:
 //   parent -> child  {type:'start', options}   child -> parent {type:'ready', adminPort, pid}
 //   parent -> child  {type:'state'}            child -> parent {type:'state', ...}
+//   parent -> child  {type:'profile', file}     child -> parent {type:'profiling'}: a CPU profile from now on
+//   parent -> child  {type:'profile-end'}       child -> parent {type:'profiled', file}: written (V8 .cpuprofile)
 //   parent -> child  {type:'stop'}             child -> parent {type:'stopped', stats}, then exits
 // While running, the child sends {type:'sample', ...} every sampleMs: its own
 // CPU time and memory, the outbox depth and the engine's queue.
 // It runs exactly what `termsync run` runs: Daemon.start plus startAdmin.
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
 import { Daemon } from '../src/daemon.js';
@@ -142,8 +146,32 @@ async function stop(): Promise<void> {
   setTimeout(() => process.exit(0), 50);
 }
 
-process.on('message', (m: { type: string; options?: ChildStartOptions }) => {
-  if (m.type === 'start') {
+/** A CPU profile of a window of the run (the inspector in this process), e.g. only the idle phase. */
+let profiler: { session: Session; file: string } | null = null;
+
+async function profileStart(file: string): Promise<void> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  profiler = { session, file };
+  send({ type: 'profiling' });
+}
+
+async function profileEnd(): Promise<void> {
+  const p = profiler;
+  profiler = null;
+  if (!p) return send({ type: 'profiled', file: null });
+  const { profile } = await p.session.post('Profiler.stop');
+  writeFileSync(p.file, JSON.stringify(profile));
+  p.session.disconnect();
+  send({ type: 'profiled', file: p.file });
+}
+
+process.on('message', (m: { type: string; options?: ChildStartOptions; file?: string }) => {
+  if (m.type === 'profile') void profileStart(m.file!);
+  else if (m.type === 'profile-end') void profileEnd();
+  else if (m.type === 'start') {
     start(m.options!).catch((e: Error) => {
       send({ type: 'error', message: e.stack ?? e.message });
       process.exit(1);
