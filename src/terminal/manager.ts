@@ -155,6 +155,11 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     return [...this.dialers.values()].map((d) => d.target);
   }
 
+  /** The dial target of one terminal (a map lookup: adding N terminals must not list all N each time). */
+  target(id: string): DialTarget | undefined {
+    return this.dialers.get(id)?.target;
+  }
+
   // ------------------------------------------------------------ dialling
 
   addTarget(target: DialTarget): void {
