@@ -18,7 +18,7 @@ export interface ProbeResult {
   errors: number;
 }
 
-function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } {
+function probe(port: number, everyMs: number, paths: readonly string[] = ADMIN_PATHS): { stop(): Promise<ProbeResult> } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const latencies: number[] = [];
   const byPath: Record<string, number[]> = {};
@@ -46,7 +46,7 @@ function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } 
   const loop = (async () => {
     for (let i = 0; !stopped; i++) {
       const next = performance.now() + everyMs;
-      await one(ADMIN_PATHS[i % ADMIN_PATHS.length]);
+      await one(paths[i % paths.length]);
       const wait = next - performance.now();
       if (wait > 0 && !stopped) await sleep(wait);
     }
@@ -62,11 +62,11 @@ function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } 
 }
 
 /** Starts the probe in a child process; stop() resolves with its measurements. */
-export async function startAdminProbe(port: number, everyMs: number): Promise<{ stop(): Promise<ProbeResult> }> {
+export async function startAdminProbe(port: number, everyMs: number, paths?: readonly string[]): Promise<{ stop(): Promise<ProbeResult> }> {
   const child = fork(fileURLToPath(import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const next = (type: string) => new Promise<any>((resolve) => child.on('message', (m: any) => m.type === type && resolve(m)));
   const started = next('started');
-  child.send({ type: 'start', port, everyMs });
+  child.send({ type: 'start', port, everyMs, paths: paths ?? null });
   await started;
   return {
     async stop() {
@@ -80,9 +80,9 @@ export async function startAdminProbe(port: number, everyMs: number): Promise<{ 
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.send) {
   let running: ReturnType<typeof probe> | null = null;
-  process.on('message', async (m: { type: string; port?: number; everyMs?: number }) => {
+  process.on('message', async (m: { type: string; port?: number; everyMs?: number; paths?: string[] | null }) => {
     if (m.type === 'start') {
-      running = probe(m.port!, m.everyMs!);
+      running = probe(m.port!, m.everyMs!, m.paths ?? undefined);
       process.send!({ type: 'started' });
     } else if (m.type === 'stop') {
       const r = running ? await running.stop() : { latencies: [], byPath: {}, errors: 0 };

@@ -39,6 +39,8 @@ export interface BenchSiteOptions {
   simProcesses?: number;
   /** wait at most this long for every terminal to be online and the daemon idle */
   readyTimeoutMs?: number;
+  /** called just before the daemon's process is started (after the terminals are up) */
+  onDaemonStart?: () => void;
 }
 
 export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
@@ -57,6 +59,7 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
   try {
     if (o.record) recorder = await Recorder.start(host.ports());
     const ports = recorder ? recorder.ports() : host.ports();
+    o.onDaemonStart?.();
     daemon = await DaemonProc.start({
       db,
       commKey: DEV_COMM_KEY.toString('hex'),
