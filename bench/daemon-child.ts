@@ -62,12 +62,16 @@ export interface ChildState {
   pulls: number;
   pushesFailed: number;
   dbWriteFailures: number;
+  /** reconciles started */
   reconciles: number;
+  /** reconciles that ended (a RECONCILE monitoring event: done, or abandoned past its deadline) */
+  reconcilesEnded: number;
 }
 
 let daemon: Daemon | null = null;
 let admin: AdminServer | null = null;
 let timer: NodeJS.Timeout | null = null;
+let reconcilesEnded = 0;
 
 function send(msg: unknown): void {
   process.send?.(msg);
@@ -88,6 +92,7 @@ function state(): ChildState {
     pushesFailed: d.engine.stats.pushesFailed,
     dbWriteFailures: d.engine.stats.dbWriteFailures,
     reconciles: d.engine.stats.reconciles,
+    reconcilesEnded,
   };
 }
 
@@ -130,6 +135,9 @@ async function start(o: ChildStartOptions): Promise<void> {
     reconnectMaxMs: o.reconnectMaxMs,
     requestTimeoutMs: o.requestTimeoutMs,
     ...o.daemonExtra,
+  });
+  daemon.engine.onActivity((e) => {
+    if (e.type === 'RECONCILE') reconcilesEnded++;
   });
   admin = await startAdmin({ daemon, host: '127.0.0.1', port: 0, token: null, log: log.child({ component: 'admin' }) });
   if (o.sampleMs > 0) timer = setInterval(() => send({ type: 'sample', sample: sample() }), o.sampleMs);

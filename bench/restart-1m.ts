@@ -18,7 +18,7 @@
 //     log gap or a reset terminal costs. Measured as far as it gets within the
 //     timeout.
 //
-//   npx tsx bench/restart-1m.ts [--users=1000000] [--terminals=50] [--compare] [--timeout=300]
+//   npx tsx bench/restart-1m.ts [--users=1000000] [--terminals=50] [--compare] [--timeout=300] [--log=FILE] [--prof=FILE.cpuprofile]
 //   npm run bench -- --only=restart [--restart-users=N --restart-terminals=N --restart-compare]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -51,6 +51,7 @@ export interface RestartResult {
   usersPushed: number;
   usersPulled: number;
   reconciles: number;
+  reconcilesAbandoned: number;
   commands: Record<string, number>;
   /** GET /api/users/:id from a process of its own while the terminals came in */
   userGet: { count: number; errors: number; p50: number; p99: number; max: number };
@@ -60,7 +61,7 @@ export interface RestartResult {
   loadAverage: { start: number[]; end: number[] };
 }
 
-export async function runRestart(o: { users?: number; terminals?: number; compare?: boolean; timeoutMs?: number; progress?: (m: string) => void }): Promise<RestartResult> {
+export async function runRestart(o: { users?: number; terminals?: number; compare?: boolean; timeoutMs?: number; logFile?: string; profileFile?: string; progress?: (m: string) => void }): Promise<RestartResult> {
   const users = o.users ?? 1_000_000;
   const terminals = o.terminals ?? 50;
   const mode = o.compare ? 'compare' : 'restart';
@@ -107,8 +108,10 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
       reconnectMaxMs: 1000,
       sampleMs: 1000,
       nodeArgs: ['--max-old-space-size=4096'],
+      logFile: o.logFile,
     });
     const bootMs = performance.now() - t0;
+    if (o.profileFile) await daemon.profileStart(o.profileFile);
     // random users, looked up one at a time (a client of the admin API) until the terminals are in
     let seed = 12345;
     const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
@@ -122,8 +125,8 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
       const st = await daemon.state();
       const c = (await host.commandCounts()).counts;
       const subscribed = (c.SUBSCRIBE_LOG ?? 0) - (before.counts.SUBSCRIBE_LOG ?? 0);
-      terminalsDone = mode === 'restart' ? Math.min(st.online, subscribed) : Math.min(st.online, st.reconciles);
-      const done = st.online === terminals && st.idle && terminalsDone >= terminals && (mode === 'restart' || st.reconciles >= terminals);
+      terminalsDone = mode === 'restart' ? Math.min(st.online, subscribed) : Math.min(st.online, st.reconcilesEnded);
+      const done = st.online === terminals && st.idle && terminalsDone >= terminals;
       if (done) {
         readyMs = performance.now() - t0;
         break;
@@ -131,23 +134,29 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
       if (performance.now() > deadline) break;
       if (performance.now() - lastSay > 10_000) {
         lastSay = performance.now();
-        say(`${round((performance.now() - t0) / 1000)} s: ${st.online} online, ${terminalsDone} done, ${st.reconciles} reconciles, ${st.pushes} pushes, ${st.pulls} pulls`);
+        say(`${round((performance.now() - t0) / 1000)} s: ${st.online} online, ${terminalsDone} done, reconciles ${st.reconcilesEnded} ended of ${st.reconciles} started, ${st.pushes} pushes, ${st.pulls} pulls`);
       }
       await sleep(100);
     }
     // the probe covers at least 5 s (a restart that is over in a second leaves few samples otherwise)
     await sleep(Math.max(1000, 5000 - (performance.now() - t0 - bootMs)));
     const pr = await probe.stop();
+    if (o.profileFile) await daemon.profileEnd();
     const st = await daemon.state();
     const after = await host.commandCounts();
     const commands: Record<string, number> = {};
     for (const [k, v] of Object.entries(after.counts)) if (v - (before.counts[k] ?? 0) > 0) commands[k] = v - (before.counts[k] ?? 0);
     const lat = pr.latencies;
+    // a reconcile that ran past its deadline ends too (abandoned): not a terminal brought in line
+    const ro = Store.open(db, { readonly: true });
+    const abandoned = ro.listEvents({ type: 'RECONCILE', limit: 100_000 }).filter((e) => (e.detail ?? '').includes('"abandoned"')).length;
+    ro.close();
     const result: RestartResult = {
       users,
       terminals,
       mode,
-      done: Number.isFinite(readyMs),
+      done: Number.isFinite(readyMs) && abandoned === 0,
+      reconcilesAbandoned: abandoned,
       readyMs: round(readyMs),
       bootMs: round(bootMs),
       terminalsDone,
@@ -171,13 +180,15 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values: a } = parseArgs({
-    options: { users: { type: 'string' }, terminals: { type: 'string' }, compare: { type: 'boolean', default: false }, timeout: { type: 'string' } },
+    options: { users: { type: 'string' }, terminals: { type: 'string' }, compare: { type: 'boolean', default: false }, timeout: { type: 'string' }, log: { type: 'string' }, prof: { type: 'string' } },
   });
   const r = await runRestart({
     users: a.users ? Number(a.users) : undefined,
     terminals: a.terminals ? Number(a.terminals) : undefined,
     compare: a.compare,
     timeoutMs: a.timeout ? Number(a.timeout) * 1000 : undefined,
+    logFile: a.log,
+    profileFile: a.prof,
     progress: (m) => process.stderr.write(`[restart] ${m}\n`),
   });
   process.stdout.write(JSON.stringify(r, null, 2) + '\n');

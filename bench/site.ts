@@ -96,10 +96,10 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
   const deadline = Date.now() + (o.readyTimeoutMs ?? 120_000);
   for (;;) {
     const st = await daemon.state();
-    if (st.online === o.terminals && st.idle && st.reconciles >= o.terminals) break;
+    if (st.online === o.terminals && st.idle && st.reconcilesEnded >= o.terminals) break;
     if (Date.now() > deadline) {
       await site.close();
-      throw new Error(`site not ready: ${st.online}/${o.terminals} terminals online, idle ${st.idle}, reconciles ${st.reconciles}`);
+      throw new Error(`site not ready: ${st.online}/${o.terminals} terminals online, idle ${st.idle}, reconciles ${st.reconcilesEnded} ended of ${st.reconciles} started`);
     }
     await sleep(100);
   }
