@@ -90,7 +90,7 @@ export async function runIdle(o: {
       connectCpuMs: round(connectCpuMs),
       perTerminal: {
         connectCpuMs: round(connectCpuMs / o.terminals, 3),
-        idleCpuUsPerSec: round((1000 * cpuMs) / elapsed / o.terminals, 3),
+        idleCpuUsPerSec: round((1e6 * cpuMs) / elapsed / o.terminals, 2),
         rssKb: round((rssMb * 1024) / o.terminals, 1),
       },
       simProcesses,

@@ -62,6 +62,8 @@ export interface DaemonOptions {
   logFrames?: boolean;
   maxConnsPerAddress?: number;
   maxConns?: number;
+  /** dials (connect + handshake) in progress at once; the other terminals wait their turn (default 256) */
+  maxConcurrentDials?: number;
   handshakeDeadlineMs?: number;
   dbRetryMs?: number;
   /** the sync engine's bounds on what a terminal may send (window, user lists, reconcile deadline, queue shares) */
@@ -181,6 +183,7 @@ export class Daemon {
       dialTls: o.dialTls,
       maxConnsPerAddress: o.maxConnsPerAddress,
       maxConns: o.maxConns,
+      maxConcurrentDials: o.maxConcurrentDials,
       handshakeDeadlineMs: o.handshakeDeadlineMs,
     });
     this.manager.on('online', (id, link, _dir, note) => this.onOnline(id, link, note as Admission | undefined));
