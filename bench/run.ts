@@ -92,7 +92,7 @@ function keptTail(file: string): string {
   } catch {
     return ''; // no previous summary
   }
-  const starts = ['\n<!-- restart:begin -->', '\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
+  const starts = ['\n<!-- idle:begin -->', '\n<!-- restart:begin -->', '\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
   return starts.length ? prev.slice(Math.min(...starts)) : '';
 }
 
@@ -302,6 +302,19 @@ async function main() {
 
   out.suiteMs = Date.now() - suiteStart;
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
+  if (only && out.idle && [...only].every((p) => p === 'idle' || p === 'restart')) {
+    // the idle part alone (e.g. the cold start of 10,000 terminals): its own section of RESULTS.md, the summary is left alone
+    const text = humanSummary({ ...out, idle: out.idle, burst: undefined, codec: undefined, store: undefined, scenarios: undefined, notes: [] })
+      .split('\n')
+      .filter((_, i, a) => i >= a.findIndex((l) => l.startsWith('## ')))
+      .join('\n');
+    const cmd = `Run ${out.startedAt} with \`npm run bench -- --only=idle --idle=${IDLE}\` on ${out.machine.cpu}, ${out.machine.cores} cores, Node ${out.machine.node}.`;
+    writeFileSync(join(RESULTS, `idle-${IDLE}.json`), JSON.stringify({ machine: out.machine, ...out.idle }, null, 2) + '\n');
+    writeMarkedSection(join(HERE, 'RESULTS.md'), 'idle', text.replace(/\n/, `\n\n${cmd}\n`));
+    process.stdout.write(text + '\n');
+    log(`done in ${round(out.suiteMs / 1000)} s: bench/results/idle-${IDLE}.json, the idle section of bench/RESULTS.md`);
+    return;
+  }
   if (SUMMARY_PARTS.some(want)) {
     writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
     const summary = humanSummary(out);
@@ -382,7 +395,7 @@ function humanSummary(o: Record<string, any>): string {
     const big = i.terminals >= 10_000;
     L.push(`## ${n0(i.terminals)} terminals: cold start, then idle`, '');
     L.push(
-      `Cold start (the daemon's process started, every terminal dialled, online and reconciled by user list): ${n0(i.connectMs / 1000, 1)} s${big ? ` (target <= 60 s: ${check(i.connectMs <= 60_000)})` : ''}, daemon CPU ${n0(i.connectCpuMs / 1000, 1)} s (${n0(i.perTerminal?.connectCpuMs, 2)} ms per terminal). Then heartbeats every ${i.heartbeatSec} s, measured over ${n0(i.windowMs / 1000)} s: daemon CPU ${n0(i.cpuPercentOfOneCore, 2)}% of one core (target < ${big ? 10 : 5}%: ${check(i.cpuPercentOfOneCore < (big ? 10 : 5))}; ${n0(i.perTerminal?.idleCpuUsPerSec, 2)} µs of CPU per terminal per second), RSS ${n0(i.rssMb)} MB${big ? ` (target < 500 MB: ${check(i.rssMb < 500)})` : ''} (${n0(i.perTerminal?.rssKb, 1)} KB per terminal, the process's own base included), ${n0(i.pings)} pings answered. Terminals in ${i.simProcesses || 'this'} simulator process${i.simProcesses > 1 ? 'es' : ''}; load average ${i.loadAverage?.start?.join(' / ')} at the start, ${i.loadAverage?.end?.join(' / ')} at the end.`,
+      `Cold start (the daemon's process started, every terminal dialled, online and reconciled by user list): ${n0(i.connectMs / 1000, 1)} s${big ? ` (target <= 60 s: ${check(i.connectMs <= 60_000)})` : ''}, daemon CPU ${n0(i.connectCpuMs / 1000, 1)} s (${n0(i.perTerminal?.connectCpuMs, 2)} ms per terminal). Then heartbeats every ${i.heartbeatSec} s, measured over ${n0(i.windowMs / 1000)} s: daemon CPU ${n0(i.cpuPercentOfOneCore, 2)}% of one core (target < ${big ? 10 : 5}%: ${check(i.cpuPercentOfOneCore < (big ? 10 : 5))}; ${n0(i.perTerminal?.idleCpuUsPerSec, 2)} µs of CPU per terminal per second), RSS ${n0(i.rssMb)} MB${big ? ` (target < 500 MB: ${check(i.rssMb < 500)})` : ''} (${n0(i.perTerminal?.rssKb, 1)} KB per terminal, the process's own base included), ${n0(i.pings)} pings answered. Terminals in ${i.simProcesses ? `${i.simProcesses} simulator process${i.simProcesses > 1 ? 'es' : ''}` : 'the bench process'}; load average ${i.loadAverage?.start?.join(' / ')} at the start, ${i.loadAverage?.end?.join(' / ')} at the end.`,
       '',
     );
   }
@@ -418,15 +431,7 @@ main().catch((e) => {
 
 /** Replaces (or appends) the restart section of bench/RESULTS.md, between its markers. */
 function writeRestartSection(file: string, r: Record<string, any>, m: Record<string, any>): void {
-  let prev = '';
-  try {
-    prev = readFileSync(file, 'utf8');
-  } catch {
-    prev = '';
-  }
-  const begin = '<!-- restart:begin -->';
-  const end = '<!-- restart:end -->';
-  const L: string[] = [begin, `## Daemon restart: ${n0(r.users)} users, ${r.terminals} terminals holding them${r.mode === 'compare' ? ' (no log positions: every terminal compared user by user)' : ''}`, ''];
+  const L: string[] = [`## Daemon restart: ${n0(r.users)} users, ${r.terminals} terminals holding them${r.mode === 'compare' ? ' (no log positions: every terminal compared user by user)' : ''}`, ''];
   L.push(
     `Run ${new Date().toISOString()} with \`npm run bench -- --only=restart${r.mode === 'compare' ? ' --restart-compare' : ''}${r.users !== 1_000_000 ? ` --restart-users=${r.users}` : ''}${r.terminals !== 50 ? ` --restart-terminals=${r.terminals}` : ''}\` (bench/restart-1m.ts) on ${m.cpu}, ${m.cores} cores; load average ${r.loadAverage.start.join(' / ')} at the start, ${r.loadAverage.end.join(' / ')} at the end.`,
     '',
@@ -440,9 +445,21 @@ function writeRestartSection(file: string, r: Record<string, any>, m: Record<str
     `| daemon CPU / peak RSS | ${n0(r.daemonCpuMs / 1000, 1)} s / ${n0(r.peakRssMb)} MB | |`,
     `| commands the terminals served | ${Object.entries(r.commands).map(([k, v]) => `${k} ${n0(v as number)}`).join(', ')} | |`,
     '',
-    end,
   );
-  const section = L.join('\n');
+  writeMarkedSection(file, 'restart', L.join('\n'));
+}
+
+/** Replaces (or adds, before the sections other scripts own) the section of RESULTS.md between <!-- NAME:begin --> and <!-- NAME:end -->. */
+function writeMarkedSection(file: string, name: string, text: string): void {
+  let prev = '';
+  try {
+    prev = readFileSync(file, 'utf8');
+  } catch {
+    prev = '';
+  }
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const section = `${begin}\n${text.replace(/\n*$/, '\n')}${end}`;
   const i = prev.indexOf(begin);
   const j = prev.indexOf(end);
   let next: string;
