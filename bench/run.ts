@@ -92,7 +92,7 @@ function keptTail(file: string): string {
   } catch {
     return ''; // no previous summary
   }
-  const starts = ['\n<!-- idle:begin -->', '\n<!-- restart:begin -->', '\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
+  const starts = ['\n<!-- idle:begin -->', '\n<!-- restart:begin -->', '\n<!-- restart-compare:begin -->', '\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
   return starts.length ? prev.slice(Math.min(...starts)) : '';
 }
 
@@ -439,14 +439,21 @@ function writeRestartSection(file: string, r: Record<string, any>, m: Record<str
     '',
     '| measure | result | target |',
     '|---|---|---|',
-    `| every terminal online and ${r.mode === 'restart' ? 'resumed at its log position' : 'compared'} (from the daemon's process start) | ${r.done ? `${n0(r.readyMs / 1000, 1)} s` : `NOT within the timeout (${r.terminalsDone} of ${r.terminals})`} (process start ${n0(r.bootMs / 1000, 1)} s of it) | <= 60 s: ${check(r.done && r.readyMs <= 60_000)} |`,
+    `| every terminal online and ${r.mode === 'restart' ? 'resumed at its log position' : 'compared'} (from the daemon's process start) | ${r.done ? `${n0(r.readyMs / 1000, 1)} s` : `NOT within the timeout (${r.terminalsDone} of ${r.terminals})`} (process start ${n0(r.bootMs / 1000, 1)} s of it) | ${r.users === 1_000_000 && r.terminals === 50 ? `<= 60 s: ${check(r.done && r.readyMs <= 60_000)}` : 'scaled down (the target is for 1,000,000 users x 50 terminals)'} |`,
     `| users pushed to terminals / pulled | ${n0(r.usersPushed)} / ${n0(r.usersPulled)} | 0 pushed: ${check(r.usersPushed === 0)} |`,
     `| GET /api/users/:id meanwhile, p50 / p99 / max (${n0(r.userGet.count)} requests, ${r.userGet.errors} errors) | ${n0(r.userGet.p50, 2)} / ${n0(r.userGet.p99, 2)} / ${n0(r.userGet.max, 1)} ms | p99 < 5 ms: ${check(r.userGet.p99 < 5)} |`,
     `| daemon CPU / peak RSS | ${n0(r.daemonCpuMs / 1000, 1)} s / ${n0(r.peakRssMb)} MB | |`,
     `| commands the terminals served | ${Object.entries(r.commands).map(([k, v]) => `${k} ${n0(v as number)}`).join(', ')} | |`,
     '',
   );
-  writeMarkedSection(file, 'restart', L.join('\n'));
+  if (r.mode === 'compare') {
+    const perEntryUs = (r.daemonCpuMs * 1000) / (r.users * r.terminals);
+    L.push(
+      `A comparison costs the daemon about ${n0(perEntryUs, 1)} µs of CPU per user and terminal (${n0(r.daemonCpuMs / 1000, 1)} s for ${n0(r.users * r.terminals)} listed entries): fifty terminals of a million users each would take about ${n0((perEntryUs * 50e6) / 1e6 / 60)} minutes of CPU. Profile (\`npx tsx bench/restart-1m.ts --compare --users=100000 --terminals=2 --prof=FILE\`): the server side is walked once per terminal, with every record read whole (UserTables.list, about 28 µs per user) and its wire digest computed again for every terminal (encodeUser + SHA-256, about 20 µs). What would close it: a digest kept per user and version in the database (computed once per change, as the change feed encodes each record once), the server side walked as (id, digest) only; and, for terminals that already equal the server, a digest over ranges of users so that equal ranges are skipped without listing them (a protocol addition). The restart above does not compare: the daemon resumes each terminal's log from its cursor.`,
+      '',
+    );
+  }
+  writeMarkedSection(file, r.mode === 'compare' ? 'restart-compare' : 'restart', L.join('\n'));
 }
 
 /** Replaces (or adds, before the sections other scripts own) the section of RESULTS.md between <!-- NAME:begin --> and <!-- NAME:end -->. */
