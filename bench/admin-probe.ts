@@ -14,6 +14,8 @@ export const ADMIN_PATHS = ['/api/status', '/api/terminals', '/api/users?limit=1
 
 export interface ProbeResult {
   latencies: number[];
+  /** when each answer of `latencies` arrived (epoch ms) */
+  at: number[];
   byPath: Record<string, number[]>;
   errors: number;
 }
@@ -21,6 +23,7 @@ export interface ProbeResult {
 function probe(port: number, everyMs: number, paths: readonly string[] = ADMIN_PATHS): { stop(): Promise<ProbeResult> } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const latencies: number[] = [];
+  const at: number[] = [];
   const byPath: Record<string, number[]> = {};
   let errors = 0;
   let stopped = false;
@@ -33,6 +36,7 @@ function probe(port: number, everyMs: number, paths: readonly string[] = ADMIN_P
           if (res.statusCode === 200) {
             const ms = performance.now() - started;
             latencies.push(ms);
+            at.push(performance.timeOrigin + performance.now());
             (byPath[path] ??= []).push(ms);
           } else errors++;
           resolve();
@@ -56,7 +60,7 @@ function probe(port: number, everyMs: number, paths: readonly string[] = ADMIN_P
       stopped = true;
       await loop;
       agent.destroy();
-      return { latencies, byPath, errors };
+      return { latencies, at, byPath, errors };
     },
   };
 }
@@ -73,7 +77,7 @@ export async function startAdminProbe(port: number, everyMs: number, paths?: rea
       const result = next('result');
       child.send({ type: 'stop' });
       const r = await result;
-      return { latencies: r.latencies, byPath: r.byPath, errors: r.errors };
+      return { latencies: r.latencies, at: r.at ?? [], byPath: r.byPath, errors: r.errors };
     },
   };
 }
@@ -85,7 +89,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href &
       running = probe(m.port!, m.everyMs!, m.paths ?? undefined);
       process.send!({ type: 'started' });
     } else if (m.type === 'stop') {
-      const r = running ? await running.stop() : { latencies: [], byPath: {}, errors: 0 };
+      const r = running ? await running.stop() : { latencies: [], at: [], byPath: {}, errors: 0 };
       process.send!({ type: 'result', ...r }, () => process.exit(0));
     }
   });
