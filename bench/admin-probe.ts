@@ -67,17 +67,30 @@ function probe(port: number, everyMs: number, paths: readonly string[] = ADMIN_P
 
 /** Starts the probe in a child process; stop() resolves with its measurements. */
 export async function startAdminProbe(port: number, everyMs: number, paths?: readonly string[]): Promise<{ stop(): Promise<ProbeResult> }> {
+  return (await spawnAdminProbe()).start(port, everyMs, paths);
+}
+
+/**
+ * The probe's process, booted and waiting: start() begins probing at once
+ * (for a window that begins the moment the admin API listens).
+ */
+export async function spawnAdminProbe(): Promise<{ start(port: number, everyMs: number, paths?: readonly string[]): Promise<{ stop(): Promise<ProbeResult> }> }> {
   const child = fork(fileURLToPath(import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const next = (type: string) => new Promise<any>((resolve) => child.on('message', (m: any) => m.type === type && resolve(m)));
-  const started = next('started');
-  child.send({ type: 'start', port, everyMs, paths: paths ?? null });
-  await started;
+  await next('ready');
   return {
-    async stop() {
-      const result = next('result');
-      child.send({ type: 'stop' });
-      const r = await result;
-      return { latencies: r.latencies, at: r.at ?? [], byPath: r.byPath, errors: r.errors };
+    async start(port, everyMs, paths) {
+      const started = next('started');
+      child.send({ type: 'start', port, everyMs, paths: paths ?? null });
+      await started;
+      return {
+        async stop() {
+          const result = next('result');
+          child.send({ type: 'stop' });
+          const r = await result;
+          return { latencies: r.latencies, at: r.at ?? [], byPath: r.byPath, errors: r.errors };
+        },
+      };
     },
   };
 }
@@ -94,4 +107,5 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href &
     }
   });
   process.on('disconnect', () => process.exit(0));
+  process.send({ type: 'ready' });
 }

@@ -29,7 +29,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Store } from '../src/store/store.js';
-import { startAdminProbe } from './admin-probe.js';
+import { spawnAdminProbe } from './admin-probe.js';
 import { DaemonProc } from './daemon-proc.js';
 import { populationId, seedPopulation } from './population.js';
 import { startProcessHost } from './sim-host.js';
@@ -99,6 +99,12 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
       store.close();
     }
     const before = await host.commandCounts();
+    // random users, looked up one at a time (a client of the admin API)
+    let seed = 12345;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+    const paths = Array.from({ length: 2000 }, () => `/api/users/${populationId(Math.floor(rand() * users))}`);
+    // the probe's process is booted beforehand: it probes from the moment the admin API listens
+    const prober = await spawnAdminProbe();
     const t0 = performance.now();
     daemon = await DaemonProc.start({
       db,
@@ -114,11 +120,7 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
     });
     const bootMs = performance.now() - t0;
     if (o.profileFile) await daemon.profileStart(o.profileFile);
-    // random users, looked up one at a time (a client of the admin API) until the terminals are in
-    let seed = 12345;
-    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
-    const paths = Array.from({ length: 2000 }, () => `/api/users/${populationId(Math.floor(rand() * users))}`);
-    const probe = await startAdminProbe(daemon.adminPort, 5, paths);
+    const probe = await prober.start(daemon.adminPort, 5, paths);
     const deadline = t0 + (o.timeoutMs ?? 300_000);
     let readyMs = NaN;
     let readyAt = Infinity;
