@@ -14,13 +14,16 @@ export const ADMIN_PATHS = ['/api/status', '/api/terminals', '/api/users?limit=1
 
 export interface ProbeResult {
   latencies: number[];
+  /** when each answer of `latencies` arrived (epoch ms) */
+  at: number[];
   byPath: Record<string, number[]>;
   errors: number;
 }
 
-function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } {
+function probe(port: number, everyMs: number, paths: readonly string[] = ADMIN_PATHS): { stop(): Promise<ProbeResult> } {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const latencies: number[] = [];
+  const at: number[] = [];
   const byPath: Record<string, number[]> = {};
   let errors = 0;
   let stopped = false;
@@ -33,6 +36,7 @@ function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } 
           if (res.statusCode === 200) {
             const ms = performance.now() - started;
             latencies.push(ms);
+            at.push(performance.timeOrigin + performance.now());
             (byPath[path] ??= []).push(ms);
           } else errors++;
           resolve();
@@ -46,7 +50,7 @@ function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } 
   const loop = (async () => {
     for (let i = 0; !stopped; i++) {
       const next = performance.now() + everyMs;
-      await one(ADMIN_PATHS[i % ADMIN_PATHS.length]);
+      await one(paths[i % paths.length]);
       const wait = next - performance.now();
       if (wait > 0 && !stopped) await sleep(wait);
     }
@@ -56,38 +60,52 @@ function probe(port: number, everyMs: number): { stop(): Promise<ProbeResult> } 
       stopped = true;
       await loop;
       agent.destroy();
-      return { latencies, byPath, errors };
+      return { latencies, at, byPath, errors };
     },
   };
 }
 
 /** Starts the probe in a child process; stop() resolves with its measurements. */
-export async function startAdminProbe(port: number, everyMs: number): Promise<{ stop(): Promise<ProbeResult> }> {
+export async function startAdminProbe(port: number, everyMs: number, paths?: readonly string[]): Promise<{ stop(): Promise<ProbeResult> }> {
+  return (await spawnAdminProbe()).start(port, everyMs, paths);
+}
+
+/**
+ * The probe's process, booted and waiting: start() begins probing at once
+ * (for a window that begins the moment the admin API listens).
+ */
+export async function spawnAdminProbe(): Promise<{ start(port: number, everyMs: number, paths?: readonly string[]): Promise<{ stop(): Promise<ProbeResult> }> }> {
   const child = fork(fileURLToPath(import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const next = (type: string) => new Promise<any>((resolve) => child.on('message', (m: any) => m.type === type && resolve(m)));
-  const started = next('started');
-  child.send({ type: 'start', port, everyMs });
-  await started;
+  await next('ready');
   return {
-    async stop() {
-      const result = next('result');
-      child.send({ type: 'stop' });
-      const r = await result;
-      return { latencies: r.latencies, byPath: r.byPath, errors: r.errors };
+    async start(port, everyMs, paths) {
+      const started = next('started');
+      child.send({ type: 'start', port, everyMs, paths: paths ?? null });
+      await started;
+      return {
+        async stop() {
+          const result = next('result');
+          child.send({ type: 'stop' });
+          const r = await result;
+          return { latencies: r.latencies, at: r.at ?? [], byPath: r.byPath, errors: r.errors };
+        },
+      };
     },
   };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.send) {
   let running: ReturnType<typeof probe> | null = null;
-  process.on('message', async (m: { type: string; port?: number; everyMs?: number }) => {
+  process.on('message', async (m: { type: string; port?: number; everyMs?: number; paths?: string[] | null }) => {
     if (m.type === 'start') {
-      running = probe(m.port!, m.everyMs!);
+      running = probe(m.port!, m.everyMs!, m.paths ?? undefined);
       process.send!({ type: 'started' });
     } else if (m.type === 'stop') {
-      const r = running ? await running.stop() : { latencies: [], byPath: {}, errors: 0 };
+      const r = running ? await running.stop() : { latencies: [], at: [], byPath: {}, errors: 0 };
       process.send!({ type: 'result', ...r }, () => process.exit(0));
     }
   });
   process.on('disconnect', () => process.exit(0));
+  process.send({ type: 'ready' });
 }

@@ -2,10 +2,14 @@
 // memory are its own. Started by bench/daemon-proc.ts with an IPC channel:
 //   parent -> child  {type:'start', options}   child -> parent {type:'ready', adminPort, pid}
 //   parent -> child  {type:'state'}            child -> parent {type:'state', ...}
+//   parent -> child  {type:'profile', file}     child -> parent {type:'profiling'}: a CPU profile from now on
+//   parent -> child  {type:'profile-end'}       child -> parent {type:'profiled', file}: written (V8 .cpuprofile)
 //   parent -> child  {type:'stop'}             child -> parent {type:'stopped', stats}, then exits
 // While running, the child sends {type:'sample', ...} every sampleMs: its own
 // CPU time and memory, the outbox depth and the engine's queue.
 // It runs exactly what `termsync run` runs: Daemon.start plus startAdmin.
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
 import { Daemon } from '../src/daemon.js';
@@ -58,12 +62,16 @@ export interface ChildState {
   pulls: number;
   pushesFailed: number;
   dbWriteFailures: number;
+  /** reconciles started */
   reconciles: number;
+  /** reconciles that ended (a RECONCILE monitoring event: done, or abandoned past its deadline) */
+  reconcilesEnded: number;
 }
 
 let daemon: Daemon | null = null;
 let admin: AdminServer | null = null;
 let timer: NodeJS.Timeout | null = null;
+let reconcilesEnded = 0;
 
 function send(msg: unknown): void {
   process.send?.(msg);
@@ -84,6 +92,7 @@ function state(): ChildState {
     pushesFailed: d.engine.stats.pushesFailed,
     dbWriteFailures: d.engine.stats.dbWriteFailures,
     reconciles: d.engine.stats.reconciles,
+    reconcilesEnded,
   };
 }
 
@@ -127,6 +136,9 @@ async function start(o: ChildStartOptions): Promise<void> {
     requestTimeoutMs: o.requestTimeoutMs,
     ...o.daemonExtra,
   });
+  daemon.engine.onActivity((e) => {
+    if (e.type === 'RECONCILE') reconcilesEnded++;
+  });
   admin = await startAdmin({ daemon, host: '127.0.0.1', port: 0, token: null, log: log.child({ component: 'admin' }) });
   if (o.sampleMs > 0) timer = setInterval(() => send({ type: 'sample', sample: sample() }), o.sampleMs);
   send({ type: 'ready', adminPort: admin.port, pid: process.pid, listenPorts: daemon.listenPorts });
@@ -142,8 +154,32 @@ async function stop(): Promise<void> {
   setTimeout(() => process.exit(0), 50);
 }
 
-process.on('message', (m: { type: string; options?: ChildStartOptions }) => {
-  if (m.type === 'start') {
+/** A CPU profile of a window of the run (the inspector in this process), e.g. only the idle phase. */
+let profiler: { session: Session; file: string } | null = null;
+
+async function profileStart(file: string): Promise<void> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  profiler = { session, file };
+  send({ type: 'profiling' });
+}
+
+async function profileEnd(): Promise<void> {
+  const p = profiler;
+  profiler = null;
+  if (!p) return send({ type: 'profiled', file: null });
+  const { profile } = await p.session.post('Profiler.stop');
+  writeFileSync(p.file, JSON.stringify(profile));
+  p.session.disconnect();
+  send({ type: 'profiled', file: p.file });
+}
+
+process.on('message', (m: { type: string; options?: ChildStartOptions; file?: string }) => {
+  if (m.type === 'profile') void profileStart(m.file!);
+  else if (m.type === 'profile-end') void profileEnd();
+  else if (m.type === 'start') {
     start(m.options!).catch((e: Error) => {
       send({ type: 'error', message: e.stack ?? e.message });
       process.exit(1);

@@ -77,6 +77,16 @@ export class DaemonProc {
     return (await this.request<{ state: ChildState }>('state', { type: 'state' })).state;
   }
 
+  /** Starts a CPU profile of the daemon (the inspector in its process) to be written to `file` by profileEnd. */
+  async profileStart(file: string): Promise<void> {
+    await this.request('profiling', { type: 'profile', file });
+  }
+
+  /** Ends the profile profileStart began and writes it; resolves with the file. */
+  async profileEnd(): Promise<string | null> {
+    return (await this.request<{ file: string | null }>('profiled', { type: 'profile-end' })).file;
+  }
+
   /** CPU time (user + system, ms) of the child so far, from /proc (all threads). */
   cpuMsFromProc(): number {
     const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');

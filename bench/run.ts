@@ -7,6 +7,13 @@
 //   npm run bench -- --users=N --terminals=N --idle=N --naive-sample=N
 //   npm run bench -- --prof            also profile the daemon during the burst (node --cpu-prof)
 //   npm run bench -- --only=codec,store,burst,naive,idle,scenarios,zk
+//   npm run bench -- --only=idle --idle=10000        the cold start of 10,000 terminals, then idle
+//                                      (--idle-prof=FILE: a CPU profile of the daemon's idle window)
+//   npm run bench -- --only=restart    a daemon restart with 1,000,000 users and 50 terminals holding them
+//                                      (bench/restart-1m.ts; --restart-users=N --restart-terminals=N,
+//                                      --restart-compare: no log positions, every terminal compared user by user;
+//                                      --quick: 100,000 users); writes bench/results/restart-1m.json and its
+//                                      own section of bench/RESULTS.md
 //   npm run bench -- --only=zk         only the ZK burst (bench/zk-burst.ts, run as a child
 //                                      process; --zk-terminals=N --zk-users=N; --quick: 300 users)
 //   npm run bench -- --full            the full-size burst (the default already is full size)
@@ -50,6 +57,10 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     'zk-terminals': { type: 'string' },
     'zk-users': { type: 'string' },
+    'idle-prof': { type: 'string' },
+    'restart-users': { type: 'string' },
+    'restart-terminals': { type: 'string' },
+    'restart-compare': { type: 'boolean', default: false },
   },
   allowPositionals: false,
 });
@@ -63,10 +74,10 @@ const NAIVE_SAMPLE = Number(args['naive-sample'] ?? (quick ? 50 : 100));
 const SIM_PROCESSES = Number(args['sim-processes'] ?? 2);
 const only = args.only ? new Set(args.only.split(',')) : null;
 const want = (part: string) => !only || only.has(part);
-const PARTS = ['codec', 'store', 'burst', 'naive', 'idle', 'scenarios', 'zk'];
+const PARTS = ['codec', 'store', 'burst', 'naive', 'idle', 'scenarios', 'zk', 'restart'];
 for (const p of only ?? []) if (!PARTS.includes(p)) throw new Error(`--only: unknown part ${JSON.stringify(p)} (known: ${PARTS.join(', ')})`);
 /** the parts whose results make up the summary this script writes (the ZK burst writes its own section of RESULTS.md) */
-const SUMMARY_PARTS = PARTS.filter((p) => p !== 'zk');
+const SUMMARY_PARTS = PARTS.filter((p) => p !== 'zk' && p !== 'restart');
 
 /**
  * The part of bench/RESULTS.md other scripts write, after this script's summary:
@@ -81,7 +92,7 @@ function keptTail(file: string): string {
   } catch {
     return ''; // no previous summary
   }
-  const starts = ['\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
+  const starts = ['\n<!-- idle:begin -->', '\n<!-- restart:begin -->', '\n<!-- restart-compare:begin -->', '\n<!-- hostile:begin -->', '\n<!-- zk-burst', '\n## Hostile terminals', '\n<!-- campaigns', '\n## Fault campaigns'].map((h) => prev.indexOf(h)).filter((i) => i >= 0);
   return starts.length ? prev.slice(Math.min(...starts)) : '';
 }
 
@@ -218,7 +229,7 @@ async function main() {
   // ------------------------------------------------------------ idle
   if (want('idle')) {
     log(`idle: ${IDLE} connected terminals, heartbeats only`);
-    const i = await runIdle({ terminals: IDLE, windowMs: 20_000, progress: log });
+    const i = await runIdle({ terminals: IDLE, windowMs: 20_000, profileFile: args['idle-prof'], readyTimeoutMs: Math.max(240_000, IDLE * 30), progress: log });
     out.idle = i;
   }
 
@@ -272,14 +283,48 @@ async function main() {
     }
   }
 
+  // ------------------------------------------------------------ restart with a million users
+  if (want('restart')) {
+    const { runRestart } = await import('./restart-1m.js');
+    const users = Number(args['restart-users'] ?? (quick ? 100_000 : 1_000_000));
+    const terminals = Number(args['restart-terminals'] ?? 50);
+    const compare = args['restart-compare'];
+    log(`restart: ${users.toLocaleString('en')} users, ${terminals} terminals holding them, the daemon (re)starts${compare ? ' without log positions (every terminal compared)' : ''}`);
+    try {
+      out.restart = await runRestart({ users, terminals, compare, progress: log });
+      writeFileSync(join(RESULTS, compare ? 'restart-1m-compare.json' : 'restart-1m.json'), JSON.stringify({ machine: out.machine, ...out.restart }, null, 2) + '\n');
+      writeRestartSection(join(HERE, 'RESULTS.md'), out.restart, out.machine);
+    } catch (e) {
+      out.restart = { error: (e as Error).message };
+      notes.push(`restart bench failed: ${(e as Error).message}`);
+    }
+  }
+
   out.suiteMs = Date.now() - suiteStart;
   out.machine.loadAverageAtEnd = loadavg().map((x) => round(x, 2));
+  if (only && out.idle && [...only].every((p) => p === 'idle' || p === 'restart')) {
+    // the idle part alone (e.g. the cold start of 10,000 terminals): its own section of RESULTS.md, the summary is left alone
+    const text = humanSummary({ ...out, idle: out.idle, burst: undefined, codec: undefined, store: undefined, scenarios: undefined, notes: [] })
+      .split('\n')
+      .filter((_, i, a) => i >= a.findIndex((l) => l.startsWith('## ')))
+      .join('\n');
+    const cmd = `Run ${out.startedAt} with \`npm run bench -- --only=idle --idle=${IDLE}\` on ${out.machine.cpu}, ${out.machine.cores} cores, Node ${out.machine.node}.`;
+    writeFileSync(join(RESULTS, `idle-${IDLE}.json`), JSON.stringify({ machine: out.machine, ...out.idle }, null, 2) + '\n');
+    writeMarkedSection(join(HERE, 'RESULTS.md'), 'idle', text.replace(/\n/, `\n\n${cmd}\n`));
+    process.stdout.write(text + '\n');
+    log(`done in ${round(out.suiteMs / 1000)} s: bench/results/idle-${IDLE}.json, the idle section of bench/RESULTS.md`);
+    return;
+  }
   if (SUMMARY_PARTS.some(want)) {
     writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(out, null, 2) + '\n');
     const summary = humanSummary(out);
     // the sections other scripts write (bench/hostile, bench/zk-burst.ts, bench/campaigns) follow this summary: keep them, markers included
     writeFileSync(join(HERE, 'RESULTS.md'), summary.replace(/\n*$/, '\n') + keptTail(join(HERE, 'RESULTS.md')));
     process.stdout.write(summary);
+  } else if (out.restart && !out.zk) {
+    process.stdout.write(JSON.stringify(out.restart, null, 2) + '\n');
+    log(`done in ${round(out.suiteMs / 1000)} s: bench/results/restart-1m*.json, the restart section of bench/RESULTS.md`);
+    return;
   } else if (out.zk) {
     // --only=zk: bench/zk-burst.ts already wrote its section of RESULTS.md and bench/results/zk-burst.json
     process.stdout.write(JSON.stringify(out.zk, null, 2) + '\n');
@@ -347,8 +392,12 @@ function humanSummary(o: Record<string, any>): string {
   }
   if (o.idle) {
     const i = o.idle;
-    L.push(`## ${n0(i.terminals)} connected idle terminals`, '');
-    L.push(`Heartbeat every ${i.heartbeatSec} s; measured over ${n0(i.windowMs / 1000)} s: daemon CPU ${n0(i.cpuPercentOfOneCore, 2)}% of one core (target < 5%: ${check(i.cpuPercentOfOneCore < 5)}), RSS ${n0(i.rssMb)} MB, ${n0(i.pings)} pings answered; all terminals connected and reconciled in ${n0(i.connectMs / 1000, 1)} s.`, '');
+    const big = i.terminals >= 10_000;
+    L.push(`## ${n0(i.terminals)} terminals: cold start, then idle`, '');
+    L.push(
+      `Cold start (the daemon's process started, every terminal dialled, online and reconciled by user list): ${n0(i.connectMs / 1000, 1)} s${big ? ` (target <= 60 s: ${check(i.connectMs <= 60_000)})` : ''}, daemon CPU ${n0(i.connectCpuMs / 1000, 1)} s (${n0(i.perTerminal?.connectCpuMs, 2)} ms per terminal). Then heartbeats every ${i.heartbeatSec} s, measured over ${n0(i.windowMs / 1000)} s: daemon CPU ${n0(i.cpuPercentOfOneCore, 2)}% of one core (target < ${big ? 10 : 5}%: ${check(i.cpuPercentOfOneCore < (big ? 10 : 5))}; ${n0(i.perTerminal?.idleCpuUsPerSec, 2)} µs of CPU per terminal per second), RSS ${n0(i.rssMb)} MB${big ? ` (target < 500 MB: ${check(i.rssMb < 500)})` : ''} (${n0(i.perTerminal?.rssKb, 1)} KB per terminal, the process's own base included), ${n0(i.pings)} pings answered. Terminals in ${i.simProcesses ? `${i.simProcesses} simulator process${i.simProcesses > 1 ? 'es' : ''}` : 'the bench process'}; load average ${i.loadAverage?.start?.join(' / ')} at the start, ${i.loadAverage?.end?.join(' / ')} at the end.`,
+      '',
+    );
   }
   if (o.codec) {
     const c = o.codec;
@@ -379,3 +428,55 @@ main().catch((e) => {
   process.stderr.write(`bench failed: ${(e as Error).stack ?? e}\n`);
   process.exit(1);
 });
+
+/** Replaces (or appends) the restart section of bench/RESULTS.md, between its markers. */
+function writeRestartSection(file: string, r: Record<string, any>, m: Record<string, any>): void {
+  const L: string[] = [`## Daemon restart: ${n0(r.users)} users, ${r.terminals} terminals holding them${r.mode === 'compare' ? ' (no log positions: every terminal compared user by user)' : ''}`, ''];
+  L.push(
+    `Run ${new Date().toISOString()} with \`npm run bench -- --only=restart${r.mode === 'compare' ? ' --restart-compare' : ''}${r.users !== 1_000_000 ? ` --restart-users=${r.users}` : ''}${r.terminals !== 50 ? ` --restart-terminals=${r.terminals}` : ''}\` (bench/restart-1m.ts) on ${m.cpu}, ${m.cores} cores; load average ${r.loadAverage.start.join(' / ')} at the start, ${r.loadAverage.end.join(' / ')} at the end.`,
+    '',
+    `Set-up: ${n0(r.users)} users written to SQLite in ${n0(r.setup.seedMs / 1000, 1)} s (${n0(r.setup.dbMb)} MB); the simulated terminals (one process, one shared copy of the users) ready after ${n0(r.setup.simStartMs / 1000, 1)} s.${r.mode === 'restart' ? ' The database holds every terminal\'s log position, as the daemon left it before the restart.' : ''}`,
+    '',
+    '| measure | result | target |',
+    '|---|---|---|',
+    `| every terminal online and ${r.mode === 'restart' ? 'resumed at its log position' : 'compared'} (from the daemon's process start) | ${r.done ? `${n0(r.readyMs / 1000, 1)} s` : `NOT within the timeout (${r.terminalsDone} of ${r.terminals})`} (process start ${n0(r.bootMs / 1000, 1)} s of it) | ${r.users === 1_000_000 && r.terminals === 50 ? `<= 60 s: ${check(r.done && r.readyMs <= 60_000)}` : 'scaled down (the target is for 1,000,000 users x 50 terminals)'} |`,
+    `| users pushed to terminals / pulled | ${n0(r.usersPushed)} / ${n0(r.usersPulled)} | 0 pushed: ${check(r.usersPushed === 0)} |`,
+    `| GET /api/users/:id from the admin API's start for at least 5 s, p50 / p99 / max (${n0(r.userGet.count)} requests, one every 5 ms, ${r.userGet.errors} errors) | ${n0(r.userGet.p50, 2)} / ${n0(r.userGet.p99, 2)} / ${n0(r.userGet.max, 1)} ms | p99 < 5 ms: ${check(r.userGet.p99 < 5)} |`,
+    ...(r.userGetDuring ? [`| the same, only while terminals were still coming in (${n0(r.userGetDuring.count)} requests) | ${n0(r.userGetDuring.p50, 2)} / ${n0(r.userGetDuring.p99, 2)} / ${n0(r.userGetDuring.max, 1)} ms | |`] : []),
+    `| daemon CPU / peak RSS | ${n0(r.daemonCpuMs / 1000, 1)} s / ${n0(r.peakRssMb)} MB | |`,
+    `| commands the terminals served | ${Object.entries(r.commands).map(([k, v]) => `${k} ${n0(v as number)}`).join(', ')} | |`,
+    '',
+  );
+  if (r.mode === 'compare') {
+    const perEntryUs = (r.daemonCpuMs * 1000) / (r.users * r.terminals);
+    L.push(
+      `A comparison costs the daemon about ${n0(perEntryUs, 1)} µs of CPU per user and terminal (${n0(r.daemonCpuMs / 1000, 1)} s for ${n0(r.users * r.terminals)} listed entries): fifty terminals of a million users each would take about ${n0((perEntryUs * 50e6) / 1e6 / 60)} minutes of CPU. Profile (\`npx tsx bench/restart-1m.ts --compare --users=100000 --terminals=2 --prof=FILE\`): the server side is walked once per terminal, with every record read whole (UserTables.list, about 28 µs per user) and its wire digest computed again for every terminal (encodeUser + SHA-256, about 20 µs). What would close it: a digest kept per user and version in the database (computed once per change, as the change feed encodes each record once), the server side walked as (id, digest) only; and, for terminals that already equal the server, a digest over ranges of users so that equal ranges are skipped without listing them (a protocol addition). The restart above does not compare: the daemon resumes each terminal's log from its cursor.`,
+      '',
+    );
+  }
+  writeMarkedSection(file, r.mode === 'compare' ? 'restart-compare' : 'restart', L.join('\n'));
+}
+
+/** Replaces (or adds, before the sections other scripts own) the section of RESULTS.md between <!-- NAME:begin --> and <!-- NAME:end -->. */
+function writeMarkedSection(file: string, name: string, text: string): void {
+  let prev = '';
+  try {
+    prev = readFileSync(file, 'utf8');
+  } catch {
+    prev = '';
+  }
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const section = `${begin}\n${text.replace(/\n*$/, '\n')}${end}`;
+  const i = prev.indexOf(begin);
+  const j = prev.indexOf(end);
+  let next: string;
+  if (i >= 0 && j > i) next = prev.slice(0, i) + section + prev.slice(j + end.length);
+  else {
+    // before the sections other scripts own, after the summary
+    const tail = keptTail(file);
+    const head = tail ? prev.slice(0, prev.length - tail.length) : prev;
+    next = head.replace(/\n*$/, '\n\n') + section + '\n' + tail;
+  }
+  writeFileSync(file, next);
+}

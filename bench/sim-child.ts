@@ -3,6 +3,8 @@
 // {type:'reply', id, value|error}; log events go out as {type:'events'}.
 import type { UserRecord } from '../src/model/user.js';
 import { DEFAULT_DEVICE_ID_BASE, Simulator } from '../src/sim/simulator.js';
+import { SharedUsers } from '../src/sim/terminal.js';
+import { populationUser } from './population.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import type { Action } from './scenario.js';
 import { instrument, performOn, verifyTerminals, type CommandCounts } from './sim-host.js';
@@ -27,8 +29,21 @@ async function handle(m: any): Promise<unknown> {
   switch (m.type) {
     case 'start': {
       offset = m.first - 1;
-      sim = await Simulator.start({ terminals: m.count, commKey: DEV_COMM_KEY, timing: m.timing ?? undefined, deviceIdBase: DEFAULT_DEVICE_ID_BASE + offset });
+      sim = await Simulator.start({
+        terminals: m.count,
+        commKey: DEV_COMM_KEY,
+        timing: m.timing ?? undefined,
+        deviceIdBase: DEFAULT_DEVICE_ID_BASE + offset,
+        ...(m.userCapacity ? { userCapacity: m.userCapacity } : {}),
+      });
       counts = instrument(sim, offset, (events) => process.send!({ type: 'events', events })).counts;
+      if (m.population > 0) {
+        // every terminal holds users 0..population-1 (bench/population.ts), one shared copy
+        const pop = new SharedUsers((function* () {
+          for (let i = 0; i < m.population; i++) yield populationUser(i);
+        })());
+        for (const t of sim.terminals) t.holdShared(pop);
+      }
       return sim.ports();
     }
     case 'perform': {
@@ -39,6 +54,9 @@ async function handle(m: any): Promise<unknown> {
     }
     case 'counts':
       return counts;
+    case 'logs':
+      // where each terminal's event log stands (what a daemon that synced it before has as its cursor)
+      return sim!.terminals.map((t) => ({ term: offset + t.index, logEpoch: t.ring.logEpoch, lastEventId: t.ring.lastEventId, users: t.userCount }));
     case 'verify':
       return verifyTerminals(sim!.terminals, offset, m.db, new Set(m.skip));
     case 'close':

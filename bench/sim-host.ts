@@ -170,7 +170,26 @@ export async function startLocalHost(o: { terminals: number; timing?: Partial<Ti
 const CHILD = fileURLToPath(new URL('./sim-child.ts', import.meta.url));
 
 /** Terminals split over `processes` child processes (bench/sim-child.ts), terminal numbers kept. */
-export async function startProcessHost(o: { terminals: number; processes: number; timing?: Partial<TimingModel> }): Promise<SimHost> {
+export interface ProcessHostOptions {
+  terminals: number;
+  processes: number;
+  timing?: Partial<TimingModel>;
+  /** every terminal holds users 0..population-1 of bench/population.ts (one shared copy per process) */
+  population?: number;
+  userCapacity?: number;
+  /** node flags for the child processes, e.g. --max-old-space-size=4096 */
+  nodeArgs?: string[];
+}
+
+/** Where a terminal's event log stands. */
+export interface TerminalLog {
+  term: number;
+  logEpoch: number;
+  lastEventId: number;
+  users: number;
+}
+
+export async function startProcessHost(o: ProcessHostOptions): Promise<SimHost & { logs(): Promise<TerminalLog[]> }> {
   const parts: { child: ChildProcess; first: number; count: number; ports: number[] }[] = [];
   const listeners: ((b: SimEvent[]) => void)[] = [];
   let nextId = 1;
@@ -184,7 +203,7 @@ export async function startProcessHost(o: { terminals: number; processes: number
     });
   for (let first = 1; first <= o.terminals; first += per) {
     const count = Math.min(per, o.terminals - first + 1);
-    const child = fork(CHILD, [], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(CHILD, [], { execArgv: ['--import', 'tsx', ...(o.nodeArgs ?? [])], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.on('message', (m: any) => {
       if (m.type === 'events') listeners.forEach((l) => l(m.events));
       else if (m.type === 'reply') {
@@ -194,7 +213,7 @@ export async function startProcessHost(o: { terminals: number; processes: number
         else w?.resolve(m.value);
       }
     });
-    const ports: number[] = await call(child, { type: 'start', first, count, timing: o.timing ?? null });
+    const ports: number[] = await call(child, { type: 'start', first, count, timing: o.timing ?? null, population: o.population ?? 0, userCapacity: o.userCapacity ?? 0 });
     parts.push({ child, first, count, ports });
   }
   const partOf = (term: number) => parts.find((p) => term >= p.first && term < p.first + p.count)!;
@@ -211,6 +230,10 @@ export async function startProcessHost(o: { terminals: number; processes: number
         for (const [k, v] of Object.entries(c.counts)) out.counts[k] = (out.counts[k] ?? 0) + v;
       }
       return out;
+    },
+    async logs() {
+      const all: TerminalLog[][] = await Promise.all(parts.map((p) => call(p.child, { type: 'logs' })));
+      return all.flat();
     },
     async verify(db, skip) {
       const all: string[][] = await Promise.all(parts.map((p) => call(p.child, { type: 'verify', db, skip })));

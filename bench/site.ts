@@ -39,6 +39,8 @@ export interface BenchSiteOptions {
   simProcesses?: number;
   /** wait at most this long for every terminal to be online and the daemon idle */
   readyTimeoutMs?: number;
+  /** called just before the daemon's process is started (after the terminals are up) */
+  onDaemonStart?: () => void;
 }
 
 export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
@@ -57,6 +59,7 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
   try {
     if (o.record) recorder = await Recorder.start(host.ports());
     const ports = recorder ? recorder.ports() : host.ports();
+    o.onDaemonStart?.();
     daemon = await DaemonProc.start({
       db,
       commKey: DEV_COMM_KEY.toString('hex'),
@@ -93,10 +96,10 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
   const deadline = Date.now() + (o.readyTimeoutMs ?? 120_000);
   for (;;) {
     const st = await daemon.state();
-    if (st.online === o.terminals && st.idle && st.reconciles >= o.terminals) break;
+    if (st.online === o.terminals && st.idle && st.reconcilesEnded >= o.terminals) break;
     if (Date.now() > deadline) {
       await site.close();
-      throw new Error(`site not ready: ${st.online}/${o.terminals} terminals online, idle ${st.idle}, reconciles ${st.reconciles}`);
+      throw new Error(`site not ready: ${st.online}/${o.terminals} terminals online, idle ${st.idle}, reconciles ${st.reconcilesEnded} ended of ${st.reconciles} started`);
     }
     await sleep(100);
   }

@@ -62,6 +62,8 @@ export interface DaemonOptions {
   logFrames?: boolean;
   maxConnsPerAddress?: number;
   maxConns?: number;
+  /** dials (connect + handshake) in progress at once; the other terminals wait their turn (default 256) */
+  maxConcurrentDials?: number;
   handshakeDeadlineMs?: number;
   dbRetryMs?: number;
   /** the sync engine's bounds on what a terminal may send (window, user lists, reconcile deadline, queue shares) */
@@ -181,6 +183,7 @@ export class Daemon {
       dialTls: o.dialTls,
       maxConnsPerAddress: o.maxConnsPerAddress,
       maxConns: o.maxConns,
+      maxConcurrentDials: o.maxConcurrentDials,
       handshakeDeadlineMs: o.handshakeDeadlineMs,
     });
     this.manager.on('online', (id, link, _dir, note) => this.onOnline(id, link, note as Admission | undefined));
@@ -203,7 +206,7 @@ export class Daemon {
     const protocol = t.protocol ?? TERMSYNC;
     if (!this.drivers.has(protocol)) throw new Error(`terminal ${t.id}: no driver for protocol ${JSON.stringify(protocol)} (known: ${[...this.drivers.keys()].join(', ')})`);
     const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) });
-    const known = this.manager.targets().find((x) => x.id === t.id);
+    const known = this.manager.target(t.id);
     if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) this.manager.removeTarget(t.id);
     this.manager.addTarget(t);
     return row;
@@ -339,9 +342,12 @@ export class Daemon {
     // Row updates are best effort: a database that refuses writes must not keep a
     // terminal from syncing once it works again (the sync engine retries its own writes).
     // A session that does not match the ID's binding changes nothing of the row until approved.
+    const goesOnline = row !== null && row.approved && !admission?.mismatch;
+    // A terminal that goes online gets its identity and its state in one write (one transaction per connect, not two).
     if (!admission?.mismatch)
       this.tryWrite(id, () =>
         this.store.updateTerminal(id, {
+          ...(goesOnline ? { state: 'online' as const } : {}),
           deviceId: ident.deviceId,
           model: ident.model,
           firmware: ident.firmware,
@@ -369,12 +375,13 @@ export class Daemon {
       });
       return;
     }
-    this.goOnline(id, link);
+    this.goOnline(id, link, true);
   }
 
-  private goOnline(id: string, link: DeviceSession): void {
+  /** `stateWritten`: the caller already saved state 'online' and lastSeen. */
+  private goOnline(id: string, link: DeviceSession, stateWritten = false): void {
     this.online.add(id);
-    this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'online', lastSeen: Date.now() }));
+    if (!stateWritten) this.tryWrite(id, () => this.store.updateTerminal(id, { state: 'online', lastSeen: Date.now() }));
     this.store.recordEventDurably({ type: DaemonEvent.TERMINAL_ONLINE, terminalId: id, detail: JSON.stringify({ remote: link.remote }) });
     this.log.info({ terminal: id, remote: link.remote, deviceId: link.identity.deviceId }, 'terminal online');
     void this.engine.attach(id, link);

@@ -1,6 +1,6 @@
 // Liveness and reconnect pacing, with fake clocks: no real time passes.
 import { describe, expect, it } from 'vitest';
-import { Heartbeat } from '../src/drivers/termsync/heartbeat.js';
+import { Heartbeat, TimerWheel } from '../src/drivers/termsync/heartbeat.js';
 import { backoffDelay } from '../src/terminal/manager.js';
 
 function fakeClock() {
@@ -103,5 +103,92 @@ describe('heartbeat after a blocked event loop', () => {
     tick!();
     deferred.shift()!();
     expect(dead).toBe(true);
+  });
+});
+
+describe('many sessions on one timer wheel', () => {
+  /** N heartbeats sharing one wheel driven by one fake interval timer */
+  function site(n: number, intervalMs = 1000) {
+    let now = 0;
+    let timers = 0;
+    let fn: (() => void) | null = null;
+    let every = 0;
+    let next = 0;
+    const wheel = new TimerWheel({
+      tickMs: intervalMs / 4,
+      now: () => now,
+      setInterval: (f, ms) => {
+        timers++;
+        fn = f;
+        every = ms;
+        next = now + ms;
+        return timers;
+      },
+      clearInterval: () => (fn = null),
+    });
+    const pings = new Array<number>(n).fill(0);
+    const deadAt = new Array<number>(n).fill(-1);
+    const hbs = pings.map(
+      (_, i) =>
+        new Heartbeat({ intervalMs, ping: () => pings[i]++, dead: () => (deadAt[i] = now), now: () => now, wheel, afterPendingIo: (f) => f() }),
+    );
+    return {
+      wheel,
+      hbs,
+      pings,
+      deadAt,
+      timers: () => timers,
+      get now() {
+        return now;
+      },
+      advance(ms: number) {
+        const end = now + ms;
+        while (fn && next <= end) {
+          now = next;
+          next += every;
+          fn();
+        }
+        now = end;
+      },
+    };
+  }
+
+  it('one timer for all sessions; each pings once an interval; the silent one dies within 1.5 + 0.25 intervals, the others live', () => {
+    const s = site(1000);
+    s.hbs.forEach((h) => h.start());
+    expect(s.timers()).toBe(1);
+    expect(s.wheel.count).toBe(1000);
+    // every session but #7 hears its terminal every half interval
+    for (let t = 0; t < 10; t++) {
+      s.advance(500);
+      s.hbs.forEach((h, i) => i !== 7 && h.touch());
+    }
+    expect(s.deadAt.filter((d) => d >= 0)).toHaveLength(1);
+    expect(s.deadAt[7]).toBeGreaterThanOrEqual(1500);
+    expect(s.deadAt[7]).toBeLessThanOrEqual(1750);
+    // 5 s: five pings each, the period kept although a visit may come a tick late
+    for (let i = 0; i < 1000; i++) if (i !== 7) expect(s.pings[i]).toBe(5);
+    expect(s.wheel.count).toBe(999);
+    expect(s.timers()).toBe(1);
+  });
+
+  it('stopping every session stops the timer; a new session starts it again', () => {
+    const s = site(3);
+    s.hbs.forEach((h) => h.start());
+    for (let t = 0; t < 4; t++) {
+      s.advance(500);
+      s.hbs.forEach((h) => h.touch());
+    }
+    expect(s.pings).toEqual([2, 2, 2]);
+    s.hbs.forEach((h) => h.stop());
+    expect(s.wheel.count).toBe(0);
+    expect(s.wheel.running).toBe(false);
+    s.advance(10_000);
+    expect(s.deadAt).toEqual([-1, -1, -1]);
+    s.hbs[0].start();
+    expect(s.wheel.running).toBe(true);
+    expect(s.timers()).toBe(2);
+    s.advance(1750);
+    expect(s.deadAt[0]).toBeGreaterThanOrEqual(12_000 + 1500);
   });
 });

@@ -2,6 +2,7 @@
 export { Simulator, parseHostPort, DEFAULT_DEVICE_ID_BASE, type SimulatorOptions, type HostPort } from './simulator.js';
 export {
   SimTerminal,
+  SharedUsers,
   SimActionError,
   SIM_MODEL,
   SIM_FIRMWARE,

@@ -156,9 +156,11 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   readonly ring: EventRing;
   readonly log: Logger | undefined;
 
-  private readonly users = new Map<string, Stored>();
-  private readonly cardOwner = new Map<string, string>();
+  private users = new Map<string, Stored>();
+  private cardOwner = new Map<string, string>();
   private sorted: Stored[] | null = null;
+  /** the users are a SharedUsers population's (not this terminal's own copy) until they change */
+  private sharedFrom: SharedUsers | null = null;
   private tail: Promise<unknown> = Promise.resolve();
   private queued = 0;
 
@@ -532,9 +534,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
 
   /** Factory reset: users and log cleared; event IDs restart at 1 under a new logEpoch (event 1 is FACTORY_RESET). */
   factoryReset(): void {
-    this.users.clear();
-    this.cardOwner.clear();
-    this.sorted = null;
+    this.dropUsers();
     this.ring.reset();
     this.emit('log-reset');
     this.append(EventCode.FACTORY_RESET, '', ORIGIN_SERVER);
@@ -658,9 +658,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
 
   /** Replaces users and log with persisted state (no events logged). */
   restore(users: UserRecord[], logEpoch: number, lastEventId: number, events: EventRecord[]): void {
-    this.users.clear();
-    this.cardOwner.clear();
-    this.sorted = null;
+    this.dropUsers();
     for (const u of users) this.storeUser(u);
     this.ring.restore(logEpoch, lastEventId, events);
   }
@@ -686,7 +684,44 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
     return undefined;
   }
 
+  /**
+   * Holds `pop`'s users (no events logged, the log untouched), shared with
+   * every other terminal holding the same population until this one's users
+   * change (then it copies them first). A bulk load for large benches: fifty
+   * terminals of a million users each are one million records in memory.
+   */
+  holdShared(pop: SharedUsers): void {
+    if (pop.users.size > this.userCapacity) throw new RangeError(`${pop.users.size} users exceed the terminal's capacity of ${this.userCapacity}`);
+    this.users = pop.users;
+    this.cardOwner = pop.cardOwner;
+    this.sorted = pop.sorted;
+    this.sharedFrom = pop;
+    this.changed();
+  }
+
+  /** true while the terminal's users are a shared population's */
+  get sharesUsers(): boolean {
+    return this.sharedFrom !== null;
+  }
+
+  private dropUsers(): void {
+    this.users = new Map();
+    this.cardOwner = new Map();
+    this.sorted = null;
+    this.sharedFrom = null;
+  }
+
+  /** Before a change: a terminal holding a shared population takes a copy of its own. */
+  private own(): void {
+    if (!this.sharedFrom) return;
+    this.users = new Map(this.users);
+    this.cardOwner = new Map(this.cardOwner);
+    this.sorted = this.sorted ? this.sorted.slice() : null;
+    this.sharedFrom = null;
+  }
+
   private storeUser(u: UserRecord): void {
+    this.own();
     const old = this.users.get(u.id);
     if (old) for (const c of old.user.cards) this.cardOwner.delete(cardKey(c.data));
     else this.sorted = null;
@@ -703,6 +738,7 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   private removeUser(id: string): void {
     const old = this.users.get(id);
     if (!old) return;
+    this.own();
     for (const c of old.user.cards) this.cardOwner.delete(cardKey(c.data));
     this.users.delete(id);
     this.sorted = null;
@@ -711,6 +747,35 @@ export class SimTerminal extends EventEmitter<TerminalEvents> {
   private sortedUsers(): Stored[] {
     if (!this.sorted) this.sorted = [...this.users.values()].sort((a, b) => Buffer.compare(a.key, b.key));
     return this.sorted;
+  }
+}
+
+/**
+ * One set of users that many terminals hold at once (SimTerminal.holdShared):
+ * stored, indexed by card and sorted once. Build it from records nobody
+ * mutates afterwards.
+ */
+export class SharedUsers {
+  readonly users = new Map<string, Stored>();
+  readonly cardOwner = new Map<string, string>();
+  readonly sorted: Stored[];
+
+  constructor(list: Iterable<UserRecord>) {
+    for (const u of list) {
+      if (this.users.has(u.id)) throw new RangeError(`user ${JSON.stringify(u.id)} twice in a shared population`);
+      for (const c of u.cards) {
+        const k = cardKey(c.data);
+        const owner = this.cardOwner.get(k);
+        if (owner !== undefined) throw new RangeError(`card ${k} of user ${JSON.stringify(u.id)} already belongs to ${JSON.stringify(owner)}`);
+        this.cardOwner.set(k, u.id);
+      }
+      this.users.set(u.id, { user: u, key: Buffer.from(u.id, 'utf8') });
+    }
+    this.sorted = [...this.users.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+  }
+
+  get size(): number {
+    return this.users.size;
   }
 }
 

@@ -1036,7 +1036,8 @@ export class SyncEngine {
     const listed = new Map<string, UserRecord>();
     const myGroups = new Set(this.mode === 'specific' ? (this.store.getTerminal(lane.id)?.accessGroups ?? []) : []);
     const inScope = (u: UserRecord) => this.mode !== 'specific' || u.accessGroups.some((g) => myGroups.has(g));
-    const targets = this.pushTargets(lane.id);
+    // listed only when something is pulled: a terminal that already equals the server costs no list of all terminals
+    let targets: string[] | null = null;
     const touched = new Set<string>();
     const toPull: string[] = [];
     const toPush: string[] = [];
@@ -1052,7 +1053,7 @@ export class SyncEngine {
         const pulled: ReadResult[] = known.every((u) => u !== undefined) ? ids.map((userId, k) => ({ userId, user: known[k]! })) : await link.getUsers(ids);
         for (const id of ids) listed.delete(id);
         await slicer.yield();
-        const out = this.pullOutcome(lane, link, pulled, targets, () => 0);
+        const out = this.pullOutcome(lane, link, pulled, (targets ??= this.pushTargets(lane.id)), () => 0);
         const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
         this.stats.pulls += out.merges.length;
         pulledN += ids.length;

@@ -95,7 +95,16 @@ export interface ManagerOptions {
   authBlockMs?: number;
   dialTls?: DialTls;
   random?: () => number;
+  /**
+   * Dials (TCP connect plus handshake) in progress at once; the others wait
+   * their turn. Ten thousand terminals dialled at the same instant would each
+   * wait for a share of the CPU until their handshakes time out on either
+   * side and all of them dial again. Default 256.
+   */
+  maxConcurrentDials?: number;
 }
+
+export const DEFAULT_MAX_CONCURRENT_DIALS = 256;
 
 export interface ManagerEvents {
   online: [terminalId: string, session: DeviceSession, direction: 'dial' | 'listen', note?: unknown];
@@ -136,6 +145,9 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
   private readonly authFailures = new Map<string, { count: number; since: number; blockedUntil: number }>();
   private connCount = 0;
   private closing = false;
+  /** dials in progress (connect + handshake), and dialers waiting for a slot, in order */
+  private dialing = 0;
+  private readonly dialQueue = new Set<Dialer>();
   private readonly log: Logger;
 
   constructor(private readonly o: ManagerOptions) {
@@ -155,6 +167,11 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     return [...this.dialers.values()].map((d) => d.target);
   }
 
+  /** The dial target of one terminal (a map lookup: adding N terminals must not list all N each time). */
+  target(id: string): DialTarget | undefined {
+    return this.dialers.get(id)?.target;
+  }
+
   // ------------------------------------------------------------ dialling
 
   addTarget(target: DialTarget): void {
@@ -169,18 +186,50 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     if (!d) return;
     d.stopped = true;
     if (d.timer) clearTimeout(d.timer);
+    this.dialQueue.delete(d);
     d.socket?.destroy();
     d.abort?.abort();
     this.dialers.delete(id);
     this.links.get(id)?.close('terminal removed from configuration');
   }
 
+  /** Dials now if a slot is free, else when one is (in the order asked). */
   private dial(d: Dialer): void {
     if (d.stopped || this.closing) return;
+    if (this.dialing >= (this.o.maxConcurrentDials ?? DEFAULT_MAX_CONCURRENT_DIALS)) {
+      this.dialQueue.add(d);
+      return;
+    }
+    this.dialing++;
+    let released = false;
+    this.dialNow(d, () => {
+      if (released) return;
+      released = true;
+      this.dialing--;
+      this.nextDial();
+    });
+  }
+
+  private nextDial(): void {
+    while (this.dialQueue.size > 0 && this.dialing < (this.o.maxConcurrentDials ?? DEFAULT_MAX_CONCURRENT_DIALS)) {
+      const d: Dialer = this.dialQueue.values().next().value!;
+      this.dialQueue.delete(d);
+      this.dial(d);
+    }
+  }
+
+  /** dials in progress and dialers waiting for a slot */
+  get dialState(): { dialing: number; waiting: number } {
+    return { dialing: this.dialing, waiting: this.dialQueue.size };
+  }
+
+  /** One dial; `release` is called once, when it succeeded or failed. */
+  private dialNow(d: Dialer, release: () => void): void {
+    if (d.stopped || this.closing) return release();
     const { host, port, id } = d.target;
     const log = this.log.child({ terminal: id });
     const protocol = d.target.protocol ?? TERMSYNC;
-    if (protocol !== TERMSYNC) return this.dialDriver(d, protocol, log);
+    if (protocol !== TERMSYNC) return this.dialDriver(d, protocol, log, release);
     const useTls = this.o.dialTls !== undefined;
     const socket = useTls
       ? tls.connect({
@@ -204,6 +253,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
     const retry = (why: string) => {
       if (failed) return;
       failed = true;
+      release();
       clearTimeout(connectTimer);
       socket.destroy();
       d.socket = null;
@@ -222,6 +272,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
           log,
           logFrames: this.o.logFrames,
         });
+        release();
         if (d.stopped || this.closing) {
           conn.close('shutting down');
           return;
@@ -246,17 +297,18 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
   }
 
   /** Dials a terminal of another protocol through its driver; the same redial policy. */
-  private dialDriver(d: Dialer, protocol: string, log: Logger): void {
+  private dialDriver(d: Dialer, protocol: string, log: Logger, release: () => void): void {
     const { host, port, id } = d.target;
     const driver = this.o.drivers?.get(protocol);
     if (!driver) {
       log.error({ protocol }, 'no driver for this protocol; the terminal is not dialled');
-      return;
+      return release();
     }
     const abort = new AbortController();
     d.abort = abort;
     driver.dial({ terminalId: id, host, port, key: d.target.key ?? Buffer.alloc(0), signal: abort.signal }).then(
       (session) => {
+        release();
         if (d.abort === abort) d.abort = null;
         if (d.stopped || this.closing) {
           void session.close('shutting down');
@@ -271,6 +323,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
         }
       },
       (e: Error) => {
+        release();
         if (d.abort === abort) d.abort = null;
         log.warn({ protocol, err: e.message }, 'connecting to terminal failed');
         this.scheduleRedial(d, e.message);
@@ -414,6 +467,7 @@ export class SessionManager extends EventEmitter<ManagerEvents> {
   /** Stops accepting and dialling; closes every session with BYE. */
   async close(): Promise<void> {
     this.closing = true;
+    this.dialQueue.clear();
     for (const s of this.servers) s.close();
     for (const d of this.dialers.values()) {
       d.stopped = true;
