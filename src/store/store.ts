@@ -562,11 +562,13 @@ export class Store {
    */
   deleteUser(id: string, opts: { pushTo?: readonly string[] } = {}): boolean {
     return this.write('deleteUser', () => {
+      // (the number is taken before the row goes: it may hold the head)
+      const seq = this.feed.next();
       const removed = this.users.remove(id);
       this.shared.delete(id);
       if (removed) {
         // the delete takes its feed number as a tombstone
-        this.feed.tombstone(id, this.feed.next(), this.now());
+        this.feed.tombstone(id, seq, this.now());
         this.feedDirty = true;
       }
       if (removed && opts.pushTo) this.enqueueIn(opts.pushTo, [id]);

@@ -15,18 +15,25 @@
 // whose priorities order the work: pulls of device changes first, then pushes,
 // then catch-up of a returning terminal. A lane holds a global slot only while it
 // works, so a slow or stalled terminal occupies one slot at most and never slows
-// the others. Pushes live in the outbox table, not in memory: ten updates of one
-// user coalesce into one row per terminal, and a burst bigger than memory simply
-// waits on disk. Each push job sends up to the terminal's batch size of users in
-// one PUT_USERS.
+// the others.
+//
+// Replication reads the store's change feed (src/store/backend.ts): every change
+// to a server user takes the next sequence number once, whatever the number of
+// terminals, and each terminal has a durable feed cursor. A push job reads the
+// entries after the cursor in the terminal's scope with one range read, sends
+// them in one PUT_USERS, and records the answers and the new cursor in one
+// transaction. Ten updates of one user while a terminal is away are one entry;
+// an offline terminal simply has an old cursor. A few targeted pushes (a
+// reconcile's differences, the server's record back to the terminal a change
+// came from, retries) live in the owed set and go first.
 import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { sameForTerminal } from '../model/merge.js';
 import type { UserRecord } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
-import type { Store } from '../store/store.js';
-import { MonitoringEvent, type MergeResult, type OutboxItem, type SyncMode, type TerminalRow } from '../store/types.js';
+import type { FeedBatch, OwedEntry, PushAck, SeqUser, SiteStore } from '../store/backend.js';
+import { MonitoringEvent, type EventInput, type MergeContext, type MergeResult, type SyncMode } from '../store/types.js';
 import { DriverError, type DeviceFact, type DeviceSession, type ReadResult, type RefusalReason, type UserListing, type WriteResult } from './ports.js';
 import { DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW, PeerLimitError } from './peer-limit.js';
 
@@ -78,7 +85,10 @@ const BUSY_RETRY_MAX_MS = 30_000;
 const isDeviceChange = (f: DeviceFact) => f.kind === 'user-changed' && f.origin === 'device' && f.userId !== undefined && f.userId !== '';
 
 export interface EngineOptions {
-  store: Store;
+  /** the site store (src/store/backend.ts): feeds, cursors and their transactions */
+  store: SiteStore;
+  /** the sync mode in force at start (the daemon reads it from the database). Default 'server' */
+  syncMode?: SyncMode;
   log: Logger;
   /** global cap on jobs running at once over all terminals */
   concurrency?: number;
@@ -100,7 +110,7 @@ export interface EngineOptions {
 }
 
 /** The engine's bounds and tuning as the daemon passes them through (DaemonOptions.engine). */
-export type EngineTuning = Omit<EngineOptions, 'store' | 'log' | 'now'>;
+export type EngineTuning = Omit<EngineOptions, 'store' | 'log' | 'now' | 'syncMode'>;
 
 export interface EngineStats {
   pulls: number;
@@ -137,6 +147,29 @@ interface IngestStep {
   gap: DeviceFact | null;
 }
 
+/** A push batch sent and not yet answered: from the owed set (`last`: its keyset position) or the feed (`upTo`). */
+interface Inflight {
+  link: DeviceSession;
+  users: Set<string>;
+  kind: 'owed' | 'feed';
+  last?: { enqueuedAt: number; userId: string };
+  upTo?: number;
+  done: Promise<void>;
+}
+
+/** What a push batch carries: records to write, users to delete, and where each came from. */
+interface PushBatch {
+  kind: 'owed' | 'feed';
+  /** records to write, with the owed entry's generation when from the owed set */
+  records: { user: UserRecord; gen?: number }[];
+  /** users deleted on the server: the terminal deletes them too */
+  gone: { userId: string; gen?: number }[];
+  /** kind 'feed': the cursor move the answers make */
+  feed?: { from: number; to: number };
+  /** kind 'owed': the keyset position of its last entry (the next batch is read behind it) */
+  last?: { enqueuedAt: number; userId: string };
+}
+
 interface Lane {
   id: string;
   link: DeviceSession | null;
@@ -169,7 +202,7 @@ interface Lane {
   /** user ID -> time its device event arrived (for pull-to-push latency) */
   arrivals: Map<string, number>;
   /** the PUT_USERS batch sent and not yet answered (see pushSome) */
-  inflight: { link: DeviceSession; users: Set<string>; last: { enqueuedAt: number; userId: string }; done: Promise<void> } | null;
+  inflight: Inflight | null;
   lastTask: Task | null;
   /** users whose earlier pull failed (pull_failures), to pull again in this session */
   repull: Set<string>;
@@ -188,7 +221,10 @@ export class SyncEngine {
   readonly queue: PQueue;
   readonly stats: EngineStats = { pulls: 0, pullsFailed: 0, pushes: 0, pushesFailed: 0, dbWriteFailures: 0, reconciles: 0, lastPushLatencyMs: [] };
   private readonly lanes = new Map<string, Lane>();
-  private readonly store: Store;
+  private readonly store: SiteStore;
+  /** the store's wake-up for a grown feed (see onFeedChange); armed once per turn of the event loop */
+  private readonly unsubscribeFeed: () => void;
+  private feedKickArmed = false;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly baseDbRetry: number;
@@ -229,7 +265,8 @@ export class SyncEngine {
     this.jobSliceMs = o.jobSliceMs ?? DEFAULT_JOB_SLICE_MS;
     this.slowJobMs = o.slowJobMs ?? Math.min(DEFAULT_SLOW_JOB_MS, this.jobSliceMs);
     this.slowCap = Math.max(1, concurrency - Math.max(1, Math.floor(concurrency / 4)));
-    this.mode = this.store.getSyncMode();
+    this.mode = o.syncMode ?? 'server';
+    this.unsubscribeFeed = this.store.onFeedChange(() => this.feedGrew());
   }
 
   get syncMode(): SyncMode {
@@ -237,10 +274,30 @@ export class SyncEngine {
   }
 
   /** Changes the sync mode (persisted). Turning sync on pushes nothing retroactively; use resync. */
-  setSyncMode(mode: SyncMode): void {
-    this.store.setSyncMode(mode);
+  async setSyncMode(mode: SyncMode): Promise<void> {
+    await this.store.setSyncMode(mode);
+    this.useSyncMode(mode);
+  }
+
+  /** The sync mode was changed in the database (by the daemon): take it. */
+  useSyncMode(mode: SyncMode): void {
     this.mode = mode;
     if (mode !== 'off') for (const lane of this.lanes.values()) this.kickPush(lane);
+  }
+
+  /**
+   * The feed grew (or an owed entry was written): every online lane reads its
+   * feed once, on the next turn of the event loop (many commits in one turn
+   * wake each lane once).
+   */
+  private feedGrew(): void {
+    if (this.feedKickArmed || this.stopping) return;
+    this.feedKickArmed = true;
+    setImmediate(() => {
+      this.feedKickArmed = false;
+      if (this.mode === 'off') return;
+      for (const lane of this.lanes.values()) if (lane.link) this.kickPush(lane);
+    });
   }
 
   /** Called for monitoring events, so the admin API can stream them. Returns the unsubscribe function. */
@@ -288,13 +345,13 @@ export class SyncEngine {
       if (lane.link === link) lane.starting = false;
     }
     lane.catchingUp = true;
-    this.loadPullFailures(lane);
+    await this.loadPullFailures(lane).catch((e) => this.log.warn({ terminal: terminalId, err: (e as Error).message }, 'pull failures not read'));
     this.kickPush(lane);
   }
 
   /** Users of this terminal whose pull failed before are pulled again (session start, reconcile, retryPulls). */
-  private loadPullFailures(lane: Lane, userId?: string): number {
-    const rows = this.store.listPullFailures({ terminalId: lane.id, userId, limit: REPULL_LOAD });
+  private async loadPullFailures(lane: Lane, userId?: string): Promise<number> {
+    const rows = await this.store.listPullFailures({ terminalId: lane.id, userId, limit: REPULL_LOAD });
     for (const r of rows) lane.repull.add(r.userId);
     if (rows.length) this.schedule(lane);
     return rows.length;
@@ -305,10 +362,10 @@ export class SyncEngine {
    * one). False when the terminal has no live session (they are pulled again at
    * its next session start anyway).
    */
-  retryPulls(terminalId: string, userId?: string): { online: boolean; queued: number } {
+  async retryPulls(terminalId: string, userId?: string): Promise<{ online: boolean; queued: number }> {
     const lane = this.lanes.get(terminalId);
     if (!lane?.link) return { online: false, queued: 0 };
-    return { online: true, queued: this.loadPullFailures(lane, userId) };
+    return { online: true, queued: await this.loadPullFailures(lane, userId) };
   }
 
   detach(terminalId: string): void {
@@ -331,7 +388,7 @@ export class SyncEngine {
     this.lanes.delete(terminalId);
   }
 
-  /** Wakes the push lane of every terminal that has outbox entries (e.g. after enqueueing). */
+  /** Wakes the push lanes of these terminals (default all), e.g. after owing them users. */
   kickPushes(terminalIds?: readonly string[]): void {
     const ids = terminalIds ?? [...this.lanes.keys()];
     for (const id of ids) {
@@ -356,7 +413,13 @@ export class SyncEngine {
   async idle(): Promise<void> {
     for (;;) {
       await this.queue.onIdle();
-      const busy = [...this.lanes.values()].some((l) => l.link && (l.starting || l.running || l.inbox.length || (l.wantReconcile && !l.reconcileTimer) || (l.wantPush && this.mode !== 'off' && this.store.outboxCount(l.id) > 0)));
+      let busy = false;
+      for (const l of this.lanes.values()) {
+        if (!l.link) continue;
+        if (l.starting || l.running || l.inbox.length || l.merging || (l.wantReconcile && !l.reconcileTimer)) busy = true;
+        else if (l.wantPush && this.mode !== 'off' && !l.retryTimer && (await this.store.owedCount(l.id)) > 0) busy = true;
+        if (busy) break;
+      }
       if (!busy) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -365,6 +428,7 @@ export class SyncEngine {
   /** Stops taking new work; waits up to `deadlineMs` for running jobs (their pushes stay in the outbox otherwise). */
   async stop(deadlineMs = 5000): Promise<boolean> {
     this.stopping = true;
+    this.unsubscribeFeed();
     this.queue.clear();
     for (const l of this.lanes.values()) if (l.retryTimer) clearTimeout(l.retryTimer);
     // batches already sent are answered (and acknowledged) or fail with their session
@@ -379,7 +443,7 @@ export class SyncEngine {
   // ------------------------------------------------------------ log intake
 
   private async startLog(lane: Lane, link: DeviceSession): Promise<void> {
-    const pos = this.store.getCursor(lane.id) ?? { logEpoch: null, cursor: 0 };
+    const pos = (await this.store.getLogPosition(lane.id)) ?? { logEpoch: null, cursor: 0 };
     const info = await link.feedState();
     lane.epoch = info.epoch;
     let cursor = pos.cursor;
@@ -624,7 +688,7 @@ export class SyncEngine {
     this.log.info({ terminal: lane.id, retryInMs: wait, why }, 'terminal busy; trying again later');
     lane.retryTimer = setTimeout(() => {
       lane.retryTimer = null;
-      if (lane.link && lane.repull.size === 0 && this.pullEnabled()) this.loadPullFailures(lane);
+      if (lane.link && lane.repull.size === 0 && this.pullEnabled()) void this.loadPullFailures(lane).catch(() => undefined);
       this.schedule(lane);
     }, wait);
     lane.retryTimer.unref?.();
@@ -636,14 +700,14 @@ export class SyncEngine {
     this.log.error({ terminal: lane.id, code: e.code, err: e.message, users: userIds.length }, 'Fail to save to the server DB');
     const detail = JSON.stringify({ code: e.code, message: e.message });
     for (const userId of userIds.length ? userIds : [null]) {
-      this.store.recordEventDurably({ type: EngineEvent.SERVER_DB_SAVE_FAIL, terminalId: lane.id, userId, detail });
+      this.durably({ type: EngineEvent.SERVER_DB_SAVE_FAIL, terminalId: lane.id, userId, detail });
       this.notify(EngineEvent.SERVER_DB_SAVE_FAIL, lane.id, userId ?? undefined);
     }
     const wait = lane.dbRetryMs;
     lane.dbRetryMs = Math.min(30_000, lane.dbRetryMs * 2);
     lane.retryTimer = setTimeout(() => {
       lane.retryTimer = null;
-      this.store.flushPendingEvents();
+      void this.store.flushPendingEvents().catch(() => 0);
       this.schedule(lane);
     }, wait);
   }
@@ -721,13 +785,10 @@ export class SyncEngine {
     this.merging.add(merged);
   }
 
-  private mergeAndAck(o: IngestStep): void {
+  private async mergeAndAck(o: IngestStep): Promise<void> {
     const { lane, link, gen, pulled, wanted, users, take, lastRef, deletes } = o;
     this.stats.pulls += pulled.length;
-    // the terminal list is read only when there is something to fan out (most batches in a
-    // burst are the terminals' own logs of our pushes: nothing to pull)
-    const targets = pulled.length ? this.pushTargets(lane.id) : [];
-    const out = this.pullOutcome(lane, link, pulled, targets, (userId) => wanted.get(userId) ?? lastRef);
+    const out = this.pullOutcome(lane, link, pulled, (userId) => wanted.get(userId) ?? lastRef);
     let results: MergeResult[];
     try {
       // While a reconcile is pending the cursor stays where it is (see startLog).
@@ -739,7 +800,7 @@ export class SyncEngine {
         ...out.events,
         ...deletes.map((f) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: f.userId ?? null, detail: JSON.stringify(f.userId ? { eventId: f.ref } : { eventId: f.ref, what: f.detail ?? 'every user' }) })),
       ];
-      results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, advance, events, { failed: out.failed, gone: out.gone });
+      results = await this.store.ingest({ terminalId: lane.id, merges: out.merges, advance, events, pullFailed: out.failed, pullGone: out.gone });
     } catch (e) {
       if (e instanceof StoreWriteError) return this.dbFailed(lane, e, users);
       throw e;
@@ -753,10 +814,14 @@ export class SyncEngine {
       link.ack(lastRef);
     }
     const touched = new Set<string>();
+    // pushes one change causes: one per other online terminal (the feed), plus the source when owed
+    let others = 0;
+    for (const l of this.lanes.values()) if (l.link && l !== lane) others++;
     for (const r of results) {
       const arrived = lane.arrivals.get(r.record.id);
       lane.arrivals.delete(r.record.id);
-      if (r.enqueued.length && arrived !== undefined) this.trackLatency(r.record.id, arrived, r.enqueued.length);
+      const pushes = (r.seq !== null ? others + (r.differsFromDevice ? 1 : 0) : 0) + r.enqueued.length;
+      if (pushes && arrived !== undefined) this.trackLatency(r.record.id, arrived, pushes);
       for (const t of r.enqueued) touched.add(t);
       this.notify('USER_UPDATE_SUCCESS_DEVICE', lane.id, r.record.id);
     }
@@ -780,8 +845,8 @@ export class SyncEngine {
    * record could not be read (failures, with a monitoring event each; those of a
    * busy terminal are pulled again later in the session).
    */
-  private pullOutcome(lane: Lane, link: DeviceSession, pulled: ReadResult[], targets: string[], refOf: (userId: string) => number) {
-    const merges: { user: UserRecord; ctx: Parameters<Store['mergeDeviceUser']>[1] }[] = [];
+  private pullOutcome(lane: Lane, link: DeviceSession, pulled: ReadResult[], refOf: (userId: string) => number) {
+    const merges: { user: UserRecord; ctx: MergeContext }[] = [];
     const failed: { userId: string; reason: string }[] = [];
     const gone: string[] = [];
     const events: { type: string; terminalId: string; userId: string; detail: string }[] = [];
@@ -789,8 +854,8 @@ export class SyncEngine {
     let busy = false;
     for (const r of pulled) {
       if (r.user) {
-        const scoped = this.mode === 'specific' ? this.scope(targets, r.user) : targets;
-        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: refOf(r.userId), pushTo: scoped, parts } });
+        // the other terminals get it through the feed (each in its own scope)
+        merges.push({ user: r.user, ctx: { terminalId: lane.id, eventId: refOf(r.userId), parts } });
       } else if (r.reason === 'not-found') {
         gone.push(r.userId);
       } else {
@@ -819,8 +884,8 @@ export class SyncEngine {
       const pulled = await link.getUsers(ids);
       await this.turn();
       if (lane.link !== link) return;
-      const out = this.pullOutcome(lane, link, pulled, this.pushTargets(lane.id), () => 0);
-      const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+      const out = this.pullOutcome(lane, link, pulled, () => 0);
+      const results = await this.store.ingest({ terminalId: lane.id, merges: out.merges, advance: null, events: out.events, pullFailed: out.failed, pullGone: out.gone });
       this.stats.pulls += out.merges.length;
       const touched = new Set<string>();
       for (const r of results) {
@@ -836,142 +901,167 @@ export class SyncEngine {
     }
   }
 
-  /** Every approved terminal except `except` (sync targets). */
-  private pushTargets(except?: string): string[] {
-    return this.store
-      .listTerminals()
-      .filter((t) => t.approved && t.id !== except)
-      .map((t) => t.id);
-  }
-
-  private scope(targets: string[], user: UserRecord): string[] {
-    const groups = new Set(user.accessGroups);
-    const rows = new Map<string, TerminalRow>(this.store.listTerminals().map((t) => [t.id, t]));
-    return targets.filter((id) => rows.get(id)?.accessGroups.some((g) => groups.has(g)));
-  }
-
-  /** Terminals a server-side change goes to, per the sync mode. */
-  targetsFor(user: UserRecord): string[] {
-    if (this.mode === 'off') return [];
-    const all = this.pushTargets();
-    return this.mode === 'specific' ? this.scope(all, user) : all;
+  /** The access groups whose users a terminal is sent ('specific' mode); undefined: every user. */
+  private async scopeOf(lane: Lane): Promise<readonly number[] | undefined> {
+    if (this.mode !== 'specific') return undefined;
+    return (await this.store.getTerminal(lane.id))?.accessGroups ?? [];
   }
 
   // ----------------------------------------------------------------- push
 
   /**
-   * One push step of a lane. Batches are pipelined: the next PUT_USERS is sent
-   * while the previous one is still being written by the terminal (which
-   * serves its requests in order), so a terminal never sits idle waiting for
-   * the server between two batches; at most two batches per terminal are in
-   * flight. The step ends once the previous batch is answered and acknowledged.
+   * One push step of a lane: the owed set first (targeted pushes), then the
+   * feed after the terminal's cursor, in its scope. Batches are pipelined: the
+   * next PUT_USERS is sent while the previous one is still being written by
+   * the terminal (which serves its requests in order), so a terminal never
+   * sits idle waiting for the server between two batches; at most two batches
+   * per terminal are in flight. The step ends once the previous batch is
+   * answered and recorded.
    */
   private async pushSome(lane: Lane, link: DeviceSession): Promise<void> {
     const prev = lane.inflight && lane.inflight.link === link ? lane.inflight : null;
     const max = Math.min(link.capabilities.maxBatch, lane.batchLimit);
-    // behind the batch in flight (an entry changed again meanwhile waits for the next round)
-    let items = this.store.take(lane.id, max, prev?.last);
-    if (prev) {
-      items = items.filter((i) => !prev.users.has(i.userId));
-      if (items.length < max) {
-        // No full batch waits behind the one in flight: let that one finish first, so
-        // that what is enqueued meanwhile goes out together instead of as many small
-        // requests (its answer may also leave entries behind: look again after it).
-        await prev.done;
-        lane.wantPush = true;
-        return;
-      }
+    const batch = (await this.owedBatch(lane, prev, max)) ?? (await this.feedBatch(lane, prev, max));
+    if (batch === 'wait') {
+      // No full batch waits behind the one in flight: let that one finish first, so
+      // that what arrives meanwhile goes out together instead of as many small
+      // requests (its answer may also leave entries behind: look again after it).
+      await prev!.done;
+      lane.wantPush = true;
+      return;
     }
-    if (items.length === 0) {
+    if (batch === null) {
       lane.wantPush = false;
       lane.catchingUp = false;
       return;
     }
-    const records: UserRecord[] = [];
-    const live: OutboxItem[] = [];
-    const gone: OutboxItem[] = [];
-    const recs = this.store.getUsersShared(items.map((i) => i.userId));
-    items.forEach((it, k) => {
-      const u = recs[k];
-      if (u) {
-        records.push(u);
-        live.push(it);
-      } else gone.push(it); // deleted on the server: the terminal deletes it too
-    });
-    const tail = items[items.length - 1];
-    const batch = {
+    const users = new Set([...batch.records.map((r) => r.user.id), ...batch.gone.map((g) => g.userId)]);
+    const inflight: Inflight = {
       link,
-      users: new Set(items.map((i) => i.userId)),
-      last: { enqueuedAt: tail.enqueuedAt, userId: tail.userId },
-      done: this.completePush(lane, link, records, live, gone),
+      users,
+      kind: batch.kind,
+      last: batch.last,
+      upTo: batch.feed?.to,
+      done: this.completePush(lane, link, batch),
     };
-    lane.inflight = batch;
+    lane.inflight = inflight;
     // awaited by this lane's next step; a failure is never left unhandled
-    batch.done.then(
-      () => lane.inflight === batch && (lane.inflight = null),
-      () => lane.inflight === batch && (lane.inflight = null),
+    inflight.done.then(
+      () => lane.inflight === inflight && (lane.inflight = null),
+      () => lane.inflight === inflight && (lane.inflight = null),
     );
     if (prev) await prev.done;
     // more may be waiting: stay scheduled
     lane.wantPush = true;
   }
 
+  /** The next batch of the owed set (null: none owed; 'wait': too few behind the batch in flight). */
+  private async owedBatch(lane: Lane, prev: Inflight | null, max: number): Promise<PushBatch | 'wait' | null> {
+    if (prev && prev.kind !== 'owed') {
+      // a feed batch is in flight: the owed set waits for its answer (one kind in flight at a time)
+      return null;
+    }
+    let items: OwedEntry[] = await this.store.takeOwed(lane.id, max, prev?.last);
+    if (prev) {
+      items = items.filter((i) => !prev.users.has(i.userId));
+      if (items.length < max) return items.length || (await this.store.owedCount(lane.id)) > 0 ? 'wait' : null;
+    }
+    if (items.length === 0) return null;
+    const records: PushBatch['records'] = [];
+    const gone: PushBatch['gone'] = [];
+    for (const it of items) {
+      if (it.user) records.push({ user: it.user, gen: it.gen });
+      else gone.push({ userId: it.userId, gen: it.gen }); // deleted on the server: the terminal deletes it too
+    }
+    const tail = items[items.length - 1];
+    return { kind: 'owed', records, gone, last: { enqueuedAt: tail.enqueuedAt, userId: tail.userId } };
+  }
+
+  /** The next batch of the feed after the cursor (or after the batch in flight), in the terminal's scope. */
+  private async feedBatch(lane: Lane, prev: Inflight | null, max: number): Promise<PushBatch | 'wait' | null> {
+    if (prev && prev.kind !== 'feed') return 'wait';
+    const groups = await this.scopeOf(lane);
+    const read: FeedBatch = await this.store.readFeed(lane.id, { after: prev?.upTo, limit: max, groups });
+    if (prev && read.entries.length < max) return 'wait';
+    if (read.entries.length === 0) {
+      // nothing in scope up to the head: the cursor passes what lies between
+      if (read.upTo > read.from) await this.store.recordPush({ terminalId: lane.id, feed: { from: read.from, to: read.upTo } });
+      return null;
+    }
+    const records: PushBatch['records'] = [];
+    const gone: PushBatch['gone'] = [];
+    for (const e of read.entries) {
+      if (e.user) records.push({ user: e.user });
+      else gone.push({ userId: e.userId });
+    }
+    return { kind: 'feed', records, gone, feed: { from: read.from, to: read.upTo } };
+  }
+
   /**
-   * Waits for a sent batch's answer and records it (outbox, monitoring events,
-   * stats). What the driver puts on the terminal is what it can carry of each
-   * record (fitForTerminal); the server's record stays whole. A record the
-   * terminal refuses ('duplicate-credential', 'full', 'invalid', ...) is a push
-   * failure of that user; one it was too busy to take stays in the outbox and
-   * is sent again later in the session.
+   * Waits for a sent batch's answer and records it in one transaction (owed
+   * entries, the feed cursor, push failures, monitoring events). What the
+   * driver puts on the terminal is what it can carry of each record
+   * (fitForTerminal); the server's record stays whole. A record the terminal
+   * refuses ('duplicate-credential', 'full', 'invalid', ...) is a push failure
+   * of that user, and the cursor moves on; one it was too busy to take is owed
+   * to it and sent again later in the session.
    */
-  private async completePush(lane: Lane, link: DeviceSession, records: UserRecord[], live: OutboxItem[], gone: OutboxItem[]): Promise<void> {
+  private async completePush(lane: Lane, link: DeviceSession, batch: PushBatch): Promise<void> {
     let results: WriteResult[];
+    const records = batch.records.map((r) => r.user);
     try {
       results = records.length ? await link.putUsers(records) : [];
       // 'not-found' on a delete is success: the terminal does not hold the user.
-      if (gone.length) await link.deleteUsers(gone.map((g) => g.userId));
+      if (batch.gone.length) await link.deleteUsers(batch.gone.map((g) => g.userId));
     } catch (e) {
       this.stats.pushesFailed += records.length;
       // A busy terminal keeps its session (run() retries later). Otherwise the
-      // session is over: the entries stay in the outbox for the next one, which
-      // sends smaller batches in case the link could not carry this one in time.
+      // session is over: the entries stay owed (the cursor did not move) for the
+      // next one, which sends smaller batches in case the link could not carry
+      // this one in time.
       if (!(e instanceof DriverError && e.reason === 'busy')) lane.batchLimit = Math.max(1, Math.floor(records.length / 2));
       throw e;
     }
     if (lane.batchLimit < link.capabilities.maxBatch && records.length >= lane.batchLimit) lane.batchLimit *= 2;
     await this.turn();
-    const ok: OutboxItem[] = [...gone];
-    const failed: { item: OutboxItem; reason: RefusalReason; detail: string; code: number }[] = [];
-    let later = 0;
-    results.forEach((r, k) => {
-      if (r.ok) ok.push(live[k]);
-      else if (r.reason === 'busy' || r.reason === 'transport') later++;
-      else failed.push({ item: live[k], reason: r.reason, detail: r.detail, code: r.code ?? 0 });
+    const ok: PushAck[] = batch.gone.map((g) => ({ userId: g.userId, gen: g.gen }));
+    const okUsers: string[] = [];
+    const refused: { userId: string; gen?: number; reason: RefusalReason; detail: string; code: number }[] = [];
+    const later: string[] = [];
+    batch.records.forEach((r, k) => {
+      const res = results[k];
+      // a record without an answer is not known to be written: it stays owed
+      if (!res || (!res.ok && (res.reason === 'busy' || res.reason === 'transport'))) later.push(r.user.id);
+      else if (res.ok) {
+        ok.push({ userId: r.user.id, gen: r.gen });
+        okUsers.push(r.user.id);
+      } else refused.push({ userId: r.user.id, gen: r.gen, reason: res.reason, detail: res.detail, code: res.code ?? 0 });
     });
-    // a record without an answer is not known to be written: it stays owed
-    later += Math.max(0, live.length - results.length);
-    const okUsers = ok.filter((i) => !gone.includes(i)).map((i) => i.userId);
-    this.store.ackPushed(
-      lane.id,
+    const events: EventInput[] = [
+      ...okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
+      ...refused.map((f) => ({ type: EngineEvent.PUSH_FAILED, terminalId: lane.id, userId: f.userId, detail: JSON.stringify({ status: f.reason, reason: f.detail }) })),
+    ];
+    await this.store.recordPush({
+      terminalId: lane.id,
+      feed: batch.feed,
       ok,
-      [
-        ...okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
-        ...failed.map((f) => ({ type: EngineEvent.PUSH_FAILED, terminalId: lane.id, userId: f.item.userId, detail: JSON.stringify({ status: f.reason, reason: f.detail }) })),
-      ],
-      failed.map((f) => ({ item: f.item, status: f.code, reason: f.detail })),
-    );
+      refused: refused.map((f) => ({ userId: f.userId, gen: f.gen, code: f.code, reason: f.detail })),
+      // from the feed, a user not taken now is owed to the terminal; an owed entry simply stays
+      later: batch.kind === 'feed' ? later : [],
+      events,
+    });
     this.stats.pushes += okUsers.length;
-    this.stats.pushesFailed += failed.length;
+    this.stats.pushesFailed += refused.length;
     for (const userId of okUsers) {
       this.notify(EngineEvent.USER_UPDATE_SUCCESS_SERVER, lane.id, userId);
       this.pushDone(userId);
     }
-    for (const f of failed) {
-      this.log.warn({ terminal: lane.id, user: f.item.userId, reason: f.reason, detail: f.detail }, 'terminal refused pushed user');
-      this.notify(EngineEvent.PUSH_FAILED, lane.id, f.item.userId);
-      this.pushDone(f.item.userId);
+    for (const f of refused) {
+      this.log.warn({ terminal: lane.id, user: f.userId, reason: f.reason, detail: f.detail }, 'terminal refused pushed user');
+      this.notify(EngineEvent.PUSH_FAILED, lane.id, f.userId);
+      this.pushDone(f.userId);
     }
-    if (later) this.busyLater(lane, `the terminal took ${later} of ${live.length} users not now`);
+    if (later.length) this.busyLater(lane, `the terminal took ${later.length} of ${records.length} users not now`);
   }
 
   /** Pull-to-last-push latency: from a device event's arrival to the last push it caused. */
@@ -1002,7 +1092,7 @@ export class SyncEngine {
   private async reconcile(lane: Lane, link: DeviceSession): Promise<void> {
     if (this.mode === 'off') {
       // Nothing is synced: only take note of where the terminal's log stands.
-      this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
+      await this.store.setLogPosition(lane.id, { cursor: Math.max(lane.subscribedFrom, lane.processed), logEpoch: lane.epoch });
       lane.wantReconcile = false;
       return;
     }
@@ -1010,7 +1100,15 @@ export class SyncEngine {
     const gen = lane.gen;
     // users whose pull failed before are tried again: by this reconcile when it pulls
     // them anyway, by the repull task after it otherwise
-    if (this.pullEnabled()) this.loadPullFailures(lane);
+    if (this.pullEnabled()) await this.loadPullFailures(lane);
+    // What the feed will still deliver (numbers past the terminal's feed cursor) is
+    // not owed again here. A terminal at 0 (met for the first time) is compared
+    // with the whole server: what it lacks up to the head is owed to it, and its
+    // cursor then jumps to that head, so a terminal that already holds the
+    // server's users costs this comparison and nothing else.
+    const feedCursor = (await this.store.getFeedCursor(lane.id)) ?? 0;
+    const head = feedCursor === 0 ? await this.store.feedHead() : feedCursor;
+    const owedHere = (seq: number) => seq <= head;
     // The terminal's index and the server's users are both walked in ascending byte
     // order of the user ID (the terminal's order is checked by the driver), like a
     // merge join: only one page of each side is held at a time, and the work runs
@@ -1028,9 +1126,8 @@ export class SyncEngine {
     };
     /** records a 'full-read' listing already gave: pulled without asking again */
     const listed = new Map<string, UserRecord>();
-    const myGroups = new Set(this.mode === 'specific' ? (this.store.getTerminal(lane.id)?.accessGroups ?? []) : []);
+    const myGroups = new Set((await this.scopeOf(lane)) ?? []);
     const inScope = (u: UserRecord) => this.mode !== 'specific' || u.accessGroups.some((g) => myGroups.has(g));
-    const targets = this.pushTargets(lane.id);
     const touched = new Set<string>();
     const toPull: string[] = [];
     const toPush: string[] = [];
@@ -1046,8 +1143,8 @@ export class SyncEngine {
         const pulled: ReadResult[] = known.every((u) => u !== undefined) ? ids.map((userId, k) => ({ userId, user: known[k]! })) : await link.getUsers(ids);
         for (const id of ids) listed.delete(id);
         await slicer.yield();
-        const out = this.pullOutcome(lane, link, pulled, targets, () => 0);
-        const results = this.store.mergeDeviceUsersAndAdvance(out.merges, lane.id, null, out.events, { failed: out.failed, gone: out.gone });
+        const out = this.pullOutcome(lane, link, pulled, () => 0);
+        const results = await this.store.ingest({ terminalId: lane.id, merges: out.merges, advance: null, events: out.events, pullFailed: out.failed, pullGone: out.gone });
         this.stats.pulls += out.merges.length;
         pulledN += ids.length;
         this.pullFailed(lane, out.failed);
@@ -1058,7 +1155,7 @@ export class SyncEngine {
       }
       if (toPush.length >= RECONCILE_PUSH_CHUNK || (final && toPush.length)) {
         queuedN += toPush.length;
-        this.store.enqueueMany([lane.id], toPush.splice(0));
+        await this.store.owe(lane.id, toPush.splice(0));
       }
     };
     for await (const page of pages) {
@@ -1066,28 +1163,28 @@ export class SyncEngine {
         await slicer.tick();
         terminalUsers++;
         // server users before this entry: the terminal lacks them
-        for (let u = server.peek(); u && byteOrder(u.id, entry.userId) < 0; u = server.peek()) {
-          server.next();
-          if (inScope(u)) toPush.push(u.id);
+        for (let x = await server.peek(); x && byteOrder(x.user.id, entry.userId) < 0; x = await server.peek()) {
+          await server.next();
+          if (inScope(x.user) && owedHere(x.seq)) toPush.push(x.user.id);
           if (toPush.length >= RECONCILE_PUSH_CHUNK) await flush(false);
           await slicer.tick();
         }
-        const held = server.peek();
-        const u = held && held.id === entry.userId ? server.next() : null;
-        if (!u || differs(u, entry)) {
+        const held = await server.peek();
+        const x = held && held.user.id === entry.userId ? await server.next() : null;
+        if (!x || differs(x.user, entry)) {
           if (this.pullEnabled()) {
             toPull.push(entry.userId);
             if (entry.user) listed.set(entry.userId, entry.user);
-          } else if (u) toPush.push(entry.userId);
+          } else if (x && owedHere(x.seq)) toPush.push(entry.userId);
         }
       }
       await flush(false);
       slicer.check();
     }
     // server users after the terminal's last one
-    for (let u = server.next(); u; u = server.next()) {
+    for (let x = await server.next(); x; x = await server.next()) {
       await slicer.tick();
-      if (inScope(u)) toPush.push(u.id);
+      if (inScope(x.user) && owedHere(x.seq)) toPush.push(x.user.id);
       if (toPush.length >= RECONCILE_PUSH_CHUNK) await flush(false);
     }
     await flush(true);
@@ -1095,7 +1192,9 @@ export class SyncEngine {
     // the comparison; events after it are (or will be) processed from the inbox.
     // A log reset meanwhile asks for another comparison (the list may predate it).
     if (lane.gen === gen && lane.link === link) {
-      this.store.setCursor(lane.id, Math.max(lane.subscribedFrom, lane.processed), lane.epoch);
+      await this.store.setLogPosition(lane.id, { cursor: Math.max(lane.subscribedFrom, lane.processed), logEpoch: lane.epoch });
+      // met for the first time: everything up to the head it lacked is owed now, the rest it holds
+      if (feedCursor === 0 && head > 0) await this.store.recordPush({ terminalId: lane.id, feed: { from: 0, to: head } });
       lane.wantReconcile = false;
       lane.reconcileRetryMs = this.reconcileRetryMs;
     }
@@ -1121,8 +1220,13 @@ export class SyncEngine {
   // --------------------------------------------------------------- events
 
   private emitEvent(type: string, terminalId: string, userId: string | null, detail: string): void {
-    this.store.recordEventDurably({ type, terminalId, userId, detail });
+    this.durably({ type, terminalId, userId, detail });
     this.notify(type, terminalId, userId ?? undefined);
+  }
+
+  /** Records a monitoring event without waiting (kept in memory by the store while the database refuses writes). */
+  private durably(ev: EventInput): void {
+    this.store.recordEventDurably(ev).catch((e) => this.log.error({ err: (e as Error).message, type: ev.type }, 'monitoring event not recorded'));
   }
 
   private notify(type: string, terminalId?: string, userId?: string): void {
@@ -1170,24 +1274,24 @@ class Slicer {
 
 /** The server's users in ascending byte order of the ID, a page at a time. */
 class ServerWalk {
-  private page: UserRecord[] = [];
+  private page: SeqUser[] = [];
   private i = 0;
   private after = '';
   private done = false;
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: SiteStore) {}
 
-  peek(): UserRecord | null {
+  async peek(): Promise<SeqUser | null> {
     if (this.i >= this.page.length && !this.done) {
-      this.page = this.store.listUsers({ after: this.after, limit: SERVER_WALK_PAGE });
+      this.page = await this.store.walkUsers({ after: this.after, limit: SERVER_WALK_PAGE });
       this.i = 0;
       if (this.page.length === 0) this.done = true;
-      else this.after = this.page[this.page.length - 1].id;
+      else this.after = this.page[this.page.length - 1].user.id;
     }
     return this.i < this.page.length ? this.page[this.i] : null;
   }
 
-  next(): UserRecord | null {
-    const u = this.peek();
+  async next(): Promise<SeqUser | null> {
+    const u = await this.peek();
     if (u) this.i++;
     return u;
   }
