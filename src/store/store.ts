@@ -1266,7 +1266,8 @@ export class Store {
   }
 
   /**
-   * What each terminal is owed: the feed entries past its cursor plus its owed
+   * What each terminal is owed: the feed entries past its cursor (approved
+   * terminals only: one waiting for approval is sent nothing) plus its owed
    * set. In 'specific' mode the feed part counts entries out of its scope too
    * (an upper bound: they are passed over, not sent).
    */
@@ -1284,8 +1285,7 @@ export class Store {
 
   owedCount(terminalId?: string): number {
     if (terminalId === undefined) return this.owedCounts().total;
-    const c = this.feed.cursor(terminalId);
-    return (c === null ? 0 : this.behindCounts().get(terminalId) ?? 0) + (this.owedRowCounts().get(terminalId) ?? 0);
+    return (this.behindCounts().get(terminalId) ?? 0) + (this.owedRowCounts().get(terminalId) ?? 0);
   }
 
   /** The users owed to a terminal (feed entries past its cursor, then its owed set), at most `limit`. */

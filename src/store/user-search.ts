@@ -89,7 +89,7 @@ export class UserSearch {
     // the terminal's own change it holds); with @scoped, only when the terminal serves one of its groups
     this.owedByFeed = db.prepare<{ t: string; u: string; scoped: number }, { since: number }>(
       `SELECT u.updated_at AS since FROM users u JOIN terminals t ON t.id = @t
-        WHERE u.id = @u AND u.seq > t.feed_cursor AND (u.feed_origin IS NULL OR u.feed_origin <> t.id)
+        WHERE u.id = @u AND t.approved = 1 AND u.seq > t.feed_cursor AND (u.feed_origin IS NULL OR u.feed_origin <> t.id)
           AND (@scoped = 0 OR EXISTS (SELECT 1 FROM user_access_groups g JOIN terminal_access_groups tg ON tg.group_id = g.group_id
                                        WHERE g.user_id = u.id AND tg.terminal_id = t.id))`,
     );
