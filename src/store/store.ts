@@ -7,6 +7,7 @@
 // Every write method throws StoreWriteError, never a raw SqliteError.
 import { Checkpointer } from './checkpointer.js';
 import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -55,6 +56,9 @@ const DEFAULT_PAGE = 1000;
  */
 const SHARED_USERS = 8192;
 const MAX_EVENT_PAGE = 10_000;
+/** owed figures that walked more feed entries than this are reused for BEHIND_REUSE_MS (see behindCounts) */
+const BEHIND_CHEAP = 2_000;
+const BEHIND_REUSE_MS = 500;
 /** after a checkpoint, truncate the WAL file back to this size so it cannot grow without bound */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
 const SETTING_SYNC_MODE = 'syncMode';
@@ -205,7 +209,7 @@ export class Store {
   private feedDirty = false;
   /** bumped by every write of this connection (owed figures are counted again after one) */
   private writeGen = 0;
-  private behindCache: { dv: number; gen: number; map: Map<string, number> } | null = null;
+  private behindCache: { dv: number; gen: number; map: Map<string, number>; at: number; walked: number } | null = null;
   /** outbox rows per terminal (see owedCounts); null: count again */
   private owed: Map<string, number> | null = null;
   private owedDataVersion = -1;
@@ -1285,7 +1289,9 @@ export class Store {
 
   owedCount(terminalId?: string): number {
     if (terminalId === undefined) return this.owedCounts().total;
-    return (this.behindCounts().get(terminalId) ?? 0) + (this.owedRowCounts().get(terminalId) ?? 0);
+    const t = this.getTerminal(terminalId);
+    const behind = t && t.approved ? this.feed.behind(this.feed.cursor(terminalId) ?? 0) : 0;
+    return behind + (this.owedRowCounts().get(terminalId) ?? 0);
   }
 
   /** The users owed to a terminal (feed entries past its cursor, then its owed set), at most `limit`. */
@@ -1297,13 +1303,21 @@ export class Store {
     return ids.slice(0, limit);
   }
 
-  /** feed entries past each terminal's cursor, counted again after any write */
+  /**
+   * Feed entries past each terminal's cursor, counted again after any write.
+   * A count that walked many entries (a burst in progress, a terminal far
+   * behind) is reused for up to BEHIND_REUSE_MS, so that a status page or a
+   * metrics scrape polling during a burst does not walk the feed each time.
+   */
   private behindCounts(): Map<string, number> {
     const dv = this.cached('PRAGMA data_version').pluck().get() as number;
     const c = this.behindCache;
-    if (c && c.dv === dv && c.gen === this.writeGen) return c.map;
+    const now = performance.now();
+    if (c && ((c.dv === dv && c.gen === this.writeGen) || (c.walked > BEHIND_CHEAP && now - c.at < BEHIND_REUSE_MS))) return c.map;
     const map = this.feed.behindByTerminal();
-    this.behindCache = { dv, gen: this.writeGen, map };
+    let walked = 0;
+    for (const n of map.values()) walked = Math.max(walked, n);
+    this.behindCache = { dv, gen: this.writeGen, map, at: now, walked };
     return map;
   }
 
