@@ -50,7 +50,7 @@ export function seedPopulation(file: string, n: number, progress?: (done: number
     for (let from = 0; from < n; from += BATCH) {
       const to = Math.min(n, from + BATCH);
       db.transaction(() => {
-        for (let i = from; i < to; i++) tables.write(populationUser(i), null, now);
+        for (let i = from; i < to; i++) tables.write(populationUser(i), null, now, i + 1); // feed number i+1: the population is the feed
       })();
       progress?.(to);
     }

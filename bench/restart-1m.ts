@@ -92,7 +92,11 @@ export async function runRestart(o: { users?: number; terminals?: number; compar
     try {
       for (let i = 0; i < terminals; i++) {
         store.upsertTerminal({ id: ids[i], direction: 'dial', address: `127.0.0.1:${ports[i]}`, approved: true, protocol: 'termsync' });
-        if (mode === 'restart') store.setCursor(ids[i], logs[i].lastEventId, logs[i].logEpoch);
+        if (mode === 'restart') {
+          store.setCursor(ids[i], logs[i].lastEventId, logs[i].logEpoch);
+          // and it had delivered the whole feed
+          store.setFeedCursor(ids[i], store.feedHead());
+        }
       }
       { const du = store.diskUsage(); dbBytes = du.dbBytes + du.walBytes; }
     } finally {

@@ -65,8 +65,8 @@ describe('device identity of terminals that dial in', () => {
     s.daemon.putUser(person('after-conflict'));
     await waitFor(() => pushedTo(real).includes('after-conflict'), { message: 'the real terminal did not receive the push' });
     expect(pushedTo(impostor)).toEqual([]);
-    // the terminal has the request; its answer is acknowledged in the outbox a moment later
-    await waitFor(() => s.daemon.store.outboxCount('9500') === 0, { timeoutMs: 5000, message: 'the push to the real terminal was not acknowledged' });
+    // the terminal has the request; its answer is recorded a moment later
+    await waitFor(() => s.daemon.store.owedCount('9500') === 0, { timeoutMs: 5000, message: 'the push to the real terminal was not acknowledged' });
   });
 
   it('a session from outside the bound address is held pending and gets nothing; the bound terminal takes its place; approval re-binds', async () => {
