@@ -73,3 +73,19 @@ export function toStoreWriteError(err: unknown, operation: string): StoreWriteEr
   if (!sqliteCode && /connection is not open/i.test(message)) code = 'CLOSED';
   return new StoreWriteError(code, operation, message, { sqliteCode, cause: err });
 }
+
+/**
+ * A cursor write carried a lease fencing token (SiteStore, `fence`) that is no
+ * longer current: another daemon took over the terminal. Nothing was written;
+ * the caller stops working for that terminal.
+ */
+export class LeaseLostError extends Error {
+  readonly terminalId: string;
+  readonly fence: number;
+  constructor(terminalId: string, fence: number, message?: string) {
+    super(message ?? `the lease on terminal ${JSON.stringify(terminalId)} was lost (fence ${fence} is stale)`);
+    this.name = 'LeaseLostError';
+    this.terminalId = terminalId;
+    this.fence = fence;
+  }
+}
