@@ -46,6 +46,7 @@ import type {
   PushFailure,
   PutUserResult,
   SyncMode,
+  TerminalInput,
   TerminalRow,
 } from './types.js';
 
@@ -193,6 +194,10 @@ export interface SiteStore {
   // terminals
   getTerminal(id: string): Promise<TerminalRow | null>;
   listTerminals(): Promise<TerminalRow[]>;
+  /** creates the terminal (feed cursor 0, no log position) or updates the fields given */
+  upsertTerminal(t: TerminalInput): Promise<TerminalRow>;
+  /** removes the terminal with its cursors and owed set; false: unknown */
+  deleteTerminal(id: string): Promise<boolean>;
 
   // the terminal's event log cursor
   getLogPosition(terminalId: string): Promise<LogPosition | null>;

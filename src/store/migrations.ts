@@ -33,6 +33,17 @@ export interface Migration {
 //   session start and reconcile, and cleared by the next successful pull.
 // - terminals.identity (version 3): what a dial-in terminal's device ID is bound
 //   to, as JSON (src/terminal/identity.ts); NULL = not bound yet.
+// - the change feed (version 6): users.seq is the user's place in the site's
+//   change feed (every change takes the next number; a user holds only its
+//   latest); users.feed_origin names the terminal a merged change came from
+//   when that terminal already holds exactly this version (its feed reads skip
+//   it); tombstones keep the number of a server-side delete until every
+//   terminal's feed cursor passed it; terminals.feed_cursor is "delivered
+//   everything up to this number". The outbox stays as the owed set: the few
+//   targeted pushes that are not the feed (a reconcile's differences, the
+//   server's record back to a terminal whose copy differs, retries).
+//   settings.feedFloor keeps the highest number a collected tombstone had, so
+//   a number is never handed out twice.
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -202,6 +213,32 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "terminals.protocol: the driver that speaks to the terminal ('termsync', 'zk', ...)",
     up(db) {
       db.exec("ALTER TABLE terminals ADD COLUMN protocol TEXT NOT NULL DEFAULT 'termsync'");
+    },
+  },
+  {
+    version: 6,
+    description: 'change feed: users.seq and users.feed_origin, tombstones, terminals.feed_cursor; the outbox becomes the owed set of targeted pushes',
+    up(db) {
+      db.exec(`
+        ALTER TABLE users ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE users ADD COLUMN feed_origin TEXT;
+        CREATE TABLE tombstones (
+          user_id    TEXT PRIMARY KEY NOT NULL,
+          seq        INTEGER NOT NULL,
+          deleted_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX tombstones_by_seq ON tombstones(seq);
+        ALTER TABLE terminals ADD COLUMN feed_cursor INTEGER NOT NULL DEFAULT 0;
+      `);
+      // Existing users take numbers 1..n in the order of their last change. Every
+      // terminal known so far stands at the head: what it was owed is in its
+      // outbox rows, which stay (the owed set) and are delivered as before, so
+      // the upgrade re-sends nothing.
+      db.exec(`
+        UPDATE users SET seq = n.rn FROM (SELECT id, row_number() OVER (ORDER BY updated_at, id) AS rn FROM users) AS n WHERE n.id = users.id;
+        CREATE INDEX users_by_seq ON users(seq, feed_origin);
+        UPDATE terminals SET feed_cursor = (SELECT coalesce(max(seq), 0) FROM users);
+      `);
     },
   },
 ];

@@ -41,13 +41,19 @@ import {
   type TerminalRow,
 } from './types.js';
 import { UserTables, type UserIndexEntry } from './users.js';
+import { FeedTables } from './feed.js';
+import type { FeedBatch, FeedEntry, FeedQuery, IngestBatch, OwedCounts, OwedEntry, PushOutcome, PushRecorded, SeqUser } from './backend.js';
 import { PullFailureTable, type PullFailure, type PullFailureQuery } from './pull-failures.js';
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_MAX_PENDING_EVENTS = 10_000;
 const DEFAULT_PAGE = 1000;
-/** records kept for getUsersShared (a burst's working set across the push lanes) */
-const SHARED_USERS = 4096;
+/**
+ * records kept for the push lanes (readFeed, getUsersShared), each with the
+ * feed number it was read at: a burst's working set across terminals that
+ * progress at different speeds, read and encoded once
+ */
+const SHARED_USERS = 8192;
 const MAX_EVENT_PAGE = 10_000;
 /** after a checkpoint, truncate the WAL file back to this size so it cannot grow without bound */
 const JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024;
@@ -191,9 +197,15 @@ export class Store {
   private readonly limiter: EventLimiter | null;
   private readonly stmtCache = new Map<string, Database.Statement>();
   private checkpointer: Checkpointer | undefined;
-  /** getUsersShared's records by user ID, with the row version they were read at */
-  private readonly shared = new Map<string, UserRecord>();
-  private sharedDataVersion = -1;
+  /** the push lanes' records by user ID, with the feed number they were read at */
+  private readonly shared = new Map<string, { seq: number; user: UserRecord }>();
+  private readonly feed: FeedTables;
+  private readonly feedListeners = new Set<(head: number) => void>();
+  /** set inside a write transaction that grew the feed or the owed set; listeners run after the commit */
+  private feedDirty = false;
+  /** bumped by every write of this connection (owed figures are counted again after one) */
+  private writeGen = 0;
+  private behindCache: { dv: number; gen: number; map: Map<string, number> } | null = null;
   /** outbox rows per terminal (see owedCounts); null: count again */
   private owed: Map<string, number> | null = null;
   private owedDataVersion = -1;
@@ -212,6 +224,7 @@ export class Store {
     this.limiter = limits ? new EventLimiter(limits, this.now) : null;
     this.users = new UserTables(db);
     this.pullFailures = new PullFailureTable(db);
+    this.feed = new FeedTables(db);
     this.s = this.prepareStatements();
     this.tx = db.transaction((fn: () => unknown) => fn());
   }
@@ -418,10 +431,35 @@ export class Store {
       if (!this.db.open) throw new StoreWriteError('CLOSED', operation, 'the database connection is not open');
       // nested calls (from inside another write) join the outer transaction
       if (this.db.inTransaction) return fn();
-      return this.tx.immediate(fn) as T;
+      this.feedDirty = false;
+      this.writeGen++;
+      const r = this.tx.immediate(fn) as T;
+      if (this.feedDirty) {
+        this.feedDirty = false;
+        this.emitFeedChange();
+      }
+      return r;
     } catch (err) {
       this.owed = null; // rolled back: the counts may have moved
+      this.feedDirty = false;
       throw toStoreWriteError(err, operation);
+    }
+  }
+
+  private emitFeedChange(): void {
+    if (this.feedListeners.size === 0) return;
+    let head: number;
+    try {
+      head = this.feed.head();
+    } catch {
+      return;
+    }
+    for (const l of [...this.feedListeners]) {
+      try {
+        l(head);
+      } catch (err) {
+        this.log?.error({ err }, 'feed listener failed');
+      }
     }
   }
 
@@ -447,22 +485,29 @@ export class Store {
   getUsersShared(ids: readonly string[]): (UserRecord | null)[] {
     if (this.db.inTransaction) return this.getUsers(ids);
     return this.tx.deferred(() => {
-      const dv = this.cached('PRAGMA data_version').pluck().get() as number;
-      if (dv !== this.sharedDataVersion) {
-        this.shared.clear();
-        this.sharedDataVersion = dv;
-      }
+      const seqOf = this.cached('SELECT seq FROM users WHERE id = ?').pluck();
       return ids.map((id) => {
-        const hit = this.shared.get(id);
-        if (hit) return hit;
-        const user = this.users.get(id);
-        if (!user) return null;
-        this.shared.set(id, user);
-        // bounded: the oldest entry goes (a burst is pushed in roughly enqueue order)
-        if (this.shared.size > SHARED_USERS) this.shared.delete(this.shared.keys().next().value!);
-        return user;
+        const seq = seqOf.get(id) as number | undefined;
+        return seq === undefined ? null : this.sharedRecord(id, seq);
       });
     }) as (UserRecord | null)[];
+  }
+
+  /**
+   * The user's record at feed number `seq`, shared between readers: a hit
+   * when the cached copy was read at the same number (every change takes a
+   * new one, whichever connection made it).
+   */
+  private sharedRecord(id: string, seq: number): UserRecord | null {
+    const hit = this.shared.get(id);
+    if (hit && hit.seq === seq) return hit.user;
+    const user = this.users.get(id);
+    if (!user) return null;
+    this.shared.delete(id);
+    this.shared.set(id, { seq, user });
+    // bounded: the oldest entry goes (a burst is pushed in roughly feed order)
+    if (this.shared.size > SHARED_USERS) this.shared.delete(this.shared.keys().next().value!);
+    return user;
   }
 
   hasUser(id: string): boolean {
@@ -488,18 +533,20 @@ export class Store {
    * stored flag keeps only DISABLED. Optionally enqueues pushTo (when changed)
    * in the same transaction.
    */
-  putUserFromServer(u: UserRecord, opts: { pushTo?: readonly string[] } = {}): PutUserResult {
+  putUserFromServer(u: UserRecord, opts: { pushTo?: readonly string[] } = {}): PutUserResult & { seq: number | null } {
     return this.write('putUserFromServer', () => {
       const prev = this.users.get(u.id);
       const rec = structuredCloneUser(u);
       rec.flag &= USER_DISABLED;
       if (prev && usersEqual(prev, rec)) {
-        return { created: false, changed: false, ...this.versionOf(u.id) };
+        return { created: false, changed: false, ...this.versionOf(u.id), seq: null };
       }
-      const serverVersion = this.users.write(rec, prev, this.now());
-      this.shared.delete(u.id);
+      const seq = this.feed.next();
+      const serverVersion = this.users.write(rec, prev, this.now(), seq);
+      if (prev === null) this.feed.untomb(u.id);
+      this.feedDirty = true;
       if (opts.pushTo) this.enqueueIn(opts.pushTo, [u.id]);
-      return { created: prev === null, changed: true, serverVersion };
+      return { created: prev === null, changed: true, serverVersion, seq };
     });
   }
 
@@ -517,6 +564,11 @@ export class Store {
     return this.write('deleteUser', () => {
       const removed = this.users.remove(id);
       this.shared.delete(id);
+      if (removed) {
+        // the delete takes its feed number as a tombstone
+        this.feed.tombstone(id, this.feed.next(), this.now());
+        this.feedDirty = true;
+      }
       if (removed && opts.pushTo) this.enqueueIn(opts.pushTo, [id]);
       return removed;
     });
@@ -555,6 +607,18 @@ export class Store {
     events: readonly EventInput[] = [],
     pulls: { failed?: readonly { userId: string; reason: string }[]; gone?: readonly string[] } = {},
   ): MergeResult[] {
+    return this.ingest({ terminalId, merges: list, advance, events, pullFailed: pulls.failed, pullGone: pulls.gone });
+  }
+
+  /**
+   * The sync engine's ingest step in ONE transaction (SiteStore.ingest):
+   * merges (each change that altered the server's record takes a feed number),
+   * the terminal's log position, pull failures, monitoring events.
+   */
+  ingest(b: IngestBatch): MergeResult[] {
+    const { terminalId, merges: list, advance } = b;
+    const events = b.events ?? [];
+    const pulls = { failed: b.pullFailed, gone: b.pullGone };
     return this.write('mergeDeviceUsersAndAdvance', () => {
       const now = this.now();
       const results = list.map(({ user, ctx }) => this.mergeIn(user, ctx, now));
@@ -578,17 +642,23 @@ export class Store {
     const prev = this.users.get(device.id);
     const m = mergeDeviceIntoServer(prev, device, ctx.parts);
     let serverVersion: number;
-    if (m.changed) {
-      serverVersion = this.users.write(m.record, prev, now);
-      this.shared.delete(device.id);
-    } else serverVersion = this.versionOf(device.id).serverVersion;
     const differsFromDevice = ctx.parts ? !sameForTerminal(m.record, device, ctx.parts) : !usersEqual(m.record, device);
+    let seq: number | null = null;
+    if (m.changed) {
+      // the change enters the feed; the source terminal's own feed reads skip it when it holds exactly this version
+      seq = this.feed.next();
+      serverVersion = this.users.write(m.record, prev, now, seq, differsFromDevice ? null : ctx.terminalId);
+      if (prev === null) this.feed.untomb(device.id);
+      this.feedDirty = true;
+    } else serverVersion = this.versionOf(device.id).serverVersion;
 
     const targets = new Set<string>();
     if (ctx.pushTo && (m.changed || ctx.pushWhen === 'always')) {
       for (const t of ctx.pushTo) if (t !== ctx.terminalId) targets.add(t);
     }
-    if (differsFromDevice && ctx.pushBack !== false) targets.add(ctx.terminalId);
+    // the source terminal's copy differs: a changed record reaches it through the feed; an
+    // unchanged one (the server kept its fields) is owed to it
+    if (differsFromDevice && ctx.pushBack !== false && !m.changed) targets.add(ctx.terminalId);
     const enqueued = [...targets];
     this.enqueueIn(enqueued, [device.id], now);
 
@@ -606,6 +676,7 @@ export class Store {
       differsFromDevice,
       filled: m.filled,
       serverVersion,
+      seq,
       enqueued,
       monitoringEventId,
     };
@@ -916,6 +987,7 @@ export class Store {
   private enqueueIn(terminalIds: readonly string[], userIds: readonly string[], now = this.now()): number {
     const { enqueueNew, enqueueBump } = this.s;
     let n = 0;
+    if (terminalIds.length && userIds.length) this.feedDirty = true;
     for (const u of userIds) {
       for (const t of terminalIds) {
         if (enqueueNew.run(t, u, now).changes === 1) this.owedAdd(t, 1);
@@ -945,6 +1017,7 @@ export class Store {
   enqueueAllUsers(terminalId: string): number {
     return this.write('enqueueAllUsers', () => {
       this.owed = null; // inserted and coalesced rows are not told apart here: recount on next read
+      this.feedDirty = true;
       return this.s.enqueueAll.run(terminalId, this.now()).changes;
     });
   }
@@ -1038,7 +1111,7 @@ export class Store {
    * long enough to stall the daemon on every status-page refresh); recounted
    * when another connection committed (PRAGMA data_version) or a write failed.
    */
-  private owedCounts(): Map<string, number> {
+  private owedRowCounts(): Map<string, number> {
     const dv = this.cached('PRAGMA data_version').pluck().get() as number;
     if (!this.owed || dv !== this.owedDataVersion) {
       const m = new Map<string, number>();
@@ -1057,7 +1130,7 @@ export class Store {
   }
 
   outboxCount(terminalId?: string): number {
-    const m = this.owedCounts();
+    const m = this.owedRowCounts();
     if (terminalId !== undefined) return m.get(terminalId) ?? 0;
     let total = 0;
     for (const n of m.values()) total += n;
@@ -1067,11 +1140,169 @@ export class Store {
   outboxCounts(): OutboxCounts {
     const byTerminal: Record<string, number> = {};
     let total = 0;
-    for (const [t, n] of this.owedCounts()) {
+    for (const [t, n] of this.owedRowCounts()) {
       byTerminal[t] = n;
       total += n;
     }
     return { total, byTerminal };
+  }
+
+  // ----------------------------------------------------------------- feed
+
+  /**
+   * Runs `listener(head)` after every commit of this connection that grew the
+   * feed or the owed set. Returns the unsubscribe function.
+   */
+  onFeedChange(listener: (head: number) => void): () => void {
+    this.feedListeners.add(listener);
+    return () => this.feedListeners.delete(listener);
+  }
+
+  /** the newest feed number (0: none yet) */
+  feedHead(): number {
+    return this.feed.head();
+  }
+
+  /** the terminal's feed cursor; null for an unknown terminal */
+  getFeedCursor(terminalId: string): number | null {
+    return this.feed.cursor(terminalId);
+  }
+
+  /** sets the terminal's feed cursor (also backwards) */
+  setFeedCursor(terminalId: string, seq: number): void {
+    this.write('setFeedCursor', () => {
+      if (!this.feed.setCursor(terminalId, seq)) throw new StoreWriteError('CONSTRAINT', 'setFeedCursor', `unknown terminal ${JSON.stringify(terminalId)}`);
+    });
+  }
+
+  /** moves the terminal's feed cursor forward to `seq` (never back); true when it moved */
+  advanceFeedCursor(terminalId: string, seq: number): boolean {
+    return this.write('advanceFeedCursor', () => this.feed.advanceCursor(terminalId, seq));
+  }
+
+  /**
+   * The terminal's next feed entries after `q.after` (default: its cursor), in
+   * its scope, from ONE range read in one snapshot. Records are shared between
+   * readers while unchanged (see sharedRecord): the same object, so encoded once.
+   */
+  readFeed(terminalId: string, q: FeedQuery): FeedBatch {
+    const limit = Math.max(1, Math.floor(q.limit));
+    const run = (): FeedBatch => {
+      const from = q.after ?? this.feed.cursor(terminalId);
+      if (from === null) throw new StoreWriteError('CONSTRAINT', 'readFeed', `unknown terminal ${JSON.stringify(terminalId)}`);
+      const rows = this.feed.read(terminalId, from, limit, q.groups);
+      const entries: FeedEntry[] = [];
+      for (const r of rows) {
+        const user = r.dead ? null : this.sharedRecord(r.user_id, r.seq);
+        // (a row without its user cannot happen inside one snapshot; a tombstone carries none)
+        entries.push({ seq: r.seq, userId: r.user_id, user });
+      }
+      const upTo = rows.length >= limit ? rows[rows.length - 1].seq : Math.max(from, this.feed.head());
+      return { entries, from, upTo };
+    };
+    return (this.db.inTransaction ? run() : this.tx.deferred(run)) as FeedBatch;
+  }
+
+  /**
+   * The answers to one push batch in ONE transaction: owed entries acked or
+   * kept, push failures recorded or cleared, users not taken now owed again,
+   * events appended, and the feed cursor moved from `feed.from` to `feed.to`
+   * when it still stands at `from`.
+   */
+  recordPush(o: PushOutcome): PushRecorded {
+    return this.write('recordPush', () => {
+      const now = this.now();
+      const t = o.terminalId;
+      const failures = this.cached('SELECT 1 FROM push_failures WHERE terminal_id = ? LIMIT 1').get(t) !== undefined;
+      let acked = 0;
+      for (const a of o.ok ?? []) {
+        if (a.gen !== undefined) acked += this.s.ackGen.run(t, a.userId, a.gen).changes;
+        if (failures) this.s.delFailure.run(t, a.userId);
+      }
+      for (const r of o.refused ?? []) {
+        if (r.gen !== undefined) acked += this.s.ackGen.run(t, r.userId, r.gen).changes;
+        this.s.putFailure.run(t, r.userId, r.code, r.reason, now);
+      }
+      this.owedAdd(t, -acked);
+      if (o.later?.length) this.enqueueIn([t], o.later, now);
+      if (o.events?.length) this.insertEvents(o.events, now);
+      let advanced = false;
+      if (o.feed) {
+        if (o.feed.to === o.feed.from) advanced = true;
+        else advanced = this.feed.moveCursor(t, o.feed.from, o.feed.to);
+        if (!advanced && this.s.terminalExists.get(t) === undefined) throw new StoreWriteError('CONSTRAINT', 'recordPush', `unknown terminal ${JSON.stringify(t)}`);
+      }
+      return { advanced };
+    });
+  }
+
+  /** Removes the tombstones every terminal's feed cursor has passed. Returns how many. */
+  collectTombstones(): number {
+    return this.write('collectTombstones', () => this.feed.collect());
+  }
+
+  /** Users with id > after in LIST_USERS order, with their feed numbers. */
+  walkUsers(o: { after?: string; limit: number }): SeqUser[] {
+    return this.tx.deferred(() => {
+      const seqs: number[] = [];
+      const users = this.users.list(o.after ?? '', Math.max(1, o.limit), seqs);
+      return users.map((user, i) => ({ user, seq: seqs[i] }));
+    }) as SeqUser[];
+  }
+
+  /** The owed set's next entries with the server's records (see take). */
+  takeOwed(terminalId: string, limit: number, after?: { enqueuedAt: number; userId: string }): OwedEntry[] {
+    const items = this.take(terminalId, limit, after);
+    if (items.length === 0) return [];
+    const recs = this.getUsersShared(items.map((i) => i.userId));
+    return items.map((it, k) => ({ userId: it.userId, gen: it.gen, enqueuedAt: it.enqueuedAt, attempts: it.attempts, lastError: it.lastError, user: recs[k] }));
+  }
+
+  /** Owes the users to the terminal (the owed set; coalesced). */
+  owe(terminalId: string, userIds: readonly string[]): number {
+    return this.write('owe', () => this.enqueueIn([terminalId], userIds));
+  }
+
+  /**
+   * What each terminal is owed: the feed entries past its cursor plus its owed
+   * set. In 'specific' mode the feed part counts entries out of its scope too
+   * (an upper bound: they are passed over, not sent).
+   */
+  owedCounts(): OwedCounts {
+    const byTerminal: Record<string, number> = {};
+    let total = 0;
+    const add = (t: string, n: number) => {
+      byTerminal[t] = (byTerminal[t] ?? 0) + n;
+      total += n;
+    };
+    for (const [t, n] of this.behindCounts()) add(t, n);
+    for (const [t, n] of this.owedRowCounts()) add(t, n);
+    return { total, byTerminal };
+  }
+
+  owedCount(terminalId?: string): number {
+    if (terminalId === undefined) return this.owedCounts().total;
+    const c = this.feed.cursor(terminalId);
+    return (c === null ? 0 : this.behindCounts().get(terminalId) ?? 0) + (this.owedRowCounts().get(terminalId) ?? 0);
+  }
+
+  /** The users owed to a terminal (feed entries past its cursor, then its owed set), at most `limit`. */
+  owedUserIds(terminalId: string, limit = DEFAULT_PAGE): string[] {
+    const c = this.feed.cursor(terminalId);
+    if (c === null) return [];
+    const ids = this.feed.read(terminalId, c, limit).map((r) => r.user_id);
+    for (const it of this.take(terminalId, limit)) if (!ids.includes(it.userId)) ids.push(it.userId);
+    return ids.slice(0, limit);
+  }
+
+  /** feed entries past each terminal's cursor, counted again after any write */
+  private behindCounts(): Map<string, number> {
+    const dv = this.cached('PRAGMA data_version').pluck().get() as number;
+    const c = this.behindCache;
+    if (c && c.dv === dv && c.gen === this.writeGen) return c.map;
+    const map = this.feed.behindByTerminal();
+    this.behindCache = { dv, gen: this.writeGen, map };
+    return map;
   }
 
   // -------------------------------------------------------- push failures
@@ -1137,9 +1368,18 @@ export class Store {
     return v !== null && (SYNC_MODES as readonly string[]).includes(v) ? (v as SyncMode) : DEFAULT_SYNC_MODE;
   }
 
+  /**
+   * Sets the sync mode. Turning sync back on from 'off' pushes nothing
+   * retroactively: every terminal's feed cursor moves to the head (what the
+   * owed set holds stays owed).
+   */
   setSyncMode(mode: SyncMode): void {
     if (!SYNC_MODES.includes(mode)) throw new TypeError(`syncMode must be one of ${SYNC_MODES.join(', ')}, not ${JSON.stringify(mode)}`);
-    this.setSetting(SETTING_SYNC_MODE, mode);
+    this.write('setSyncMode', () => {
+      const was = this.getSyncMode();
+      this.setSetting(SETTING_SYNC_MODE, mode);
+      if (was === 'off' && mode !== 'off') this.feed.allCursorsToHead();
+    });
   }
 
   // --------------------------------------------------------------- backup

@@ -76,7 +76,9 @@ export interface MergeResult {
   differsFromDevice: boolean;
   filled: MergeField[];
   serverVersion: number;
-  /** terminals enqueued in the outbox by this merge */
+  /** the change's feed number when the merge changed the server's record; null otherwise */
+  seq: number | null;
+  /** terminals owed this user by a targeted entry (the owed set): pushTo, and the source terminal when its copy differs from an unchanged record */
   enqueued: string[];
   /** ID of the USER_UPDATE_SUCCESS_DEVICE monitoring event */
   monitoringEventId: number;

@@ -23,6 +23,7 @@ interface UserRow {
   server_version: number;
   created_at: number;
   updated_at: number;
+  seq: number;
 }
 
 interface ChildRow {
@@ -149,16 +150,17 @@ export class UserTables {
     // writes prepare fine on a read-only connection and fail (SQLITE_READONLY) when run
     this.ins = db.prepare(
       `INSERT INTO users (id, disabled, device_version, auth_group_id, start_time, end_time, finger_auth_mode, card_auth_mode,
-         id_auth_mode, security_level, name, phrase, pin_hash, photo, server_version, created_at, updated_at)
+         id_auth_mode, security_level, name, phrase, pin_hash, photo, server_version, created_at, updated_at, seq, feed_origin)
        VALUES (@id, @disabled, @device_version, @auth_group_id, @start_time, @end_time, @finger_auth_mode, @card_auth_mode,
-         @id_auth_mode, @security_level, @name, @phrase, @pin_hash, @photo, 1, @now, @now)`,
+         @id_auth_mode, @security_level, @name, @phrase, @pin_hash, @photo, 1, @now, @now, @seq, @origin)`,
     );
     this.upd = db
       .prepare(
         `UPDATE users SET disabled = @disabled, device_version = @device_version, auth_group_id = @auth_group_id,
            start_time = @start_time, end_time = @end_time, finger_auth_mode = @finger_auth_mode, card_auth_mode = @card_auth_mode,
            id_auth_mode = @id_auth_mode, security_level = @security_level, name = @name, phrase = @phrase,
-           pin_hash = @pin_hash, photo = @photo, server_version = server_version + 1, updated_at = @now
+           pin_hash = @pin_hash, photo = @photo, server_version = server_version + 1, updated_at = @now,
+           seq = @seq, feed_origin = @origin
          WHERE id = @id RETURNING server_version`,
       )
       .pluck();
@@ -191,10 +193,11 @@ export class UserTables {
     return this.exists.get(id) !== undefined;
   }
 
-  /** Users with id > after, in id order; six range queries per page, not six per user. */
-  list(after: string, limit: number): UserRecord[] {
+  /** Users with id > after, in id order; six range queries per page, not six per user. `seqs` receives their feed numbers. */
+  list(after: string, limit: number, seqs?: number[]): UserRecord[] {
     const rows = this.page.all(after, limit);
     if (rows.length === 0) return [];
+    if (seqs) for (const r of rows) seqs.push(r.seq);
     const last = rows[rows.length - 1].id;
     const byId = new Map<string, UserRecord>();
     const users = rows.map((r) => {
@@ -221,10 +224,14 @@ export class UserTables {
   /**
    * Writes `u` as the server's record. `prev` is the record currently stored
    * (null: insert). Only the credential lists that differ from `prev` are
-   * rewritten. Returns the new server_version.
+   * rewritten. `seq` is the change's feed number; `origin` the terminal that
+   * already holds exactly this version (its feed reads skip it), or null.
+   * Returns the new server_version.
    */
-  write(u: UserRecord, prev: UserRecord | null, now: number): number {
+  write(u: UserRecord, prev: UserRecord | null, now: number, seq: number, origin: string | null = null): number {
     const params = {
+      seq,
+      origin,
       id: u.id,
       disabled: u.flag & USER_DISABLED ? 1 : 0,
       device_version: u.version,

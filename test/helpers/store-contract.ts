@@ -1,0 +1,258 @@
+// The contract every SiteStore backend keeps (src/store/backend.ts), written
+// once: test/store-contract.test.ts runs it for SQLite; a PostgreSQL backend
+// calls describeStoreContract with its own factory.
+//
+//   describeStoreContract('postgres', async () => {
+//     const store = await openPgBackend(...);
+//     return { store, close: () => store.close() };
+//   });
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { emptyUser, type UserRecord } from '../../src/model/user.js';
+import type { SiteStore } from '../../src/store/backend.js';
+import { StoreWriteError } from '../../src/store/errors.js';
+
+export interface ContractBackend {
+  /** a fresh, empty store (schema current, no users, no terminals) */
+  store: SiteStore;
+  /** closes it and removes whatever the factory created */
+  close(): Promise<void>;
+}
+
+function person(id: string, name = `Person ${id}`, groups: number[] = []): UserRecord {
+  const u = emptyUser(id);
+  u.name = name;
+  u.accessGroups = groups;
+  return u;
+}
+
+export function describeStoreContract(name: string, makeBackend: () => Promise<ContractBackend>): void {
+  describe(`SiteStore contract: ${name}`, () => {
+    let b: ContractBackend;
+    let s: SiteStore;
+    beforeEach(async () => {
+      b = await makeBackend();
+      s = b.store;
+      for (const id of ['A', 'B', 'C']) await s.upsertTerminal({ id, direction: 'dial', approved: true });
+    });
+    afterEach(async () => {
+      await b.close();
+    });
+
+    it('every change takes the next number; an unchanged put takes none; a new terminal starts at 0', async () => {
+      expect(await s.feedHead()).toBe(0);
+      const r1 = await s.putUser(person('u1'));
+      const r2 = await s.putUser(person('u2'));
+      expect(r1).toMatchObject({ created: true, changed: true });
+      expect(r2.seq).toBeGreaterThan(r1.seq!);
+      expect(await s.putUser(person('u2'))).toMatchObject({ changed: false, seq: null });
+      expect(await s.feedHead()).toBe(r2.seq);
+      expect(await s.getFeedCursor('A')).toBe(0);
+      expect(await s.getFeedCursor('nope')).toBeNull();
+      const batch = await s.readFeed('A', { limit: 10 });
+      expect(batch.entries.map((e) => [e.userId, e.seq, e.user?.name])).toEqual([
+        ['u1', r1.seq, 'Person u1'],
+        ['u2', r2.seq, 'Person u2'],
+      ]);
+      expect(batch).toMatchObject({ from: 0, upTo: r2.seq });
+    });
+
+    it('coalesces: a user changed three times is one entry, at its latest number', async () => {
+      await s.putUser(person('x', 'one'));
+      await s.putUser(person('y'));
+      await s.putUser(person('x', 'two'));
+      const last = await s.putUser(person('x', 'three'));
+      const batch = await s.readFeed('B', { limit: 100 });
+      expect(batch.entries.map((e) => e.userId)).toEqual(['y', 'x']);
+      expect(batch.entries[1]).toMatchObject({ seq: last.seq, user: { name: 'three' } });
+    });
+
+    it('a full batch ends at its last entry; a short one at the head; `after` reads behind a batch in flight', async () => {
+      for (let i = 0; i < 5; i++) await s.putUser(person(`p${i}`));
+      const first = await s.readFeed('A', { limit: 2 });
+      expect(first.entries.map((e) => e.userId)).toEqual(['p0', 'p1']);
+      expect(first.upTo).toBe(first.entries[1].seq);
+      const second = await s.readFeed('A', { after: first.upTo, limit: 10 });
+      expect(second.entries.map((e) => e.userId)).toEqual(['p2', 'p3', 'p4']);
+      expect(second).toMatchObject({ from: first.upTo, upTo: await s.feedHead() });
+      // nothing was recorded: the stored cursor is still 0
+      expect((await s.readFeed('A', { limit: 1 })).from).toBe(0);
+    });
+
+    it('recordPush moves the cursor only from where the batch was read, with its answers, in one step', async () => {
+      await s.putUser(person('ok1'));
+      await s.putUser(person('bad'));
+      await s.putUser(person('ok2'));
+      const batch = await s.readFeed('A', { limit: 10 });
+      const r = await s.recordPush({
+        terminalId: 'A',
+        feed: { from: batch.from, to: batch.upTo },
+        fence: 1,
+        ok: [{ userId: 'ok1' }, { userId: 'ok2' }],
+        refused: [{ userId: 'bad', code: 11, reason: 'DUPLICATE_CARD' }],
+        events: [{ type: 'USER_UPDATE_SUCCESS_SERVER', terminalId: 'A', userId: 'ok1' }],
+      });
+      expect(r.advanced).toBe(true);
+      expect(await s.getFeedCursor('A')).toBe(batch.upTo);
+      expect((await s.readFeed('A', { limit: 10 })).entries).toEqual([]);
+      expect(await s.listPushFailures({ terminalId: 'A' })).toMatchObject([{ terminalId: 'A', userId: 'bad', status: 11, reason: 'DUPLICATE_CARD' }]);
+      // a batch read at an older position (its predecessor was not recorded) moves nothing
+      expect((await s.recordPush({ terminalId: 'A', feed: { from: 0, to: batch.upTo + 5 } })).advanced).toBe(false);
+      expect(await s.getFeedCursor('A')).toBe(batch.upTo);
+      // a later success clears the refusal
+      await s.recordPush({ terminalId: 'A', ok: [{ userId: 'bad' }] });
+      expect(await s.listPushFailures({ terminalId: 'A' })).toEqual([]);
+      // the other terminals were not moved
+      expect(await s.getFeedCursor('B')).toBe(0);
+    });
+
+    it('a delete is a tombstone in the feed; it is collected once every cursor passed it, and its number is never reused', async () => {
+      await s.putUser(person('d'));
+      expect(await s.deleteUser('d')).toBe(true);
+      expect(await s.deleteUser('d')).toBe(false);
+      expect(await s.getUser('d')).toBeNull();
+      const head = await s.feedHead();
+      const batch = await s.readFeed('A', { limit: 10 });
+      expect(batch.entries).toEqual([{ seq: head, userId: 'd', user: null }]);
+      expect(await s.collectTombstones()).toBe(0);
+      for (const t of ['A', 'B']) await s.setFeedCursor(t, head, 1);
+      expect(await s.collectTombstones()).toBe(0); // C has not passed it
+      await s.deleteTerminal('C');
+      expect(await s.getFeedCursor('C')).toBeNull();
+      expect(await s.collectTombstones()).toBe(1);
+      expect(await s.feedHead()).toBe(head);
+      const again = await s.putUser(person('d', 'back'));
+      expect(again).toMatchObject({ created: true });
+      expect(again.seq).toBeGreaterThan(head);
+    });
+
+    it("scope: only users holding one of the terminal's groups; tombstones always", async () => {
+      await s.putUser(person('g1', 'in', [1]));
+      await s.putUser(person('g2', 'out', [2]));
+      await s.putUser(person('g12', 'both', [2, 1]));
+      await s.putUser(person('gone'));
+      await s.deleteUser('gone');
+      const batch = await s.readFeed('A', { limit: 10, groups: [1] });
+      expect(batch.entries.map((e) => e.userId)).toEqual(['g1', 'g12', 'gone']);
+      expect(batch.upTo).toBe(await s.feedHead());
+      expect((await s.readFeed('A', { limit: 10, groups: [] })).entries.map((e) => e.userId)).toEqual(['gone']);
+    });
+
+    it('an unchanged entry is the same object for every reader (encoded once)', async () => {
+      await s.putUser(person('shared'));
+      const a = await s.readFeed('A', { limit: 1 });
+      const b2 = await s.readFeed('B', { limit: 1 });
+      expect(a.entries[0].user).toBe(b2.entries[0].user);
+      await s.putUser(person('shared', 'changed'));
+      const c = await s.readFeed('C', { limit: 1 });
+      expect(c.entries[0].user).not.toBe(a.entries[0].user);
+      expect(c.entries[0].user!.name).toBe('changed');
+    });
+
+    it('ingest: merges, the log position, events and pull failures in one step; the source is skipped when it holds the record', async () => {
+      const results = await s.ingest({
+        terminalId: 'A',
+        merges: [{ user: person('dev1', 'from A'), ctx: { terminalId: 'A', eventId: 10 } }],
+        advance: { logEpoch: 7, cursor: 10 },
+        fence: 3,
+        events: [{ type: 'USER_DELETED_ON_DEVICE', terminalId: 'A', userId: 'zz' }],
+        pullFailed: [{ userId: 'bad', reason: 'unknown format' }],
+      });
+      expect(results).toHaveLength(1);
+      expect(results[0]).toMatchObject({ created: true, changed: true, differsFromDevice: false, enqueued: [] });
+      expect(results[0].seq).toBe(await s.feedHead());
+      expect(await s.getLogPosition('A')).toEqual({ logEpoch: 7, cursor: 10 });
+      expect((await s.readFeed('A', { limit: 10 })).entries).toEqual([]);
+      expect((await s.readFeed('B', { limit: 10 })).entries.map((e) => e.userId)).toEqual(['dev1']);
+      expect(await s.listPullFailures({ terminalId: 'A' })).toMatchObject([{ userId: 'bad', reason: 'unknown format' }]);
+      // the same epoch: forward only
+      await s.ingest({ terminalId: 'A', merges: [], advance: { logEpoch: 7, cursor: 5 } });
+      expect(await s.getLogPosition('A')).toEqual({ logEpoch: 7, cursor: 10 });
+      // read at last: no longer a pull failure; gone users are owed no longer
+      await s.ingest({ terminalId: 'A', merges: [{ user: person('bad'), ctx: { terminalId: 'A', eventId: 11 } }], advance: null });
+      expect(await s.listPullFailures({ terminalId: 'A' })).toEqual([]);
+    });
+
+    it('ingest is all or none: an unknown terminal writes nothing', async () => {
+      const head = await s.feedHead();
+      await expect(
+        s.ingest({ terminalId: 'Z', merges: [{ user: person('n'), ctx: { terminalId: 'Z', eventId: 1 } }], advance: { logEpoch: 1, cursor: 1 } }),
+      ).rejects.toBeInstanceOf(StoreWriteError);
+      expect(await s.getUser('n')).toBeNull();
+      expect(await s.feedHead()).toBe(head);
+    });
+
+    it('the server keeps fields the device changed: the source terminal is owed the server record', async () => {
+      await s.putUser(person('k', 'server name'));
+      const [r] = await s.ingest({ terminalId: 'A', merges: [{ user: person('k', 'device name'), ctx: { terminalId: 'A', eventId: 1 } }], advance: null });
+      expect(r).toMatchObject({ changed: false, differsFromDevice: true, enqueued: ['A'], seq: null });
+      const owed = await s.takeOwed('A', 10);
+      expect(owed).toMatchObject([{ userId: 'k', user: { name: 'server name' } }]);
+      expect(await s.owedCount('A')).toBe(2); // the feed entry of the put, and the owed entry
+      await s.recordPush({ terminalId: 'A', ok: [{ userId: 'k', gen: owed[0].gen }] });
+      expect(await s.takeOwed('A', 10)).toEqual([]);
+    });
+
+    it('the owed set: coalesced, acked by generation, busy users owed again; owed figures add the feed', async () => {
+      await s.putUser(person('o1'));
+      await s.putUser(person('o2'));
+      expect(await s.owe('B', ['o1', 'o2'])).toBe(2);
+      await s.owe('B', ['o1']);
+      const items = await s.takeOwed('B', 10);
+      expect(items.map((i) => i.userId)).toEqual(['o1', 'o2']);
+      expect(await s.owedCounts()).toEqual({ total: 2 * 3 + 2, byTerminal: { A: 2, B: 4, C: 2 } });
+      await s.recordPush({ terminalId: 'B', ok: [{ userId: 'o1', gen: items[0].gen }], later: ['o2'] });
+      expect((await s.takeOwed('B', 10)).map((i) => i.userId)).toEqual(['o2']);
+      // an ack with an older generation leaves a newer entry
+      const [o2] = await s.takeOwed('B', 10);
+      await s.owe('B', ['o2']);
+      await s.recordPush({ terminalId: 'B', ok: [{ userId: 'o2', gen: o2.gen }] });
+      expect((await s.takeOwed('B', 10)).map((i) => i.userId)).toEqual(['o2']);
+      // a deleted user is owed as a delete (no record)
+      await s.deleteUser('o2');
+      expect(await s.takeOwed('B', 10)).toMatchObject([{ userId: 'o2', user: null }]);
+    });
+
+    it('onFeedChange: told after a change with the head; not after an unchanged put; unsubscribe', async () => {
+      const heads: number[] = [];
+      const off = s.onFeedChange((h) => heads.push(h));
+      await s.putUser(person('w'));
+      await s.putUser(person('w'));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(heads).toEqual([await s.feedHead()]);
+      off();
+      await s.putUser(person('w', 'again'));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(heads).toHaveLength(1);
+    });
+
+    it('log positions and feed cursors take a fence; an unknown terminal is refused', async () => {
+      await s.setLogPosition('B', { logEpoch: 3, cursor: 40 }, 9);
+      expect(await s.getLogPosition('B')).toEqual({ logEpoch: 3, cursor: 40 });
+      await s.setLogPosition('B', { logEpoch: 4, cursor: 2 }, 9); // backwards: a reset
+      expect(await s.getLogPosition('B')).toEqual({ logEpoch: 4, cursor: 2 });
+      expect(await s.getLogPosition('nope')).toBeNull();
+      await expect(s.setFeedCursor('nope', 1)).rejects.toBeInstanceOf(StoreWriteError);
+    });
+
+    it('walkUsers: byte order of the ID, with feed numbers', async () => {
+      const seqs = new Map<string, number>();
+      for (const id of ['b', 'a', 'é', 'Z']) seqs.set(id, (await s.putUser(person(id))).seq!);
+      const page = await s.walkUsers({ limit: 3 });
+      expect(page.map((x) => x.user.id)).toEqual(['Z', 'a', 'b']);
+      const rest = await s.walkUsers({ after: 'b', limit: 3 });
+      expect(rest.map((x) => x.user.id)).toEqual(['é']);
+      expect(rest[0].seq).toBe(seqs.get('é'));
+      expect(page.map((x) => x.seq)).toEqual(['Z', 'a', 'b'].map((id) => seqs.get(id)));
+      expect(await s.userCount()).toBe(4);
+    });
+
+    it('events and settings', async () => {
+      expect(await s.recordEventDurably({ type: 'RECONCILE', terminalId: 'A' })).toMatchObject({ stored: true });
+      await s.appendEvents([{ type: 'TERMINAL_ONLINE', terminalId: 'B' }]);
+      expect(await s.flushPendingEvents()).toBe(0);
+      await s.setSyncMode('specific');
+      expect(await s.getSyncMode()).toBe('specific');
+      expect(await s.healthy()).toBe(true);
+    });
+  });
+}
