@@ -147,8 +147,8 @@ describe.skipIf(reason !== null)(`PostgreSQL schema and connection${reason ? ` (
   it('has every table and column of the SQLite schema (SQLite-only tables listed here on purpose)', async () => {
     const lite = new Database(':memory:');
     migrate(lite);
-    // the outbox is SQLite's per-terminal queue; the PostgreSQL backend starts with the feed
-    const sqliteOnly = new Set(['outbox', 'sqlite_sequence']);
+    // SQLite's own bookkeeping
+    const sqliteOnly = new Set(['sqlite_sequence']);
     const tables = (lite.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[])
       .map((t) => t.name)
       .filter((n) => !sqliteOnly.has(n));

@@ -168,7 +168,7 @@ export class LeaseTable {
  * the lease row is locked FOR SHARE, so a daemon taking the lease waits for
  * this transaction to end, and this one sees a takeover that committed first.
  * Throws LeaseLostError (nothing of the transaction is committed) unless
- * `fence` is the token of a lease someone holds.
+ * `fence` is the token of a lease someone holds (or the terminal has no lease row).
  */
 export async function checkFence(c: pg.ClientBase, terminalId: string, fence: number | undefined): Promise<void> {
   if (fence === undefined) return;
@@ -177,11 +177,14 @@ export async function checkFence(c: pg.ClientBase, terminalId: string, fence: nu
     [terminalId],
   );
   const row = r.rows[0];
-  if (!row || row.token !== fence || row.owner === null) {
+  // no lease row: no daemon leases this terminal (a store used without a
+  // LeaseManager); rows are never deleted, so a leased terminal always has one
+  if (!row) return;
+  if (row.token !== fence || row.owner === null) {
     throw new LeaseLostError(
       terminalId,
       fence,
-      row && row.token !== fence
+      row.token !== fence
         ? `the lease on terminal ${JSON.stringify(terminalId)} was taken over (token ${row.token} > ${fence}): this daemon no longer drives it`
         : undefined,
     );

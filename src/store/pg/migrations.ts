@@ -190,6 +190,48 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX terminal_leases_by_owner ON terminal_leases (owner) WHERE owner IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    description: 'change feed: users.seq and feed_origin, tombstones, terminals.feed_cursor, the owed set (outbox), the feed head (SQLite schema 6)',
+    sql: `
+      ALTER TABLE users ADD COLUMN seq bigint NOT NULL DEFAULT 0, ADD COLUMN feed_origin text;
+      CREATE INDEX users_by_seq ON users (seq, feed_origin);
+
+      CREATE TABLE tombstones (
+        user_id    text COLLATE "C" PRIMARY KEY,
+        seq        bigint NOT NULL,
+        deleted_at bigint NOT NULL
+      );
+      CREATE UNIQUE INDEX tombstones_by_seq ON tombstones (seq);
+
+      ALTER TABLE terminals ADD COLUMN feed_cursor bigint NOT NULL DEFAULT 0;
+
+      -- the owed set: targeted pushes to one terminal (coalesced per user; gen
+      -- counts re-enqueues so an ack of an older push leaves a newer change)
+      CREATE TABLE outbox (
+        terminal_id text COLLATE "C" NOT NULL REFERENCES terminals(id) ON DELETE CASCADE,
+        user_id     text COLLATE "C" NOT NULL,
+        enqueued_at bigint NOT NULL,
+        gen         integer NOT NULL DEFAULT 1,
+        attempts    integer NOT NULL DEFAULT 0,
+        last_error  text,
+        PRIMARY KEY (terminal_id, user_id)
+      );
+      CREATE INDEX outbox_by_time ON outbox (terminal_id, enqueued_at, user_id);
+
+      -- the newest feed number handed out. Every change takes its number by
+      -- updating this one row as the last step of its transaction: the row lock
+      -- makes the numbers commit in order, so a reader that sees head H also
+      -- sees every entry up to H (with a plain sequence, number 11 could commit
+      -- before 10 and a reader's cursor would pass 10 for good). NOTIFY
+      -- termsync_feed tells the other daemons after the commit.
+      CREATE TABLE feed_state (
+        one  boolean PRIMARY KEY DEFAULT true CHECK (one),
+        head bigint NOT NULL
+      );
+      INSERT INTO feed_state (one, head) VALUES (true, 0);
+    `,
+  },
 ];
 
 export const PG_LATEST_VERSION = PG_MIGRATIONS.length;
