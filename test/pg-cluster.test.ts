@@ -167,4 +167,24 @@ describe.skipIf(reason !== null)(`several daemons on one PostgreSQL${reason ? ` 
     expect((await b.recordPush({ terminalId: 'T', fence: theirs!.token, feed: { from: batch.from, to: batch.upTo } })).advanced).toBe(true);
     expect(await b.getFeedCursor('T')).toBe(head);
   });
+
+  it('PostgreSQL stopped: writes fail with StoreWriteError, monitoring events wait in memory, and everything resumes after the restart', async () => {
+    const [a] = await daemons(1);
+    await a.upsertTerminal({ id: 'T', direction: 'dial' });
+    await server.stopServer();
+    try {
+      await expect(a.putUser(person('while-down'))).rejects.toMatchObject({ name: 'StoreWriteError', message: expect.stringMatching(/PostgreSQL unreachable/) });
+      expect(await a.healthy()).toBe(false);
+      expect(await a.recordEventDurably({ type: 'SERVER_DB_SAVE_FAIL', terminalId: 'T', detail: 'down' })).toEqual({ stored: false, pending: 1 });
+      expect(await a.flushPendingEvents()).toBe(0);
+    } finally {
+      await server.startServer();
+    }
+    expect(await a.healthy()).toBe(true);
+    expect(await a.flushPendingEvents()).toBe(1);
+    const r = await a.putUser(person('after'));
+    expect(r).toMatchObject({ created: true, changed: true });
+    const ev = await a.db.query(`SELECT type, detail FROM events WHERE terminal_id = 'T'`);
+    expect(ev.rows).toEqual([{ type: 'SERVER_DB_SAVE_FAIL', detail: 'down' }]);
+  });
 });

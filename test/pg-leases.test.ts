@@ -26,7 +26,7 @@ if (reason) process.stderr.write(`test/pg-leases.test.ts SKIPPED: ${reason}\n`);
 
 const TERMINALS = Array.from({ length: 30 }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
 // small values for the test; the daemon's default is 10 s
-const LEASE_SEC = 2;
+const LEASE_SEC = 3;
 const RENEW_MS = 500;
 
 describe.skipIf(reason !== null)(`terminal leases on PostgreSQL${reason ? ` (SKIPPED: ${reason})` : ''}`, () => {
@@ -221,7 +221,7 @@ describe.skipIf(reason !== null)(`terminal leases on PostgreSQL${reason ? ` (SKI
     const events: string[] = [];
     const a = manager('daemon-a', events);
     await a.start();
-    expect(a.heldTerminals()).toHaveLength(30);
+    await waitFor(() => a.heldTerminals().length === 30, { timeoutMs: 20_000, message: 'the only daemon did not take all 30' });
     const tokens = TERMINALS.map((t) => a.token(t));
     await server.stopServer();
     try {
@@ -234,5 +234,25 @@ describe.skipIf(reason !== null)(`terminal leases on PostgreSQL${reason ? ` (SKI
     await waitFor(() => a.heldTerminals().length === 30, { timeoutMs: 20_000, message: 'leases not back after the database returned' });
     // nobody else took them, so nobody wrote with a newer token: the same ones hold
     expect(TERMINALS.map((t) => a.token(t))).toEqual(tokens);
+  });
+
+  it('a terminal that dials in is claimed by the daemon it reached; another daemon is told who drives it; the fair share leaves it alone', async () => {
+    await freshDb();
+    const a = manager('daemon-a');
+    const b = manager('daemon-b');
+    await Promise.all([a.start(), b.start()]);
+    await waitFor(() => counts([a, b]).join() === '15,15', { timeoutMs: 20_000, message: 'not 15/15' });
+    const got = await b.claim('dialin-1');
+    expect(got).toMatchObject({ token: expect.any(Number) });
+    // the same terminal reaching the other daemon (a balancer in front): refused with the holder's name
+    expect(await a.claim('dialin-1')).toEqual({ owner: 'daemon-b' });
+    // heartbeats neither give the claimed lease back nor count it in the share
+    for (let i = 0; i < 3; i++) await Promise.all([a.tick(), b.tick()]);
+    expect(b.token('dialin-1')).toBe((got as { token: number }).token);
+    expect(counts([a, b]).join()).toBe('15,16');
+    // its session at b ends: the next daemon it reaches takes it, with a larger token
+    await b.unclaim('dialin-1');
+    const again = await a.claim('dialin-1');
+    expect((again as { token: number }).token).toBeGreaterThan((got as { token: number }).token);
   });
 });

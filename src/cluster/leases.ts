@@ -41,7 +41,11 @@ export interface LeaseManagerOptions {
   leaseSec?: number;
   /** heartbeat period, ms; default a third of the TTL */
   renewEveryMs?: number;
-  /** the terminals this daemon knows (every daemon may know every terminal) */
+  /**
+   * The terminals this daemon dials (every daemon may know every terminal):
+   * these are shared out evenly. A terminal that dials in is claimed by the
+   * daemon it reached (claim/unclaim) and does not count here.
+   */
   terminals: () => readonly string[];
   /**
    * A lease was taken (or taken again after an outage with the same token):
@@ -91,6 +95,8 @@ export class LeaseManager {
   private readonly table: LeaseTable;
   private readonly o: LeaseManagerOptions;
   private readonly held = new Map<string, Local>();
+  /** dial-in terminals held through claim(): kept whatever the share */
+  private readonly claimed = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private ticking: Promise<LeaseTickResult> | null = null;
@@ -196,8 +202,8 @@ export class LeaseManager {
 
     // leases above the share go back, and those of terminals this daemon no longer knows
     const knownSet = new Set(known);
-    const unknown = [...this.held.keys()].filter((id) => !knownSet.has(id));
-    const keep = [...this.held.keys()].filter((id) => knownSet.has(id)).sort();
+    const unknown = [...this.held.keys()].filter((id) => !knownSet.has(id) && !this.claimed.has(id));
+    const keep = [...this.held.keys()].filter((id) => knownSet.has(id) && !this.claimed.has(id)).sort();
     const surplus = Math.max(0, keep.length - share);
     const give = [...unknown, ...keep.slice(keep.length - surplus)];
     if (give.length) {
@@ -210,10 +216,10 @@ export class LeaseManager {
         }
       }
       result.released = await this.table.release(this.daemonId, give);
-    } else if (this.held.size < share) {
+    } else if (keep.length < share) {
       const free = known.filter((id) => !this.held.has(id));
       const sentAt2 = performance.now();
-      const got = await this.table.acquire(this.daemonId, free, share - this.held.size, this.ttlMs);
+      const got = await this.table.acquire(this.daemonId, free, share - keep.length, this.ttlMs);
       const until = sentAt2 + this.ttlMs * (1 - SAFETY);
       for (const l of got) {
         this.held.set(l.terminalId, { token: l.token, validUntil: until });
@@ -232,7 +238,38 @@ export class LeaseManager {
     return result;
   }
 
+  /**
+   * A terminal dialed in to this daemon: takes its lease if it is free or
+   * expired (or keeps it if already held). Otherwise returns the daemon that
+   * drives it, for the reason the session is closed with. A claimed terminal
+   * is renewed with the others and never given back for the fair share; it is
+   * given back by unclaim() when its session ends.
+   */
+  async claim(terminalId: string): Promise<{ token: number } | { owner: string }> {
+    const have = this.token(terminalId);
+    if (have !== undefined) {
+      this.claimed.add(terminalId);
+      return { token: have };
+    }
+    const sentAt = performance.now();
+    const r = await this.table.claim(this.daemonId, terminalId, this.ttlMs);
+    if ('token' in r) {
+      this.held.set(terminalId, { token: r.token, validUntil: sentAt + this.ttlMs * (1 - SAFETY) });
+      this.claimed.add(terminalId);
+      this.armExpiry();
+    }
+    return r;
+  }
+
+  /** the dial-in session ended: the lease goes back at once (the terminal may reach another daemon next) */
+  async unclaim(terminalId: string): Promise<void> {
+    if (!this.claimed.delete(terminalId)) return;
+    this.held.delete(terminalId);
+    await this.table.release(this.daemonId, [terminalId]);
+  }
+
   private lose(id: string, reason: LeaseLossReason, result?: LeaseTickResult): void {
+    this.claimed.delete(id);
     if (!this.held.delete(id)) return;
     result?.lost.push(id);
     this.o.logger?.warn({ terminal: id, reason }, 'terminal lease lost');
@@ -272,6 +309,7 @@ export class LeaseManager {
     await this.ticking?.catch(() => {});
     const ids = [...this.held.keys()];
     this.held.clear();
+    this.claimed.clear();
     for (const id of ids) await Promise.resolve(this.o.onLose?.(id, 'stopped')).catch(() => {});
     await this.table.leave(this.daemonId);
   }

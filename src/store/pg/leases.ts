@@ -109,6 +109,28 @@ export class LeaseTable {
     return r.rows.map((x) => ({ terminalId: x.terminal_id, token: x.token }));
   }
 
+  /**
+   * Takes one terminal's lease if it is free or expired (a terminal that
+   * dialed in to this daemon). Returns the new token, or the daemon holding
+   * it now.
+   */
+  async claim(daemonId: string, terminalId: string, ttlMs: number): Promise<{ token: number } | { owner: string }> {
+    return this.db.tx('leaseClaim', async (c) => {
+      await c.query('INSERT INTO terminal_leases (terminal_id) VALUES ($1) ON CONFLICT DO NOTHING', [terminalId]);
+      const r = await c.query<{ token: number }>(
+        `UPDATE terminal_leases SET owner = $1, token = nextval('lease_token_seq'), expires_at = now() + $3 * interval '1 millisecond', acquired_at = now()
+          WHERE terminal_id = $2 AND (owner IS NULL OR expires_at <= now()) RETURNING token`,
+        [daemonId, terminalId, ttlMs],
+      );
+      if (r.rows[0]) return { token: r.rows[0].token };
+      const held = await c.query<{ owner: string; token: number }>('SELECT owner, token FROM terminal_leases WHERE terminal_id = $1', [terminalId]);
+      const row = held.rows[0]!;
+      // already ours (a second session of the same terminal): the same token
+      if (row.owner === daemonId) return { token: row.token };
+      return { owner: row.owner };
+    });
+  }
+
   /** gives leases back (free at once for any daemon); returns those released */
   async release(daemonId: string, ids: readonly string[]): Promise<string[]> {
     if (!ids.length) return [];
