@@ -40,7 +40,7 @@ import {
 import { PgDatabase, type PgOpenOptions } from './db.js';
 import { checkFence } from './leases.js';
 import { FEED_CHANNEL, FeedListener } from './notify.js';
-import { getUsers, listUsers, writeUser } from './users.js';
+import { getUsers, listUsers, writeUser, writeUsers, type UserWrite } from './users.js';
 
 const SETTING_SYNC_MODE = 'syncMode';
 const SHARED_USERS = 4096;
@@ -371,11 +371,15 @@ export class PgSiteStore implements SiteStore {
       }
       const ids = b.merges.map((m) => m.user.id);
       await lockUsers(c, ids);
-      const current = await getUsers(c, ids);
+      const stored = await getUsers(c, ids);
+      const current = new Map(stored);
       const results: MergeResult[] = [];
-      /** user ID -> index in results of its last change (it takes one feed number) */
-      const changed = new Map<string, number>();
-      let owedWritten = false;
+      // the batch's effects, written with a few statements each after the merges
+      const writes = new Map<string, UserWrite>();
+      const owed = new Map<string, string[]>();
+      const events: EventInput[] = [];
+      const cursorAfter = new Map<string, number>();
+      const merged: [string, string][] = [];
       for (const { user: device, ctx } of b.merges) {
         const prevEntry = current.get(device.id) ?? null;
         const prev = prevEntry?.user ?? null;
@@ -383,29 +387,30 @@ export class PgSiteStore implements SiteStore {
         const differsFromDevice = ctx.parts ? !sameForTerminal(m.record, device, ctx.parts) : !usersEqual(m.record, device);
         let serverVersion = prevEntry?.serverVersion ?? 0;
         if (m.changed) {
+          const orig = stored.get(device.id);
+          const w = writes.get(device.id) ?? { rec: m.record, prev: orig?.user ?? null, prevVersion: orig?.serverVersion ?? 0, changes: 0, origin: null };
+          w.rec = m.record;
+          w.changes++;
           // the source terminal's feed reads skip the change when it holds exactly this version
-          serverVersion = await writeUser(c, m.record, prev, now, 0, differsFromDevice ? null : ctx.terminalId);
-          if (prev === null) await c.query('DELETE FROM tombstones WHERE user_id = $1', [device.id]);
+          w.origin = differsFromDevice ? null : ctx.terminalId;
+          writes.set(device.id, w);
+          serverVersion = w.prevVersion + w.changes;
           current.set(device.id, { user: m.record, seq: 0, serverVersion });
         }
         const targets = new Set<string>();
         if (ctx.pushTo && (m.changed || ctx.pushWhen === 'always')) for (const t of ctx.pushTo) if (t !== ctx.terminalId) targets.add(t);
         if (differsFromDevice && ctx.pushBack !== false && !m.changed) targets.add(ctx.terminalId);
         const enqueued = [...targets];
-        if (enqueued.length) {
-          await this.enqueueIn(c, enqueued, [device.id], now);
-          owedWritten = true;
-        }
-        const detail = JSON.stringify({ eventId: ctx.eventId, created: prev === null, changed: m.changed, filled: m.filled, differsFromDevice });
-        const ev = await c.query<{ id: number }>(
-          'INSERT INTO events (time, type, terminal_id, user_id, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id',
-          [now, MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE, ctx.terminalId, device.id, detail],
-        );
-        if (ctx.cursorAfter !== undefined) {
-          const r = await c.query('UPDATE terminals SET cursor = greatest(cursor, $2), updated_at = $3 WHERE id = $1', [ctx.terminalId, ctx.cursorAfter, now]);
-          if (!r.rowCount) throw unknownTerminal('advanceCursor', ctx.terminalId);
-        }
-        await c.query('DELETE FROM pull_failures WHERE terminal_id = $1 AND user_id = $2', [ctx.terminalId, device.id]);
+        for (const t of enqueued) owed.set(t, [...(owed.get(t) ?? []), device.id]);
+        events.push({
+          time: now,
+          type: MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE,
+          terminalId: ctx.terminalId,
+          userId: device.id,
+          detail: JSON.stringify({ eventId: ctx.eventId, created: prev === null, changed: m.changed, filled: m.filled, differsFromDevice }),
+        });
+        if (ctx.cursorAfter !== undefined) cursorAfter.set(ctx.terminalId, Math.max(cursorAfter.get(ctx.terminalId) ?? -Infinity, ctx.cursorAfter));
+        merged.push([ctx.terminalId, device.id]);
         results.push({
           created: prev === null,
           changed: m.changed,
@@ -415,9 +420,35 @@ export class PgSiteStore implements SiteStore {
           serverVersion,
           seq: null,
           enqueued,
-          monitoringEventId: ev.rows[0]!.id,
+          monitoringEventId: 0,
         });
-        if (m.changed) changed.set(device.id, results.length - 1);
+      }
+      const changed = new Map<string, number>();
+      results.forEach((r, i) => {
+        if (r.changed) changed.set(r.record.id, i);
+      });
+      await writeUsers(c, [...writes.values()], now);
+      const created = [...writes.values()].filter((w) => w.prev === null).map((w) => w.rec.id);
+      if (created.length) await c.query('DELETE FROM tombstones WHERE user_id = ANY($1::text[])', [created]);
+      for (const [t, users] of owed) await this.enqueueIn(c, [t], users, now);
+      const owedWritten = owed.size > 0;
+      if (events.length) {
+        const ev = await c.query<{ id: number }>(
+          'INSERT INTO events (time, type, terminal_id, user_id, detail) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) RETURNING id',
+          [events.map((e) => e.time), events.map((e) => e.type), events.map((e) => e.terminalId), events.map((e) => e.userId), events.map((e) => e.detail)],
+        );
+        ev.rows.forEach((r, i) => (results[i]!.monitoringEventId = r.id));
+      }
+      for (const [t, cur] of cursorAfter) {
+        const r = await c.query('UPDATE terminals SET cursor = greatest(cursor, $2), updated_at = $3 WHERE id = $1', [t, cur, now]);
+        if (!r.rowCount) throw unknownTerminal('advanceCursor', t);
+      }
+      // read at last: no longer pull failures
+      if (merged.length) {
+        await c.query('DELETE FROM pull_failures p USING unnest($1::text[], $2::text[]) AS v(t, u) WHERE p.terminal_id = v.t AND p.user_id = v.u', [
+          merged.map((x) => x[0]),
+          merged.map((x) => x[1]),
+        ]);
       }
       for (const f of b.pullFailed ?? []) {
         const reason = f.reason.length > MAX_REASON ? f.reason.slice(0, MAX_REASON) : f.reason;

@@ -214,3 +214,135 @@ async function insertPart(c: pg.ClientBase, f: ListField, u: UserRecord): Promis
       return;
   }
 }
+
+export interface UserWrite {
+  rec: UserRecord;
+  /** the stored record before this batch; null: a new user */
+  prev: UserRecord | null;
+  /** its version before this batch (0 for a new user) */
+  prevVersion: number;
+  /** changes to it in the batch (its server_version grows by this many, as with one write each) */
+  changes: number;
+  origin: string | null;
+}
+
+/**
+ * Writes a batch's changed users with a few statements in all (one per table
+ * and kind), not several per user: the records' final state, seq 0 (the
+ * caller numbers them last). Returns each user's new server_version.
+ */
+export async function writeUsers(c: pg.ClientBase, list: readonly UserWrite[], now: number): Promise<Map<string, number>> {
+  const versions = new Map<string, number>();
+  if (!list.length) return versions;
+  const cols = (ws: readonly UserWrite[]) => [
+    ws.map((w) => w.rec.id),
+    ws.map((w) => (w.rec.flag & USER_DISABLED) !== 0),
+    ws.map((w) => w.rec.version),
+    ws.map((w) => w.rec.authGroupId),
+    ws.map((w) => w.rec.setting.startTime),
+    ws.map((w) => w.rec.setting.endTime),
+    ws.map((w) => w.rec.setting.fingerAuthMode),
+    ws.map((w) => w.rec.setting.cardAuthMode),
+    ws.map((w) => w.rec.setting.idAuthMode),
+    ws.map((w) => w.rec.setting.securityLevel),
+    ws.map((w) => w.rec.name),
+    ws.map((w) => w.rec.phrase),
+    ws.map((w) => (hasPin(w.rec) ? w.rec.pinHash : null)),
+    ws.map((w) => (w.rec.photo.length > 0 ? w.rec.photo : null)),
+    ws.map((w) => w.prevVersion + w.changes),
+    ws.map((w) => w.origin),
+  ];
+  const unnest = `unnest($1::text[], $2::bool[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::int[], $8::int[], $9::int[], $10::int[],
+                         $11::text[], $12::text[], $13::bytea[], $14::bytea[], $15::bigint[], $16::text[])
+                  AS v(id, dis, dv, ag, st, et, fam, cam, iam, sl, nm, ph, pin, photo, sv, origin)`;
+  const fresh = list.filter((w) => w.prev === null);
+  const old = list.filter((w) => w.prev !== null);
+  if (fresh.length) {
+    await c.query(
+      `INSERT INTO users (id, disabled, device_version, auth_group_id, start_time, end_time, finger_auth_mode, card_auth_mode,
+         id_auth_mode, security_level, name, phrase, pin_hash, photo, server_version, created_at, updated_at, seq, feed_origin)
+       SELECT id, dis, dv, ag, st, et, fam, cam, iam, sl, nm, ph, pin, photo, sv, $17, $17, 0, origin FROM ${unnest}`,
+      [...cols(fresh), now],
+    );
+  }
+  if (old.length) {
+    await c.query(
+      `UPDATE users u SET disabled = v.dis, device_version = v.dv, auth_group_id = v.ag, start_time = v.st, end_time = v.et,
+         finger_auth_mode = v.fam, card_auth_mode = v.cam, id_auth_mode = v.iam, security_level = v.sl, name = v.nm, phrase = v.ph,
+         pin_hash = v.pin, photo = v.photo, server_version = v.sv, updated_at = $17, feed_origin = v.origin
+       FROM ${unnest} WHERE u.id = v.id`,
+      [...cols(old), now],
+    );
+  }
+  for (const w of list) versions.set(w.rec.id, w.prevVersion + w.changes);
+
+  // the parts: rewrite only the lists that differ from the stored ones
+  for (const f of Object.keys(PART_TABLES) as ListField[]) {
+    const redo = list.filter((w) => w.prev === null || !listFieldEqual(f, w.rec, w.prev));
+    const stale = redo.filter((w) => w.prev !== null).map((w) => w.rec.id);
+    if (stale.length) await c.query(`DELETE FROM ${PART_TABLES[f]} WHERE user_id = ANY($1::text[])`, [stale]);
+    await insertParts(c, f, redo.map((w) => w.rec));
+  }
+  return versions;
+}
+
+async function insertParts(c: pg.ClientBase, f: ListField, users: readonly UserRecord[]): Promise<void> {
+  const ids: string[] = [];
+  const pos: number[] = [];
+  const a: unknown[] = [];
+  const b: unknown[] = [];
+  const d: unknown[] = [];
+  const e: unknown[] = [];
+  for (const u of users) {
+    const items: readonly unknown[] =
+      f === 'cards' ? u.cards : f === 'fingers' ? u.fingers : f === 'faces' ? u.faces : f === 'accessGroups' ? u.accessGroups : u.jobCodes;
+    items.forEach((_, i) => {
+      ids.push(u.id);
+      pos.push(i);
+    });
+    switch (f) {
+      case 'cards':
+        for (const x of u.cards) (a.push(x.type), b.push(x.data));
+        break;
+      case 'fingers':
+        for (const x of u.fingers) (a.push(x.index), b.push(x.flag), d.push(x.templates[0]), e.push(x.templates[1]));
+        break;
+      case 'faces':
+        for (const x of u.faces) (a.push(x.index), b.push(x.flag), d.push(x.data));
+        break;
+      case 'accessGroups':
+        for (const g of u.accessGroups) a.push(g);
+        break;
+      case 'jobCodes':
+        for (const j of u.jobCodes) (a.push(j.code), b.push(j.label));
+        break;
+    }
+  }
+  if (!ids.length) return;
+  switch (f) {
+    case 'cards':
+      await c.query('INSERT INTO user_cards (user_id, pos, type, data) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bytea[])', [ids, pos, a, b]);
+      return;
+    case 'fingers':
+      await c.query(
+        'INSERT INTO user_fingers (user_id, pos, finger_index, flag, template0, template1) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::bytea[], $6::bytea[])',
+        [ids, pos, a, b, d, e],
+      );
+      return;
+    case 'faces':
+      await c.query('INSERT INTO user_faces (user_id, pos, face_index, flag, data) SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::bytea[])', [
+        ids,
+        pos,
+        a,
+        b,
+        d,
+      ]);
+      return;
+    case 'accessGroups':
+      await c.query('INSERT INTO user_access_groups (user_id, pos, group_id) SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])', [ids, pos, a]);
+      return;
+    case 'jobCodes':
+      await c.query('INSERT INTO user_job_codes (user_id, pos, code, label) SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[])', [ids, pos, a, b]);
+      return;
+  }
+}
