@@ -72,7 +72,7 @@ function send(msg: unknown): void {
 function state(): ChildState {
   const d = daemon!;
   const lanes = d.engine.laneDepths();
-  const outbox = d.store.outboxCount();
+  const outbox = d.store.owedCount();
   const q = d.engine.queue;
   return {
     online: lanes.online,
@@ -100,7 +100,7 @@ function sample(): ChildSample {
     heapUsed: mem.heapUsed,
     heapTotal: mem.heapTotal,
     external: mem.external,
-    outbox: d.store.outboxCount(),
+    outbox: d.store.owedCount(),
     queueWaiting: d.engine.queue.size,
     queueRunning: d.engine.queue.pending,
     ingestBacklog: lanes.ingestBacklog,

@@ -10,6 +10,9 @@
 //   npm run bench -- --only=zk         only the ZK burst (bench/zk-burst.ts, run as a child
 //                                      process; --zk-terminals=N --zk-users=N; --quick: 300 users)
 //   npm run bench -- --full            the full-size burst (the default already is full size)
+//   npm run bench -- --burst-runs=N    run the burst N times (default 3): each run and the median
+//   npm run bench -- --only=store,burst,naive   every figure of issue 10's burst targets in one go
+//                                      (the three bursts, admin p99, RSS, CPU, the naive speed-up, the feed micro-benchmarks)
 //
 // The daemon runs in its own process (bench/daemon-child.ts: Daemon.start +
 // startAdmin, what `termsync run` runs) so its CPU and memory are its own; the
@@ -32,6 +35,14 @@ import { topSelfTime } from './profile.js';
 import { replay } from './replay.js';
 import { startBenchSite } from './site.js';
 import { round } from './stats.js';
+
+/** The median of the values (the mean of the middle two for an even count); null when empty. */
+function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const v = [...values].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
 import { runStoreBench } from './store.bench.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -48,6 +59,7 @@ const { values: args } = parseArgs({
     'naive-sample': { type: 'string' },
     'sim-processes': { type: 'string' },
     only: { type: 'string' },
+    'burst-runs': { type: 'string' },
     'zk-terminals': { type: 'string' },
     'zk-users': { type: 'string' },
   },
@@ -61,6 +73,8 @@ const IDLE = Number(args.idle ?? (quick ? 200 : 1000));
 const NAIVE_SAMPLE = Number(args['naive-sample'] ?? (quick ? 50 : 100));
 /** the burst's simulated terminals run in this many child processes (one event loop cannot keep up with 50 busy terminals) */
 const SIM_PROCESSES = Number(args['sim-processes'] ?? 2);
+/** the burst is run this many times; the summary gives each run and the median (issue 10: three) */
+const BURST_RUNS = Math.max(1, Number(args['burst-runs'] ?? 3));
 const only = args.only ? new Set(args.only.split(',')) : null;
 const want = (part: string) => !only || only.has(part);
 const PARTS = ['codec', 'store', 'burst', 'naive', 'idle', 'scenarios', 'zk'];
@@ -147,51 +161,91 @@ async function main() {
   // ------------------------------------------------------------ store
   if (want('store')) {
     log('store: SQLite merge upserts and fan-out');
-    out.store = runStoreBench();
+    out.store = await runStoreBench();
   }
 
   // ------------------------------------------------------------ burst
   if (want('burst')) {
     const profDir = args.prof ? mkdtempSync(join(tmpdir(), 'termsync-prof-')) : undefined;
-    log(`burst: ${USERS} users across ${TERMINALS} terminals (daemon in its own process${profDir ? ', profiled' : ''})`);
-    const { replay: r, bound } = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, cpuProfDir: profDir, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
-    const { timeline, ...rest } = r;
+    const runs: Record<string, any>[] = [];
+    const timelines: unknown[] = [];
+    let bound: Awaited<ReturnType<typeof runBurst>>['bound'] | null = null;
+    for (let i = 0; i < BURST_RUNS; i++) {
+      // only the last run is profiled (a profile slows the daemon)
+      const prof = profDir && i === BURST_RUNS - 1 ? profDir : undefined;
+      log(`burst ${i + 1}/${BURST_RUNS}: ${USERS} users across ${TERMINALS} terminals (daemon in its own process${prof ? ', profiled' : ''})`);
+      const loadBefore = loadavg().map((x) => round(x, 2));
+      const b = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, cpuProfDir: prof, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
+      bound = b.bound;
+      const r = b.replay;
+      const { timeline, ...rest } = r;
+      timelines.push(timeline);
+      runs.push({
+        run: i + 1,
+        profiled: prof !== undefined,
+        convergenceMs: r.convergenceMs,
+        converged: r.converged,
+        ratioToBound: round(r.convergenceMs / b.bound.boundMs, 3),
+        adminP50Ms: r.admin?.p50 ?? null,
+        adminP99Ms: r.admin?.p99 ?? null,
+        peakRssMb: r.daemon.peakRssMb,
+        peakHeapMb: r.daemon.peakHeapMb,
+        daemonCpuMs: r.daemon.cpuMs,
+        daemonCpuPercentOfOneCore: r.daemon.cpuPercentOfOneCore,
+        pushesPerSec: r.pushesPerSec,
+        recordsPerSec: r.recordsPerSec,
+        latencyMs: r.latencyMs,
+        maxOwed: r.daemon.maxOutbox,
+        loadAverageBefore: loadBefore,
+        loadAverageAfter: loadavg().map((x) => round(x, 2)),
+        detail: rest,
+      });
+      log(`burst ${i + 1}: ${round(r.convergenceMs / 1000, 1)} s (${round(r.convergenceMs / b.bound.boundMs, 2)}x the bound), admin p99 ${r.admin?.p99 ?? 'n/a'} ms, RSS ${r.daemon.peakRssMb} MB, CPU ${round(r.daemon.cpuMs / 1000, 1)} s; load ${loadBefore.join(' / ')}`);
+    }
+    const med = (key: string) => median(runs.map((x) => x[key]).filter((v) => typeof v === 'number'));
+    // the run whose convergence is the median: its chart and detail stand for the three
+    const byRatio = [...runs].sort((x, y) => x.ratioToBound - y.ratioToBound);
+    const mid = byRatio[Math.floor((byRatio.length - 1) / 2)];
+    const timeline = timelines[mid.run - 1];
+    const bnd = bound!;
     out.burst = {
       terminals: TERMINALS,
       users: USERS,
       fullSize: TERMINALS === 50 && USERS === 10_000,
-      convergenceMs: r.convergenceMs,
-      converged: r.converged,
-      deviceBoundMs: round(bound.boundMs),
-      ratioToBound: round(r.convergenceMs / bound.boundMs, 3),
+      runs: runs.map(({ detail: _d, ...x }) => x),
+      medianRun: mid.run,
+      convergenceMs: med('convergenceMs'),
+      converged: runs.every((x) => x.converged),
+      deviceBoundMs: round(bnd.boundMs),
+      ratioToBound: med('ratioToBound'),
       naiveMs: null as number | null,
       speedupVsNaive: null as number | null,
-      adminP50Ms: r.admin?.p50 ?? null,
-      adminP99Ms: r.admin?.p99 ?? null,
-      peakRssMb: r.daemon.peakRssMb,
-      peakHeapMb: r.daemon.peakHeapMb,
-      pushesPerSec: r.pushesPerSec,
-      recordsPerSec: r.recordsPerSec,
-      latencyMs: r.latencyMs,
-      daemonCpuMs: r.daemon.cpuMs,
-      daemonCpuPercentOfOneCore: r.daemon.cpuPercentOfOneCore,
-      maxOutbox: r.daemon.maxOutbox,
-      busiestTerminal: bound.busiestTerminal,
-      writesOwed: bound.writesOwed,
+      adminP50Ms: med('adminP50Ms'),
+      adminP99Ms: med('adminP99Ms'),
+      peakRssMb: med('peakRssMb'),
+      peakHeapMb: med('peakHeapMb'),
+      pushesPerSec: mid.pushesPerSec,
+      recordsPerSec: mid.recordsPerSec,
+      latencyMs: mid.latencyMs,
+      daemonCpuMs: med('daemonCpuMs'),
+      daemonCpuPercentOfOneCore: med('daemonCpuPercentOfOneCore'),
+      maxOutbox: med('maxOwed'),
+      busiestTerminal: bnd.busiestTerminal,
+      writesOwed: bnd.writesOwed,
       timing: DEFAULT_TIMING,
       simProcesses: SIM_PROCESSES,
       maxUsersPerBatch: DEFAULT_MAX_USERS_PER_BATCH,
-      detail: rest,
+      detail: mid.detail,
     };
     writeFileSync(join(RESULTS, 'burst-timeline.json'), JSON.stringify(timeline));
     writeFileSync(
       join(RESULTS, 'burst.svg'),
-      renderChart(timeline, {
+      renderChart(timeline as Parameters<typeof renderChart>[0], {
         title: `termsync: ${USERS.toLocaleString('en')} users enrolled across ${TERMINALS} terminals`,
-        subtitle: `converged in ${round(r.convergenceMs / 1000, 1)} s; device-bound limit ${round(bound.boundMs / 1000, 1)} s (${round(r.convergenceMs / bound.boundMs, 2)}x); ${out.machine.cpu}, ${out.machine.cores} cores, node ${process.version}`,
+        subtitle: `run ${mid.run} of ${runs.length} (the median): converged in ${round(mid.convergenceMs / 1000, 1)} s; device-bound limit ${round(bnd.boundMs / 1000, 1)} s (${round(mid.ratioToBound, 2)}x); ${out.machine.cpu}, ${out.machine.cores} cores, node ${process.version}`,
         markers: [
-          { t: bound.boundMs, label: 'device-bound limit', color: '#2ca02c' },
-          { t: r.convergenceMs, label: 'converged', color: '#111' },
+          { t: bnd.boundMs, label: 'device-bound limit', color: '#2ca02c' },
+          { t: mid.convergenceMs, label: 'converged', color: '#111' },
         ],
       }),
     );
@@ -292,23 +346,22 @@ async function main() {
 const n0 = (v: number | null | undefined, d = 0) => (v === null || v === undefined || !Number.isFinite(v) ? 'n/a' : v.toLocaleString('en', { maximumFractionDigits: d, minimumFractionDigits: d }));
 const check = (ok: boolean) => (ok ? 'met' : 'MISSED');
 
-/** Why a burst target was missed and what would close it (from profiling the daemon, see the report). */
+/** Where the burst stands against issue 10's targets, from the medians of the runs. */
 function analysis(o: Record<string, any>): string[] {
   const b = o.burst;
+  const loads = (b.runs ?? []).map((r: any) => r.loadAverageBefore?.[0]).filter((x: unknown) => typeof x === 'number');
+  const maxLoad = loads.length ? Math.max(...loads) : null;
   const L: string[] = ['## Where the burst stands, and why', ''];
-  if (b.ratioToBound > 1.25) {
-    L.push(
-      `- Convergence is ${n0(b.ratioToBound, 2)}x the device bound (target 1.25x, missed by ${n0((b.ratioToBound / 1.25 - 1) * 100)}%). The bound assumes every terminal writes from the first millisecond; the daemon first has to pull and merge each enrolled user, and each merge fans the user out to ${b.terminals - 1} outbox rows in one SQLite transaction (about 1 ms of daemon CPU per user, ${n0(b.users / 1000)} s for the burst). While the merges run (the first third of the run, see the chart: the outbox grows faster than it drains) the terminals are fed at well under their write rate; afterwards they write at the device limit.`,
-      `- The daemon used ${n0(b.daemonCpuMs / 1000, 1)} s of CPU for a bound of ${n0(b.deviceBoundMs / 1000, 1)} s: on two cores shared with fifty simulated terminals (about a core of decoding and storing records) it cannot run ahead of the devices. Profile (node --cpu-prof on the daemon): before checkpoints moved to a worker thread, the largest self-time item was better-sqlite3's transaction commit (the automatic WAL checkpoint's fsync inside a commit every 1,000 WAL pages); the others are the outbox inserts and deletes and the per-user monitoring-event inserts; JavaScript itself is a small share.`,
-      '- What would close it: (1) WAL checkpoints already run off the event loop (a worker thread with its own connection, wal_autocheckpoint=0 on the main one); burst runs here before and after it (1.37-1.66x, admin p99 48-73 ms before; 1.35-1.40x, 55-66 ms after) differ by less than the noise of a shared machine; (2) one outbox row per user with the set of terminals still owed (a bitmap) instead of a row per terminal and user: the fan-out becomes one insert and 49 cheap updates instead of 49 inserts and 49 deletes; (3) a multi-core host (the simulated terminals alone take a core here).',
-    );
-  }
-  if (b.adminP99Ms >= 50) {
-    L.push(
-      `- Admin API p99 is ${n0(b.adminP99Ms, 1)} ms (target < 50 ms; p50 ${n0(b.adminP50Ms, 1)} ms). The sync engine slices its database work (a job, a merge of at most 25 users, an acknowledgement) into turns of about 2 ms of the event loop, and outbox counts are kept in memory instead of counted per request; the remaining tail is the merge step itself (25 users x ${b.terminals - 1} outbox rows in one transaction) and CPU contention: the probe, the daemon and the simulator processes share two cores. Smaller merge steps (fewer than 25 users per transaction) or the one-row-per-user outbox (above) would cut the tail.`,
-    );
-  }
-  if (b.ratioToBound <= 1.25 && b.adminP99Ms < 50) L.push('- All burst targets met in this run.');
+  L.push(
+    `- Replication is by change feed: each merged or edited user is written once with the next sequence number (${n0(b.users)} changes for this burst, not ${n0(b.users * (b.terminals - 1))} per-terminal rows), and each terminal reads the entries after its own cursor with one range read and records the answers and its new cursor in one transaction. What remains per terminal and user is the terminal's write itself and its monitoring event (USER_UPDATE_SUCCESS_SERVER, one row each: ${n0(b.users * (b.terminals - 1))} rows), the largest self-time item in the profile.`,
+  );
+  if (maxLoad !== null && maxLoad > o.machine.cores)
+    L.push(`- These runs shared the machine: the 1-minute load average before a run was up to ${n0(maxLoad, 1)} on ${o.machine.cores} cores, so convergence, latency and CPU time include waiting for the CPU. Re-run on a quiet machine (\`npm run bench -- --only=store,burst,naive\`) for figures to compare with the targets.`);
+  if (b.ratioToBound > 1.1) L.push(`- Convergence ${n0(b.ratioToBound, 2)}x the device bound (median; target 1.10x).`);
+  if (b.adminP99Ms >= 20) L.push(`- Admin API p99 ${n0(b.adminP99Ms, 1)} ms (median; target < 20 ms).`);
+  if (b.peakRssMb >= 200) L.push(`- Peak RSS ${n0(b.peakRssMb)} MB (median; target < 200 MB).`);
+  if (b.daemonCpuMs >= 8000) L.push(`- Daemon CPU ${n0(b.daemonCpuMs / 1000, 1)} s (median; target < 8 s).`);
+  if (b.ratioToBound <= 1.1 && b.adminP99Ms < 20 && b.peakRssMb < 200 && b.daemonCpuMs < 8000) L.push('- All burst targets met (medians of the runs).');
   return L;
 }
 
@@ -328,16 +381,22 @@ function humanSummary(o: Record<string, any>): string {
     L.push('| measure | result | target |', '|---|---|---|');
     L.push(`| convergence (every terminal holds every user, equal to the server) | ${n0(b.convergenceMs / 1000, 1)} s${b.converged ? '' : ' (did NOT converge)'} | |`);
     L.push(`| device-bound limit (busiest terminal's own work, timing model) | ${n0(b.deviceBoundMs / 1000, 1)} s | |`);
-    L.push(`| convergence / device bound | ${n0(b.ratioToBound, 2)}x | <= 1.25x: ${check(b.ratioToBound <= 1.25)} |`);
+    L.push(`| convergence / device bound (median of ${b.runs?.length ?? 1}) | ${n0(b.ratioToBound, 2)}x | <= 1.10x: ${check(b.ratioToBound <= 1.1)} |`);
     L.push(`| naive way (one user per request, one terminal at a time) | ${n0(b.naiveMs / 1000)} s (scaled from a sample) | |`);
-    L.push(`| speed-up over the naive way | ${n0(b.speedupVsNaive, 1)}x | >= 20x: ${check(b.speedupVsNaive >= 20)} |`);
-    L.push(`| admin API latency during the burst, p50 / p99 | ${n0(b.adminP50Ms, 1)} / ${n0(b.adminP99Ms, 1)} ms | p99 < 50 ms: ${check(b.adminP99Ms < 50)} |`);
-    L.push(`| daemon peak RSS / peak heap | ${n0(b.peakRssMb)} / ${n0(b.peakHeapMb)} MB | RSS < 300 MB: ${check(b.peakRssMb < 300)} |`);
+    L.push(`| speed-up over the naive way | ${n0(b.speedupVsNaive, 1)}x | >= 50x: ${check(b.speedupVsNaive >= 50)} |`);
+    L.push(`| admin API latency during the burst, p50 / p99 (median) | ${n0(b.adminP50Ms, 1)} / ${n0(b.adminP99Ms, 1)} ms | p99 < 20 ms: ${check(b.adminP99Ms < 20)} |`);
+    L.push(`| daemon peak RSS / peak heap (median) | ${n0(b.peakRssMb)} / ${n0(b.peakHeapMb)} MB | RSS < 200 MB: ${check(b.peakRssMb < 200)} |`);
     L.push(`| user records written per second / PUT_USERS per second | ${n0(b.recordsPerSec)} / ${n0(b.pushesPerSec)} | |`);
     L.push(`| enrollment to last peer holding the user, p50 / p99 / max | ${n0(b.latencyMs.p50 / 1000, 1)} / ${n0(b.latencyMs.p99 / 1000, 1)} / ${n0(b.latencyMs.max / 1000, 1)} s | |`);
-    L.push(`| daemon CPU during the burst | ${n0(b.daemonCpuMs / 1000, 1)} s (${n0(b.daemonCpuPercentOfOneCore)}% of one core) | |`);
-    L.push(`| deepest outbox | ${n0(b.maxOutbox)} entries | |`, '');
-    L.push('Chart: [bench/results/burst.svg](results/burst.svg) (users held by every terminal, and outbox depth, over time).', '');
+    L.push(`| daemon CPU during the burst (median) | ${n0(b.daemonCpuMs / 1000, 1)} s (${n0(b.daemonCpuPercentOfOneCore)}% of one core) | < 8 s: ${check(b.daemonCpuMs < 8000)} |`);
+    L.push(`| most pushes owed at once (feed entries past the cursors + owed set, summed over terminals) | ${n0(b.maxOutbox)} | |`, '');
+    if (b.runs?.length) {
+      L.push('Each run (the summary above is the median; the chart is the median run):', '');
+      L.push('| run | convergence | / bound | admin p50 / p99 | peak RSS | daemon CPU | load average before → after |', '|---|---|---|---|---|---|---|');
+      for (const r of b.runs) L.push(`| ${r.run}${r.profiled ? ' (profiled)' : ''}${r.run === b.medianRun ? ' (median)' : ''} | ${n0(r.convergenceMs / 1000, 1)} s${r.converged ? '' : ' (NOT converged)'} | ${n0(r.ratioToBound, 2)}x | ${n0(r.adminP50Ms, 1)} / ${n0(r.adminP99Ms, 1)} ms | ${n0(r.peakRssMb)} MB | ${n0(r.daemonCpuMs / 1000, 1)} s | ${r.loadAverageBefore.join(' / ')} → ${r.loadAverageAfter.join(' / ')} |`);
+      L.push('');
+    }
+    L.push('Chart: [bench/results/burst.svg](results/burst.svg) (users held by every terminal, and pushes owed, over time).', '');
     if (o.naive) L.push(`Naive baseline: ${o.naive.method}. Sample: ${n0(o.naive.convergenceMs / 1000, 1)} s for ${o.naive.writes} writes.`, '');
     if (b.profile) {
       L.push(`Daemon CPU profile during the burst (node --cpu-prof, top self time of ${n0(b.profile.totalMs)} ms busy):`, '');
@@ -360,7 +419,7 @@ function humanSummary(o: Record<string, any>): string {
   }
   if (o.store) {
     const s = o.store;
-    L.push(`SQLite merge upserts (user with a card and a fingerprint): ${n0(s.mergeUnbatchedPerSec)}/s one per transaction, ${n0(s.mergeBatchedPerSec)}/s in batches of ${s.batchSize}; fan-out cycle (enqueue to ${s.fanoutTerminals - 1} terminals, take, read, acknowledge with its monitoring event): ${n0(s.fanoutRecordsPerSec)} user records/s.`, '');
+    L.push(`SQLite merge upserts (user with a card and a fingerprint): ${n0(s.mergeUnbatchedPerSec)}/s one per transaction, ${n0(s.mergeBatchedPerSec)}/s in batches of ${s.batchSize}. Change feed (mitata): ${n0(s.feedChangesPerSec)} changes written/s (one transaction each, whatever the number of terminals), ${n0(s.feedBatchReadsPerSec)} batch reads/s of ${s.feedBatch} entries (${n0(s.feedBatchReadsPerSec * s.feedBatch)} entries/s); push cycle (each of ${s.fanoutTerminals - 1} terminals reads its batch and records the answers, a monitoring event per user, and its cursor): ${n0(s.fanoutRecordsPerSec)} user records/s.`, '');
   }
   if (o.scenarios) {
     L.push('## Recorded scenarios (fixtures/*.frames.jsonl.gz, replayed)', '');

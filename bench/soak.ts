@@ -310,7 +310,7 @@ function readServer(): View {
   const store = Store.open(db, { readonly: true });
   try {
     const users = store.listUsers({ limit: 10_000_000 });
-    const outbox = store.outboxCount();
+    const outbox = store.owedCount();
     const integrity = String(store.connection.pragma('integrity_check', { simple: true }));
     return { users, outbox, integrity };
   } finally {

@@ -1,15 +1,19 @@
 // SQLite micro-benchmarks of the store's hot paths, on a real file (WAL):
 //   merge upserts per second: mergeDeviceUsers one user per transaction vs
-//   batches of 200 (a PUT/GET batch), with no fan-out;
-//   fan-out cycle per pushed record: enqueue for 49 terminals, then per
-//   terminal take a batch, read the records (shared), ack with the monitoring
-//   event: what the daemon does per user record written to a terminal.
+//   batches of 200 (a PUT/GET batch);
+//   the change feed (mitata): changes written per second (an administrator's
+//   change, one transaction each: the user and its feed number, whatever the
+//   number of terminals), feed batches read per second (200 entries after a
+//   terminal's cursor, one range read, records shared), and the push cycle
+//   per record: every one of 49 terminals reads its batch and records the
+//   answers (a USER_UPDATE_SUCCESS_SERVER event per user) with its cursor.
 // Run: npx tsx bench/store.bench.ts   (or call runStoreBench() from bench/run.ts)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { do_not_optimize, measure } from 'mitata';
 import { Store } from '../src/store/store.js';
 import { makeUser, prng } from './scenario.js';
 
@@ -17,9 +21,14 @@ export interface StoreBenchResult {
   mergeUnbatchedPerSec: number;
   mergeBatchedPerSec: number;
   batchSize: number;
-  /** user records per second through enqueue(49) + take + read + ack */
+  /** user records per second through the push cycle: readFeed + recordPush (with an event per user) for each of the other terminals */
   fanoutRecordsPerSec: number;
   fanoutTerminals: number;
+  /** feed (mitata): changes written per second, one transaction each */
+  feedChangesPerSec: number;
+  /** feed (mitata): batches of `feedBatch` entries read per second (users read once, then shared) */
+  feedBatchReadsPerSec: number;
+  feedBatch: number;
 }
 
 function timed(fn: () => void): number {
@@ -28,7 +37,7 @@ function timed(fn: () => void): number {
   return performance.now() - t;
 }
 
-export function runStoreBench(o: { users?: number; terminals?: number } = {}): StoreBenchResult {
+export async function runStoreBench(o: { users?: number; terminals?: number } = {}): Promise<StoreBenchResult> {
   const N = o.users ?? 4000;
   const T = o.terminals ?? 50;
   const dir = mkdtempSync(join(tmpdir(), 'termsync-storebench-'));
@@ -52,21 +61,39 @@ export function runStoreBench(o: { users?: number; terminals?: number } = {}): S
     const msBatched = timed(() => {
       for (let i = 0; i < batched.length; i += B) store.mergeDeviceUsers(batched.slice(i, i + B).map((u) => ({ user: u, ctx: { terminalId: 't1', eventId: 1 } })));
     });
-    // fan-out: the first `fan` users to every other terminal, in the engine's batch shape
+    // push cycle: the first `fan` users to every other terminal through the feed, in the engine's batch shape
     const fan = Math.min(N, 1000);
     const others = ids.slice(1);
-    const fanIds = single.slice(0, fan).map((u) => u.id);
+    const fanUsers = single.slice(0, fan);
+    for (const t of ids) store.setFeedCursor(t, store.feedHead());
+    for (const u of fanUsers) {
+      const v = { ...u, name: `${u.name} (changed)` };
+      store.putUserFromServer(v);
+    }
     const msFan = timed(() => {
-      for (let i = 0; i < fanIds.length; i += B) store.enqueueMany(others, fanIds.slice(i, i + B));
       for (const t of others) {
         for (;;) {
-          const items = store.take(t, B);
-          if (items.length === 0) break;
-          store.getUsersShared(items.map((x) => x.userId));
-          store.ackPushed(t, items, items.map((x) => ({ type: 'USER_UPDATE_SUCCESS_SERVER', terminalId: t, userId: x.userId })));
+          const b = store.readFeed(t, { limit: B });
+          if (b.entries.length === 0) break;
+          store.recordPush({
+            terminalId: t,
+            feed: { from: b.from, to: b.upTo },
+            ok: b.entries.map((e) => ({ userId: e.userId })),
+            events: b.entries.map((e) => ({ type: 'USER_UPDATE_SUCCESS_SERVER', terminalId: t, userId: e.userId })),
+          });
         }
       }
     });
+    // feed, mitata: a change written (an administrator's edit, one transaction: the user and its number)
+    const opts = { min_cpu_time: 300e6 };
+    let k = 0;
+    const writeStats = await measure(() => {
+      const u = single[k++ % single.length];
+      do_not_optimize(store.putUserFromServer({ ...u, name: `edit ${k}` }));
+    }, opts);
+    // feed, mitata: a batch of B entries read after a terminal's cursor (users shared after the first read)
+    const after = Math.max(0, store.feedHead() - 5 * B);
+    const readStats = await measure(() => do_not_optimize(store.readFeed('t2', { after, limit: B })), opts);
     store.close();
     return {
       mergeUnbatchedPerSec: Math.round((N * 1000) / msSingle),
@@ -74,6 +101,9 @@ export function runStoreBench(o: { users?: number; terminals?: number } = {}): S
       batchSize: B,
       fanoutRecordsPerSec: Math.round((fan * others.length * 1000) / msFan),
       fanoutTerminals: T,
+      feedChangesPerSec: Math.round(1e9 / writeStats.avg),
+      feedBatchReadsPerSec: Math.round(1e9 / readStats.avg),
+      feedBatch: B,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -81,12 +111,14 @@ export function runStoreBench(o: { users?: number; terminals?: number } = {}): S
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const r = runStoreBench();
+  const r = await runStoreBench();
   process.stdout.write(
     [
       `merge upserts, one per transaction:   ${r.mergeUnbatchedPerSec} users/s`,
       `merge upserts, ${r.batchSize} per transaction:  ${r.mergeBatchedPerSec} users/s`,
-      `fan-out to ${r.fanoutTerminals - 1} terminals (enqueue+take+read+ack): ${r.fanoutRecordsPerSec} records/s`,
+      `feed: changes written (one transaction each): ${r.feedChangesPerSec}/s`,
+      `feed: batches of ${r.feedBatch} entries read: ${r.feedBatchReadsPerSec}/s (${r.feedBatchReadsPerSec * r.feedBatch} entries/s)`,
+      `push cycle to ${r.fanoutTerminals - 1} terminals (readFeed + recordPush with events): ${r.fanoutRecordsPerSec} records/s`,
       '',
     ].join('\n'),
   );

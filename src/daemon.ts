@@ -12,6 +12,7 @@ import { validateUser, type UserRecord } from './model/user.js';
 import { DEFAULT_EVENT_LIMITS } from './store/event-limits.js';
 import { DEFAULT_RETENTION, EventMaintenance } from './store/retention.js';
 import { Store } from './store/store.js';
+import { SqliteSiteStore } from './store/sqlite-backend.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine, type EngineTuning } from './sync/engine.js';
 import type { DeviceSession, TerminalDriver } from './sync/ports.js';
@@ -105,6 +106,9 @@ export const DaemonEvent = {
   NEW_DEVICE_REFUSED: 'NEW_DEVICE_REFUSED',
 } as const;
 
+/** how often tombstones every terminal's feed cursor has passed are collected */
+const TOMBSTONE_GC_MS = 60_000;
+
 export const DEFAULT_NEW_DEVICE_RATE = { ratePerSec: 1, burst: 60 };
 
 /** How a dial-in session was admitted (resolveDialIn's note to onOnline). */
@@ -132,6 +136,7 @@ export class Daemon {
   private readonly newDevices: TokenBucket | null;
   private refusedNewDevices = { count: 0, loggedAt: 0 };
   private stopped = false;
+  private gcTimer: NodeJS.Timeout | null = null;
 
   static async start(o: DaemonOptions): Promise<Daemon> {
     const ev = o.events === null ? null : { ...DEFAULT_RETENTION, ...DEFAULT_EVENT_LIMITS, ...o.events };
@@ -165,7 +170,14 @@ export class Daemon {
     if (o.syncMode) store.setSyncMode(o.syncMode);
     // Sessions are not live after a restart until they reconnect.
     for (const t of store.listTerminals()) if (t.state !== 'offline') store.updateTerminal(t.id, { state: 'offline' });
-    this.engine = new SyncEngine({ ...o.engine, store, log: o.log.child({ component: 'sync' }), concurrency: o.concurrency ?? o.engine?.concurrency, dbRetryMs: o.dbRetryMs ?? o.engine?.dbRetryMs });
+    this.engine = new SyncEngine({
+      ...o.engine,
+      store: new SqliteSiteStore(store),
+      syncMode: store.getSyncMode(),
+      log: o.log.child({ component: 'sync' }),
+      concurrency: o.concurrency ?? o.engine?.concurrency,
+      dbRetryMs: o.dbRetryMs ?? o.engine?.dbRetryMs,
+    });
     this.drivers = driverRegistry(o);
     this.manager = new SessionManager({
       drivers: this.drivers,
@@ -190,6 +202,8 @@ export class Daemon {
 
   private async begin(o: DaemonOptions): Promise<void> {
     this.eventUpkeep?.start();
+    this.gcTimer = setInterval(() => this.collectTombstones(), TOMBSTONE_GC_MS);
+    this.gcTimer.unref();
     for (const t of o.terminals ?? []) this.addTerminal(t);
     for (const l of o.listen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port));
     for (const l of o.tlsListen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port, l.tls));
@@ -209,7 +223,7 @@ export class Daemon {
     return row;
   }
 
-  /** Removes a terminal: its session ends, its outbox entries go; the server's users stay. */
+  /** Removes a terminal: its session ends, its feed cursor and owed set go; the server's users stay. */
   removeTerminal(id: string): boolean {
     this.manager.removeTarget(id);
     this.pendingLinks.get(id)?.close('terminal removed');
@@ -217,7 +231,20 @@ export class Daemon {
     this.pendingBindings.delete(id);
     this.engine.forget(id);
     this.online.delete(id);
-    return this.store.deleteTerminal(id);
+    const removed = this.store.deleteTerminal(id);
+    // its cursor may have been the last one behind some tombstones
+    if (removed) this.collectTombstones();
+    return removed;
+  }
+
+  /** Removes the tombstones every terminal's feed cursor has passed (also every TOMBSTONE_GC_MS). */
+  collectTombstones(): number {
+    try {
+      return this.store.collectTombstones();
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'tombstones not collected: the database refused the write');
+      return 0;
+    }
   }
 
   /** Approves a pending dial-in terminal; its live session starts syncing at once. */
@@ -242,7 +269,7 @@ export class Daemon {
   }
 
   terminals(): TerminalView[] {
-    const owed = this.store.outboxCounts().byTerminal;
+    const owed = this.store.owedCounts().byTerminal;
     return this.store.listTerminals().map((t) => ({
       id: t.id,
       deviceId: t.deviceId,
@@ -403,29 +430,37 @@ export class Daemon {
 
   // ----------------------------------------------------------------- users
 
-  /** A server-side create or change: stored, then pushed to the terminals in scope. */
+  /**
+   * A server-side create or change: stored with its feed entry (one write,
+   * whatever the number of terminals); every terminal in scope reads it from
+   * the feed. `pushedTo`: the terminals in scope now.
+   */
   putUser(u: UserRecord): { created: boolean; changed: boolean; pushedTo: string[] } {
     const problem = validateUser(u);
     if (problem) throw new Error(problem);
-    const pushTo = this.engine.targetsFor(u);
-    const r = this.store.putUserFromServer(u, { pushTo });
-    const pushedTo = r.changed ? pushTo : [];
-    this.engine.kickPushes(pushedTo);
-    return { created: r.created, changed: r.changed, pushedTo };
+    const r = this.store.putUserFromServer(u);
+    return { created: r.created, changed: r.changed, pushedTo: r.changed ? this.targetsFor(u) : [] };
   }
 
-  /** A server-side delete: the user goes from the database and from the terminals in scope. */
+  /** A server-side delete: the user goes from the database (a tombstone in the feed) and from the terminals. */
   deleteUser(id: string): boolean {
-    const u = this.store.getUser(id);
-    if (!u) return false;
-    const pushTo = this.engine.targetsFor(u);
-    this.store.deleteUser(id, { pushTo });
-    this.engine.kickPushes(pushTo);
-    return true;
+    return this.store.deleteUser(id);
+  }
+
+  /** Terminals a server-side change of this user goes to, per the sync mode (approved, in scope). */
+  targetsFor(user: UserRecord): string[] {
+    const mode = this.engine.syncMode;
+    if (mode === 'off') return [];
+    const groups = new Set(user.accessGroups);
+    return this.store
+      .listTerminals()
+      .filter((t) => t.approved && (mode !== 'specific' || t.accessGroups.some((g) => groups.has(g))))
+      .map((t) => t.id);
   }
 
   setSyncMode(mode: SyncMode): void {
-    this.engine.setSyncMode(mode);
+    this.store.setSyncMode(mode);
+    this.engine.useSyncMode(mode);
   }
 
   /** Full resync of one terminal (user-list diff). False when it is not online. */
@@ -443,6 +478,7 @@ export class Daemon {
   async stop(deadlineMs = 5000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.gcTimer) clearInterval(this.gcTimer);
     const finished = await this.engine.stop(deadlineMs);
     if (!finished) this.log.warn({ deadlineMs }, 'sync jobs still running at shutdown; their pushes stay in the outbox');
     await this.manager.close();

@@ -163,14 +163,18 @@ describe('termsync run: signals', () => {
     try {
       expect(d.pragma('integrity_check', { simple: true })).toBe('ok');
       expect((d.prepare('SELECT count(*) AS n FROM users').get() as { n: number }).n).toBe(ids.length);
-      const owed = d.prepare('SELECT 1 FROM outbox WHERE terminal_id = ? AND user_id = ?');
+      // owed: a targeted entry, or the user's change past the terminal's feed cursor
+      const owed = d.prepare(
+        `SELECT 1 FROM outbox WHERE terminal_id = @t AND user_id = @u
+         UNION ALL SELECT 1 FROM users u JOIN terminals t ON t.id = @t WHERE u.id = @u AND u.seq > t.feed_cursor`,
+      );
       const lost: string[] = [];
       let delivered = 0;
       let queued = 0;
       for (const [i, term] of ['1001', '1002'].entries()) {
         for (const id of ids) {
           const has = sim.terminals[i].getUser(id) !== undefined;
-          const inOutbox = owed.get(term, id) !== undefined;
+          const inOutbox = owed.get({ t: term, u: id }) !== undefined;
           if (has) delivered++;
           if (inOutbox) queued++;
           if (!has && !inOutbox) lost.push(`${term}/${id}`);

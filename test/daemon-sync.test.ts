@@ -121,11 +121,11 @@ describe('outbox, offline terminals, restarts', () => {
     for (let i = 0; i < 30; i++) await site.sim.terminals[i % 3].enroll(person(`7${String(i).padStart(3, '0')}`));
     await site.waitConverged({ ids: ['t1', 't2', 't3'], count: 30 });
     expect(site.daemon.store.userCount()).toBe(30);
-    expect(site.daemon.store.outboxCount('t4')).toBe(30);
+    expect(site.daemon.store.owedCount('t4')).toBe(30);
     site.sim.terminals[3].refuse(0);
     await site.waitConverged({ count: 30 });
     // the terminal stores a batch before its answer reaches the daemon: the rows go with the answer
-    await waitFor(() => site!.daemon.store.outboxCount() === 0, { message: 'the outbox was not emptied' });
+    await waitFor(() => site!.daemon.store.owedCount() === 0, { message: 'the outbox was not emptied' });
   });
 
   it('8 terminals, 200 users enrolled on random terminals within 2 seconds: every terminal holds all 200', async () => {
@@ -215,7 +215,7 @@ describe('server-side changes and sessions', () => {
     site.daemon.putUser(person('s1'));
     await site.waitConverged({ users: ['s1'] });
     site.daemon.putUser(person('s1', { name: 'Renamed' }));
-    await waitFor(() => site!.sim.terminals.every((t) => t.getUser('s1')?.name === 'Renamed'));
+    await waitFor(() => site!.sim.terminals.every((t) => t.getUser('s1')?.name === 'Renamed'), { message: 'rename' });
     expect(site.daemon.deleteUser('s1')).toBe(true);
     await waitFor(() => site!.sim.terminals.every((t) => t.getUser('s1') === undefined));
   });
@@ -283,6 +283,6 @@ describe('slow terminals', () => {
     // a full batch of 200 takes 2.4 s at this terminal, more than the 1 s timeout
     await site.waitConverged({ count: 200, timeoutMs: 40_000 });
     // and the daemon knows it: every push acknowledged
-    await waitFor(() => site!.daemon.store.outboxCount() === 0, { timeoutMs: 40_000, message: 'outbox not drained' });
+    await waitFor(() => site!.daemon.store.owedCount() === 0, { timeoutMs: 40_000, message: 'outbox not drained' });
   }, 60_000);
 });

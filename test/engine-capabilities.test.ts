@@ -106,7 +106,7 @@ describe('a driver without an event log, listing whole records, carrying fewer p
     expect(kept.cards).toHaveLength(2);
     expect(events('TERMINAL_RESET', 't2')).toEqual([]);
     expect(events('LOG_GAP', 't2')).toEqual([]);
-    expect(site.daemon.store.outboxCount('t2')).toBe(0);
+    expect(site.daemon.store.owedCount('t2')).toBe(0);
   });
 
   it('a terminal of a protocol without a driver is refused with a clear error', async () => {
@@ -164,7 +164,7 @@ describe("a terminal that answers 'busy'", () => {
     await site.sim.terminals[1].enroll(person('b3'));
     await waitFor(() => site!.daemon.store.getUser('b3') !== null, { timeoutMs: 15_000, message: 'the enrolled user was never pulled' });
     expect(moody.busyGets).toBe(0);
-    await waitFor(() => site!.daemon.store.outboxCount() === 0);
+    await waitFor(() => site!.daemon.store.owedCount() === 0);
     expect(events('PUSH_FAILED', 't2')).toEqual([]);
     expect(site.daemon.store.listPushFailures({ terminalId: 't2' })).toEqual([]);
     // one session end: the termsync session replaced by the moody one when the protocol changed

@@ -101,7 +101,7 @@ describe('database failures', () => {
       await waitFor(() => state('t3') === 'offline');
       for (let i = 0; i < 5; i++) s.daemon.putUser(person(`owed${i}`));
       await s.waitConverged({ ids: ['t1', 't2'], count: 5 });
-      expect(s.daemon.store.outboxCount('t3')).toBe(5);
+      expect(s.daemon.store.owedCount('t3')).toBe(5);
 
       const restore = await failDatabase(s, mode);
       const failuresBefore = s.daemon.engine.stats.dbWriteFailures;
@@ -119,12 +119,12 @@ describe('database failures', () => {
       expect(s.daemon.store.getUser('dev1')).toBeNull();
       expect(t2.getUser('dev1')).toBeUndefined(); // nothing unsaved was pushed
       // nothing owed was dropped: each owed user is still queued for t3 or t3 already holds it
-      const queued = new Set(s.daemon.store.take('t3', 100).map((i) => i.userId));
+      const queued = new Set(s.daemon.store.owedUserIds('t3', 100));
       for (let i = 0; i < 5; i++) expect(queued.has(`owed${i}`) || t3.getUser(`owed${i}`) !== undefined).toBe(true);
 
       await restore();
       await s.waitConverged({ count: 7, timeoutMs: 15_000 });
-      await waitFor(() => s.daemon.store.outboxCount() === 0);
+      await waitFor(() => s.daemon.store.owedCount() === 0);
       expect(['t1', 't2', 't3'].map(state)).toEqual(['online', 'online', 'online']);
       for (const id of ['owed0', 'owed4', 'dev1', 'dev2']) expect(t3.getUser(id)).toBeDefined();
       // the dial-in terminals, the new one included, are online and hold every server user

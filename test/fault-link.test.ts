@@ -76,11 +76,11 @@ describe('black-holed link', () => {
     expect(tookMs).toBeGreaterThanOrEqual(800 - 5);
     expect(eventsOf(site, 'TERMINAL_OFFLINE', 't2')[0].detail).toMatch(/PUT_USERS timed out after 800 ms/);
     // nothing was acknowledged, so all five are still owed to t2; t1 got them meanwhile
-    expect(site.daemon.store.outboxCount('t2')).toBe(5);
+    expect(site.daemon.store.owedCount('t2')).toBe(5);
     expect(site.sim.terminals[1].userCount).toBe(0);
     await site.waitConverged({ ids: ['t1'], count: 5 });
     await site.waitConverged({ count: 5, timeoutMs: 10_000 });
-    expect(site.daemon.store.outboxCount()).toBe(0);
+    expect(site.daemon.store.owedCount()).toBe(0);
   });
 });
 
@@ -104,7 +104,7 @@ describe('connection dropped in the middle of PUT_USERS', () => {
     await site.waitConverged({ count: 20 });
     await site.daemon.engine.idle();
     expect(dropped).toBe(1);
-    expect(site.daemon.store.outboxCount()).toBe(0);
+    expect(site.daemon.store.owedCount()).toBe(0);
     expect(t2.userCount).toBe(20);
     for (const u of users) expect(usersEqual(t2.getUser(u.id)!, site.daemon.store.getUser(u.id)!)).toBe(true);
     // the batch really was written twice: first in the dropped session, again after the reconnect
@@ -151,7 +151,7 @@ describe('slow-reading terminal (1 KB/s)', () => {
       userFromJson({ id: `slow${String(i).padStart(3, '0')}`, name: `Slow ${i}`, fingers: Array.from({ length: 10 }, (_, k) => ({ index: k, templates: [tpl(i, k), tpl(i, k + 1)] })) }),
     );
     for (const u of users) site.daemon.putUser(u);
-    expect(site.daemon.store.outboxCount('t2')).toBe(400);
+    expect(site.daemon.store.owedCount('t2')).toBe(400);
     proxy.setRate(1024);
     const from = proxy.bytesFromDaemon;
     // every write the daemon makes on its socket to the slow terminal, with the socket's state around it
@@ -186,7 +186,7 @@ describe('slow-reading terminal (1 KB/s)', () => {
       // ... and nothing piled up behind it: at most one PUT_USERS frame (plus a few tiny frames) buffered
       expect(Math.max(...writes.map((w) => w.buffered))).toBeLessThanOrEqual(HEADER_SIZE + MAX_PAYLOAD + 1024);
       // what the slow terminal has not taken waits in the outbox on disk, not in memory
-      expect(site.daemon.store.outboxCount('t2')).toBeGreaterThan(0);
+      expect(site.daemon.store.owedCount('t2')).toBeGreaterThan(0);
       expect(proxy.bytesFromDaemon - from).toBeLessThan(64 * 1024);
       // the fast terminal got everything meanwhile
       expect(t1Done).toBeGreaterThan(0);

@@ -65,7 +65,7 @@ describe('device identity of terminals that dial in', () => {
     s.daemon.putUser(person('after-conflict'));
     await waitFor(() => pushedTo(real).includes('after-conflict'), { message: 'the real terminal did not receive the push' });
     expect(pushedTo(impostor)).toEqual([]);
-    expect(s.daemon.store.outboxCount('9500')).toBe(0);
+    expect(s.daemon.store.owedCount('9500')).toBe(0);
   });
 
   it('a session from outside the bound address is held pending and gets nothing; the bound terminal takes its place; approval re-binds', async () => {

@@ -41,6 +41,7 @@ describe('store schema and migrations', () => {
         'settings',
         'terminal_access_groups',
         'terminals',
+        'tombstones',
         'user_access_groups',
         'user_cards',
         'user_faces',

@@ -56,13 +56,13 @@ describe('store: users', () => {
   });
 
   it('putUserFromServer replaces the record and counts server_version only on change', () => {
-    expect(store.putUserFromServer(fullUser('1'))).toEqual({ created: true, changed: true, serverVersion: 1 });
-    expect(store.putUserFromServer(fullUser('1'))).toEqual({ created: false, changed: false, serverVersion: 1 });
+    expect(store.putUserFromServer(fullUser('1'))).toEqual({ created: true, changed: true, serverVersion: 1, seq: 1 });
+    expect(store.putUserFromServer(fullUser('1'))).toEqual({ created: false, changed: false, serverVersion: 1, seq: null });
     const edited = fullUser('1');
     edited.name = 'Renamed';
     edited.cards = [];
     clock = 2_000;
-    expect(store.putUserFromServer(edited)).toEqual({ created: false, changed: true, serverVersion: 2 });
+    expect(store.putUserFromServer(edited)).toEqual({ created: false, changed: true, serverVersion: 2, seq: 2 });
     expect(store.getUser('1')!.cards).toEqual([]);
     expect(store.getUser('1')!.name).toBe('Renamed');
     expect(store.listUserIndex()).toEqual([{ id: '1', serverVersion: 2, updatedAt: 2_000 }]);
@@ -125,7 +125,10 @@ describe('store: mergeDeviceUser', () => {
     expect(stored.phrase).toBe(d.phrase);
     expect(stored.photo.equals(d.photo)).toBe(true);
     expect(r.differsFromDevice).toBe(true);
-    expect(r.enqueued.sort()).toEqual(['A', 'B', 'C']);
+    // the changed record reaches the source through the change feed (its copy differs: not skipped), B and C as asked
+    expect(r.enqueued.sort()).toEqual(['B', 'C']);
+    expect(r.seq).toBe(2);
+    expect(store.readFeed('A', { limit: 10 }).entries.map((e) => e.userId)).toEqual(['7']);
   });
 
   it('an unchanged server record is not rewritten and is only pushed back when the device differs', () => {

@@ -107,9 +107,9 @@ export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
     const u = store.getUser(params.id);
     if (!u) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
     const mode = daemon.engine.syncMode;
-    const targets = new Set(daemon.engine.targetsFor(u));
+    const targets = new Set(daemon.targetsFor(u));
     const views = daemon.terminals();
-    const owed = new Map(search.owedTo(u.id, views.map((v) => v.id)).map((x) => [x.terminalId, x]));
+    const owed = new Map(search.owedTo(u.id, views.map((v) => v.id), mode).map((x) => [x.terminalId, x]));
     const refused = new Map(store.listPushFailures({ userId: u.id, limit: 10_000 }).map((f) => [f.terminalId, f]));
     let holders: string[] | undefined;
     const terminals: TerminalSyncState[] = views.map((v) => {

@@ -162,7 +162,7 @@ export class MetricsCollector {
         for (const [state, n] of Object.entries(counts)) g.set({ state }, n);
       });
     });
-    gauge('termsync_outbox_entries', 'Pushes waiting in the outbox (one per terminal and user).', [], (g) => fromStore(() => g.set(d.store.outboxCount())));
+    gauge('termsync_outbox_entries', 'Pushes owed to terminals: change-feed entries past the cursor of each terminal, plus targeted owed entries.', [], (g) => fromStore(() => g.set(d.store.owedCount())));
     gauge('termsync_users', 'Users in the server database.', [], (g) => fromStore(() => g.set(d.store.userCount())));
     gauge('termsync_push_failures', 'Users a terminal refused (up to 10000 counted).', [], (g) => fromStore(() => g.set(d.store.listPushFailures({ limit: 10_000 }).length)));
     gauge('termsync_db_disk_bytes', 'Bytes of the database on disk, by file.', ['file'], (g) =>

@@ -185,7 +185,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
           running: q.pending,
           ingestBacklog: lanes.ingestBacklog,
         },
-        outbox: store.outboxCount(),
+        outbox: store.owedCount(),
         pushFailures: Math.min(failures, PUSH_FAILURES_COUNTED),
         pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
         // device users that could not be read (GET /api/pull-failures)
@@ -380,7 +380,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (typeof b.terminalId !== 'string' || !TERMINAL_ID.test(b.terminalId)) throw new HttpError(400, 'terminalId (the terminal whose users to pull again) is required');
     if (b.userId !== undefined && (typeof b.userId !== 'string' || b.userId === '' || Buffer.byteLength(b.userId) > 32)) throw new HttpError(400, 'userId must be a user ID of 1..32 bytes');
     needTerminal(b.terminalId);
-    const r = daemon.engine.retryPulls(b.terminalId, b.userId as string | undefined);
+    const r = await daemon.engine.retryPulls(b.terminalId, b.userId as string | undefined);
     if (!r.online) throw new HttpError(409, `terminal ${JSON.stringify(b.terminalId)} is not online; its failed pulls are retried when its session starts`);
     return { status: 202, body: { terminalId: b.terminalId, queued: r.queued } };
   });

@@ -60,13 +60,14 @@ export class FeedTables {
       `SELECT seq, id AS user_id, 0 AS dead FROM users WHERE seq > @after AND (feed_origin IS NULL OR feed_origin <> @t)
          AND EXISTS (SELECT 1 FROM user_access_groups g WHERE g.user_id = users.id AND g.group_id IN (SELECT value FROM json_each(@groups))) ${tail}`,
     );
-    this.minCursor = db.prepare<[], number | null>('SELECT min(feed_cursor) FROM terminals').pluck();
+    // a terminal not approved is sent nothing (it is reconciled when approved): it holds back neither figures nor collection
+    this.minCursor = db.prepare<[], number | null>('SELECT min(feed_cursor) FROM terminals WHERE approved = 1').pluck();
     this.maxCollectable = db.prepare<[number], number | null>('SELECT max(seq) FROM tombstones WHERE seq <= ?').pluck();
     this.collectSt = db.prepare<[number]>('DELETE FROM tombstones WHERE seq <= ?');
     this.setFloor = db.prepare<[string, string]>(
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))',
     );
-    this.cursors = db.prepare<[], { id: string; feed_cursor: number }>('SELECT id, feed_cursor FROM terminals');
+    this.cursors = db.prepare<[], { id: string; feed_cursor: number }>('SELECT id, feed_cursor FROM terminals WHERE approved = 1');
     this.seqsAfter = db.prepare<[number, number], number>('SELECT seq FROM users WHERE seq > ? UNION ALL SELECT seq FROM tombstones WHERE seq > ? ORDER BY seq').pluck();
     this.countAfter = db.prepare<[number, number], number>(
       'SELECT (SELECT count(*) FROM users WHERE seq > ?) + (SELECT count(*) FROM tombstones WHERE seq > ?)',
@@ -125,8 +126,8 @@ export class FeedTables {
   }
 
   /**
-   * Removes the tombstones every terminal's cursor has passed (all of them
-   * when no terminal is known); the floor keeps their highest number.
+   * Removes the tombstones every approved terminal's cursor has passed (all
+   * of them when there is none); the floor keeps their highest number.
    */
   collect(): number {
     const min = this.minCursor.get() as number | null;

@@ -38,7 +38,8 @@ export interface Migration {
 //   latest); users.feed_origin names the terminal a merged change came from
 //   when that terminal already holds exactly this version (its feed reads skip
 //   it); tombstones keep the number of a server-side delete until every
-//   terminal's feed cursor passed it; terminals.feed_cursor is "delivered
+//   terminal's feed cursor passed it (users_by_seq covers a feed read:
+//   seq, feed_origin, id); terminals.feed_cursor is "delivered
 //   everything up to this number". The outbox stays as the owed set: the few
 //   targeted pushes that are not the feed (a reconcile's differences, the
 //   server's record back to a terminal whose copy differs, retries).
@@ -236,7 +237,7 @@ export const MIGRATIONS: readonly Migration[] = [
       // the upgrade re-sends nothing.
       db.exec(`
         UPDATE users SET seq = n.rn FROM (SELECT id, row_number() OVER (ORDER BY updated_at, id) AS rn FROM users) AS n WHERE n.id = users.id;
-        CREATE INDEX users_by_seq ON users(seq, feed_origin);
+        CREATE INDEX users_by_seq ON users(seq, feed_origin, id);
         UPDATE terminals SET feed_cursor = (SELECT coalesce(max(seq), 0) FROM users);
       `);
     },

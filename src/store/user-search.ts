@@ -54,6 +54,7 @@ export class UserSearch {
   private readonly byName;
   private readonly byNameAfter;
   private readonly owed;
+  private readonly owedByFeed;
   private readonly holders;
 
   constructor(db: Database.Database) {
@@ -83,6 +84,14 @@ export class UserSearch {
     );
     this.owed = db.prepare<[string, string], { enqueued_at: number; attempts: number; last_error: string | null }>(
       'SELECT enqueued_at, attempts, last_error FROM outbox WHERE terminal_id = ? AND user_id = ?',
+    );
+    // the change feed: the user's latest change lies past the terminal's feed cursor (and is not
+    // the terminal's own change it holds); with @scoped, only when the terminal serves one of its groups
+    this.owedByFeed = db.prepare<{ t: string; u: string; scoped: number }, { since: number }>(
+      `SELECT u.updated_at AS since FROM users u JOIN terminals t ON t.id = @t
+        WHERE u.id = @u AND t.approved = 1 AND u.seq > t.feed_cursor AND (u.feed_origin IS NULL OR u.feed_origin <> t.id)
+          AND (@scoped = 0 OR EXISTS (SELECT 1 FROM user_access_groups g JOIN terminal_access_groups tg ON tg.group_id = g.group_id
+                                       WHERE g.user_id = u.id AND tg.terminal_id = t.id))`,
     );
   }
 
@@ -122,12 +131,23 @@ export class UserSearch {
     return this.holders.all(userId).map((r) => r.user_id);
   }
 
-  /** The push of this user owed to each of these terminals (absent when none is). */
-  owedTo(userId: string, terminalIds: readonly string[]): OwedPush[] {
+  /**
+   * The push of this user owed to each of these terminals (absent when none
+   * is): its owed entry, or its latest change past the terminal's feed cursor
+   * (in 'specific' mode only where the terminal serves one of its groups).
+   */
+  owedTo(userId: string, terminalIds: readonly string[], mode?: string): OwedPush[] {
     const out: OwedPush[] = [];
+    const scoped = mode === 'specific' ? 1 : 0;
     for (const t of terminalIds) {
       const r = this.owed.get(t, userId);
-      if (r) out.push({ terminalId: t, since: r.enqueued_at, attempts: r.attempts, lastError: r.last_error });
+      if (r) {
+        out.push({ terminalId: t, since: r.enqueued_at, attempts: r.attempts, lastError: r.last_error });
+        continue;
+      }
+      if (mode === 'off') continue;
+      const f = this.owedByFeed.get({ t, u: userId, scoped });
+      if (f) out.push({ terminalId: t, since: f.since, attempts: 0, lastError: null });
     }
     return out;
   }

@@ -72,7 +72,7 @@ async function main(): Promise<void> {
             result: {
               ...daemon.engine.stats,
               lastPushLatencyMs: undefined,
-              outbox: daemon.store.outboxCount(),
+              outbox: daemon.store.owedCount(),
               users: daemon.store.userCount(),
               rss: process.memoryUsage().rss,
               heapUsed: process.memoryUsage().heapUsed,

@@ -29,7 +29,7 @@ export function readServer(db: string, opts: { integrity?: boolean } = {}): Serv
   try {
     const users = new Map(store.listUsers({ limit: 10_000_000 }).map((u) => [u.id, u]));
     const integrity = opts.integrity === false ? 'skipped' : String(store.connection.pragma('integrity_check', { simple: true }));
-    return { users, outbox: store.outboxCount(), integrity };
+    return { users, outbox: store.owedCount(), integrity };
   } finally {
     store.close();
   }

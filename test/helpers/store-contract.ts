@@ -105,6 +105,15 @@ export function describeStoreContract(name: string, makeBackend: () => Promise<C
       expect(await s.getFeedCursor('B')).toBe(0);
     });
 
+    it('deleting the newest user takes a new number: terminals past the old head still get the delete', async () => {
+      await s.putUser(person('first'));
+      const last = await s.putUser(person('last'));
+      await s.setFeedCursor('A', last.seq!);
+      await s.deleteUser('last');
+      expect(await s.feedHead()).toBeGreaterThan(last.seq!);
+      expect((await s.readFeed('A', { limit: 10 })).entries).toMatchObject([{ userId: 'last', user: null }]);
+    });
+
     it('a delete is a tombstone in the feed; it is collected once every cursor passed it, and its number is never reused', async () => {
       await s.putUser(person('d'));
       expect(await s.deleteUser('d')).toBe(true);
