@@ -64,4 +64,20 @@ describe.skipIf(reason !== null)(`PostgreSQL backend${reason ? ` (SKIPPED: ${rea
       await store.close();
     }
   });
+
+  it('a terminal waiting for approval is owed nothing from the feed and holds back no tombstone (as on SQLite)', async () => {
+    const store = await PgSiteStore.open({ url: await server.createDatabase(), listen: false });
+    try {
+      await store.upsertTerminal({ id: 'ok', direction: 'dial', approved: true });
+      await store.upsertTerminal({ id: 'waiting', direction: 'listen', approved: false });
+      await store.putUser(emptyUser('gone'));
+      await store.deleteUser('gone');
+      expect(await store.owedCounts()).toEqual({ total: 1, byTerminal: { ok: 1 } });
+      expect(await store.owedCount('waiting')).toBe(0);
+      await store.setFeedCursor('ok', await store.feedHead());
+      expect(await store.collectTombstones()).toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -311,7 +311,12 @@ export class LeaseManager {
     this.held.clear();
     this.claimed.clear();
     for (const id of ids) await Promise.resolve(this.o.onLose?.(id, 'stopped')).catch(() => {});
-    await this.table.leave(this.daemonId);
+    try {
+      await this.table.leave(this.daemonId);
+    } catch (e) {
+      // the database is unreachable: the leases expire after the TTL instead
+      this.o.logger?.warn({ err: (e as Error).message }, 'could not give the terminal leases back; they expire after the TTL');
+    }
   }
 
   /** stops the heartbeat without giving anything back (what a crash looks like to the others) */

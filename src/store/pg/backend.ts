@@ -582,7 +582,8 @@ export class PgSiteStore implements SiteStore {
 
   collectTombstones(): Promise<number> {
     return this.db.tx('collectTombstones', async (c) => {
-      const min = (await c.query<{ m: number | null }>('SELECT min(feed_cursor) AS m FROM terminals')).rows[0]!.m;
+      // a terminal waiting for approval is sent nothing (it is reconciled when approved): it holds nothing back
+      const min = (await c.query<{ m: number | null }>('SELECT min(feed_cursor) AS m FROM terminals WHERE approved')).rows[0]!.m;
       const r = min === null ? await c.query('DELETE FROM tombstones') : await c.query('DELETE FROM tombstones WHERE seq <= $1', [min]);
       return r.rowCount ?? 0;
     });
@@ -658,7 +659,8 @@ export class PgSiteStore implements SiteStore {
       const rows = (
         await c.query<{ id: string; behind: number; owed: number }>(
           `SELECT t.id,
-                  (SELECT count(*) FROM users u WHERE u.seq > t.feed_cursor) + (SELECT count(*) FROM tombstones d WHERE d.seq > t.feed_cursor) AS behind,
+                  CASE WHEN t.approved THEN (SELECT count(*) FROM users u WHERE u.seq > t.feed_cursor) + (SELECT count(*) FROM tombstones d WHERE d.seq > t.feed_cursor)
+                       ELSE 0 END AS behind,
                   (SELECT count(*) FROM outbox o WHERE o.terminal_id = t.id) AS owed
              FROM terminals t`,
         )
@@ -678,7 +680,7 @@ export class PgSiteStore implements SiteStore {
     return this.read('owedCount', async (c) => {
       const r = await c.query<{ n: number }>(
         `SELECT coalesce((SELECT (SELECT count(*) FROM users u WHERE u.seq > t.feed_cursor) + (SELECT count(*) FROM tombstones d WHERE d.seq > t.feed_cursor)
-                            FROM terminals t WHERE t.id = $1), 0)
+                            FROM terminals t WHERE t.id = $1 AND t.approved), 0)
               + (SELECT count(*) FROM outbox WHERE terminal_id = $1) AS n`,
         [terminalId],
       );

@@ -195,7 +195,8 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     description: 'change feed: users.seq and feed_origin, tombstones, terminals.feed_cursor, the owed set (outbox), the feed head (SQLite schema 6)',
     sql: `
       ALTER TABLE users ADD COLUMN seq bigint NOT NULL DEFAULT 0, ADD COLUMN feed_origin text;
-      CREATE INDEX users_by_seq ON users (seq, feed_origin);
+      -- covers a feed read (seq, feed_origin, id)
+      CREATE INDEX users_by_seq ON users (seq, feed_origin, id);
 
       CREATE TABLE tombstones (
         user_id    text COLLATE "C" PRIMARY KEY,
