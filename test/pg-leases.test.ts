@@ -155,6 +155,9 @@ describe.skipIf(reason !== null)(`terminal leases on PostgreSQL${reason ? ` (SKI
     await b.stop();
     const rows = await new LeaseTable(db).list();
     expect(rows.filter((r) => r.owner === 'daemon-b')).toEqual([]);
+    // given back: free at once (expiry -infinity); a's still run into the future
+    expect(rows.filter((r) => r.owner === null).every((r) => r.expiresAt === -Infinity && !r.live)).toBe(true);
+    expect(rows.filter((r) => r.owner === 'daemon-a').every((r) => r.expiresAt > Date.now() && r.live)).toBe(true);
     expect((await new LeaseTable(db).daemons()).map((d) => d.id)).toEqual(['daemon-a']);
     await a.tick();
     expect(a.heldTerminals()).toHaveLength(30);

@@ -36,8 +36,10 @@ export interface DaemonRow {
   live: boolean;
 }
 
-const toMs = (d: Date | string | null): number => {
+// node-postgres gives a timestamptz as a Date, and +-infinity as a number
+const toMs = (d: Date | number | string | null): number => {
   if (d === null) return -Infinity;
+  if (typeof d === 'number') return d;
   if (d instanceof Date) return d.getTime();
   return d === '-infinity' ? -Infinity : d === 'infinity' ? Infinity : Date.parse(d);
 };
@@ -154,7 +156,7 @@ export class LeaseTable {
 
   /** every lease with its owner (the admin API's "who drives what") */
   async list(): Promise<LeaseRow[]> {
-    const r = await this.db.query<{ terminal_id: string; owner: string | null; token: number; expires_at: Date | string; live: boolean }>(
+    const r = await this.db.query<{ terminal_id: string; owner: string | null; token: number; expires_at: Date | number; live: boolean }>(
       `SELECT terminal_id, owner, token, expires_at, (owner IS NOT NULL AND expires_at > now()) AS live
          FROM terminal_leases ORDER BY terminal_id`,
     );
