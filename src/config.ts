@@ -20,13 +20,14 @@ export interface HostPort {
 }
 
 /** The terminal protocols the daemon dials (one driver each, src/drivers/). */
-export const TERMINAL_PROTOCOLS = ['termsync', 'zk'] as const;
+export const TERMINAL_PROTOCOLS = ['termsync', 'zk', 'gsdk'] as const;
 export type TerminalProtocol = (typeof TERMINAL_PROTOCOLS)[number];
 
 /** One `--terminal=ID@HOST:PORT` (or `--terminal=zk:ID@HOST[:PORT]`): a terminal the server dials. */
 export interface TerminalEndpoint {
-  /** termsync: the terminal's deviceId (HELLO), 1..2^32-1; zk: the terminal's name on the server (letters, digits, '.', '_', '-') */
+  /** termsync: the terminal's deviceId (HELLO), 1..2^32-1; zk: the terminal's name on the server (letters, digits, '.', '_', '-'); gsdk: `gsdk-DEVICEID` */
   id: number | string;
+  /** gsdk: the terminal's own address when the device gateway dials it; '' (port 0) when the terminal dials the gateway */
   host: string;
   port: number;
   /** the terminal's protocol; absent: 'termsync' */
@@ -69,6 +70,10 @@ export interface RunConfig {
   zkPasswordFile?: string;
   /** read and diff each ZK terminal's user table this often (edits and deletes raise no event) */
   zkPollSec: number;
+  /** the Suprema device gateway (G-SDK, gRPC over TLS) the gsdk: terminals are reached through */
+  gsdkGateway?: HostPort;
+  /** the device gateway's root CA (PEM), which its certificate must chain to */
+  gsdkCaFile?: string;
   /** use the public development key (src/sim/devkey.ts); never on a site */
   insecureDevKey: boolean;
   /** admin HTTP listener; undefined = off */
@@ -128,6 +133,8 @@ export const RUN_DEFAULTS = {
   terminalKeys: [] as TerminalKeyFile[],
   zkPasswordFile: undefined,
   zkPollSec: 30,
+  gsdkGateway: undefined,
+  gsdkCaFile: undefined,
   listen: undefined,
   tlsListen: undefined,
   tlsCert: undefined,
@@ -263,6 +270,11 @@ export function loadZkPassword(path: string): Buffer {
   if (!/^\d{1,10}$/.test(text) || Number(text) > 0xffff_ffff)
     throw new ConfigError('FLAG', `ZK comm key file ${path} must hold the terminal's comm key as a number 0..4294967295 (digits only, e.g. echo 123456 > ${path})`);
   return Buffer.from(String(Number(text)), 'latin1');
+}
+
+/** Whether a terminal endpoint is a Suprema terminal behind the device gateway (the G-SDK driver). */
+export function isGsdkTerminal(t: TerminalEndpoint): boolean {
+  return t.protocol === 'gsdk';
 }
 
 /** Whether a terminal endpoint is dialled with the ZK driver. */

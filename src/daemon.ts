@@ -482,6 +482,8 @@ export class Daemon {
     const finished = await this.engine.stop(deadlineMs);
     if (!finished) this.log.warn({ deadlineMs }, 'sync jobs still running at shutdown; their pushes stay in the outbox');
     await this.manager.close();
+    // a driver that holds a connection of its own (the G-SDK driver's device gateway channel) lets it go
+    for (const d of this.drivers.values()) (d as { close?: () => void }).close?.();
     for (const id of this.online) {
       try {
         this.store.updateTerminal(id, { state: 'offline' });
@@ -505,7 +507,8 @@ export class Daemon {
 function driverRegistry(o: DaemonOptions): Map<string, TerminalDriver> {
   const m = new Map<string, TerminalDriver>();
   m.set(TERMSYNC, termsyncDriver({ heartbeatSec: o.heartbeatSec ?? 10, requestTimeoutMs: o.requestTimeoutMs ?? 10_000, handshakeDeadlineMs: o.handshakeDeadlineMs, log: o.log.child({ component: 'sessions' }), logFrames: o.logFrames }));
-  // ZK (TCP 4370): `termsync run` passes zkDriver(...) (src/drivers/zk/driver.ts) in DaemonOptions.drivers (src/cli/run.ts).
+  // ZK (TCP 4370): `termsync run` passes zkDriver(...) (src/drivers/zk/driver.ts) in DaemonOptions.drivers (src/cli/run.ts);
+  // G-SDK (Suprema terminals through the device gateway): gsdkDriver(...) (src/drivers/gsdk/driver.ts), when --gsdk-gateway is set.
   for (const d of o.drivers ?? []) {
     if (m.has(d.protocol)) throw new Error(`two drivers for protocol ${JSON.stringify(d.protocol)}`);
     m.set(d.protocol, d);

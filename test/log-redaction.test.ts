@@ -22,6 +22,10 @@ import { zkDriver as zkTerminalDriver } from '../src/drivers/zk/driver.js';
 import { ZkWatcher, type ZkScan } from '../src/drivers/zk/watcher.js';
 import { ZERO_ZK_TIMING } from '../src/sim/zk/device.js';
 import { ZkSimulator } from '../src/sim/zk/simulator.js';
+import { gsdkDriver as gsdkTerminalDriver } from '../src/drivers/gsdk/driver.js';
+import { devicePinHash } from '../src/sim/gsdk/device.js';
+import { GsdkSimGateway } from '../src/sim/gsdk/gateway.js';
+import { makeGatewayCerts } from '../src/sim/gsdk/certs.js';
 import { FakeTerminal } from './helpers/fake-terminal.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -438,6 +442,64 @@ function userFromJsonWithPin(id: string, pin: string): UserRecord {
   return u;
 }
 
+const GSDK_PIN = 'SENTINEL-PIN-42';
+const GSDK_CARD2 = Buffer.from('SENTINEL-CARD-2', 'ascii');
+const GSDK_TEMPLATE = Buffer.concat([S.template, Buffer.alloc(384 - S.template.length, 0x5a)]);
+
+const gsdkDriver: DriverCase = {
+  name: 'gsdk (src/drivers/gsdk: the daemon with Suprema terminals behind the mock device gateway, TLS, faults, and a termsync terminal)',
+  secrets: [GSDK_PIN, devicePinHash(Buffer.from(GSDK_PIN)), S.card, GSDK_CARD2, S.template, GSDK_TEMPLATE, S.photo, S.pinHash, S.commKey],
+  minLines: 20,
+  mustLog: [/Suprema terminal connected through the device gateway/, /G-SDK realtime stream broke/, /"msg":">"/],
+  async run(log, dir) {
+    const certs = makeGatewayCerts();
+    const gw = await GsdkSimGateway.start({ devices: [{ deviceID: 4101, ip: '10.4.0.1' }, { deviceID: 4102, ip: '10.4.0.2' }], cert: certs.cert, key: certs.key });
+    const ts = await Simulator.start({ terminals: 1, commKey: S.commKey, timing: ZERO_TIMING, logger: log.child({ component: 'sim' }) });
+    const driver = gsdkTerminalDriver({ gateway: { host: '127.0.0.1', port: gw.port }, ca: certs.ca, requestTimeoutMs: 5000, logCheckMs: 200, log });
+    const daemon = await Daemon.start({
+      db: join(dir, 'gsdk-site.db'),
+      log,
+      commKey: S.commKey,
+      terminals: [
+        { id: 't1', host: '127.0.0.1', port: ts.ports()[0] },
+        { id: 'gsdk-4101', host: '10.4.0.1', port: 51211, protocol: 'gsdk' },
+        { id: 'gsdk-4102', host: '127.0.0.1', port: gw.port, protocol: 'gsdk' },
+      ],
+      drivers: [driver],
+      syncMode: 'all',
+      heartbeatSec: 1,
+      requestTimeoutMs: 5000,
+      reconnectMinMs: 20,
+      reconnectMaxMs: 200,
+      logFrames: true,
+    });
+    try {
+      const online = (ids: string[]) => ids.every((id) => daemon.terminals().find((t) => t.id === id)?.state === 'online');
+      await waitFor(() => online(['t1', 'gsdk-4101', 'gsdk-4102']), { timeoutMs: 15_000, message: 'terminals did not come online' });
+      // enrolled at a Suprema terminal: a PIN, a card, fingerprint templates, a photo
+      gw.device(4101).enroll({ id: '4201', name: 'Ada Example', pin: GSDK_PIN, cards: [{ data: S.card.toString('hex') }], fingers: [{ index: 1, templates: [GSDK_TEMPLATE.toString('hex'), GSDK_TEMPLATE.toString('hex')] }], photo: S.photo.toString('hex') });
+      await waitFor(() => gw.device(4102).user('4201') !== undefined && ts.terminals[0].getUser('4201') !== undefined, { timeoutMs: 20_000, message: 'user 4201 did not sync' });
+      // the server writes a user with a PIN hash; the stream breaks; calls fail for a while
+      const u = emptyUser('4202');
+      u.name = 'Bea Example';
+      u.pinHash = S.pinHash;
+      u.photo = S.photo;
+      u.cards = [{ type: 2, data: GSDK_CARD2 }];
+      gw.breakStreams();
+      gw.failNext(3);
+      daemon.putUser(u);
+      gw.device(4102).edit('4201', { name: 'Ada Edited', pin: GSDK_PIN });
+      await waitFor(() => gw.device(4101).user('4202') !== undefined && gw.device(4102).user('4202') !== undefined, { timeoutMs: 20_000, message: 'user 4202 did not sync' });
+      await waitFor(() => logSeen(log, /G-SDK realtime stream broke/), { timeoutMs: 10_000, message: 'the stream break was not logged' });
+    } finally {
+      await daemon.stop(2000);
+      driver.close();
+      await gw.close();
+      await ts.close();
+    }
+  },
+};
+
 /** the lines logged so far through a logger made by sentinelLogger() */
 const seenLines = new WeakMap<object, string[]>();
 function logSeen(log: Logger, re: RegExp): boolean {
@@ -445,7 +507,7 @@ function logSeen(log: Logger, re: RegExp): boolean {
 }
 
 // One entry per terminal driver. A driver in src/drivers/ without an entry here is a gap (see the last test).
-const DRIVERS: DriverCase[] = [termsyncDriver, zkDriver];
+const DRIVERS: DriverCase[] = [termsyncDriver, zkDriver, gsdkDriver];
 
 describe('every terminal driver logs no secret or personal data', () => {
   for (const d of DRIVERS) {

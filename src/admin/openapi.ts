@@ -76,7 +76,7 @@ const schemas: Record<string, Json> = {
       model: { type: ['string', 'null'] },
       firmware: { type: ['string', 'null'] },
       accessGroups: { type: 'array', items: { type: 'integer' } },
-      protocol: { type: 'string', description: "the driver that speaks to it: 'termsync' or 'zk'" },
+      protocol: { type: 'string', description: "the driver that speaks to it: 'termsync', 'zk' or 'gsdk'" },
       usersHeld: {
         description: 'users the terminal held at its last full resync (null: never resynced)',
         oneOf: [{ type: 'null' }, { type: 'object', properties: { count: { type: 'integer' }, at: { type: 'integer' } } }],
@@ -164,12 +164,12 @@ export const PATHS: Record<string, Record<string, Json>> = {
       {
         requestBody: body({
           type: 'object',
-          required: ['id', 'host'],
+          required: ['id'],
           properties: {
-            id: { type: 'string' },
-            host: { type: 'string' },
-            protocol: { type: 'string', default: 'termsync', description: "the terminal's protocol: 'termsync' or 'zk' (a driver the daemon has)" },
-            port: { type: 'integer', description: "default: the protocol's port (51211 for termsync, 4370 for zk)" },
+            id: { type: 'string', description: "the terminal's name; a Suprema terminal (gsdk) is gsdk-DEVICEID" },
+            host: { type: 'string', description: "required, except for a Suprema terminal (gsdk) that dials the device gateway (left out: reached at the gateway's address)" },
+            protocol: { type: 'string', default: 'termsync', description: "the terminal's protocol: 'termsync', 'zk' or 'gsdk' (a driver the daemon has; gsdk needs --gsdk-gateway)" },
+            port: { type: 'integer', description: "default: the protocol's port (51211 for termsync, 4370 for zk, 51211 for a gsdk terminal the gateway dials)" },
             zkPassword: { type: 'integer', minimum: 0, maximum: 4294967295, writeOnly: true, description: "zk only: the terminal's comm key (default 0, none; an update that leaves it out keeps the current one); never returned" },
             accessGroups: { type: 'array', items: { type: 'integer' } },
             pin: { type: 'string' },

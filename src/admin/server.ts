@@ -7,7 +7,9 @@
 //   GET    /api/terminals                    every terminal (Daemon.terminals())
 //   POST   /api/terminals                    {id, host, port?, protocol?, zkPassword?, accessGroups?, pin?}: add (201) or update (200) a dialled
 //                                            terminal; protocol 'termsync' (default) or a registered driver's ('zk'); port defaults
-//                                            to the protocol's (4370 for zk); zkPassword: a ZK comm key, write-only
+//                                            to the protocol's (4370 for zk); zkPassword: a ZK comm key, write-only;
+//                                            'gsdk' (a Suprema terminal behind --gsdk-gateway): id gsdk-DEVICEID, host
+//                                            left out when the terminal dials the gateway
 //   GET    /api/terminals/:id                one terminal
 //   DELETE /api/terminals/:id                remove it (204); the server's users stay
 //   POST   /api/terminals/:id/approve        approve a pending dial-in terminal
@@ -203,11 +205,15 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   r.on('POST', '/api/terminals', async ({ req }) => {
     const b = await readJsonObject(req, 'the terminal');
     if (typeof b.id !== 'string' || !TERMINAL_ID.test(b.id)) throw new HttpError(400, 'id must be 1..64 letters, digits, ".", "_" or "-"');
-    if (typeof b.host !== 'string' || b.host.trim() === '' || b.host.length > 253) throw new HttpError(400, 'host must be a host name or IP address');
     const protocol = b.protocol === undefined ? 'termsync' : b.protocol;
     const driver = typeof protocol === 'string' ? daemon.drivers.get(protocol) : undefined;
+    // a Suprema terminal (gsdk) is named gsdk-DEVICEID; without a host it dials the device gateway, so it is reached at the gateway's address
+    const gateway = protocol === 'gsdk' ? (driver as { gateway?: { host: string; port: number } } | undefined)?.gateway : undefined;
+    if (protocol === 'gsdk' && !/^gsdk-[0-9]{1,10}$/.test(b.id)) throw new HttpError(400, 'a Suprema terminal\'s id must be gsdk-DEVICEID (its device ID)');
+    if (gateway && b.host === undefined && b.port === undefined) b.host = gateway.host;
+    if (typeof b.host !== 'string' || b.host.trim() === '' || b.host.length > 253) throw new HttpError(400, 'host must be a host name or IP address');
     if (!driver || typeof protocol !== 'string') throw new HttpError(400, `protocol must be one of: ${[...daemon.drivers.keys()].join(', ')}`);
-    const port = b.port === undefined ? driver.defaultPort : b.port;
+    const port = b.port === undefined ? (gateway && b.host === gateway.host ? gateway.port : driver.defaultPort) : b.port;
     if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new HttpError(400, 'port must be a whole number in 1..65535');
     if (b.pin !== undefined && (typeof b.pin !== 'string' || !/^[0-9a-fA-F:]{64,95}$/.test(b.pin))) throw new HttpError(400, 'pin must be a SHA-256 certificate fingerprint in hex');
     if (b.zkPassword !== undefined) {

@@ -68,10 +68,11 @@ export function networkReason(e: unknown): string {
 
 export interface TerminalInput {
   id: string;
-  host: string;
-  /** default: the protocol's port (51211 termsync, 4370 zk) */
+  /** required, except for a gsdk terminal that dials the device gateway */
+  host?: string;
+  /** default: the protocol's port (51211 termsync, 4370 zk, 51211 gsdk) */
   port?: number;
-  /** 'termsync' (default) or 'zk' */
+  /** 'termsync' (default), 'zk' or 'gsdk' */
   protocol?: string;
   /** zk only: the terminal's numeric comm key (write-only) */
   zkPassword?: number;

@@ -226,7 +226,8 @@ export function mergeRunConfig(entries: FlagEntry[], flagFiles: string[] = []): 
       const where = first === 'command line' && terminalOrigins[i] === 'command line' ? 'twice' : `already at ${originText(first)}`;
       throw new FlagError(`--terminal: terminal ${t.id} is given ${where}`, terminalOrigins[i]);
     }
-    const addr = hostPortText(t);
+    // a Suprema terminal that dials the device gateway has no address of its own
+    const addr = t.protocol === 'gsdk' && t.host === '' ? `gsdk:${t.id}` : hostPortText(t);
     const prevAddr = byAddr.get(addr);
     if (prevAddr !== undefined) {
       throw new FlagError(
@@ -238,6 +239,12 @@ export function mergeRunConfig(entries: FlagEntry[], flagFiles: string[] = []): 
     byAddr.set(addr, i);
   });
 
+  if (c.terminals.some((t) => t.protocol === 'gsdk') && c.gsdkGateway === undefined) {
+    throw new FlagError('--terminal gsdk:... needs --gsdk-gateway HOST:PORT (the device gateway the Suprema terminals are reached through)', terminalOrigins[c.terminals.findIndex((t) => t.protocol === 'gsdk')]);
+  }
+  if (c.gsdkGateway !== undefined && c.gsdkCaFile === undefined) {
+    throw new FlagError("--gsdk-gateway needs --gsdk-ca-file (the gateway's root CA; every connection to it is TLS)", at('gsdkGateway'));
+  }
   if (c.commKeyFile === undefined && !c.insecureDevKey) {
     throw new FlagError('--comm-key-file is required (or --insecure-dev-key, for local testing only)');
   }

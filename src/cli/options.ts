@@ -7,6 +7,7 @@ import { parseRate } from '../rate-limit.js';
 import { parseCidr } from '../terminal/identity.js';
 import { DEFAULT_TERMINAL_PORT } from '../codec/constants.js';
 import { ZK_DEFAULT_PORT } from '../drivers/zk/constants.js';
+import { GSDK_DEVICE_PORT } from '../drivers/gsdk/constants.js';
 import {
   LOG_LEVELS,
   RUN_DEFAULTS,
@@ -98,6 +99,7 @@ const TERMINAL_NAME = /^[A-Za-z0-9._-]{1,64}$/;
  */
 export function parseTerminal(raw: string, flag = '--terminal'): TerminalEndpoint {
   if (raw.startsWith('zk:')) return parseZkTerminal(raw, flag);
+  if (raw.startsWith('gsdk:')) return parseGsdkTerminal(raw, flag);
   const bad = () =>
     new FlagValueError(`${flag} must be ID@HOST:PORT with ID the terminal's device id, e.g. 7@10.0.0.20:${DEFAULT_TERMINAL_PORT} (got ${JSON.stringify(raw)})`);
   const at = raw.indexOf('@');
@@ -124,6 +126,28 @@ function parseZkTerminal(raw: string, flag: string): TerminalEndpoint {
   const hp = parseHostPort(rest.slice(at + 1), { defaultPort: ZK_DEFAULT_PORT });
   if (!hp) throw bad();
   return { id, host: hp.host, port: hp.port, protocol: 'zk' };
+}
+
+/**
+ * `gsdk:DEVICEID`: a Suprema terminal that dials the device gateway (its ID goes
+ * into the gateway's accept filter); `gsdk:DEVICEID@HOST[:PORT]`: one the
+ * gateway dials at its address (PORT defaults to 51211). Its name on the
+ * server is `gsdk-DEVICEID`.
+ */
+function parseGsdkTerminal(raw: string, flag: string): TerminalEndpoint {
+  const bad = () =>
+    new FlagValueError(
+      `${flag} for a Suprema terminal must be gsdk:DEVICEID (it dials the device gateway) or gsdk:DEVICEID@HOST[:PORT] (the gateway dials it; port defaults to ${GSDK_DEVICE_PORT}), DEVICEID its device ID 1..4294967295, e.g. gsdk:541531029 (got ${JSON.stringify(raw)})`,
+    );
+  const rest = raw.slice(5);
+  const at = rest.indexOf('@');
+  const idText = at < 0 ? rest : rest.slice(0, at);
+  if (!/^\d{1,10}$/.test(idText) || Number(idText) < 1 || Number(idText) > 0xffff_ffff) throw bad();
+  const id = `gsdk-${Number(idText)}`;
+  if (at < 0) return { id, host: '', port: 0, protocol: 'gsdk' };
+  const hp = parseHostPort(rest.slice(at + 1), { defaultPort: GSDK_DEVICE_PORT });
+  if (!hp) throw bad();
+  return { id, host: hp.host, port: hp.port, protocol: 'gsdk' };
 }
 
 /** `ID:PATH`: a key file for one terminal (a termsync deviceId, or a ZK terminal's name), overriding the site key. */
@@ -154,7 +178,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'read flags from FILE (one --flag=value per line, # comments); command-line flags override it; repeatable' },
   { name: 'db', key: 'db', type: 'path', valueName: 'PATH', help: 'SQLite database file' },
   { name: 'terminal', key: 'terminals', type: 'repeatable', valueName: 'ID@HOST:PORT', item: parseTerminal,
-    help: `a terminal to dial (device id @ address; port defaults to ${DEFAULT_TERMINAL_PORT}), or zk:NAME@HOST[:PORT] for a ZK terminal (port defaults to ${ZK_DEFAULT_PORT}); repeatable` },
+    help: `a terminal to dial (device id @ address; port defaults to ${DEFAULT_TERMINAL_PORT}), or zk:NAME@HOST[:PORT] for a ZK terminal (port defaults to ${ZK_DEFAULT_PORT}), or gsdk:DEVICEID[@HOST[:PORT]] for a Suprema terminal behind --gsdk-gateway (without an address it dials the gateway); repeatable` },
   { name: 'listen', key: 'listen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,
     help: 'accept terminals that dial in on this address (plain TCP); "off" to disable' },
   { name: 'tls-listen', key: 'tlsListen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,
@@ -174,6 +198,10 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'file (mode 0600) holding the comm key of the ZK terminals as a number, e.g. 123456 (0 or no file: no comm key)' },
   { name: 'zk-poll-sec', key: 'zkPollSec', type: 'int', min: 1, max: 86_400, valueName: 'SEC',
     help: 'read each ZK terminal\'s user table this often to find edits and deletes made at it (a ZK terminal announces only new users)' },
+  { name: 'gsdk-gateway', key: 'gsdkGateway', type: 'hostport', valueName: 'HOST:PORT',
+    help: 'the Suprema device gateway (G-SDK, gRPC over TLS, usually port 4000) the gsdk: terminals are reached through; needs --gsdk-ca-file' },
+  { name: 'gsdk-ca-file', key: 'gsdkCaFile', type: 'path', valueName: 'PATH',
+    help: "the device gateway's root CA certificate (PEM; the gateway's cert/ca.crt) its certificate must chain to" },
   { name: 'insecure-dev-key', key: 'insecureDevKey', type: 'bool',
     help: 'use the public development comm key instead of --comm-key-file (simulator and demos only, never on a site)' },
   { name: 'admin-listen', key: 'adminListen', type: 'hostport', valueName: 'HOST:PORT', allowOff: true, allowPortZero: true,

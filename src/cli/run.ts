@@ -6,11 +6,12 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';
-import { isZkTerminal, loadAdminToken, loadCommKey, resolveCommKey, resolveZkKeys, termsyncKeyFiles, type RunConfig } from '../config.js';
+import { isGsdkTerminal, isZkTerminal, loadAdminToken, loadCommKey, resolveCommKey, resolveZkKeys, termsyncKeyFiles, type RunConfig } from '../config.js';
 import { parseRate } from '../rate-limit.js';
 import { parseCidr } from '../terminal/identity.js';
 import { Daemon, type DaemonOptions } from '../daemon.js';
 import { zkDriver } from '../drivers/zk/driver.js';
+import { gsdkDriver } from '../drivers/gsdk/driver.js';
 import type { DialTarget } from '../terminal/manager.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
@@ -40,7 +41,11 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     commKey,
     terminalKeys: new Map(termsyncKeyFiles(cfg).map((k) => [k.deviceId, loadCommKey(k.path)])),
     terminals: dialTargets(cfg),
-    drivers: [zkDriver({ pollSec: cfg.zkPollSec, requestTimeoutMs: cfg.requestTimeoutMs, log: log.child({ component: 'zk' }) })],
+    drivers: [
+      zkDriver({ pollSec: cfg.zkPollSec, requestTimeoutMs: cfg.requestTimeoutMs, log: log.child({ component: 'zk' }) }),
+      // Suprema terminals through the device gateway, when one is configured
+      ...(cfg.gsdkGateway && cfg.gsdkCaFile ? [gsdkDriver({ gateway: cfg.gsdkGateway, ca: readFileSync(cfg.gsdkCaFile), requestTimeoutMs: cfg.requestTimeoutMs, log: log.child({ component: 'gsdk' }) })] : []),
+    ],
     listen: cfg.listen ? [cfg.listen] : [],
     tlsListen,
     syncMode: cfg.syncMode,
@@ -107,7 +112,10 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
 export function dialTargets(cfg: RunConfig): DialTarget[] {
   const zkKeys = resolveZkKeys(cfg);
   return cfg.terminals.map((t) =>
-    isZkTerminal(t) ? { id: String(t.id), host: t.host, port: t.port, protocol: 'zk', key: zkKeys.get(String(t.id)) } : { id: String(t.id), host: t.host, port: t.port },
+    isZkTerminal(t) ? { id: String(t.id), host: t.host, port: t.port, protocol: 'zk', key: zkKeys.get(String(t.id)) }
+    // a Suprema terminal that dials the device gateway is reached at the gateway's address
+    : isGsdkTerminal(t) ? { id: String(t.id), host: t.host || (cfg.gsdkGateway?.host ?? ''), port: t.port || (cfg.gsdkGateway?.port ?? 0), protocol: 'gsdk' }
+    : { id: String(t.id), host: t.host, port: t.port },
   );
 }
 
@@ -133,7 +141,7 @@ const RESTART_ONLY: (keyof RunConfig)[] = [
   'adminMaxStreamsPerAddress', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
   'autoApproveRate', 'autoApproveFrom', 'identityPrefixV4', 'identityPrefixV6', 'eventsKeep', 'eventsMaxAgeDays', 'eventsRate', 'eventsBurst',
   'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
-  'maxTerminalUsers', 'reconcileTimeoutSec', 'zkPollSec',
+  'maxTerminalUsers', 'reconcileTimeoutSec', 'zkPollSec', 'gsdkGateway', 'gsdkCaFile',
 ];
 
 /** The `run` action: returns the process exit code when the daemon stops. */

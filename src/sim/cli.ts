@@ -17,6 +17,7 @@ import { parseHostPort, Simulator, DEFAULT_DEVICE_ID_BASE, type SimulatorOptions
 import { DEFAULT_LOG_CAPACITY, DEFAULT_MAX_USERS_PER_BATCH, DEFAULT_USER_CAPACITY } from './terminal.js';
 import { DEFAULT_TIMING, type TimingModel } from './timing.js';
 import { addZkOptions, runZkSim } from './zk/cli.js';
+import { runGsdkSim } from './gsdk/cli.js';
 
 function rateArg(v: string): number {
   const n = Number(v);
@@ -128,6 +129,7 @@ export function simCommand(): Command {
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'));
   addZkOptions(cmd).action(async (flags: SimFlags & { protocol: string }) => {
       if (flags.protocol === 'zk') return runZkSim(cmd, flags as unknown as Parameters<typeof runZkSim>[1]);
+      if (flags.protocol === 'gsdk') return runGsdkSim(cmd, flags as unknown as Parameters<typeof runGsdkSim>[1]);
       const log = pino({ level: flags.logLevel, base: { component: 'sim' } });
       let commKey: Buffer;
       let opts: SimulatorOptions;

@@ -12,6 +12,8 @@ import type { DiskUsage, DurableEventResult, EventInput, EventQuery, StoredEvent
 
 const DEFAULT_MAX_PENDING_EVENTS = 10_000;
 const MAX_EVENT_PAGE = 10_000;
+/** runs of at least this many plain events are inserted with one statement */
+const BULK_EVENTS = 8;
 
 export class EventsStore extends StoreBase {
   protected readonly maxPending: number;
@@ -59,7 +61,16 @@ export class EventsStore extends StoreBase {
       let j = i + 1;
       while (j < evs.length && evs[j].type === first.type && evs[j].terminalId === first.terminalId) j++;
       const allowed = this.limiter ? this.limiter.admitMany(first.terminalId, first.type, j - i) : j - i;
-      for (let k = i; k < i + allowed; k++) {
+      let k = i;
+      // a run of plain events (a push batch's USER_UPDATE_SUCCESS_SERVER, one per user): one
+      // statement for the run, the user IDs as a JSON array, IDs ascending in their order
+      if (allowed >= BULK_EVENTS) {
+        const end = i + allowed;
+        while (k < end && evs[k].detail == null && evs[k].time === undefined && typeof evs[k].userId === 'string') k++;
+        if (k === end) this.s.insEventsBulk.run(now, first.type, first.terminalId ?? null, JSON.stringify(evs.slice(i, end).map((e) => e.userId)));
+        else k = i;
+      }
+      for (; k < i + allowed; k++) {
         const e = evs[k];
         ins.run(e.time ?? now, e.type, e.terminalId ?? null, e.userId ?? null, e.detail ?? null);
       }

@@ -27,6 +27,8 @@ export class FeedTables {
   private readonly advanceCursorSt;
   private readonly readAll;
   private readonly readGroups;
+  private readonly readUsers;
+  private readonly maxTomb;
   private readonly minCursor;
   private readonly collectSt;
   private readonly maxCollectable;
@@ -56,6 +58,11 @@ export class FeedTables {
     this.readAll = db.prepare<{ after: number; t: string; limit: number }, FeedRow>(
       `SELECT seq, id AS user_id, 0 AS dead FROM users WHERE seq > @after AND (feed_origin IS NULL OR feed_origin <> @t) ${tail}`,
     );
+    // the usual case, no tombstone after the cursor: one range of users_by_seq alone
+    this.readUsers = db.prepare<{ after: number; t: string; limit: number }, FeedRow>(
+      'SELECT seq, id AS user_id, 0 AS dead FROM users WHERE seq > @after AND (feed_origin IS NULL OR feed_origin <> @t) ORDER BY seq LIMIT @limit',
+    );
+    this.maxTomb = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM tombstones').pluck();
     this.readGroups = db.prepare<{ after: number; t: string; limit: number; groups: string }, FeedRow>(
       `SELECT seq, id AS user_id, 0 AS dead FROM users WHERE seq > @after AND (feed_origin IS NULL OR feed_origin <> @t)
          AND EXISTS (SELECT 1 FROM user_access_groups g WHERE g.user_id = users.id AND g.group_id IN (SELECT value FROM json_each(@groups))) ${tail}`,
@@ -121,7 +128,7 @@ export class FeedTables {
 
   /** the entries after `after` for terminal `t` (its own unchanged merges skipped), in seq order */
   read(t: string, after: number, limit: number, groups?: readonly number[]): FeedRow[] {
-    if (groups === undefined) return this.readAll.all({ after, t, limit });
+    if (groups === undefined) return ((this.maxTomb.get() as number) > after ? this.readAll : this.readUsers).all({ after, t, limit });
     return this.readGroups.all({ after, t, limit, groups: JSON.stringify(groups) });
   }
 

@@ -131,6 +131,9 @@ export function prepareStatements(db: Database.Database) {
     insEvent: db.prepare<[number, string, string | null, string | null, string | null]>(
       'INSERT INTO events (time, type, terminal_id, user_id, detail) VALUES (?, ?, ?, ?, ?)',
     ),
+    insEventsBulk: db.prepare<[number, string, string | null, string]>(
+      'INSERT INTO events (time, type, terminal_id, user_id, detail) SELECT ?, ?, ?, value, NULL FROM json_each(?) ORDER BY key',
+    ),
     pruneKeep: db.prepare<[number]>('DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?'),
     pruneBefore: db.prepare<[number]>('DELETE FROM events WHERE time < ?'),
     // slices for the background pruner: at most ? rows per statement, oldest first

@@ -81,6 +81,8 @@ export abstract class PushEngine extends IntakeEngine {
   /** The next batch of the feed after the cursor (or after the batch in flight), in the terminal's scope. */
   protected async feedBatch(lane: Lane, prev: Inflight | null, max: number): Promise<PushBatch | 'wait' | null> {
     if (prev && prev.kind !== 'feed') return 'wait';
+    // fewer numbers than a batch were handed out after the batch in flight: no full batch can wait behind it
+    if (prev && prev.upTo !== undefined && this.headSeen > 0 && this.headSeen - prev.upTo < max) return 'wait';
     const groups = await this.scopeOf(lane);
     const read: FeedBatch = await this.store.readFeed(lane.id, { after: prev?.upTo, limit: max, groups });
     if (prev && read.entries.length < max) return 'wait';

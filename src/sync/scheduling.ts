@@ -40,6 +40,8 @@ export abstract class EngineCore {
   /** the store's wake-up for a grown feed (see onFeedChange); armed once per turn of the event loop */
   protected readonly unsubscribeFeed: () => void;
   protected feedKickArmed = false;
+  /** the newest feed number the store announced (0: none yet); it may lag the store, never lead it */
+  protected headSeen = 0;
   protected readonly log: Logger;
   protected readonly now: () => number;
   protected readonly baseDbRetry: number;
@@ -81,7 +83,10 @@ export abstract class EngineCore {
     this.slowJobMs = o.slowJobMs ?? Math.min(DEFAULT_SLOW_JOB_MS, this.jobSliceMs);
     this.slowCap = Math.max(1, concurrency - Math.max(1, Math.floor(concurrency / 4)));
     this.mode = o.syncMode ?? 'server';
-    this.unsubscribeFeed = this.store.onFeedChange(() => this.feedGrew());
+    this.unsubscribeFeed = this.store.onFeedChange((head) => {
+      if (head > this.headSeen) this.headSeen = head;
+      this.feedGrew();
+    });
   }
 
   /**

@@ -255,6 +255,19 @@ export function describeStoreContract(name: string, makeBackend: () => Promise<C
       expect(await s.userCount()).toBe(4);
     });
 
+    it('a push batch records one monitoring event per user, in order', async () => {
+      const ids = Array.from({ length: 30 }, (_, i) => `e${String(i).padStart(2, '0')}`);
+      for (const id of ids) await s.putUser(person(id));
+      const batch = await s.readFeed('A', { limit: 100 });
+      await s.recordPush({
+        terminalId: 'A',
+        feed: { from: batch.from, to: batch.upTo },
+        ok: ids.map((userId) => ({ userId })),
+        events: ids.map((userId) => ({ type: 'USER_UPDATE_SUCCESS_SERVER', terminalId: 'A', userId })),
+      });
+      expect(await s.getFeedCursor('A')).toBe(batch.upTo);
+    });
+
     it('events and settings', async () => {
       expect(await s.recordEventDurably({ type: 'RECONCILE', terminalId: 'A' })).toMatchObject({ stored: true });
       await s.appendEvents([{ type: 'TERMINAL_ONLINE', terminalId: 'B' }]);

@@ -390,8 +390,8 @@
     var id = h('input', { type: 'text', id: 't-id', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}', spellcheck: 'false' });
     var host = h('input', { type: 'text', id: 't-host', required: true, spellcheck: 'false' });
     // the port defaults to the protocol's (left empty: the daemon's default for it); a ZK terminal may have a comm key
-    var DEFAULT_PORTS = { termsync: 51211, zk: 4370 };
-    var protocol = h('select', { id: 't-protocol' }, h('option', { value: 'termsync', selected: true }, 'termsync'), h('option', { value: 'zk' }, 'zk (ZKTeco)'));
+    var DEFAULT_PORTS = { termsync: 51211, zk: 4370, gsdk: 51211 };
+    var protocol = h('select', { id: 't-protocol' }, h('option', { value: 'termsync', selected: true }, 'termsync'), h('option', { value: 'zk' }, 'zk (ZKTeco)'), h('option', { value: 'gsdk' }, 'gsdk (Suprema, device gateway)'));
     var port = h('input', { type: 'number', id: 't-port', min: 1, max: 65535, placeholder: String(DEFAULT_PORTS.termsync) });
     var zkPassword = h('input', { type: 'password', id: 't-zk-password', inputmode: 'numeric', autocomplete: 'new-password', pattern: '[0-9]{1,10}', title: "the terminal's comm key: digits, 0..4294967295 (empty: none)" });
     var zkField = field('ZK comm key', zkPassword);
@@ -400,11 +400,16 @@
       port.placeholder = String(DEFAULT_PORTS[protocol.value] || '');
       zkField.hidden = protocol.value !== 'zk';
       if (protocol.value !== 'zk') zkPassword.value = '';
+      // a Suprema terminal is gsdk-DEVICEID; without a host it dials the device gateway
+      host.required = protocol.value !== 'gsdk';
+      host.placeholder = protocol.value === 'gsdk' ? 'empty: it dials the gateway' : '';
+      id.placeholder = protocol.value === 'gsdk' ? 'gsdk-DEVICEID' : '';
     });
     var groups = h('input', { type: 'text', id: 't-groups', inputmode: 'numeric' });
     view.appendChild(h('form', { class: 'inline', id: 'add-terminal', onsubmit: function (ev) {
       ev.preventDefault();
-      var body = { id: id.value.trim(), host: host.value.trim(), protocol: protocol.value };
+      var body = { id: id.value.trim(), protocol: protocol.value };
+      if (host.value.trim() !== '' || protocol.value !== 'gsdk') body.host = host.value.trim();
       if (port.value !== '') body.port = Number(port.value);
       if (protocol.value === 'zk' && zkPassword.value !== '') {
         var key = Number(zkPassword.value);

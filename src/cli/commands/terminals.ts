@@ -12,7 +12,7 @@ function hostPortArg(v: string): HostPort {
   return hp;
 }
 
-const PROTOCOLS = ['termsync', 'zk'];
+const PROTOCOLS = ['termsync', 'zk', 'gsdk'];
 
 function protocolArg(v: string): string {
   if (!PROTOCOLS.includes(v)) throw new InvalidArgumentError(`must be one of: ${PROTOCOLS.join(', ')}`);
@@ -66,21 +66,23 @@ export function addTerminalsCommand(parent: Command, ctx: CliContext): Command {
       .command('add')
       .description('add a terminal the daemon dials (or change its address); it is approved at once')
       .argument('<id>', 'terminal ID (letters, digits, ".", "_", "-")', terminalIdArg)
-      .argument('<host[:port]>', "the terminal's address (with --protocol the port may be left out: 51211 termsync, 4370 zk)", hostPortArg)
-      .option('--protocol <name>', "the terminal's protocol: termsync (default) or zk", protocolArg)
+      .argument('[host[:port]]', "the terminal's address (with --protocol the port may be left out: 51211 termsync, 4370 zk, 51211 gsdk); left out only for a gsdk terminal that dials the device gateway", hostPortArg)
+      .option('--protocol <name>', "the terminal's protocol: termsync (default), zk, or gsdk (a Suprema terminal behind the daemon's --gsdk-gateway, ID gsdk-DEVICEID)", protocolArg)
       .option('--zk-password-file <path>', "zk: a file holding the terminal's comm key (digits, 0..4294967295); default 0 on an add, the current one on an update")
       .option('--groups <list>', 'access groups this terminal serves, e.g. 1,2 (sync mode "specific")', groupsArg),
   ).action(
-    action(ctx, async (id: string, hp: HostPort, o: CommonOptions & { groups?: number[]; protocol?: string; zkPasswordFile?: string }) => {
+    action(ctx, async (id: string, hpArg: HostPort | undefined, o: CommonOptions & { groups?: number[]; protocol?: string; zkPasswordFile?: string }) => {
+      if (!hpArg && o.protocol !== 'gsdk') throw new UsageError('give the terminal\'s HOST[:PORT] (only a gsdk terminal that dials the device gateway has none)');
+      const hp: HostPort | { host?: undefined; port?: undefined } = hpArg ?? {};
       if (o.zkPasswordFile !== undefined && o.protocol !== 'zk') throw new UsageError('--zk-password-file is for --protocol zk');
       // the port may be left out only when the protocol is named (a bare HOST is more likely a typo)
-      if (!hp.port && !o.protocol) throw new UsageError(`${hp.host}: give HOST:PORT, or --protocol to dial the protocol's port (51211 termsync, 4370 zk)`);
+      if (hp.host !== undefined && !hp.port && !o.protocol) throw new UsageError(`${hp.host}: give HOST:PORT, or --protocol to dial the protocol's port (51211 termsync, 4370 zk)`);
       // the key is read here and sent once; it is never printed
       const zkPassword = o.zkPasswordFile !== undefined ? Number(loadZkPassword(o.zkPasswordFile).toString('latin1')) : undefined;
       const client = clientFor(o, io);
       const t = await client.addTerminal({
         id,
-        host: hp.host,
+        ...(hp.host !== undefined ? { host: hp.host } : {}),
         ...(hp.port ? { port: hp.port } : {}),
         ...(o.protocol ? { protocol: o.protocol } : {}),
         ...(zkPassword !== undefined ? { zkPassword } : {}),

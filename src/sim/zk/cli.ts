@@ -19,7 +19,9 @@ function uidStartArg(v: string): number | number[] {
 /** Adds the ZK-only options to the sim command. */
 export function addZkOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--protocol <name>', 'terminal protocol to simulate').choices(['termsync', 'zk']).default('termsync'))
+    .addOption(new Option('--protocol <name>', 'terminal protocol to simulate').choices(['termsync', 'zk', 'gsdk']).default('termsync'))
+    .option('--gsdk-ca-out <path>', 'gsdk: write the throwaway CA of the mock device gateway here (for the daemon\'s --gsdk-ca-file)')
+    .option('--gsdk-changed-on-device', 'gsdk: the mock gateway sends EventLog.changedOnDevice (a newer gateway)')
     .option('--zk-password <n>', 'zk: comm key password of the terminals (0 = none)', intArg(0, 0xffffffff), 0)
     .option('--zk-uid-start <uids>', 'zk: first uid a terminal hands out: one value, or a comma list with one per terminal (uid numbering differs between terminals)', uidStartArg)
     .addOption(new Option('--zk-record-size <bytes>', 'zk: user record size (72 TFT firmware, 28 older firmware)').choices(['72', '28']).default('72'))
