@@ -32,10 +32,13 @@ describe.skipIf(reason !== null)(`two daemons, six terminals, one PostgreSQL${re
     sim = await Simulator.start({ terminals: 6, commKey: DEV_COMM_KEY, timing: ZERO_TIMING });
   }, 60_000);
   afterAll(async () => {
-    for (const n of nodes) await n.stop().catch(() => {});
-    for (const s of stores) await s.close().catch(() => {});
-    await sim?.close();
-    await server?.stop();
+    try {
+      for (const n of nodes) await n.stop().catch(() => {});
+      for (const s of stores) await s.close().catch(() => {});
+      await sim?.close();
+    } finally {
+      await server?.stop();
+    }
   });
 
   const holds = (u: UserRecord) => sim.terminals.every((t) => {

@@ -202,7 +202,7 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
     clearTimeout(timer);
   };
 
-  // a test process that dies must not leave a server behind
+  // a test process that ends, or is told to end, must not leave a server behind
   const onExit = () => {
     try {
       proc?.kill('SIGKILL');
@@ -210,7 +210,14 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
       // already gone
     }
   };
+  const onSignal = (sig: NodeJS.Signals) => {
+    onExit();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
   process.once('exit', onExit);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
 
   await startServer();
 
@@ -251,6 +258,8 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
     async stop() {
       await stopServer();
       process.removeListener('exit', onExit);
+      process.removeListener('SIGTERM', onSignal);
+      process.removeListener('SIGINT', onSignal);
       rmSync(dir, { recursive: true, force: true });
     },
   };
