@@ -22,7 +22,17 @@ export abstract class PushEngine extends IntakeEngine {
   protected async pushSome(lane: Lane, link: DeviceSession): Promise<void> {
     const prev = lane.inflight && lane.inflight.link === link ? lane.inflight : null;
     const max = Math.min(link.capabilities.maxBatch, lane.batchLimit);
-    const batch = (await this.owedBatch(lane, prev, max)) ?? (await this.feedBatch(lane, prev, max));
+    // cleared BEFORE the reads, not after: a feed change that wakes the lane while
+    // they wait on the database (a real round trip on PostgreSQL, where another
+    // daemon's commit arrives by NOTIFY) sets it again and is not lost
+    lane.wantPush = false;
+    let batch: Awaited<ReturnType<typeof this.owedBatch>>;
+    try {
+      batch = (await this.owedBatch(lane, prev, max)) ?? (await this.feedBatch(lane, prev, max));
+    } catch (err) {
+      lane.wantPush = true; // retried after the database is back
+      throw err;
+    }
     if (batch === 'wait') {
       // No full batch waits behind the one in flight: let that one finish first, so
       // that what arrives meanwhile goes out together instead of as many small
@@ -32,7 +42,6 @@ export abstract class PushEngine extends IntakeEngine {
       return;
     }
     if (batch === null) {
-      lane.wantPush = false;
       lane.catchingUp = false;
       return;
     }
