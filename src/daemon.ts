@@ -14,7 +14,7 @@ import { DEFAULT_RETENTION, EventMaintenance } from './store/retention.js';
 import { Store } from './store/store.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine, type EngineTuning } from './sync/engine.js';
-import type { DeviceSession, TerminalDriver } from './sync/ports.js';
+import type { DeviceSession, DialTarget as DriverDialTarget, TerminalDriver } from './sync/ports.js';
 import { termsyncDriver } from './drivers/termsync/driver.js';
 import { PROTOCOL as TERMSYNC } from './drivers/termsync/session.js';
 import { TokenBucket } from './rate-limit.js';
@@ -207,20 +207,35 @@ export class Daemon {
     if (!this.drivers.has(protocol)) throw new Error(`terminal ${t.id}: no driver for protocol ${JSON.stringify(protocol)} (known: ${[...this.drivers.keys()].join(', ')})`);
     const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) });
     const known = this.manager.target(t.id);
-    if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) this.manager.removeTarget(t.id);
+    if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) {
+      this.manager.removeTarget(t.id);
+      this.forgetTarget(known);
+    }
     this.manager.addTarget(t);
     return row;
   }
 
   /** Removes a terminal: its session ends, its outbox entries go; the server's users stay. */
   removeTerminal(id: string): boolean {
+    const known = this.manager.target(id);
     this.manager.removeTarget(id);
+    if (known) this.forgetTarget(known);
     this.pendingLinks.get(id)?.close('terminal removed');
     this.pendingLinks.delete(id);
     this.pendingBindings.delete(id);
     this.engine.forget(id);
     this.online.delete(id);
     return this.store.deleteTerminal(id);
+  }
+
+  /**
+   * Tells the terminal's driver a dial target is gone, for a driver that holds
+   * something for it outside this process (the G-SDK driver: the device
+   * gateway's connection to the terminal). The driver logs what it did or why it could not.
+   */
+  private forgetTarget(t: DialTarget): void {
+    const d = this.drivers.get(t.protocol ?? TERMSYNC) as { forget?: (target: DriverDialTarget) => Promise<void> } | undefined;
+    d?.forget?.({ terminalId: t.id, host: t.host, port: t.port, key: t.key ?? Buffer.alloc(0) })?.catch((e) => this.log.warn({ terminal: t.id, err: (e as Error).message }, 'removing a terminal: its driver failed to let it go'));
   }
 
   /** Approves a pending dial-in terminal; its live session starts syncing at once. */

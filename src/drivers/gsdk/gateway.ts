@@ -182,6 +182,35 @@ export class GatewayClient extends EventEmitter {
     await this.call(this.connect, 'SetAcceptFilter', { filter: { ...f, deviceIDs: [...f.deviceIDs, deviceID] } });
   }
 
+  /** Tells the gateway to stop connecting to a terminal it was told the address of (AddAsyncConnection undone). */
+  async deleteAsync(deviceID: number): Promise<void> {
+    try {
+      await this.call(this.connect, 'DeleteAsyncConnection', { deviceIDs: [deviceID] });
+    } catch (e) {
+      // the gateway does not know it (it restarted meanwhile): nothing to undo
+      if (isGrpcError(e) && e.code === grpc.status.NOT_FOUND) return;
+      throw e;
+    }
+  }
+
+  /**
+   * Takes a terminal out of the gateway's accept filter (the rest stays), one
+   * read-modify-write at a time like accept(). Returns false when the filter
+   * lets every terminal in (allowAll): set by someone else, left as it is.
+   */
+  unaccept(deviceID: number): Promise<boolean> {
+    const next = this.filterLock.then(() => this.doUnaccept(deviceID));
+    this.filterLock = next.catch(() => undefined);
+    return next;
+  }
+
+  private async doUnaccept(deviceID: number): Promise<boolean> {
+    const r = await this.call<{ filter: AcceptFilter | null }>(this.connect, 'GetAcceptFilter', {});
+    const f = r.filter ?? { allowAll: false, deviceIDs: [], IPAddrs: [], subnetMasks: [] };
+    if (f.deviceIDs.includes(deviceID)) await this.call(this.connect, 'SetAcceptFilter', { filter: { ...f, deviceIDs: f.deviceIDs.filter((d) => d !== deviceID) } });
+    return !f.allowAll;
+  }
+
   /**
    * Waits until the gateway reports the terminal connected (TCP or TLS), at most
    * `timeoutMs`; rejects with 'transport' otherwise or when the status stream breaks.
