@@ -69,6 +69,21 @@ describe('--terminal gsdk:DEVICEID[@HOST[:PORT]], --gsdk-gateway, --gsdk-ca-file
   });
 });
 
+describe('--max-concurrent-dials', () => {
+  it('the flag file sets the start-up dial limit of the terminal manager (default 256); 0 is refused', () => {
+    const ff = join(dir, 'dials.flags');
+    writeFileSync(ff, `--insecure-dev-key\n--terminal=gsdk:1001\n--gsdk-gateway=127.0.0.1:4000\n--gsdk-ca-file=${caFile()}\n--max-concurrent-dials=16\n`);
+    const cfg = parseRunConfig([`--flagfile=${ff}`]);
+    expect(cfg.maxConcurrentDials).toBe(16);
+    const o = daemonOptions(cfg, silent);
+    expect(o.maxConcurrentDials).toBe(16);
+    for (const d of o.drivers ?? []) (d as { close?: () => void }).close?.();
+    expect(daemonOptions(mergeRunConfig([dev]), silent).maxConcurrentDials).toBe(256);
+    expect(parseRunConfig(['--insecure-dev-key', '--max-concurrent-dials', '3']).maxConcurrentDials).toBe(3);
+    expect(() => parseRunConfig(['--insecure-dev-key', '--max-concurrent-dials=0'])).toThrow(/max-concurrent-dials/);
+  });
+});
+
 describe('adding Suprema terminals to a running daemon', () => {
   let site: GsdkSite | undefined;
   let admin: AdminServer | undefined;
