@@ -35,6 +35,8 @@ export interface GsdkDriverOptions {
   connectTimeoutMs?: number;
   /** read each terminal's log after its last event this often, ms, to find realtime events the gateway dropped at the end of a burst (default 10000; 0: never) */
   logCheckMs?: number;
+  /** largest answer taken from the gateway, bytes (default 32 MiB: gateway.ts DEFAULT_MAX_MESSAGE_BYTES) */
+  maxMessageBytes?: number;
   /** the name on the gateway's certificate, when it is not the host dialled */
   serverName?: string;
   log?: Logger;
@@ -74,7 +76,7 @@ export function gsdkDriver(o: GsdkDriverOptions): GsdkDriver {
   let gw: GatewayClient | undefined;
   /** per device ID: a forget() in progress (a dial of the same terminal waits for it) */
   const forgetting = new Map<number, Promise<void>>();
-  const client = () => (gw ??= new GatewayClient({ host: o.gateway.host, port: o.gateway.port, ca: o.ca, requestTimeoutMs: timeoutMs, serverName: o.serverName, log: o.log }));
+  const client = () => (gw ??= new GatewayClient({ host: o.gateway.host, port: o.gateway.port, ca: o.ca, requestTimeoutMs: timeoutMs, maxMessageBytes: o.maxMessageBytes, serverName: o.serverName, log: o.log }));
   return {
     protocol: PROTOCOL,
     defaultPort: GSDK_DEVICE_PORT,

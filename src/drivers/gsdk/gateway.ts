@@ -12,6 +12,15 @@ import { DriverError, type RefusalReason } from '../../sync/ports.js';
 import { isConnected } from './constants.js';
 import { gsdkServices, type AcceptFilter, type AsyncConnectInfo, type DeviceInfo, type StatusChange } from './proto.js';
 
+/**
+ * The largest answer taken from the gateway, bytes. The largest answers are
+ * GetList (one UserHdr per user, at most about 50 bytes with a 32-byte ID: 32 MiB
+ * holds the list of a terminal with over 600,000 users) and Get of
+ * GSDK_MAX_BATCH users (each at most about 25 KB without faces). A bigger answer
+ * fails that call ('unreadable'), not the process.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+
 export interface GatewayOptions {
   host: string;
   port: number;
@@ -19,6 +28,8 @@ export interface GatewayOptions {
   ca: Buffer;
   /** deadline of one call, ms */
   requestTimeoutMs: number;
+  /** largest answer taken, bytes (default DEFAULT_MAX_MESSAGE_BYTES) */
+  maxMessageBytes?: number;
   log?: Logger;
   /** TLS name to check the gateway's certificate against, when not its host */
   serverName?: string;
@@ -50,9 +61,19 @@ export function isGrpcError(e: unknown): e is grpc.ServiceError {
   return e instanceof Error && typeof (e as grpc.ServiceError).code === 'number';
 }
 
+/** An answer bigger than the client takes (grpc-js says RESOURCE_EXHAUSTED, which from the gateway itself means a full terminal). */
+export function isTooLarge(e: unknown): boolean {
+  return isGrpcError(e) && e.code === grpc.status.RESOURCE_EXHAUSTED && /larger than max/i.test(e.details || e.message);
+}
+
+/** A gRPC failure's reason for the port. */
+export function reasonOf(e: grpc.ServiceError): RefusalReason {
+  return isTooLarge(e) ? 'unreadable' : grpcReason(e.code);
+}
+
 export function asDriverError(e: unknown, what: string): DriverError {
   if (e instanceof DriverError) return e;
-  if (isGrpcError(e)) return new DriverError(grpcReason(e.code), `${what}: ${e.details || e.message} (gRPC ${grpc.status[e.code] ?? e.code})`);
+  if (isGrpcError(e)) return new DriverError(reasonOf(e), `${what}: ${e.details || e.message} (gRPC ${grpc.status[e.code] ?? e.code})`);
   return new DriverError('transport', `${what}: ${(e as Error).message}`);
 }
 
@@ -83,7 +104,7 @@ export class GatewayClient extends EventEmitter {
     this.channelCreds = grpc.credentials.createSsl(o.ca);
     const s = gsdkServices();
     const opts: grpc.ClientOptions = {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_receive_message_length': o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       // a restarted gateway is found again quickly
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2000,

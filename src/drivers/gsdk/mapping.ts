@@ -24,7 +24,7 @@
 // no such field). GSDK_PARTS says so to the engine: the merge takes what a
 // terminal cannot carry as vacant (never fills or erases a server field with
 // it), and comparisons ignore it.
-import { MODEL_FINGER_FORMAT, canonicalCardData, type PartsSupport } from '../../model/parts.js';
+import { MODEL_FINGER_FORMAT, canonicalCardData, fitUtf8, type PartsSupport } from '../../model/parts.js';
 import { USER_LIMITS, emptyUser, type UserRecord } from '../../model/user.js';
 import { CARD_DATA_SIZE, FINGER_TEMPLATE_SIZE } from './constants.js';
 import type { CSNCardData, UserInfo } from './proto.js';
@@ -99,8 +99,13 @@ export function gsdkToUser(g: UserInfo): UserRecord {
     u.setting.idAuthMode = s.IDAuthMode & 0xff;
     u.setting.securityLevel = Math.min(s.securityLevel, USER_LIMITS.securityLevelMax);
   }
-  u.name = g.name ?? '';
-  u.cards = (g.cards ?? []).filter((c) => c.data && c.data.length > 0 && c.data.some((b) => b !== 0)).slice(0, GSDK_PARTS.cards.max).map(cardFromGsdk);
+  // what the gateway sends is cut to what a terminal holds: a longer name to the model's
+  // length, card data over 32 bytes (no terminal holds such a card) left out
+  u.name = fitUtf8(g.name ?? '', GSDK_PARTS.nameBytes);
+  u.cards = (g.cards ?? [])
+    .filter((c) => c.data && c.data.length > 0 && c.data.length <= CARD_DATA_SIZE && c.data.some((b) => b !== 0))
+    .slice(0, GSDK_PARTS.cards.max)
+    .map(cardFromGsdk);
   u.fingers = (g.fingers ?? []).slice(0, GSDK_PARTS.fingers.max).map((f, i) => ({
     index: f.index >= 0 && f.index <= USER_LIMITS.fingerIndexMax ? f.index : i,
     flag: f.flag & 0xff,
