@@ -137,7 +137,7 @@ export function gsdkDriver(o: GsdkDriverOptions): GsdkDriver {
         const info = await g.call<{ info: FactoryInfo | null }>(g.device, 'GetInfo', { deviceID }).then((r) => r.info);
         const cap = await g.call<{ capInfo: CapabilityInfo | null }>(g.device, 'GetCapabilityInfo', { deviceID }).then((r) => r.capInfo);
         const session = new GsdkSession({ terminalId: id, deviceID, gw: g, info, capability: cap, echo, logCheckMs: o.logCheckMs ?? DEFAULT_LOG_CHECK_MS, log: o.log?.child({ terminal: id }) });
-        o.log?.info({ terminal: id, deviceID, model: info?.modelName, mode: viaGateway ? 'device-to-gateway' : 'gateway-to-device' }, 'Suprema terminal connected through the device gateway');
+        o.log?.info({ terminal: id, deviceID, gateway: g.address, model: info?.modelName, mode: viaGateway ? 'device-to-gateway' : 'gateway-to-device' }, 'Suprema terminal connected through the device gateway');
         return session;
       } catch (e) {
         throw asDriverError(e, what);

@@ -161,6 +161,7 @@ export class GatewayClient extends EventEmitter {
     const ready = this.call<{ deviceInfos: DeviceInfo[] }>(this.connect, 'GetDeviceList', {}).then(
       (r) => {
         for (const d of r.deviceInfos) if (!this.status.has(d.deviceID) || isConnected(d.status)) this.status.set(d.deviceID, d.status);
+        this.o.log?.info({ gateway: this.address, terminals: r.deviceInfos.length, connected: r.deviceInfos.filter((d) => isConnected(d.status)).length }, 'device gateway: status stream open');
       },
       (e) => {
         call.cancel();
