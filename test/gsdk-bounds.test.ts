@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EchoMemory } from '../src/drivers/gsdk/echo.js';
-import { GatewayClient } from '../src/drivers/gsdk/gateway.js';
+import { GatewayClient, MAX_KNOWN_TERMINALS } from '../src/drivers/gsdk/gateway.js';
 import { gsdkServices, type EventLog, type UserHdr, type UserInfo } from '../src/drivers/gsdk/proto.js';
 import { GSDK_MAX_BATCH, GsdkSession } from '../src/drivers/gsdk/session.js';
 import { USER_LIMITS } from '../src/model/limits.js';
@@ -20,6 +20,7 @@ import { waitFor } from './helpers/wait.js';
 const DEV = 5;
 
 interface Behaviour {
+  status?: (call: grpc.ServerWritableStream<unknown, unknown>) => void;
   getLog?: (req: { startEventID: number; maxNumOfLog: number }) => EventLog[] | Promise<EventLog[]>;
   hdrs?: () => UserHdr[];
   user?: (id: string) => UserInfo;
@@ -41,7 +42,7 @@ async function oddGateway(b: Behaviour) {
   };
   server.addService(s.Connect.service, {
     GetDeviceList: unary(() => ({ deviceInfos: [{ deviceID: DEV, status: 2 }] })),
-    SubscribeStatus: () => undefined,
+    SubscribeStatus: (call: grpc.ServerWritableStream<unknown, unknown>) => b.status?.(call),
   });
   server.addService(s.Event.service, {
     GetLog: unary(async (r) => ({ events: await (b.getLog ?? (() => []))(r) })),
@@ -160,4 +161,18 @@ describe('bounds on what the device gateway sends', () => {
     await waitFor(() => refs.length >= 8, { timeoutMs: 30_000, message: `events handed over: ${refs.join(',')}` });
     expect(refs).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   }, 60_000);
+
+  it('a status stream naming ever new terminals: the statuses kept stop at MAX_KNOWN_TERMINALS', async () => {
+    const n = MAX_KNOWN_TERMINALS + 500;
+    const { gw } = await sessionOn({
+      status: (call) => {
+        for (let i = 1; i <= n; i++) call.write({ deviceID: 1_000_000 + i, status: 2, timestamp: 1 });
+      },
+    });
+    let seen = 0;
+    gw.on('status', () => seen++);
+    await gw.watchStatus();
+    await waitFor(() => seen >= n - 1, { timeoutMs: 60_000, message: `status changes seen: ${seen}` });
+    expect(gw.status.size).toBe(MAX_KNOWN_TERMINALS);
+  }, 90_000);
 });

@@ -21,6 +21,13 @@ import { gsdkServices, type AcceptFilter, type AsyncConnectInfo, type DeviceInfo
  */
 export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Terminals whose last status is kept (a gateway serves hundreds, a big one
+ * thousands): a gateway that reports ever new device IDs cannot grow the map
+ * past this. Past it, a new ID's changes are still passed on ('status'), not kept.
+ */
+export const MAX_KNOWN_TERMINALS = 65_536;
+
 export interface GatewayOptions {
   host: string;
   port: number;
@@ -153,14 +160,14 @@ export class GatewayClient extends EventEmitter {
       this.emit('lost', why);
     };
     call.on('data', (c: StatusChange) => {
-      this.status.set(c.deviceID, c.status);
+      this.remember(c.deviceID, c.status);
       this.emit('status', c);
     });
     call.on('error', (e: grpc.ServiceError) => lose(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`));
     call.on('end', () => lose('the gateway ended the status stream'));
     const ready = this.call<{ deviceInfos: DeviceInfo[] }>(this.connect, 'GetDeviceList', {}).then(
       (r) => {
-        for (const d of r.deviceInfos) if (!this.status.has(d.deviceID) || isConnected(d.status)) this.status.set(d.deviceID, d.status);
+        for (const d of r.deviceInfos) if (!this.status.has(d.deviceID) || isConnected(d.status)) this.remember(d.deviceID, d.status);
         this.o.log?.info({ gateway: this.address, terminals: r.deviceInfos.length, connected: r.deviceInfos.filter((d) => isConnected(d.status)).length }, 'device gateway: status stream open');
       },
       (e) => {
@@ -171,6 +178,11 @@ export class GatewayClient extends EventEmitter {
     );
     this.statusReady = ready;
     return ready;
+  }
+
+  private remember(deviceID: number, status: number): void {
+    if (this.status.size >= MAX_KNOWN_TERMINALS && !this.status.has(deviceID)) return;
+    this.status.set(deviceID, status);
   }
 
   /** Tells the gateway to keep connecting to a terminal at an address (server-to-device mode). */
