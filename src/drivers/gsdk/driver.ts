@@ -131,6 +131,8 @@ export function gsdkDriver(o: GsdkDriverOptions): GsdkDriver {
         await forgetting.get(deviceID);
         await g.watchStatus();
         const viaGateway = target.host === o.gateway.host && target.port === o.gateway.port;
+        // removed meanwhile (its forget() may already have run): the gateway is not told about it again
+        if (target.signal?.aborted) throw new DriverError('transport', `dialling Suprema terminal ${id}: aborted`);
         if (viaGateway) await g.accept(deviceID);
         else await g.addAsync({ deviceID, IPAddr: target.host, port: target.port, useSSL: false });
         await g.waitConnected(deviceID, o.connectTimeoutMs ?? timeoutMs, target.signal);
