@@ -120,6 +120,8 @@ export interface RunConfig {
   busyTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  /** most terminals dialled at once (connect plus handshake); more wait their turn (SessionManager maxConcurrentDials) */
+  maxConcurrentDials: number;
   /** most users one terminal may list (LIST_USERS), besides the capacity it announces; more ends its session */
   maxTerminalUsers: number;
   /** a reconcile (user-list comparison) running longer is abandoned and retried later with backoff */
@@ -175,6 +177,7 @@ export const RUN_DEFAULTS = {
   busyTimeoutMs: 5_000,
   reconnectMinMs: 500,
   reconnectMaxMs: 30_000,
+  maxConcurrentDials: 256,
   maxTerminalUsers: 2_000_000,
   reconcileTimeoutSec: 300,
 } as const satisfies Omit<RunConfig, 'flagFiles'>;

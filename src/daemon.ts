@@ -15,7 +15,7 @@ import { Store } from './store/store.js';
 import { SqliteSiteStore } from './store/sqlite-backend.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine, type EngineTuning } from './sync/engine.js';
-import type { DeviceSession, TerminalDriver } from './sync/ports.js';
+import type { DeviceSession, DialTarget as DriverDialTarget, TerminalDriver } from './sync/ports.js';
 import { termsyncDriver } from './drivers/termsync/driver.js';
 import { PROTOCOL as TERMSYNC } from './drivers/termsync/session.js';
 import { TokenBucket } from './rate-limit.js';
@@ -221,14 +221,19 @@ export class Daemon {
     if (!this.drivers.has(protocol)) throw new Error(`terminal ${t.id}: no driver for protocol ${JSON.stringify(protocol)} (known: ${[...this.drivers.keys()].join(', ')})`);
     const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) });
     const known = this.manager.target(t.id);
-    if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) this.manager.removeTarget(t.id);
+    if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) {
+      this.manager.removeTarget(t.id);
+      this.forgetTarget(known);
+    }
     this.manager.addTarget(t);
     return row;
   }
 
   /** Removes a terminal: its session ends, its feed cursor and owed set go; the server's users stay. */
   removeTerminal(id: string): boolean {
+    const known = this.manager.target(id);
     this.manager.removeTarget(id);
+    if (known) this.forgetTarget(known);
     this.pendingLinks.get(id)?.close('terminal removed');
     this.pendingLinks.delete(id);
     this.pendingBindings.delete(id);
@@ -248,6 +253,16 @@ export class Daemon {
       this.log.warn({ err: (e as Error).message }, 'tombstones not collected: the database refused the write');
       return 0;
     }
+  }
+
+  /**
+   * Tells the terminal's driver a dial target is gone, for a driver that holds
+   * something for it outside this process (the G-SDK driver: the device
+   * gateway's connection to the terminal). The driver logs what it did or why it could not.
+   */
+  private forgetTarget(t: DialTarget): void {
+    const d = this.drivers.get(t.protocol ?? TERMSYNC) as { forget?: (target: DriverDialTarget) => Promise<void> } | undefined;
+    d?.forget?.({ terminalId: t.id, host: t.host, port: t.port, key: t.key ?? Buffer.alloc(0) })?.catch((e) => this.log.warn({ terminal: t.id, err: (e as Error).message }, 'removing a terminal: its driver failed to let it go'));
   }
 
   /** Approves a pending dial-in terminal; its live session starts syncing at once. */

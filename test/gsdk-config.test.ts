@@ -69,6 +69,21 @@ describe('--terminal gsdk:DEVICEID[@HOST[:PORT]], --gsdk-gateway, --gsdk-ca-file
   });
 });
 
+describe('--max-concurrent-dials', () => {
+  it('the flag file sets the start-up dial limit of the terminal manager (default 256); 0 is refused', () => {
+    const ff = join(dir, 'dials.flags');
+    writeFileSync(ff, `--insecure-dev-key\n--terminal=gsdk:1001\n--gsdk-gateway=127.0.0.1:4000\n--gsdk-ca-file=${caFile()}\n--max-concurrent-dials=16\n`);
+    const cfg = parseRunConfig([`--flagfile=${ff}`]);
+    expect(cfg.maxConcurrentDials).toBe(16);
+    const o = daemonOptions(cfg, silent);
+    expect(o.maxConcurrentDials).toBe(16);
+    for (const d of o.drivers ?? []) (d as { close?: () => void }).close?.();
+    expect(daemonOptions(mergeRunConfig([dev]), silent).maxConcurrentDials).toBe(256);
+    expect(parseRunConfig(['--insecure-dev-key', '--max-concurrent-dials', '3']).maxConcurrentDials).toBe(3);
+    expect(() => parseRunConfig(['--insecure-dev-key', '--max-concurrent-dials=0'])).toThrow(/max-concurrent-dials/);
+  });
+});
+
 describe('adding Suprema terminals to a running daemon', () => {
   let site: GsdkSite | undefined;
   let admin: AdminServer | undefined;
@@ -90,6 +105,10 @@ describe('adding Suprema terminals to a running daemon', () => {
     applyReload(s.daemon, before, after, silent);
     await waitFor(() => s.daemon.terminals().find((t) => t.id === 'gsdk-1003')?.state === 'online', { timeoutMs: 30_000, message: 'gsdk-1003 did not come online' });
     expect(s.daemon.terminals().find((t) => t.id === `gsdk-${DEVICE_B}`)).toBeUndefined();
+    // B dialled the gateway: it is out of the accept filter, and the gateway holds no connection for it
+    await waitFor(() => !s.gw.acceptFilterIds().includes(DEVICE_B) && !s.gw.connected(DEVICE_B), { timeoutMs: 30_000, message: `the gateway still lets ${DEVICE_B} in` });
+    expect(s.gw.acceptFilterIds()).toEqual([1003]);
+    expect(s.gw.connected(DEVICE_A)).toBe(true);
     s.dev(`gsdk-${DEVICE_A}`).enroll({ id: '70001', name: 'After the reload' });
     await waitFor(() => s.gw.device(1003).user('70001')?.name === 'After the reload', { timeoutMs: 30_000, message: 'the new terminal did not get the user' });
   }, 120_000);
@@ -125,5 +144,18 @@ describe('adding Suprema terminals to a running daemon', () => {
     await waitFor(() => s.gw.device(1003).user('80001') !== undefined && s.gw.device(1004).user('80001') !== undefined, { timeoutMs: 30_000, message: 'the added terminals did not get the users' });
     const list = (await (await fetch(`${base}/api/terminals`)).json()) as { id: string; protocol: string; state: string }[];
     expect(list.filter((t) => t.protocol === 'gsdk').map((t) => t.id).sort()).toEqual(['gsdk-1001', 'gsdk-1002', 'gsdk-1003', 'gsdk-1004']);
+    // DELETE: the gateway stops connecting to the one it dialled (1004), and lets the one that dials it (1003) in no more
+    expect(s.gw.asyncConnectionIds()).toEqual([DEVICE_A, 1004]);
+    expect(s.gw.acceptFilterIds()).toEqual([DEVICE_B, 1003]);
+    for (const id of ['gsdk-1003', 'gsdk-1004']) expect((await fetch(`${base}/api/terminals/${id}`, { method: 'DELETE' })).status).toBeLessThan(300);
+    await waitFor(() => !s.gw.connected(1003) && !s.gw.connected(1004), { timeoutMs: 30_000, message: 'the gateway still holds connections for the removed terminals' });
+    expect(s.gw.asyncConnectionIds()).toEqual([DEVICE_A]);
+    expect(s.gw.acceptFilterIds()).toEqual([DEVICE_B]);
+    // the others stay
+    expect(s.gw.connected(DEVICE_A) && s.gw.connected(DEVICE_B)).toBe(true);
+    // added again: it comes back
+    expect((await post({ id: 'gsdk-1003', protocol: 'gsdk' })).status).toBe(201);
+    await waitFor(() => s.daemon.terminals().find((t) => t.id === 'gsdk-1003')?.state === 'online', { timeoutMs: 30_000, message: 'gsdk-1003 did not come back' });
+    expect(s.gw.acceptFilterIds()).toEqual([DEVICE_B, 1003]);
   }, 120_000);
 });

@@ -69,6 +69,21 @@ describe('mapping a termsync user to a Suprema terminal and back', () => {
     expect(cardFromGsdk(cardToGsdk({ type: 10, data: long })).data.equals(long)).toBe(true);
   });
 
+  it('cards shorter than 4 bytes or with leading zeros: the terminal\'s copy compares equal to the server\'s, a different card does not', () => {
+    const server = userFromJson({ id: '5001', name: 'Short cards', cards: [{ type: 1, data: '0102' }, { type: 1, data: '00' }, { type: 2, data: '0000000000001234' }, { type: 1, data: 'ab' }] });
+    const back = gsdkToUser(normalizeInfo(userToGsdk(server, { alphanumericIds: false }).info));
+    // as the terminal reads them back: padded to 4 bytes, leading zeros stripped, the card of zeros gone
+    expect(back.cards.map((c) => c.data.toString('hex'))).toEqual(['00000102', '00001234', '000000ab']);
+    expect(back).toEqual(fitForTerminal(server, GSDK_PARTS));
+    expect(sameForTerminal(server, back, GSDK_PARTS)).toBe(true);
+    // and the other way: a record whose cards the terminal padded equals the server's short form
+    expect(sameForTerminal(back, server, GSDK_PARTS)).toBe(true);
+    const other = userFromJson({ id: '5001', name: 'Short cards', cards: [{ type: 1, data: '0103' }, { type: 2, data: '1234' }, { type: 1, data: 'ab' }] });
+    expect(sameForTerminal(other, back, GSDK_PARTS)).toBe(false);
+    // a terminal that keeps card data as given still sees 0102 and 00000102 as different cards
+    expect(sameForTerminal(server, back, { ...GSDK_PARTS, cards: { max: 8, maxDataBytes: 32, typed: true } })).toBe(false);
+  });
+
   it('user IDs: numbers unless the terminal takes alphanumeric IDs', () => {
     expect(() => userToGsdk(userFromJson({ id: 'ann' }), { alphanumericIds: false })).toThrow(/not a number/);
     expect(() => userToGsdk(userFromJson({ id: '0' }), { alphanumericIds: false })).toThrow(/not a number/);

@@ -92,4 +92,25 @@ describe('a mixed site: Suprema terminals (G-SDK) beside ZK and termsync termina
     expect(site.ts.terminal(1)!.getUser('4004')).toBeDefined();
     expect(site.zk.terminal(1)!.userById('4004')).toBeDefined();
   }, 90_000);
+
+  it('a user with a card shorter than 4 bytes is not pushed again when a Suprema terminal is reconciled', async () => {
+    site = await startGsdkSite();
+    await site.allOnline();
+    const s = site;
+    // the terminal right-aligns card data in 32 bytes and reads 0102 back as 00000102
+    s.daemon.putUser(userFromJson({ id: '5005', name: 'Short card', cards: [{ type: 1, data: '0102' }] }));
+    await waitFor(() => s.dev(A).user('5005') !== undefined && s.dev(B).user('5005') !== undefined, { timeoutMs: 30_000, message: 'the user did not reach the Suprema terminals' });
+    await settle(s);
+    const enrolls = s.gw.stats.enrollCalls;
+    const pushes = s.daemon.engine.stats.pushes;
+    const reconciles = s.daemon.engine.stats.reconciles;
+    // a full resync of A (as the admin API's reconcile, or a reset terminal, asks): the engine compares user lists
+    expect(s.daemon.engine.requestReconcile(A)).toBe(true);
+    await waitFor(() => s.daemon.engine.stats.reconciles > reconciles, { timeoutMs: 30_000, message: 'A was not reconciled' });
+    await settle(s);
+    expect(s.gw.stats.enrollCalls).toBe(enrolls);
+    expect(s.daemon.engine.stats.pushes).toBe(pushes);
+    expect(s.dev(A).user('5005')!.cards[0].data.subarray(28).toString('hex')).toBe('00000102');
+    expect(s.daemon.store.getUser('5005')!.cards[0].data.toString('hex')).toBe('0102');
+  }, 90_000);
 });

@@ -261,6 +261,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     help: 'first delay before redialling a terminal (doubles up to --reconnect-max-ms)' },
   { name: 'reconnect-max-ms', key: 'reconnectMaxMs', type: 'int', min: 10, max: 3_600_000, valueName: 'MS',
     help: 'longest delay between redials' },
+  { name: 'max-concurrent-dials', key: 'maxConcurrentDials', type: 'int', min: 1, max: 100_000, valueName: 'N',
+    help: 'most terminals dialled at once (TCP connect plus handshake); the others wait their turn' },
   { name: 'max-terminal-users', key: 'maxTerminalUsers', type: 'int', min: 1, max: 0xffff_ffff, valueName: 'N',
     help: 'most users one terminal may list (also bounded by the capacity it announces); a longer list ends its session' },
   { name: 'reconcile-timeout-sec', key: 'reconcileTimeoutSec', type: 'int', min: 1, max: 86_400, valueName: 'SEC',

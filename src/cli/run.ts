@@ -60,6 +60,7 @@ export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
     busyTimeoutMs: cfg.busyTimeoutMs,
     reconnectMinMs: cfg.reconnectMinMs,
     reconnectMaxMs: cfg.reconnectMaxMs,
+    maxConcurrentDials: cfg.maxConcurrentDials,
     logFrames: cfg.logFrames,
     engine: { terminalEventRate: cfg.terminalEventRate, maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
   };
@@ -141,7 +142,7 @@ const RESTART_ONLY: (keyof RunConfig)[] = [
   'insecureDevKey', 'adminListen', 'adminTokenFile', 'adminHosts', 'backupDir', 'adminMaxConnsPerAddress', 'adminHeaderTimeoutMs',
   'adminMaxStreamsPerAddress', 'heartbeatSec', 'requestTimeoutMs', 'concurrency', 'autoApprove',
   'autoApproveRate', 'autoApproveFrom', 'identityPrefixV4', 'identityPrefixV6', 'eventsKeep', 'eventsMaxAgeDays', 'eventsRate', 'eventsBurst',
-  'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs',
+  'logLevel', 'logPretty', 'logFrames', 'busyTimeoutMs', 'reconnectMinMs', 'reconnectMaxMs', 'maxConcurrentDials',
   'maxTerminalUsers', 'reconcileTimeoutSec', 'zkPollSec', 'gsdkGateway', 'gsdkCaFile',
 ];
 

@@ -37,8 +37,15 @@ export interface PartsSupport {
    * write only a PIN it knows in plain); 'none': no PIN.
    */
   pin: 'hash' | 'plain' | 'none';
-  /** most cards, longest card data, and whether the card type is kept */
-  cards: { max: number; maxDataBytes: number; typed: boolean };
+  /**
+   * most cards, longest card data, and whether the card type is kept.
+   * `rightAlignedMinBytes`, when set: the terminal keeps card data as a number
+   * right-aligned in a fixed field, so leading zero bytes carry no meaning; it
+   * reads data back with leading zero bytes stripped down to this many bytes
+   * (shorter data comes back padded with leading zeros), and data of zeros
+   * only is no card. The model compares cards in that form (canonicalCardData).
+   */
+  cards: { max: number; maxDataBytes: number; typed: boolean; rightAlignedMinBytes?: number };
   /** most fingers, and the template format (fingers cross only between terminals of the same format) */
   fingers: { max: number; format: string };
   /** most faces (0: none) */
@@ -82,10 +89,27 @@ export function fitUtf8(s: string, maxBytes: number): string {
 }
 
 /**
+ * Card data as a terminal that right-aligns it holds it (PartsSupport
+ * cards.rightAlignedMinBytes = `minBytes`): leading zero bytes stripped, at
+ * least `minBytes` kept, shorter data padded with leading zeros to `minBytes`.
+ * A new buffer.
+ */
+export function canonicalCardData(data: Buffer, minBytes: number): Buffer {
+  let start = 0;
+  while (start < data.length - minBytes && data[start] === 0) start++;
+  const rest = data.subarray(start);
+  if (rest.length >= minBytes) return Buffer.from(rest);
+  const out = Buffer.alloc(minBytes);
+  rest.copy(out, minBytes - rest.length);
+  return out;
+}
+
+/**
  * What a terminal with `parts` holds of `u`: the parts it cannot carry vacant,
  * text cut to its lengths, lists cut to its counts (the first entries kept),
  * cards it cannot hold (data too long) left out, card types made
- * UNTYPED_CARD_TYPE when it keeps none, fingers left out when their format is
+ * UNTYPED_CARD_TYPE when it keeps none, card data in the terminal's form when
+ * it right-aligns it (canonicalCardData; zeros only: no card), fingers left out when their format is
  * not the terminal's. The terminal-side flag bits and the version counter are
  * dropped (they describe a copy, not the user). `u` is not modified; the
  * result shares no buffers with it.
@@ -108,10 +132,11 @@ export function fitForTerminal(u: UserRecord, parts: Readonly<PartsSupport>): Us
   if (parts.authGroup) r.authGroupId = u.authGroupId;
   if (parts.photo) r.photo = Buffer.from(u.photo);
   if (parts.pin !== 'none' && hasPin(u)) r.pinHash = Buffer.from(u.pinHash);
+  const aligned = parts.cards.rightAlignedMinBytes;
   r.cards = u.cards
-    .filter((c) => c.data.length <= parts.cards.maxDataBytes)
+    .filter((c) => c.data.length <= parts.cards.maxDataBytes && (aligned === undefined || c.data.some((b) => b !== 0)))
     .slice(0, parts.cards.max)
-    .map((c) => ({ type: parts.cards.typed ? c.type : UNTYPED_CARD_TYPE, data: Buffer.from(c.data) }));
+    .map((c) => ({ type: parts.cards.typed ? c.type : UNTYPED_CARD_TYPE, data: aligned === undefined ? Buffer.from(c.data) : canonicalCardData(c.data, aligned) }));
   if (parts.fingers.format === MODEL_FINGER_FORMAT)
     r.fingers = u.fingers.slice(0, parts.fingers.max).map((f) => ({ index: f.index, flag: f.flag, templates: [Buffer.from(f.templates[0]), Buffer.from(f.templates[1])] }));
   r.faces = u.faces.slice(0, parts.faces).map((f) => ({ index: f.index, flag: f.flag, data: Buffer.from(f.data) }));
@@ -136,6 +161,7 @@ export function carriesAll(parts: Readonly<PartsSupport>): boolean {
     parts.cards.max >= a.cards.max &&
     parts.cards.maxDataBytes >= a.cards.maxDataBytes &&
     parts.cards.typed &&
+    parts.cards.rightAlignedMinBytes === undefined &&
     parts.fingers.max >= a.fingers.max &&
     parts.fingers.format === a.fingers.format &&
     parts.faces >= a.faces &&

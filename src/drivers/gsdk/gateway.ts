@@ -12,6 +12,22 @@ import { DriverError, type RefusalReason } from '../../sync/ports.js';
 import { isConnected } from './constants.js';
 import { gsdkServices, type AcceptFilter, type AsyncConnectInfo, type DeviceInfo, type StatusChange } from './proto.js';
 
+/**
+ * The largest answer taken from the gateway, bytes. The largest answers are
+ * GetList (one UserHdr per user, at most about 50 bytes with a 32-byte ID: 32 MiB
+ * holds the list of a terminal with over 600,000 users) and Get of
+ * GSDK_MAX_BATCH users (each at most about 25 KB without faces). A bigger answer
+ * fails that call ('unreadable'), not the process.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Terminals whose last status is kept (a gateway serves hundreds, a big one
+ * thousands): a gateway that reports ever new device IDs cannot grow the map
+ * past this. Past it, a new ID's changes are still passed on ('status'), not kept.
+ */
+export const MAX_KNOWN_TERMINALS = 65_536;
+
 export interface GatewayOptions {
   host: string;
   port: number;
@@ -19,6 +35,8 @@ export interface GatewayOptions {
   ca: Buffer;
   /** deadline of one call, ms */
   requestTimeoutMs: number;
+  /** largest answer taken, bytes (default DEFAULT_MAX_MESSAGE_BYTES) */
+  maxMessageBytes?: number;
   log?: Logger;
   /** TLS name to check the gateway's certificate against, when not its host */
   serverName?: string;
@@ -50,9 +68,19 @@ export function isGrpcError(e: unknown): e is grpc.ServiceError {
   return e instanceof Error && typeof (e as grpc.ServiceError).code === 'number';
 }
 
+/** An answer bigger than the client takes (grpc-js says RESOURCE_EXHAUSTED, which from the gateway itself means a full terminal). */
+export function isTooLarge(e: unknown): boolean {
+  return isGrpcError(e) && e.code === grpc.status.RESOURCE_EXHAUSTED && /larger than max/i.test(e.details || e.message);
+}
+
+/** A gRPC failure's reason for the port. */
+export function reasonOf(e: grpc.ServiceError): RefusalReason {
+  return isTooLarge(e) ? 'unreadable' : grpcReason(e.code);
+}
+
 export function asDriverError(e: unknown, what: string): DriverError {
   if (e instanceof DriverError) return e;
-  if (isGrpcError(e)) return new DriverError(grpcReason(e.code), `${what}: ${e.details || e.message} (gRPC ${grpc.status[e.code] ?? e.code})`);
+  if (isGrpcError(e)) return new DriverError(reasonOf(e), `${what}: ${e.details || e.message} (gRPC ${grpc.status[e.code] ?? e.code})`);
   return new DriverError('transport', `${what}: ${(e as Error).message}`);
 }
 
@@ -83,7 +111,7 @@ export class GatewayClient extends EventEmitter {
     this.channelCreds = grpc.credentials.createSsl(o.ca);
     const s = gsdkServices();
     const opts: grpc.ClientOptions = {
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.max_receive_message_length': o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       // a restarted gateway is found again quickly
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2000,
@@ -132,14 +160,15 @@ export class GatewayClient extends EventEmitter {
       this.emit('lost', why);
     };
     call.on('data', (c: StatusChange) => {
-      this.status.set(c.deviceID, c.status);
+      this.remember(c.deviceID, c.status);
       this.emit('status', c);
     });
     call.on('error', (e: grpc.ServiceError) => lose(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`));
     call.on('end', () => lose('the gateway ended the status stream'));
     const ready = this.call<{ deviceInfos: DeviceInfo[] }>(this.connect, 'GetDeviceList', {}).then(
       (r) => {
-        for (const d of r.deviceInfos) if (!this.status.has(d.deviceID) || isConnected(d.status)) this.status.set(d.deviceID, d.status);
+        for (const d of r.deviceInfos) if (!this.status.has(d.deviceID) || isConnected(d.status)) this.remember(d.deviceID, d.status);
+        this.o.log?.info({ gateway: this.address, terminals: r.deviceInfos.length, connected: r.deviceInfos.filter((d) => isConnected(d.status)).length }, 'device gateway: status stream open');
       },
       (e) => {
         call.cancel();
@@ -149,6 +178,11 @@ export class GatewayClient extends EventEmitter {
     );
     this.statusReady = ready;
     return ready;
+  }
+
+  private remember(deviceID: number, status: number): void {
+    if (this.status.size >= MAX_KNOWN_TERMINALS && !this.status.has(deviceID)) return;
+    this.status.set(deviceID, status);
   }
 
   /** Tells the gateway to keep connecting to a terminal at an address (server-to-device mode). */
@@ -180,6 +214,35 @@ export class GatewayClient extends EventEmitter {
     const f = r.filter ?? { allowAll: false, deviceIDs: [], IPAddrs: [], subnetMasks: [] };
     if (f.allowAll || f.deviceIDs.includes(deviceID)) return;
     await this.call(this.connect, 'SetAcceptFilter', { filter: { ...f, deviceIDs: [...f.deviceIDs, deviceID] } });
+  }
+
+  /** Tells the gateway to stop connecting to a terminal it was told the address of (AddAsyncConnection undone). */
+  async deleteAsync(deviceID: number): Promise<void> {
+    try {
+      await this.call(this.connect, 'DeleteAsyncConnection', { deviceIDs: [deviceID] });
+    } catch (e) {
+      // the gateway does not know it (it restarted meanwhile): nothing to undo
+      if (isGrpcError(e) && e.code === grpc.status.NOT_FOUND) return;
+      throw e;
+    }
+  }
+
+  /**
+   * Takes a terminal out of the gateway's accept filter (the rest stays), one
+   * read-modify-write at a time like accept(). Returns false when the filter
+   * lets every terminal in (allowAll): set by someone else, left as it is.
+   */
+  unaccept(deviceID: number): Promise<boolean> {
+    const next = this.filterLock.then(() => this.doUnaccept(deviceID));
+    this.filterLock = next.catch(() => undefined);
+    return next;
+  }
+
+  private async doUnaccept(deviceID: number): Promise<boolean> {
+    const r = await this.call<{ filter: AcceptFilter | null }>(this.connect, 'GetAcceptFilter', {});
+    const f = r.filter ?? { allowAll: false, deviceIDs: [], IPAddrs: [], subnetMasks: [] };
+    if (f.deviceIDs.includes(deviceID)) await this.call(this.connect, 'SetAcceptFilter', { filter: { ...f, deviceIDs: f.deviceIDs.filter((d) => d !== deviceID) } });
+    return !f.allowAll;
   }
 
   /**

@@ -10,6 +10,9 @@
 //   name (48 characters)             <->  name
 //   cards[] {type, size 32, data}    <->  cards[] {type, data}: data right-aligned in 32 bytes;
 //                                          read back without leading zero bytes, at least 4 kept
+//                                          (shorter data comes back padded: 0102 reads 00000102;
+//                                          GSDK_PARTS says so, and the model compares cards in
+//                                          that form, so such a user is not pushed again)
 //   fingers[] {index, flag, 2 templates} <-> fingers[] (templates padded to 384 bytes)
 //   accessGroupIDs (16)              <->  accessGroups
 //   photo (16 KB)                    <->  photo
@@ -21,7 +24,7 @@
 // no such field). GSDK_PARTS says so to the engine: the merge takes what a
 // terminal cannot carry as vacant (never fills or erases a server field with
 // it), and comparisons ignore it.
-import { MODEL_FINGER_FORMAT, type PartsSupport } from '../../model/parts.js';
+import { MODEL_FINGER_FORMAT, canonicalCardData, fitUtf8, type PartsSupport } from '../../model/parts.js';
 import { USER_LIMITS, emptyUser, type UserRecord } from '../../model/user.js';
 import { CARD_DATA_SIZE, FINGER_TEMPLATE_SIZE } from './constants.js';
 import type { CSNCardData, UserInfo } from './proto.js';
@@ -39,7 +42,7 @@ export const GSDK_PARTS: Readonly<PartsSupport> = Object.freeze({
   disabled: false,
   photo: true,
   pin: 'none',
-  cards: Object.freeze({ max: 8, maxDataBytes: CARD_DATA_SIZE, typed: true }),
+  cards: Object.freeze({ max: 8, maxDataBytes: CARD_DATA_SIZE, typed: true, rightAlignedMinBytes: MIN_CARD_BYTES }),
   fingers: Object.freeze({ max: 10, format: MODEL_FINGER_FORMAT }),
   faces: 0,
   accessGroups: 16,
@@ -72,12 +75,9 @@ export function cardToGsdk(c: { type: number; data: Buffer }): CSNCardData {
   return { type: c.type, size: CARD_DATA_SIZE, data };
 }
 
-/** A gateway card as termsync's: leading zero bytes stripped, at least MIN_CARD_BYTES kept. */
+/** A gateway card as termsync's: leading zero bytes stripped, at least MIN_CARD_BYTES kept (the model's canonicalCardData). */
 export function cardFromGsdk(c: CSNCardData): { type: number; data: Buffer } {
-  const d = c.data;
-  let start = 0;
-  while (start < d.length - MIN_CARD_BYTES && d[start] === 0) start++;
-  return { type: c.type, data: Buffer.from(d.subarray(start)) };
+  return { type: c.type, data: canonicalCardData(c.data, MIN_CARD_BYTES) };
 }
 
 function template(t: Buffer | undefined): Buffer {
@@ -99,8 +99,13 @@ export function gsdkToUser(g: UserInfo): UserRecord {
     u.setting.idAuthMode = s.IDAuthMode & 0xff;
     u.setting.securityLevel = Math.min(s.securityLevel, USER_LIMITS.securityLevelMax);
   }
-  u.name = g.name ?? '';
-  u.cards = (g.cards ?? []).filter((c) => c.data && c.data.length > 0 && c.data.some((b) => b !== 0)).slice(0, GSDK_PARTS.cards.max).map(cardFromGsdk);
+  // what the gateway sends is cut to what a terminal holds: a longer name to the model's
+  // length, card data over 32 bytes (no terminal holds such a card) left out
+  u.name = fitUtf8(g.name ?? '', GSDK_PARTS.nameBytes);
+  u.cards = (g.cards ?? [])
+    .filter((c) => c.data && c.data.length > 0 && c.data.length <= CARD_DATA_SIZE && c.data.some((b) => b !== 0))
+    .slice(0, GSDK_PARTS.cards.max)
+    .map(cardFromGsdk);
   u.fingers = (g.fingers ?? []).slice(0, GSDK_PARTS.fingers.max).map((f, i) => ({
     index: f.index >= 0 && f.index <= USER_LIMITS.fingerIndexMax ? f.index : i,
     flag: f.flag & 0xff,
@@ -128,7 +133,11 @@ export function userToGsdk(u: UserRecord, o: { alphanumericIds: boolean }): { in
   if (u.jobCodes.length > 0) dropped.push('jobCodes');
   if (u.phrase !== '') dropped.push('phrase');
   if (u.flag & 0x80) dropped.push('disabled');
-  const cards = u.cards.slice(0, GSDK_PARTS.cards.max).map(cardToGsdk);
+  // a card of zeros only is no card on the terminal (it reads back as none): not sent, not counted
+  const cards = u.cards
+    .filter((c) => c.data.length <= CARD_DATA_SIZE && c.data.some((b) => b !== 0))
+    .slice(0, GSDK_PARTS.cards.max)
+    .map(cardToGsdk);
   const fingers = u.fingers.slice(0, GSDK_PARTS.fingers.max).map((f) => ({ index: f.index, flag: f.flag, templates: [Buffer.from(f.templates[0]), Buffer.from(f.templates[1])] }));
   const info: UserInfo = {
     hdr: { ID: u.id, numOfCard: cards.length, numOfFinger: fingers.length, numOfFace: 0, authGroupID: u.authGroupId },

@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { UserRecord } from '../../model/user.js';
 import { PeerLimitError } from '../../sync/peer-limit.js';
+import { utf8Compare } from '../../utf8-order.js';
 import {
   DriverError,
   type DeviceFact,
@@ -30,7 +31,7 @@ import {
 } from '../../sync/ports.js';
 import { DATABASE_RESET, EVENT_MASK, EventCode, eventName, isConnected, statusName } from './constants.js';
 import type { EchoMemory } from './echo.js';
-import { asDriverError, grpcReason, isGrpcError, type GatewayClient } from './gateway.js';
+import { asDriverError, isGrpcError, reasonOf, type GatewayClient } from './gateway.js';
 import { GSDK_PARTS, GsdkMappingError, gsdkToUser, userToGsdk } from './mapping.js';
 import type { CapabilityInfo, EventLog, FactoryInfo, StatusChange, UserHdr, UserInfo } from './proto.js';
 
@@ -45,6 +46,22 @@ const RESUBSCRIBE_MIN_MS = 100;
 /** log reads without an answer in a row that end the session */
 const MAX_FAILED_READS = 3;
 const RESUBSCRIBE_MAX_MS = 3000;
+/** event IDs are uint32 on the wire */
+const MAX_EVENT_ID = 0xffff_ffff;
+/**
+ * Realtime events held while the log is read, or while the engine has a page of
+ * facts to take: past this the held ones are let go and the log is read again
+ * instead (every event is in the terminal's log), so a burst the gateway
+ * streams faster than the engine takes costs bounded memory.
+ */
+export const MAX_BUFFERED_EVENTS = 4 * LOG_PAGE;
+/** longest user ID a Suprema terminal holds, bytes */
+const MAX_USER_ID_BYTES = 32;
+
+/** A user ID as the gateway may name one: 1..32 bytes. */
+function plausibleUserId(id: string | undefined): id is string {
+  return typeof id === 'string' && id.length > 0 && Buffer.byteLength(id, 'utf8') <= MAX_USER_ID_BYTES;
+}
 
 export interface GsdkSessionOptions {
   terminalId: string;
@@ -174,15 +191,16 @@ export class GsdkSession implements DeviceSession {
     };
     const first = await probe(0);
     if (first === null) return { first: 0, last: 0 };
+    // IDs are uint32: a gateway that answers every probe cannot keep this going past 2^32
     let lo = first;
     let step = 1;
-    for (;;) {
+    while (lo + step <= MAX_EVENT_ID) {
       const r = await probe(lo + step);
       if (r === null) break;
-      lo = Math.max(r, lo + step);
+      lo = Math.min(MAX_EVENT_ID, Math.max(r, lo + step));
       step *= 2;
     }
-    let hi = lo + step;
+    let hi = Math.min(lo + step, MAX_EVENT_ID + 1);
     while (hi - lo > 1) {
       const mid = Math.floor((lo + hi) / 2);
       const r = await probe(mid);
@@ -270,7 +288,14 @@ export class GsdkSession implements DeviceSession {
   /** A realtime event: the next one is handed over; a later one means events were dropped: read the log. */
   private live(e: EventLog): void {
     if (this.catchingUp) {
+      if (this.buffered.length < MAX_BUFFERED_EVENTS) this.buffered.push(e);
+      else this.overflow();
+      return;
+    }
+    if (this.held.length >= LOG_PAGE && e.ID > this.last) {
+      // the engine has a page to take: this one waits in the log (read as the engine takes the facts)
       this.buffered.push(e);
+      this.catchUpLogged();
       return;
     }
     if (e.ID <= this.last) {
@@ -284,6 +309,18 @@ export class GsdkSession implements DeviceSession {
     this.o.log?.info({ terminal: this.id, expected: this.last + 1, got: e.ID }, 'G-SDK: realtime events were dropped; reading them from the log');
     this.buffered.push(e);
     this.catchUpLogged();
+  }
+
+  /** whether the buffer overflowed since the log was last read (logged once per overflow) */
+  private overflowed = false;
+
+  /** Too many realtime events held: they go; the log is read again from the last one handed over. */
+  private overflow(): void {
+    this.buffered = [];
+    this.again = true;
+    if (this.overflowed) return;
+    this.overflowed = true;
+    this.o.log?.info({ terminal: this.id, held: MAX_BUFFERED_EVENTS }, 'G-SDK: realtime events arrive faster than they are taken; reading them from the log instead');
   }
 
   /** consecutive log reads that failed for want of an answer */
@@ -347,13 +384,20 @@ export class GsdkSession implements DeviceSession {
         for (;;) {
           await this.room();
           const page = await this.getLog(this.last + 1, LOG_PAGE);
-          const fresh = page.filter((e) => e.ID > this.last).sort((a, b) => a.ID - b.ID);
+          // a gateway that sends more than a page: the first page's worth now, the rest on the next read
+          const fresh = page.filter((e) => e.ID > this.last).sort((a, b) => a.ID - b.ID).slice(0, LOG_PAGE);
+          this.overflowed = false;
           if (fresh.length) this.take(fresh);
           if (page.length < LOG_PAGE) break;
         }
-        // what the stream delivered meanwhile: anything the log did not show yet
+        // what the stream delivered meanwhile: anything the log did not show yet, as far as
+        // it follows on without a gap (an event the gateway dropped, or let go here,
+        // is in the log: past a gap the log is read again)
         const rest = this.buffered.splice(0).filter((e) => e.ID > this.last).sort((a, b) => a.ID - b.ID);
-        if (rest.length) this.take(rest);
+        let n = 0;
+        while (n < rest.length && rest[n].ID === this.last + 1 + n) n++;
+        if (n < rest.length) this.again = true;
+        if (n > 0) this.take(rest.slice(0, n));
       } while (this.again && !this.closed);
     })();
     this.catchingUp = run;
@@ -399,7 +443,8 @@ export class GsdkSession implements DeviceSession {
     const at = e.timestamp * 1000;
     const detail = eventName(e.eventCode);
     const base = { ref: e.ID, at, detail };
-    const uid = e.userID;
+    // a user ID no Suprema terminal holds (empty, over 32 bytes) names no user: the event is kept as 'other'
+    const uid = plausibleUserId(e.userID) ? e.userID : '';
     // the user store restarted: what the terminal held cannot be trusted (the engine compares user lists)
     if (e.eventCode === DATABASE_RESET) return { ...base, kind: 'log-reset', origin: 'device' };
     switch (code) {
@@ -446,6 +491,29 @@ export class GsdkSession implements DeviceSession {
       for (const r of await this.getUsers(ids.slice(i, i + GSDK_MAX_BATCH))) if (r.user) users.push(r.user);
     }
     return { kind: 'full-read', users };
+  }
+
+  /**
+   * GetList once, checked (at most `maxUsers`, no ID twice), in ascending byte
+   * order of the ID; then the whole records GSDK_MAX_BATCH at a time, one page
+   * each: the engine holds one page at a time, not a copy of the terminal.
+   * IDs no Suprema terminal holds (empty, over 32 bytes) are left out, and said so in the log.
+   */
+  async *userPages(o: { maxUsers: number }): AsyncIterable<UserListing> {
+    const list = await this.call<{ hdrs: UserHdr[] }>(this.gw.user, 'GetList', { deviceID: this.dev });
+    const total = list.hdrs.length;
+    if (total > o.maxUsers) throw new PeerLimitError('list-total', { listed: total, max: o.maxUsers }, `Suprema terminal ${this.id} lists ${total} users, more than the ${o.maxUsers} accepted`);
+    const ids = list.hdrs.map((h) => h.ID).filter(plausibleUserId);
+    if (ids.length < total) this.o.log?.warn({ terminal: this.id, leftOut: total - ids.length }, 'G-SDK: the user list names IDs no Suprema terminal holds; left out');
+    ids.sort(utf8Compare);
+    for (let i = 1; i < ids.length; i++) {
+      if (ids[i] === ids[i - 1]) throw new PeerLimitError('list-order', { listed: total }, `Suprema terminal ${this.id} lists a user ID twice`);
+    }
+    for (let i = 0; i < ids.length; i += GSDK_MAX_BATCH) {
+      const users: UserRecord[] = [];
+      for (const r of await this.getUsers(ids.slice(i, i + GSDK_MAX_BATCH))) if (r.user) users.push(r.user);
+      yield { kind: 'full-read', users };
+    }
   }
 
   async getUsers(userIds: string[]): Promise<ReadResult[]> {
@@ -499,7 +567,7 @@ export class GsdkSession implements DeviceSession {
     } catch (e) {
       for (const g of go) this.o.echo.forget(this.id, g.u.id, 'put');
       const code = isGrpcError(e) ? e.code : undefined;
-      const reason = isGrpcError(e) ? grpcReason(code) : 'transport';
+      const reason = isGrpcError(e) ? reasonOf(e) : 'transport';
       const detail = isGrpcError(e) ? `Suprema terminal ${this.id}: Enroll: ${e.details || e.message}` : (e as Error).message;
       if (reason === 'transport' || go.length === 1) {
         for (const g of go) out[g.i] = { ok: false, reason, detail, ...(code !== undefined ? { code } : {}) };
@@ -521,7 +589,7 @@ export class GsdkSession implements DeviceSession {
     } catch (e) {
       for (const id of userIds) this.o.echo.forget(this.id, id, 'delete');
       const code = isGrpcError(e) ? e.code : undefined;
-      const reason = isGrpcError(e) ? grpcReason(code) : 'transport';
+      const reason = isGrpcError(e) ? reasonOf(e) : 'transport';
       const detail = isGrpcError(e) ? `Suprema terminal ${this.id}: Delete: ${e.details || e.message}` : (e as Error).message;
       if (reason === 'transport' || userIds.length === 1) return userIds.map(() => ({ ok: false, reason, detail, ...(code !== undefined ? { code } : {}) }));
       for (const id of userIds) out.push(...(await this.deleteUsers([id])));

@@ -42,7 +42,7 @@ export const ZK_PARTS: Readonly<PartsSupport> = Object.freeze({
   disabled: true,
   photo: false,
   pin: 'plain',
-  cards: Object.freeze({ max: 1, maxDataBytes: 4, typed: false }),
+  cards: Object.freeze({ max: 1, maxDataBytes: 4, typed: false, rightAlignedMinBytes: 4 }),
   fingers: Object.freeze({ max: 0, format: ZK_FINGER_FORMAT }),
   faces: 0,
   accessGroups: 0,

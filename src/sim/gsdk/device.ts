@@ -54,7 +54,7 @@ export function devicePinHash(pin: Buffer): Buffer {
   return createHash('sha256').update('mock-suprema-pin\0').update(pin).digest();
 }
 
-function emptyInfo(id: string): UserInfo {
+export function emptyInfo(id: string): UserInfo {
   return {
     hdr: { ID: id, numOfCard: 0, numOfFinger: 0, numOfFace: 0, authGroupID: 0 },
     setting: { startTime: 0, endTime: 0, fingerAuthMode: 0, cardAuthMode: 0, IDAuthMode: 0, securityLevel: 0 },

@@ -8,7 +8,8 @@
 // terminals. What a real gateway does beyond its documentation is not known
 // here: this is the plumbing and the documented semantics, not the truth.
 //
-// Control for tests (in process): devices, device(id), setOnline(), and the
+// Control for tests (in process): devices, device(id), setOnline(),
+// connected(id), asyncConnectionIds(), acceptFilterIds(), and the
 // faults: breakStreams() (every realtime stream ends with UNAVAILABLE),
 // dropRealtime(n) (the next n realtime events are discarded, as when the
 // gateway's queue is full), failNext(n) (the next n unary calls answer
@@ -94,6 +95,16 @@ export class GsdkSimGateway {
   connected(deviceID: number): boolean {
     const s = this.status.get(deviceID);
     return s === DeviceStatus.TLS_CONNECTED || s === DeviceStatus.TCP_CONNECTED;
+  }
+
+  /** Device IDs the gateway was told to keep connecting to (AddAsyncConnection), ascending. */
+  asyncConnectionIds(): number[] {
+    return [...this.asyncConns.keys()].sort((a, b) => a - b);
+  }
+
+  /** Device IDs in the accept filter (SetAcceptFilter), ascending. */
+  acceptFilterIds(): number[] {
+    return [...this.filter.deviceIDs].sort((a, b) => a - b);
   }
 
   // ------------------------------------------------------------ control
