@@ -21,7 +21,7 @@ import {
   encodeGetUsersRequest,
   encodeListUsersRequest,
   encodeLogAck,
-  encodePutUsersRequest,
+  encodePutUsersParts,
   encodeSubscribeRequest,
   encodeUser,
   statusName,
@@ -156,7 +156,7 @@ export class ProtocolLink {
    * request) is asked again after a delay (200 ms doubling to 30 s, reset by
    * every success), within the session. Every other failure rejects.
    */
-  private async call(command: number, payload?: Buffer): Promise<Frame> {
+  private async call(command: number, payload?: Buffer | readonly Buffer[]): Promise<Frame> {
     for (;;) {
       try {
         const f = await this.conn.request(command, payload);
@@ -304,7 +304,7 @@ export class ProtocolLink {
       await this.conn.drained();
       let st: number[];
       try {
-        const f = await this.call(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
+        const f = await this.call(Command.PUT_USERS, encodePutUsersParts({ overwrite: true, records: batch }));
         st = decodeStatusList(f.payload).statuses;
       } catch (e) {
         const whole = perRecordStatus(e);
