@@ -77,6 +77,8 @@ export class Store extends RefusalsStore {
 
   private constructor(db: Database.Database, file: string, opts: StoreOptions) {
     super(db, file, opts);
+    // the feed's tail in memory starts empty at the head: every change from now on enters it
+    if (db.open && schemaVersion(db) === LATEST_SCHEMA_VERSION) this.tail.start(this.feed.head(), this.dataVersion());
   }
 
   /**
