@@ -14,7 +14,9 @@ import {
   encodeFrame,
   encodeFrameParts,
   encodePutUsersParts,
+  encodePutUsersPrefixed,
   encodePutUsersRequest,
+  prefixPutUsersRecord,
   type Frame,
 } from '../src/codec/index.js';
 
@@ -293,5 +295,15 @@ describe('encodeFrameParts', () => {
     expect(Buffer.concat(parts)).toEqual(encodePutUsersRequest({ overwrite: true, records: recs }));
     // the records go as they are: no copy
     expect(parts.filter((p) => recs.some((r) => r === p))).toHaveLength(2);
+  });
+});
+
+describe('PUT_USERS from prefixed records', () => {
+  it('is byte for byte the request encodePutUsersRequest makes', () => {
+    const recs = [Buffer.alloc(80, 1), Buffer.alloc(120, 2), Buffer.alloc(64, 3)];
+    const parts = encodePutUsersPrefixed(true, recs.map(prefixPutUsersRecord));
+    expect(Buffer.concat(parts)).toEqual(encodePutUsersRequest({ overwrite: true, records: recs }));
+    expect(() => encodePutUsersPrefixed(true, [])).toThrow(ProtocolError);
+    expect(() => prefixPutUsersRecord(Buffer.alloc(3))).toThrow(ProtocolError);
   });
 });
