@@ -12,6 +12,11 @@ import {
   ProtocolError,
   Status,
   encodeFrame,
+  encodeFrameParts,
+  encodePutUsersParts,
+  encodePutUsersPrefixed,
+  encodePutUsersRequest,
+  prefixPutUsersRecord,
   type Frame,
 } from '../src/codec/index.js';
 
@@ -265,5 +270,40 @@ describe('FrameDecoder', () => {
         { numRuns: 300, seed: 42 },
       );
     });
+  });
+});
+
+describe('encodeFrameParts', () => {
+  it('writes exactly the bytes of encodeFrame over the joined parts, and decodes to the same frame', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 12 }), fc.integer({ min: 0, max: 0xffffffff }), (arrays, seq) => {
+        const parts = arrays.map((a) => Buffer.from(a));
+        const head = { kind: FrameKind.REQUEST, seq, command: Command.PUT_USERS };
+        const joined = Buffer.concat(encodeFrameParts(head, parts));
+        expect(joined).toEqual(encodeFrame({ ...head, payload: Buffer.concat(parts) }));
+        const frames: Frame[] = [];
+        new FrameDecoder().feedEach(joined, (f) => frames.push(f));
+        expect(frames).toHaveLength(1);
+        expect(frames[0].payload).toEqual(Buffer.concat(parts));
+      }),
+    );
+  });
+
+  it('a PUT_USERS in parts is the same request as the one copied into one payload', () => {
+    const recs = [Buffer.alloc(80, 1), Buffer.alloc(120, 2)];
+    const parts = encodePutUsersParts({ overwrite: true, records: recs });
+    expect(Buffer.concat(parts)).toEqual(encodePutUsersRequest({ overwrite: true, records: recs }));
+    // the records go as they are: no copy
+    expect(parts.filter((p) => recs.some((r) => r === p))).toHaveLength(2);
+  });
+});
+
+describe('PUT_USERS from prefixed records', () => {
+  it('is byte for byte the request encodePutUsersRequest makes', () => {
+    const recs = [Buffer.alloc(80, 1), Buffer.alloc(120, 2), Buffer.alloc(64, 3)];
+    const parts = encodePutUsersPrefixed(true, recs.map(prefixPutUsersRecord));
+    expect(Buffer.concat(parts)).toEqual(encodePutUsersRequest({ overwrite: true, records: recs }));
+    expect(() => encodePutUsersPrefixed(true, [])).toThrow(ProtocolError);
+    expect(() => prefixPutUsersRecord(Buffer.alloc(3))).toThrow(ProtocolError);
   });
 });

@@ -4,7 +4,7 @@
 // terminal reset while connected, and terminal clocks hours off.
 import net, { type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Command, EventCode, HEADER_SIZE, MAX_PAYLOAD, ORIGIN_SERVER, Status } from '../src/codec/constants.js';
+import { Command, EventCode, HEADER_SIZE, MAGIC0, MAGIC1, MAX_PAYLOAD, ORIGIN_SERVER, Status } from '../src/codec/constants.js';
 import { userFromJson, type UserRecord } from '../src/model/user.js';
 import type { SimTerminal } from '../src/sim/terminal.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
@@ -154,15 +154,18 @@ describe('slow-reading terminal (1 KB/s)', () => {
     expect(site.daemon.store.owedCount('t2')).toBe(400);
     proxy.setRate(1024);
     const from = proxy.bytesFromDaemon;
-    // every write the daemon makes on its socket to the slow terminal, with the socket's state around it
-    const writes: { bytes: number; needDrainBefore: boolean; accepted: boolean; buffered: number }[] = [];
+    // every write the daemon makes on its socket to the slow terminal, with the socket's state around it;
+    // `frame`: the bytes of the frame a write begins (a frame may be written as its header and then its
+    // payload's parts, corked), 0 for a write that continues one
+    const writes: { bytes: number; frame: number; needDrainBefore: boolean; accepted: boolean; buffered: number }[] = [];
     const write = net.Socket.prototype.write;
     const proxyPort = proxy.port;
     net.Socket.prototype.write = function (this: net.Socket, chunk: Buffer, ...rest: unknown[]) {
       if (this.remotePort !== proxyPort) return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
       const needDrainBefore = this.writableNeedDrain;
       const accepted = (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-      writes.push({ bytes: chunk.length, needDrainBefore, accepted, buffered: this.writableLength });
+      const starts = chunk.length >= HEADER_SIZE && chunk[0] === MAGIC0 && chunk[1] === MAGIC1;
+      writes.push({ bytes: chunk.length, frame: starts ? HEADER_SIZE + chunk.readUInt32LE(12) : 0, needDrainBefore, accepted, buffered: this.writableLength });
       return accepted;
     } as typeof write;
     try {
@@ -174,7 +177,7 @@ describe('slow-reading terminal (1 KB/s)', () => {
         if (!t1Done && site.converged({ ids: ['t1'], count: 400 })) t1Done = Date.now() - started;
         await new Promise((r) => setTimeout(r, 20));
       }
-      const big = writes.filter((w) => w.bytes > 64 * 1024);
+      const big = writes.filter((w) => w.frame > 64 * 1024);
       // the catch-up started with full PUT_USERS frames, which the terminal is still reading: the engine
       // keeps at most two batches in flight per terminal (the one being answered and the one behind it),
       // so in three seconds at most two large frames were written, not the whole 3 MB ...

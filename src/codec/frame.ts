@@ -50,6 +50,27 @@ function isInt(v: unknown, min: number, max: number): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
 
+/**
+ * Encodes one frame whose payload is the concatenation of `parts`, without
+ * copying them: the header (with the CRC over header and parts) comes first,
+ * then the parts themselves, to be written in order (e.g. corked). A PUT_USERS
+ * fanned out to many terminals then sends the same cached record encodings to
+ * each instead of one copy of the whole batch per terminal. Same checks as
+ * encodeFrame; the parts must not change until written.
+ */
+export function encodeFrameParts(f: Omit<FrameInit, 'payload'>, parts: readonly Buffer[]): Buffer[] {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  if (length > MAX_PAYLOAD) throw new ProtocolError('FRAME_TOO_LARGE', `payload of ${length} bytes exceeds the maximum of ${MAX_PAYLOAD}`);
+  // the header's checks and layout are encodeFrame's (an empty payload), then length and CRC are set here
+  const head = encodeFrame(f);
+  head.writeUInt32LE(length, 12);
+  let c = crc32(head.subarray(0, 16));
+  for (const p of parts) if (p.length) c = crc32(p, c);
+  head.writeUInt32LE(c, 16);
+  return [head, ...parts];
+}
+
 /** Encodes one frame. Throws ProtocolError for anything that must not go on the wire. */
 export function encodeFrame(f: FrameInit): Buffer {
   const payload = f.payload ?? EMPTY;

@@ -696,6 +696,58 @@ export function encodePutUsersRequest(r: PutUsersRequest): Buffer {
 }
 
 /**
+ * A PUT_USERS request as the parts of its payload (see encodeFrameParts): a
+ * small buffer of its own for the head and the length prefixes, and the
+ * records themselves, not copied. Same checks as encodePutUsersRequest.
+ */
+export function encodePutUsersParts(r: PutUsersRequest): Buffer[] {
+  return guard('PUT_USERS request', () => {
+    const records = list<Buffer>(r.records, 1, LIMITS.maxBatch, 'putUsers.records');
+    if (typeof r.overwrite !== 'boolean') throw new ProtocolError('FIELD_OUT_OF_RANGE', 'putUsers.overwrite: must be a boolean');
+    records.forEach((rec, i) => {
+      checkBuf(rec, `putUsers.records[${i}]`);
+      if (rec.length < USER_HEADER_SIZE)
+        throw new ProtocolError('FIELD_OUT_OF_RANGE', `putUsers.records[${i}]: ${rec.length} bytes, a user record has at least ${USER_HEADER_SIZE}`);
+    });
+    const small = Buffer.alloc(4 + 4 * records.length);
+    small[0] = r.overwrite ? 1 : 0;
+    small.writeUInt16LE(records.length, 2);
+    const parts: Buffer[] = [small.subarray(0, 4)];
+    records.forEach((rec, i) => {
+      const at = 4 + 4 * i;
+      small.writeUInt32LE(rec.length, at);
+      parts.push(small.subarray(at, at + 4), rec);
+    });
+    return parts;
+  });
+}
+
+/**
+ * One record of a PUT_USERS payload with its u32 length prefix, as it goes on
+ * the wire: made once per record and cached, then sent as a part of every
+ * terminal's request (encodePutUsersPrefixed). Same checks as encodePutUsersRequest.
+ */
+export function prefixPutUsersRecord(rec: Buffer): Buffer {
+  return guard('PUT_USERS request', () => {
+    checkBuf(rec, 'putUsers.record');
+    if (rec.length < USER_HEADER_SIZE) throw new ProtocolError('FIELD_OUT_OF_RANGE', `putUsers.record: ${rec.length} bytes, a user record has at least ${USER_HEADER_SIZE}`);
+    const out = Buffer.allocUnsafe(4 + rec.length);
+    out.writeUInt32LE(rec.length, 0);
+    rec.copy(out, 4);
+    return out;
+  });
+}
+
+/** A PUT_USERS payload as parts: its 4-byte head, then the records made by prefixPutUsersRecord, not copied. */
+export function encodePutUsersPrefixed(overwrite: boolean, prefixed: readonly Buffer[]): Buffer[] {
+  if (prefixed.length < 1 || prefixed.length > LIMITS.maxBatch) throw new ProtocolError('FIELD_OUT_OF_RANGE', `putUsers.records: ${prefixed.length} records, 1..${LIMITS.maxBatch} allowed`);
+  const head = Buffer.alloc(4);
+  head[0] = overwrite ? 1 : 0;
+  head.writeUInt16LE(prefixed.length, 2);
+  return [head, ...prefixed];
+}
+
+/**
  * Splits a PUT_USERS request into its records. The records themselves are not
  * decoded here: a malformed record fails alone with INVALID_USER (decodeUser),
  * while a malformed envelope fails the whole request with BAD_PAYLOAD.

@@ -14,6 +14,7 @@ import type { UserRecord } from '../model/user.js';
 import type { Checkpointer } from './checkpointer.js';
 import { StoreWriteError, toStoreWriteError } from './errors.js';
 import { FeedTables } from './feed.js';
+import { FeedTail } from './feed-tail.js';
 import { schemaVersion } from './migrations.js';
 import { PullFailureTable } from './pull-failures.js';
 import { prepareStatements, type Statements } from './statements.js';
@@ -33,6 +34,8 @@ export class StoreBase {
   protected checkpointer: Checkpointer | undefined;
   /** the push lanes' records by user ID, with the feed number they were read at */
   protected readonly shared = new Map<string, { seq: number; user: UserRecord }>();
+  /** the recent feed entries this connection committed, shared by the push lanes' reads (feed-tail.ts) */
+  protected readonly tail = new FeedTail();
   protected readonly feedListeners = new Set<(head: number) => void>();
   /** set inside a write transaction that grew the feed or the owed set; listeners run after the commit */
   protected feedDirty = false;
@@ -109,7 +112,10 @@ export class StoreBase {
       if (this.db.inTransaction) return fn();
       this.feedDirty = false;
       this.writeGen++;
+      // notes of a transaction the Store did not see end (one opened on `connection`): the tail cannot trust them
+      if (this.tail.hasPending) this.tail.reset();
       const r = this.tx.immediate(fn) as T;
+      if (this.tail.hasPending) this.tail.commit(this.dataVersion());
       if (this.feedDirty) {
         this.feedDirty = false;
         this.emitFeedChange();
@@ -117,9 +123,15 @@ export class StoreBase {
       return r;
     } catch (err) {
       this.owed = null; // rolled back: the counts may have moved
+      this.tail.rollback();
       this.feedDirty = false;
       throw toStoreWriteError(err, operation);
     }
+  }
+
+  /** PRAGMA data_version: moves when another connection commits */
+  protected dataVersion(): number {
+    return this.cached('PRAGMA data_version').pluck().get() as number;
   }
 
   protected emitFeedChange(): void {

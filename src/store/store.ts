@@ -77,6 +77,8 @@ export class Store extends RefusalsStore {
 
   private constructor(db: Database.Database, file: string, opts: StoreOptions) {
     super(db, file, opts);
+    // the feed's tail in memory starts empty at the head: every change from now on enters it
+    if (db.open && schemaVersion(db) === LATEST_SCHEMA_VERSION) this.tail.start(this.feed.head(), this.dataVersion());
   }
 
   /**
@@ -231,6 +233,7 @@ export class Store extends RefusalsStore {
       }
       const seq = this.feed.next();
       const serverVersion = this.users.write(rec, prev, this.now(), seq);
+      this.tail.note(seq, u.id, null, false);
       if (prev === null) this.feed.untomb(u.id);
       this.feedDirty = true;
       if (opts.pushTo) this.enqueueIn(opts.pushTo, [u.id]);
@@ -257,6 +260,7 @@ export class Store extends RefusalsStore {
       if (removed) {
         // the delete takes its feed number as a tombstone
         this.feed.tombstone(id, seq, this.now());
+        this.tail.note(seq, id, null, true);
         this.feedDirty = true;
       }
       if (removed && opts.pushTo) this.enqueueIn(opts.pushTo, [id]);
@@ -338,6 +342,7 @@ export class Store extends RefusalsStore {
       // the change enters the feed; the source terminal's own feed reads skip it when it holds exactly this version
       seq = this.feed.next();
       serverVersion = this.users.write(m.record, prev, now, seq, differsFromDevice ? null : ctx.terminalId);
+      this.tail.note(seq, device.id, differsFromDevice ? null : ctx.terminalId, false);
       if (prev === null) this.feed.untomb(device.id);
       this.feedDirty = true;
     } else serverVersion = this.versionOf(device.id).serverVersion;
@@ -380,6 +385,10 @@ export class Store extends RefusalsStore {
    */
   readFeed(terminalId: string, q: FeedQuery): FeedBatch {
     const limit = Math.max(1, Math.floor(q.limit));
+    if (q.groups === undefined && !this.db.inTransaction) {
+      const hit = this.readTail(terminalId, q.after, limit);
+      if (hit) return hit;
+    }
     const run = (): FeedBatch => {
       const from = q.after ?? this.feed.cursor(terminalId);
       if (from === null) throw new StoreWriteError('CONSTRAINT', 'readFeed', `unknown terminal ${JSON.stringify(terminalId)}`);
@@ -394,6 +403,55 @@ export class Store extends RefusalsStore {
       return { entries, from, upTo };
     };
     return (this.db.inTransaction ? run() : this.tx.deferred(run)) as FeedBatch;
+  }
+
+  /**
+   * readFeed from the in-memory tail (feed-tail.ts) when it holds everything
+   * after the cursor; null: read SQLite. The records are the shared ones
+   * (sharedRecord); those not cached are read in one snapshot.
+   */
+  private readTail(terminalId: string, after: number | undefined, limit: number): FeedBatch | null {
+    let dv = this.dataVersion();
+    if (!this.tail.started || !this.tail.covers(this.tail.headSeq, dv)) {
+      // (re)start it at the head, empty: it fills as this connection writes
+      this.tx.deferred(() => {
+        dv = this.dataVersion();
+        this.tail.start(this.feed.head(), dv);
+      });
+    }
+    const from = after ?? this.feed.cursor(terminalId);
+    if (from === null || !this.tail.covers(from, dv)) return null;
+    const rows = this.tail.read(terminalId, from, limit);
+    const entries: FeedEntry[] = new Array(rows.length);
+    let missing = false;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      let user: UserRecord | null = null;
+      if (!r.dead) {
+        const hit = this.shared.get(r.userId);
+        if (hit && hit.seq === r.seq) user = hit.user;
+        else missing = true;
+      }
+      entries[i] = { seq: r.seq, userId: r.userId, user };
+    }
+    if (missing) {
+      const ok = this.tx.deferred(() => {
+        for (let i = 0; i < rows.length; i++) {
+          const e = entries[i];
+          if (e.user !== null || rows[i].dead) continue;
+          e.user = this.sharedRecord(e.userId, e.seq);
+          // a current entry whose user is gone: the tail is out of step (never a delete by mistake)
+          if (e.user === null) return false;
+        }
+        return true;
+      }) as boolean;
+      if (!ok) {
+        this.tail.reset();
+        return null;
+      }
+    }
+    const upTo = rows.length >= limit ? rows[rows.length - 1].seq : Math.max(from, this.tail.headSeq);
+    return { entries, from, upTo };
   }
 
   /**
@@ -431,7 +489,10 @@ export class Store extends RefusalsStore {
 
   /** Removes the tombstones every terminal's feed cursor has passed. Returns how many. */
   collectTombstones(): number {
-    return this.write('collectTombstones', () => this.feed.collect());
+    // the tail would still hold the collected tombstones: start it again
+    const n = this.write('collectTombstones', () => this.feed.collect());
+    if (n > 0) this.tail.reset();
+    return n;
   }
 
   /** Users with id > after in LIST_USERS order, with their feed numbers. */

@@ -19,6 +19,7 @@ import {
   decodeErrorPayload,
   encodeErrorPayload,
   encodeFrame,
+  encodeFrameParts,
   statusName,
   type Frame,
   type Hello,
@@ -200,7 +201,7 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
   }
 
   /** Sends a request and resolves with its successful response; rejects with RequestError. */
-  request(command: number, payload?: Buffer, timeoutMs = this.requestTimeoutMs): Promise<Frame> {
+  request(command: number, payload?: Buffer | readonly Buffer[], timeoutMs = this.requestTimeoutMs): Promise<Frame> {
     if (this.closedReason) return Promise.reject(new RequestError(command, Status.TIMEOUT, `session closed: ${this.closedReason}`));
     const seq = this.nextSeq();
     return new Promise<Frame>((resolve, reject) => {
@@ -212,7 +213,10 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
         this.close(msg, 'timeout');
       }, timeoutMs);
       this.pending.set(seq, { command, resolve, reject, timer });
-      this.write(encodeFrame({ kind: FrameKind.REQUEST, seq, command, version: this.version, payload }));
+      const head = { kind: FrameKind.REQUEST, seq, command, version: this.version };
+      // a payload in parts (a PUT_USERS of cached records) is written as it is, not copied
+      if (Array.isArray(payload)) this.writeParts(encodeFrameParts(head, payload));
+      else this.write(encodeFrame({ ...head, payload: payload as Buffer | undefined }));
     });
   }
 
@@ -263,6 +267,14 @@ export class TerminalConnection extends EventEmitter<ConnectionEvents> {
   private nextSeq(): number {
     this.seq = this.seq >= 0xffffffff ? 1 : this.seq + 1;
     return this.seq;
+  }
+
+  /** Writes a frame's parts in order, corked: one writev, no copy of the parts. */
+  private writeParts(parts: readonly Buffer[]): void {
+    if (this.logFrames) this.log.debug({ frame: hexRedact(Buffer.concat(parts)) }, '>');
+    this.socket.cork();
+    for (const p of parts) this.socket.write(p);
+    this.socket.uncork();
   }
 
   private write(buf: Buffer): void {

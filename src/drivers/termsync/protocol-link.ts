@@ -21,7 +21,8 @@ import {
   encodeGetUsersRequest,
   encodeListUsersRequest,
   encodeLogAck,
-  encodePutUsersRequest,
+  encodePutUsersPrefixed,
+  prefixPutUsersRecord,
   encodeSubscribeRequest,
   encodeUser,
   statusName,
@@ -69,12 +70,13 @@ export interface UserIndexEntry {
 
 export type GetUserResult = { userId: string; user: UserRecord } | { userId: string; user: null; status: number; reason: string };
 
+/** each record's PUT_USERS form (length prefix and encoding), made once per record object */
 const encoded = new WeakMap<UserRecord, Buffer>();
 
 export function encodedUser(u: UserRecord): Buffer {
   let b = encoded.get(u);
   if (!b) {
-    b = encodeUser(u);
+    b = prefixPutUsersRecord(encodeUser(u));
     encoded.set(u, b);
   }
   return b;
@@ -156,7 +158,7 @@ export class ProtocolLink {
    * request) is asked again after a delay (200 ms doubling to 30 s, reset by
    * every success), within the session. Every other failure rejects.
    */
-  private async call(command: number, payload?: Buffer): Promise<Frame> {
+  private async call(command: number, payload?: Buffer | readonly Buffer[]): Promise<Frame> {
     for (;;) {
       try {
         const f = await this.conn.request(command, payload);
@@ -304,7 +306,7 @@ export class ProtocolLink {
       await this.conn.drained();
       let st: number[];
       try {
-        const f = await this.call(Command.PUT_USERS, encodePutUsersRequest({ overwrite: true, records: batch }));
+        const f = await this.call(Command.PUT_USERS, encodePutUsersPrefixed(true, batch));
         st = decodeStatusList(f.payload).statuses;
       } catch (e) {
         const whole = perRecordStatus(e);
@@ -317,9 +319,10 @@ export class ProtocolLink {
     };
     for (const u of users) {
       const rec = encodedUser(u);
-      if (batch.length >= this.identity.maxBatch || bytes + 4 + rec.length > MAX_PAYLOAD) await flush();
+      // (rec carries its length prefix)
+      if (batch.length >= this.identity.maxBatch || bytes + rec.length > MAX_PAYLOAD) await flush();
       batch.push(rec);
-      bytes += 4 + rec.length;
+      bytes += rec.length;
     }
     await flush();
     return out;
