@@ -67,12 +67,13 @@ export async function startCluster(cfg: RunConfig, log: Logger): Promise<Cluster
 export async function runCluster(cfg: RunConfig, log: Logger): Promise<number> {
   const running = await startCluster(cfg, log);
   log.info({ db: new URL(cfg.db).host + new URL(cfg.db).pathname, daemon: running.daemonId, terminals: cfg.terminals.length, leaseSec: cfg.leaseSec, listen: running.node.listenPorts }, 'termsync running (cluster node)');
-  // a status line every lease heartbeat or so, for the journal (and the tests)
+  // a status line every lease heartbeat or so, for the journal (and the tests).
+  // Not unref'd: it keeps the process alive while the database is unreachable
+  // and every lease, session and connection is gone (the lease timers are unref'd).
   const status = setInterval(() => {
     const s = running.node.engine.stats;
     log.info({ daemon: running.daemonId, held: running.node.leases.heldTerminals(), leaseFailures: running.node.leases.failures, leaseLost: s.leaseLost ?? 0, dbWriteFailures: s.dbWriteFailures, pulls: s.pulls, pushes: s.pushes }, 'cluster status');
   }, Math.max(1000, Math.round((cfg.leaseSec * 1000) / 3)));
-  status.unref();
   process.on('SIGHUP', () => log.warn('SIGHUP: reloading the flag files is not supported with a postgres:// --db yet; restart the daemon'));
   return new Promise<number>((resolve) => {
     let stopping = false;
