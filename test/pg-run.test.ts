@@ -60,6 +60,9 @@ class Daemon {
   count(msg: string): number {
     return this.logs.filter((l) => l.msg === msg).length;
   }
+  adminPort(): number | undefined {
+    return this.logs.find((l) => l.msg === 'termsync running (cluster node)')?.admin as number | undefined;
+  }
   lastStatus(): LogLine | undefined {
     return this.logs.filter((l) => l.msg === 'cluster status').at(-1);
   }
@@ -99,7 +102,7 @@ describe.skipIf(reason !== null)(`three termsync daemons, ${TERMINALS} terminals
     const ports = sim.ports();
     const args = [
       `--db=${url}`, '--insecure-dev-key', `--daemon-id=${id}`, `--lease-sec=${LEASE_SEC}`, '--sync-mode=all', '--heartbeat-sec=2',
-      '--reconnect-min-ms=50', '--reconnect-max-ms=500', '--log-level=info', '--admin-listen=off',
+      '--reconnect-min-ms=50', '--reconnect-max-ms=500', '--log-level=info', '--admin-listen=127.0.0.1:0',
       ...sim.terminals.map((t, i) => `--terminal=${t.deviceId}@127.0.0.1:${ports[i]}`),
     ];
     const d = new Daemon(id, args);
@@ -224,7 +227,7 @@ describe.skipIf(reason !== null)(`three termsync daemons, ${TERMINALS} terminals
     await new Promise((r) => setTimeout(r, 10_000));
     await server.startServer();
     process.stderr.write(`pg-run: PostgreSQL down for ${Date.now() - downFrom} ms\n`);
-    live.forEach((d, i) => expect(d.count('lease heartbeat failed'), `${d.id}: ${JSON.stringify(d.logs.filter((l) => l.level >= 40).slice(-5))} ${JSON.stringify(d.lastStatus())}`).toBeGreaterThan(before[i]!));
+    live.forEach((d, i) => expect(d.count('lease heartbeat failed'), `${d.id}: exit ${d.child.exitCode}/${d.child.signalCode} stderr ${d.stderr.slice(-1500)} ${JSON.stringify(d.logs.slice(-4))}`).toBeGreaterThan(before[i]!));
     await waitFor(() => owned(['d1', 'd2']), { timeoutMs: 30_000, intervalMs: 200, message: 'leases not taken again after PostgreSQL came back' }).catch(async (e) => {
       throw new Error(`${(e as Error).message}: owners ${JSON.stringify([...(await owners().catch((x: Error) => new Map([[x.message, 0]])))])}; ${live.map((d) => `${d.id}: exit ${d.child.exitCode} ${JSON.stringify(d.logs.filter((l) => l.level >= 40).slice(-6))} ${JSON.stringify(d.lastStatus())} ${d.stderr.slice(-500)}`).join(' || ')}`);
     });
@@ -234,5 +237,32 @@ describe.skipIf(reason !== null)(`three termsync daemons, ${TERMINALS} terminals
     });
     expect(await store.userCount()).toBe(enrolled.size);
     for (const d of live) expect(d.child.exitCode, `${d.id} exited: ${d.stderr.slice(0, 300)}`).toBeNull();
+  });
+
+  it('the admin API of any daemon shows every terminal with its owner; a user written on one reaches every terminal', { timeout: 90_000 }, async () => {
+    const [d1, d2] = [daemons.get('d1')!, daemons.get('d2')!];
+    const api = (d: Daemon, path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${d.adminPort()}${path}`, init);
+    expect((await api(d1, '/healthz')).status).toBe(200);
+    // the leases may be moving back to 15/15 still: wait until the API shows both owners and no terminal without one
+    let terms: { id: string; owner: string | null }[] = [];
+    await waitFor(async () => {
+      terms = (await (await api(d2, '/api/terminals')).json()) as typeof terms;
+      return terms.length === TERMINALS && terms.filter((t) => t.owner === 'd1').length === 15 && terms.filter((t) => t.owner === 'd2').length === 15;
+    }, { timeoutMs: 30_000, intervalMs: 200, message: 'GET /api/terminals did not show 15 terminals on each daemon' }).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(terms)}`);
+    });
+    const u = person('admin-1');
+    const put = await api(d1, `/api/users/${u.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: u.name, cards: [{ type: 1, data: Buffer.from('card-admin-1').toString('hex') }] }) });
+    expect(put.status).toBe(201);
+    enrolled.set(u.id, u);
+    await waitFor(converged, { timeoutMs: 45_000, intervalMs: 250, message: 'a user written through d1\'s admin API did not reach every terminal' }).catch(async (e) => {
+      throw new Error(`${(e as Error).message}: ${await explain()}`);
+    });
+    expect((await api(d2, `/api/users/${u.id}`)).status).toBe(200);
+    expect((await api(d2, '/api/users/nobody', { method: 'DELETE' })).status).toBe(404);
+    expect((await api(d2, `/api/users/${u.id}`, { method: 'DELETE' })).status).toBe(204);
+    enrolled.delete(u.id);
+    await waitFor(() => sim.terminals.every((t) => t.getUser(u.id) === undefined), { timeoutMs: 45_000, intervalMs: 250, message: 'a user deleted through d2\'s admin API stayed on some terminal' });
+    expect((await api(d1, '/api/users/x', { method: 'PUT', body: '{"cards": 5}' })).status).toBe(400);
   });
 });

@@ -50,6 +50,10 @@ export class ClusterNode {
   /** dial-in sessions refused because another daemon holds the lease */
   refusedDialIns = 0;
 
+  get store(): PgSiteStore {
+    return this.o.store;
+  }
+
   private constructor(private readonly o: ClusterNodeOptions) {
     const log = o.log;
     const byId = new Map(o.targets.map((t) => [t.id, t]));

@@ -4,7 +4,8 @@
 // drives which. SIGTERM/SIGINT: an orderly stop that gives the leases back
 // (the others take the terminals at their next heartbeat, not after the TTL).
 import type { Logger } from 'pino';
-import { isGsdkTerminal, isZkTerminal, resolveCommKey, type RunConfig } from '../config.js';
+import { isGsdkTerminal, isZkTerminal, loadAdminToken, resolveCommKey, type RunConfig } from '../config.js';
+import { startClusterAdmin, type ClusterAdmin } from './admin.js';
 import { PgSiteStore } from '../store/pg/backend.js';
 import { dialTargets } from '../cli/run.js';
 import { ClusterNode } from './node.js';
@@ -14,6 +15,7 @@ export interface ClusterRunning {
   node: ClusterNode;
   store: PgSiteStore;
   daemonId: string;
+  adminPort: number | null;
   stop(): Promise<void>;
 }
 
@@ -48,11 +50,25 @@ export async function startCluster(cfg: RunConfig, log: Logger): Promise<Cluster
       autoApprove: cfg.autoApprove,
       engine: { concurrency: cfg.concurrency, terminalEventRate: cfg.terminalEventRate, maxTerminalUsers: cfg.maxTerminalUsers, reconcileTimeoutMs: cfg.reconcileTimeoutSec * 1000 },
     });
+    let admin: ClusterAdmin | null = null;
+    try {
+      if (cfg.adminListen) {
+        const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
+        const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
+        if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
+        admin = await startClusterAdmin({ node, host: cfg.adminListen.host, port: cfg.adminListen.port, token, log: log.child({ component: 'admin' }) });
+      }
+    } catch (e) {
+      await node.stop();
+      throw e;
+    }
     return {
       node,
       store,
       daemonId,
+      adminPort: admin?.port ?? null,
       async stop() {
+        await admin?.close();
         await node.stop();
         await store.close();
       },
@@ -66,7 +82,7 @@ export async function startCluster(cfg: RunConfig, log: Logger): Promise<Cluster
 /** The `run` action on PostgreSQL: returns the exit code when the daemon stops. */
 export async function runCluster(cfg: RunConfig, log: Logger): Promise<number> {
   const running = await startCluster(cfg, log);
-  log.info({ db: new URL(cfg.db).host + new URL(cfg.db).pathname, daemon: running.daemonId, terminals: cfg.terminals.length, leaseSec: cfg.leaseSec, listen: running.node.listenPorts }, 'termsync running (cluster node)');
+  log.info({ db: new URL(cfg.db).host + new URL(cfg.db).pathname, daemon: running.daemonId, terminals: cfg.terminals.length, leaseSec: cfg.leaseSec, listen: running.node.listenPorts, admin: running.adminPort }, 'termsync running (cluster node)');
   // a status line every lease heartbeat or so, for the journal (and the tests).
   // Not unref'd: it keeps the process alive while the database is unreachable
   // and every lease, session and connection is gone (the lease timers are unref'd).
