@@ -44,8 +44,15 @@ export interface TerminalKeyFile {
 }
 
 export interface RunConfig {
-  /** SQLite database file */
+  /** SQLite database file, or postgres://USER@HOST:PORT/DB (several daemons; src/cluster) */
   db: string;
+  /** PostgreSQL only: the password's file (first line), TLS files, lease TTL, this daemon's ID */
+  dbPasswordFile?: string;
+  dbTlsCa?: string;
+  dbTlsCert?: string;
+  dbTlsKey?: string;
+  leaseSec: number;
+  daemonId?: string;
   /** terminals the server dials (--terminal, repeatable; flag files first, then the command line) */
   terminals: TerminalEndpoint[];
   /** plain-TCP listener terminals dial in to; undefined = off */
@@ -135,6 +142,12 @@ export const DEFAULT_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 51280 }
 /** Values used for flags that neither a flag file nor the command line set. */
 export const RUN_DEFAULTS = {
   db: './data/termsync.db',
+  dbPasswordFile: undefined,
+  dbTlsCa: undefined,
+  dbTlsCert: undefined,
+  dbTlsKey: undefined,
+  leaseSec: 10,
+  daemonId: undefined,
   terminals: [] as TerminalEndpoint[],
   terminalKeys: [] as TerminalKeyFile[],
   zkPasswordFile: undefined,

@@ -19,6 +19,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, RUN_DEFAULTS, type HostPort, type RunConfig, type TerminalEndpoint } from '../config.js';
+import { isPostgresUrl } from '../store/pg/config.js';
 import {
   FlagValueError,
   OFF,
@@ -175,7 +176,8 @@ function readInto(display: string, path: string, state: ReadState, from: FlagOri
       readInto(childDisplay, resolve(baseReal, rel), state, origin);
       continue;
     }
-    if (spec.type === 'path' && typeof value === 'string' && !isAbsolute(value)) value = resolve(baseReal, value);
+    // a postgres:// --db is a URL, not a path relative to the flag file
+    if (spec.type === 'path' && typeof value === 'string' && !isAbsolute(value) && !isPostgresUrl(value)) value = resolve(baseReal, value);
     state.entries.push({ spec, value, origin });
   }
   state.chain.pop();
@@ -256,6 +258,14 @@ export function mergeRunConfig(entries: FlagEntry[], flagFiles: string[] = []): 
   }
   if (c.tlsListen !== undefined && (c.tlsCert === undefined || c.tlsKey === undefined)) {
     throw new FlagError('--tls-listen needs --tls-cert and --tls-key', at('tlsListen'));
+  }
+  if (!isPostgresUrl(c.db)) {
+    for (const k of ['dbPasswordFile', 'dbTlsCa', 'dbTlsCert', 'dbTlsKey', 'daemonId'] as const) {
+      if (c[k] !== undefined) throw new FlagError(`--${k.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)} applies to a postgres:// --db only (--db is a SQLite file here)`, at(k));
+    }
+  }
+  if ((c.dbTlsCert === undefined) !== (c.dbTlsKey === undefined)) {
+    throw new FlagError('--db-tls-cert and --db-tls-key go together', at('dbTlsCert') ?? at('dbTlsKey'));
   }
   if (c.tlsRequireClientCert && c.tlsCa === undefined) {
     throw new FlagError('--tls-require-client-cert needs --tls-ca (the CA that signs terminal certificates)', at('tlsRequireClientCert'));

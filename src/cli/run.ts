@@ -15,6 +15,7 @@ import { gsdkDriver } from '../drivers/gsdk/driver.js';
 import type { DialTarget } from '../terminal/manager.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
+import { isPostgresUrl } from '../store/pg/config.js';
 import { notifyReady, notifyStopping, notifyReloading, startWatchdog } from './notify.js';
 
 /** Daemon options from a run configuration (reads the secret files it names). */
@@ -150,6 +151,8 @@ const RESTART_ONLY: (keyof RunConfig)[] = [
 export async function runDaemon(argv: string[]): Promise<number> {
   let cfg = parseRunConfig(argv); // FlagError -> exit 2 by the caller
   const log = createLogger({ level: cfg.logLevel, pretty: cfg.logPretty });
+  // several daemons on one PostgreSQL: the cluster node (src/cluster/run.ts)
+  if (isPostgresUrl(cfg.db)) return (await import('../cluster/run.js')).runCluster(cfg, log);
   // Until the daemon runs, SIGHUP must not kill the process (its default action).
   let reload = () => log.warn('SIGHUP before start-up finished: ignored');
   const onHup = () => reload();

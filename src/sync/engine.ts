@@ -29,7 +29,7 @@
 // This file holds the public API (sessions, modes, resync, idle, stop) and the
 // dispatch of a lane's task; the tasks are in scheduling.ts, intake.ts,
 // push.ts and reconcile.ts (layers, each extending the one before).
-import { StoreWriteError } from '../store/errors.js';
+import { LeaseLostError, StoreWriteError } from '../store/errors.js';
 import type { SyncMode } from '../store/types.js';
 import { DriverError, type DeviceSession } from './ports.js';
 import { PeerLimitError } from './peer-limit.js';
@@ -182,6 +182,13 @@ export class SyncEngine extends ReconcileEngine {
     return Promise.race([done, timeout]);
   }
 
+  /** Another daemon drives this terminal now: nothing was written; its session here ends. */
+  protected leaseLost(lane: Lane, link: DeviceSession, e: LeaseLostError): void {
+    this.stats.leaseLost = (this.stats.leaseLost ?? 0) + 1;
+    this.log.warn({ terminal: lane.id, fence: e.fence, err: e.message }, 'write refused: terminal lease lost; closing session');
+    if (!link.closed) link.close(`terminal lease lost: ${e.message}`);
+  }
+
   protected async run(lane: Lane, task: Task): Promise<void> {
     await this.turn();
     const link = lane.link;
@@ -196,6 +203,7 @@ export class SyncEngine extends ReconcileEngine {
       if (e instanceof StoreWriteError) this.dbFailed(lane, e);
       else if (e instanceof PeerLimitError) this.peerLimit(lane, link, e.limit, e.figures, e.message);
       else if (e instanceof ReconcileTimeout) this.reconcileAbandoned(lane, e);
+      else if (e instanceof LeaseLostError) this.leaseLost(lane, link, e);
       else if (e instanceof DriverError && e.reason === 'busy' && !link.closed) this.busyLater(lane, e.message);
       else if (!link.closed) {
         this.log.warn({ terminal: lane.id, task, err: (e as Error).message }, 'terminal request failed; closing session');

@@ -165,7 +165,7 @@ export abstract class IntakeEngine extends EngineCore {
         ...out.events,
         ...deletes.map((f) => ({ type: EngineEvent.USER_DELETED_ON_DEVICE, terminalId: lane.id, userId: f.userId ?? null, detail: JSON.stringify(f.userId ? { eventId: f.ref } : { eventId: f.ref, what: f.detail ?? 'every user' }) })),
       ];
-      results = await this.store.ingest({ terminalId: lane.id, merges: out.merges, advance, events, pullFailed: out.failed, pullGone: out.gone });
+      results = await this.store.ingest({ terminalId: lane.id, fence: this.fence(lane.id), merges: out.merges, advance, events, pullFailed: out.failed, pullGone: out.gone });
     } catch (e) {
       if (e instanceof StoreWriteError) return this.dbFailed(lane, e, users);
       throw e;
@@ -250,7 +250,7 @@ export abstract class IntakeEngine extends EngineCore {
       await this.turn();
       if (lane.link !== link) return;
       const out = this.pullOutcome(lane, link, pulled, () => 0);
-      const results = await this.store.ingest({ terminalId: lane.id, merges: out.merges, advance: null, events: out.events, pullFailed: out.failed, pullGone: out.gone });
+      const results = await this.store.ingest({ terminalId: lane.id, fence: this.fence(lane.id), merges: out.merges, advance: null, events: out.events, pullFailed: out.failed, pullGone: out.gone });
       this.stats.pulls += out.merges.length;
       const touched = new Set<string>();
       for (const r of results) {

@@ -79,6 +79,13 @@ export interface EngineOptions {
   /** a job that took longer makes its lane slow (default 1 s) */
   slowJobMs?: number;
   now?: () => number;
+  /**
+   * Several daemons on one database: the lease fencing token of a terminal,
+   * passed as `fence` with every cursor write of it (undefined: this daemon
+   * does not hold the lease; the write is refused with LeaseLostError).
+   * Without it (one daemon) writes carry no fence.
+   */
+  fenceFor?: (terminalId: string) => number | undefined;
 }
 
 /** The engine's bounds and tuning as the daemon passes them through (DaemonOptions.engine). */
@@ -90,6 +97,8 @@ export interface EngineStats {
   pushes: number;
   pushesFailed: number;
   dbWriteFailures: number;
+  /** writes refused because the terminal's lease was lost (their sessions were closed) */
+  leaseLost?: number;
   reconciles: number;
   /** ms from a device event's arrival to its user's last push, per user */
   lastPushLatencyMs: number[];

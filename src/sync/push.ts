@@ -97,7 +97,7 @@ export abstract class PushEngine extends IntakeEngine {
     if (prev && read.entries.length < max) return 'wait';
     if (read.entries.length === 0) {
       // nothing in scope up to the head: the cursor passes what lies between
-      if (read.upTo > read.from) await this.store.recordPush({ terminalId: lane.id, feed: { from: read.from, to: read.upTo } });
+      if (read.upTo > read.from) await this.store.recordPush({ terminalId: lane.id, fence: this.fence(lane.id), feed: { from: read.from, to: read.upTo } });
       return null;
     }
     const records: PushBatch['records'] = [];
@@ -155,6 +155,7 @@ export abstract class PushEngine extends IntakeEngine {
     ];
     await this.store.recordPush({
       terminalId: lane.id,
+      fence: this.fence(lane.id),
       feed: batch.feed,
       ok,
       refused: refused.map((f) => ({ userId: f.userId, gen: f.gen, code: f.code, reason: f.detail })),

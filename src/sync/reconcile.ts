@@ -24,7 +24,7 @@ export abstract class ReconcileEngine extends PushEngine {
   protected async reconcile(lane: Lane, link: DeviceSession): Promise<void> {
     if (this.mode === 'off') {
       // Nothing is synced: only take note of where the terminal's log stands.
-      await this.store.setLogPosition(lane.id, { cursor: Math.max(lane.subscribedFrom, lane.processed), logEpoch: lane.epoch });
+      await this.store.setLogPosition(lane.id, { cursor: Math.max(lane.subscribedFrom, lane.processed), logEpoch: lane.epoch }, this.fence(lane.id));
       lane.wantReconcile = false;
       return;
     }
@@ -76,7 +76,7 @@ export abstract class ReconcileEngine extends PushEngine {
         for (const id of ids) listed.delete(id);
         await slicer.yield();
         const out = this.pullOutcome(lane, link, pulled, () => 0);
-        const results = await this.store.ingest({ terminalId: lane.id, merges: out.merges, advance: null, events: out.events, pullFailed: out.failed, pullGone: out.gone });
+        const results = await this.store.ingest({ terminalId: lane.id, fence: this.fence(lane.id), merges: out.merges, advance: null, events: out.events, pullFailed: out.failed, pullGone: out.gone });
         this.stats.pulls += out.merges.length;
         pulledN += ids.length;
         this.pullFailed(lane, out.failed);
@@ -124,9 +124,9 @@ export abstract class ReconcileEngine extends PushEngine {
     // the comparison; events after it are (or will be) processed from the inbox.
     // A log reset meanwhile asks for another comparison (the list may predate it).
     if (lane.gen === gen && lane.link === link) {
-      await this.store.setLogPosition(lane.id, { cursor: Math.max(lane.subscribedFrom, lane.processed), logEpoch: lane.epoch });
+      await this.store.setLogPosition(lane.id, { cursor: Math.max(lane.subscribedFrom, lane.processed), logEpoch: lane.epoch }, this.fence(lane.id));
       // met for the first time: everything up to the head it lacked is owed now, the rest it holds
-      if (feedCursor === 0 && head > 0) await this.store.recordPush({ terminalId: lane.id, feed: { from: 0, to: head } });
+      if (feedCursor === 0 && head > 0) await this.store.recordPush({ terminalId: lane.id, fence: this.fence(lane.id), feed: { from: 0, to: head } });
       lane.wantReconcile = false;
       lane.reconcileRetryMs = this.reconcileRetryMs;
     }

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { SiteStore } from '../store/backend.js';
-import { StoreWriteError } from '../store/errors.js';
+import { LeaseLostError, StoreWriteError } from '../store/errors.js';
 import type { EventInput, SyncMode } from '../store/types.js';
 import type { DeviceSession } from './ports.js';
 import { DEFAULT_EVENT_RATE, DEFAULT_MAX_TERMINAL_USERS, DEFAULT_WINDOW } from './peer-limit.js';
@@ -44,6 +44,7 @@ export abstract class EngineCore {
   protected headSeen = 0;
   protected readonly log: Logger;
   protected readonly now: () => number;
+  private readonly fenceFor?: (terminalId: string) => number | undefined;
   protected readonly baseDbRetry: number;
   protected readonly window: number;
   protected readonly eventRate: number;
@@ -69,10 +70,19 @@ export abstract class EngineCore {
   protected readonly pending = new Map<string, { since: number; remaining: number }>();
   protected listeners: ((e: { type: string; terminalId?: string; userId?: string }) => void)[] = [];
 
+  /** the `fence` of a cursor write of a terminal (see EngineOptions.fenceFor); throws LeaseLostError when the lease is not held */
+  protected fence(terminalId: string): number | undefined {
+    if (!this.fenceFor) return undefined;
+    const f = this.fenceFor(terminalId);
+    if (f === undefined) throw new LeaseLostError(terminalId, 0, `the lease on terminal ${JSON.stringify(terminalId)} is not held by this daemon`);
+    return f;
+  }
+
   protected constructor(o: EngineOptions) {
     this.store = o.store;
     this.log = o.log;
     this.now = o.now ?? Date.now;
+    this.fenceFor = o.fenceFor;
     this.baseDbRetry = o.dbRetryMs ?? 1000;
     this.window = Math.max(1, Math.floor(o.subscribeWindow ?? DEFAULT_WINDOW));
     this.eventRate = Math.max(0, o.terminalEventRate ?? DEFAULT_EVENT_RATE);

@@ -83,6 +83,14 @@ export class PgDatabase {
         throw toPgStoreError(e, operation);
       }
       let broken = false;
+      // the server may end the connection while fn works between two queries:
+      // a checked-out client has no pool listener, and an 'error' event
+      // without one would end the process (seen with PostgreSQL stopped)
+      const onError = (err: Error) => {
+        broken = true;
+        this.logger?.warn({ err: err.message, operation }, 'PostgreSQL connection lost during a transaction');
+      };
+      client.on('error', onError);
       try {
         await client.query(`BEGIN ISOLATION LEVEL ${o.isolation ?? 'READ COMMITTED'}${o.readOnly ? ' READ ONLY' : ''}`);
         const result = await fn(client);
@@ -101,6 +109,7 @@ export class PgDatabase {
         if (e instanceof pg.DatabaseError || isConnectionError(e) || broken) throw toPgStoreError(e, operation);
         throw e;
       } finally {
+        client.off('error', onError);
         client.release(broken ? true : undefined);
       }
     }

@@ -268,7 +268,8 @@ export async function migratePg(pool: pg.Pool, migrations: readonly PgMigration[
         applied_at  timestamptz NOT NULL DEFAULT now()
       )`).catch(async (e: unknown) => {
       // two daemons creating it at the same moment: one wins, the other sees a duplicate
-      if ((e as { code?: string }).code !== '23505' && (e as { code?: string }).code !== '42P07') throw e;
+      // (unique violation, duplicate table, or 'type ... already exists': its row type; seen in test/pg-schema.test.ts)
+      if (!['23505', '42P07', '42710'].includes((e as { code?: string }).code ?? '')) throw e;
     });
     for (;;) {
       await client.query('BEGIN');
