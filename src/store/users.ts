@@ -60,7 +60,14 @@ export interface UserIndexEntry {
 
 const EMPTY = Buffer.alloc(0);
 
-function rowToUser(r: UserRow): UserRecord {
+/** The columns of a users row that make a record's head (both backends: SQLite stores `disabled` as 0/1, PostgreSQL as a boolean). */
+export type UserHeadRow = Pick<
+  UserRow,
+  'id' | 'device_version' | 'auth_group_id' | 'start_time' | 'end_time' | 'finger_auth_mode' | 'card_auth_mode' | 'id_auth_mode' | 'security_level' | 'name' | 'phrase' | 'pin_hash' | 'photo'
+> & { disabled: number | boolean };
+
+/** A record's head from its users row; the lists (cards, fingers, ...) are filled by the caller. */
+export function rowToUser(r: UserHeadRow): UserRecord {
   return {
     id: r.id,
     flag: r.disabled ? USER_DISABLED : 0,

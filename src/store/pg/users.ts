@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { listFieldEqual, type ListField } from '../../model/merge.js';
 import { hasPin, USER_DISABLED, type UserRecord } from '../../model/user.js';
+import { rowToUser } from '../users.js';
 
 interface UserRow {
   id: string;
@@ -26,36 +27,8 @@ interface UserRow {
   seq: number;
 }
 
-const EMPTY = Buffer.alloc(0);
-
 const USER_COLS =
   'id, disabled, device_version, auth_group_id, start_time, end_time, finger_auth_mode, card_auth_mode, id_auth_mode, security_level, name, phrase, pin_hash, photo, server_version, seq';
-
-function rowToUser(r: UserRow): UserRecord {
-  return {
-    id: r.id,
-    flag: r.disabled ? USER_DISABLED : 0,
-    version: r.device_version,
-    authGroupId: r.auth_group_id,
-    setting: {
-      startTime: r.start_time,
-      endTime: r.end_time,
-      fingerAuthMode: r.finger_auth_mode,
-      cardAuthMode: r.card_auth_mode,
-      idAuthMode: r.id_auth_mode,
-      securityLevel: r.security_level,
-    },
-    name: r.name,
-    photo: r.photo ?? EMPTY,
-    pinHash: r.pin_hash ?? EMPTY,
-    cards: [],
-    fingers: [],
-    faces: [],
-    accessGroups: [],
-    jobCodes: [],
-    phrase: r.phrase,
-  };
-}
 
 /** users with their feed numbers, from rows already read; the parts are filled with one query per table */
 async function withParts(c: pg.ClientBase, rows: UserRow[]): Promise<{ user: UserRecord; seq: number; serverVersion: number }[]> {
