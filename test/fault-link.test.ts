@@ -80,6 +80,8 @@ describe('black-holed link', () => {
     expect(site.sim.terminals[1].userCount).toBe(0);
     await site.waitConverged({ ids: ['t1'], count: 5 });
     await site.waitConverged({ count: 5, timeoutMs: 10_000 });
+    // the terminal holds the users before the daemon has read its answer and settled what it owed
+    await site.daemon.engine.idle();
     expect(site.daemon.store.owedCount()).toBe(0);
   });
 });
