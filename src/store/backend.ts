@@ -37,14 +37,17 @@
 //   own error type.
 import type { UserRecord } from '../model/user.js';
 import type { PullFailure, PullFailureQuery } from './pull-failures.js';
+import type { OwedPush, SearchField, SearchPage } from './user-search.js';
 import type {
   DurableEventResult,
   EventInput,
+  EventQuery,
   LogPosition,
   MergeContext,
   MergeResult,
   PushFailure,
   PutUserResult,
+  StoredEvent,
   SyncMode,
   TerminalInput,
   TerminalRow,
@@ -246,6 +249,26 @@ export interface SiteStore {
   // refusals and pull failures
   listPushFailures(q?: { terminalId?: string; userId?: string; limit?: number }): Promise<PushFailure[]>;
   listPullFailures(q?: PullFailureQuery): Promise<PullFailure[]>;
+
+  /** clears refusals (every one of the terminal, or one user's); returns how many */
+  clearPushFailures(terminalId: string, userId?: string): Promise<number>;
+
+  // reads of the admin API and the operator console (src/admin/)
+  /** monitoring events filtered by type, terminal and user, paged by ID (after/before), oldest or newest first */
+  listEvents(q?: EventQuery): Promise<StoredEvent[]>;
+  /**
+   * Users whose ID (or name, ASCII letters compared without case) starts with
+   * `prefix` (every user for ''), keyset-paged: `after` is the previous page's `next`.
+   */
+  searchUsers(field: SearchField, prefix: string, after: string | null, limit: number): Promise<SearchPage>;
+  /** other users holding one of this user's cards (at most 10): whom a duplicate-card refusal is about */
+  cardHolders(userId: string): Promise<string[]>;
+  /**
+   * The push of this user owed to each of these terminals (absent when none
+   * is): its owed entry, or its latest change past the terminal's feed cursor
+   * (in 'specific' mode only where the terminal serves one of its groups; none in 'off').
+   */
+  owedTo(userId: string, terminalIds: readonly string[], mode?: SyncMode): Promise<OwedPush[]>;
 
   /** true when the database answers a read */
   healthy(): Promise<boolean>;

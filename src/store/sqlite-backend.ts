@@ -6,7 +6,8 @@ import type { UserRecord } from '../model/user.js';
 import type { FeedBatch, FeedQuery, IngestBatch, OwedCounts, OwedEntry, PushOutcome, PushRecorded, SeqUser, SiteStore } from './backend.js';
 import type { PullFailure, PullFailureQuery } from './pull-failures.js';
 import type { Store } from './store.js';
-import type { DurableEventResult, EventInput, LogPosition, MergeResult, PushFailure, PutUserResult, SyncMode, TerminalInput, TerminalRow } from './types.js';
+import { UserSearch, type OwedPush, type SearchField, type SearchPage } from './user-search.js';
+import type { DurableEventResult, EventInput, EventQuery, LogPosition, MergeResult, PushFailure, PutUserResult, StoredEvent, SyncMode, TerminalInput, TerminalRow } from './types.js';
 
 /** Runs a synchronous call and hands its result (or error) back as a promise. */
 function call<T>(fn: () => T): Promise<T> {
@@ -20,7 +21,14 @@ function call<T>(fn: () => T): Promise<T> {
 export class SqliteSiteStore implements SiteStore {
   readonly kind = 'sqlite';
 
+  private search: UserSearch | null = null;
+
   constructor(readonly store: Store) {}
+
+  /** the console's prepared search statements, made at the first use */
+  private get users(): UserSearch {
+    return (this.search ??= new UserSearch(this.store.connection));
+  }
 
   getSyncMode(): Promise<SyncMode> {
     return call(() => this.store.getSyncMode());
@@ -119,6 +127,23 @@ export class SqliteSiteStore implements SiteStore {
   }
   listPullFailures(q?: PullFailureQuery): Promise<PullFailure[]> {
     return call(() => this.store.listPullFailures(q));
+  }
+
+  clearPushFailures(terminalId: string, userId?: string): Promise<number> {
+    return call(() => this.store.clearPushFailures(terminalId, userId));
+  }
+
+  listEvents(q?: EventQuery): Promise<StoredEvent[]> {
+    return call(() => this.store.listEvents(q));
+  }
+  searchUsers(field: SearchField, prefix: string, after: string | null, limit: number): Promise<SearchPage> {
+    return call(() => this.users.search(field, prefix, after, limit));
+  }
+  cardHolders(userId: string): Promise<string[]> {
+    return call(() => this.users.cardHolders(userId));
+  }
+  owedTo(userId: string, terminalIds: readonly string[], mode?: SyncMode): Promise<OwedPush[]> {
+    return call(() => this.users.owedTo(userId, terminalIds, mode));
   }
 
   healthy(): Promise<boolean> {

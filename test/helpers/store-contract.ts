@@ -7,7 +7,7 @@
 //     return { store, close: () => store.close() };
 //   });
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { emptyUser, type UserRecord } from '../../src/model/user.js';
+import { emptyUser, hashPin, type UserRecord } from '../../src/model/user.js';
 import type { SiteStore } from '../../src/store/backend.js';
 import { StoreWriteError } from '../../src/store/errors.js';
 
@@ -266,6 +266,78 @@ export function describeStoreContract(name: string, makeBackend: () => Promise<C
         events: ids.map((userId) => ({ type: 'USER_UPDATE_SUCCESS_SERVER', terminalId: 'A', userId })),
       });
       expect(await s.getFeedCursor('A')).toBe(batch.upTo);
+    });
+
+    it('listEvents: filters by type, terminal and user, pages by ID both ways', async () => {
+      await s.appendEvents([
+        { type: 'TERMINAL_ONLINE', terminalId: 'A' },
+        { type: 'USER_UPDATE_SUCCESS_DEVICE', terminalId: 'A', userId: 'u1', detail: '{"x":1}' },
+        { type: 'TERMINAL_ONLINE', terminalId: 'B' },
+        { type: 'USER_UPDATE_SUCCESS_DEVICE', terminalId: 'B', userId: 'u2' },
+        { type: 'SYNC_MODE_CHANGED', detail: 'free text', time: 1234 },
+      ]);
+      const all = await s.listEvents({ limit: 100 });
+      expect(all.map((e) => e.type)).toEqual(['TERMINAL_ONLINE', 'USER_UPDATE_SUCCESS_DEVICE', 'TERMINAL_ONLINE', 'USER_UPDATE_SUCCESS_DEVICE', 'SYNC_MODE_CHANGED']);
+      const ids = all.map((e) => e.id);
+      expect([...ids].sort((a, b) => a - b)).toEqual(ids);
+      expect(all[1]).toMatchObject({ terminalId: 'A', userId: 'u1', detail: '{"x":1}' });
+      expect(all[4]).toMatchObject({ time: 1234, terminalId: null, userId: null, detail: 'free text' });
+      expect((await s.listEvents({ type: 'TERMINAL_ONLINE' })).map((e) => e.terminalId)).toEqual(['A', 'B']);
+      expect((await s.listEvents({ terminalId: 'B' })).map((e) => e.type)).toEqual(['TERMINAL_ONLINE', 'USER_UPDATE_SUCCESS_DEVICE']);
+      expect((await s.listEvents({ userId: 'u2' })).map((e) => e.id)).toEqual([ids[3]]);
+      expect((await s.listEvents({ after: ids[1], limit: 2 })).map((e) => e.id)).toEqual([ids[2], ids[3]]);
+      expect((await s.listEvents({ before: ids[3], newestFirst: true, limit: 2 })).map((e) => e.id)).toEqual([ids[2], ids[1]]);
+      expect((await s.listEvents({ newestFirst: true, limit: 1 }))[0].id).toBe(ids[4]);
+      expect(await s.listEvents({ type: 'TERMINAL_ONLINE', terminalId: 'A', after: ids[0] })).toEqual([]);
+    });
+
+    it('searchUsers: by ID prefix and by name prefix without ASCII case, keyset-paged; cardHolders', async () => {
+      for (const [id, name] of [['p1', 'alice'], ['p2', 'Alina'], ['p3', 'ALBERT'], ['q1', 'bob'], ['p4', 'Alina']]) await s.putUser(person(id, name));
+      const byId = await s.searchUsers('id', 'p', null, 3);
+      expect(byId.users.map((u) => u.id)).toEqual(['p1', 'p2', 'p3']);
+      expect(byId.next).toBe('p3');
+      expect(await s.searchUsers('id', 'p', byId.next, 3)).toMatchObject({ users: [{ id: 'p4' }], next: null });
+      const first = await s.searchUsers('name', 'al', null, 2);
+      expect(first.users.map((u) => [u.id, u.name])).toEqual([['p3', 'ALBERT'], ['p1', 'alice']]);
+      expect(first.next).not.toBeNull();
+      const second = await s.searchUsers('name', 'AL', first.next, 2);
+      expect(second.users.map((u) => u.id)).toEqual(['p2', 'p4']);
+      expect(second.next).toBeNull();
+      expect((await s.searchUsers('name', '', null, 10)).users).toHaveLength(5);
+      expect((await s.searchUsers('name', 'zz', null, 10)).users).toEqual([]);
+      const u = person('c1', 'Carded');
+      u.cards = [{ type: 1, data: Buffer.from('same-card') }];
+      u.pinHash = hashPin('4711');
+      const v = person('c2', 'Also carded');
+      v.cards = [{ type: 1, data: Buffer.from('same-card') }];
+      await s.putUser(u);
+      await s.putUser(v);
+      expect((await s.searchUsers('id', 'c1', null, 5)).users[0]).toEqual({ id: 'c1', name: 'Carded', disabled: false, cards: 1, fingers: 0, faces: 0, pinSet: true });
+      expect(await s.cardHolders('c1')).toEqual(['c2']);
+      expect(await s.cardHolders('p1')).toEqual([]);
+    });
+
+    it('owedTo: the owed entry, else the feed past the cursor in scope; clearPushFailures', async () => {
+      await s.upsertTerminal({ id: 'C', direction: 'dial', approved: true, accessGroups: [7] });
+      await s.putUser(person('g7', 'Seven', [7]));
+      await s.putUser(person('g8', 'Eight', [8]));
+      await s.owe('B', ['g8']);
+      const all = await s.owedTo('g8', ['A', 'B', 'C'], 'all');
+      expect(all.map((o) => o.terminalId)).toEqual(['A', 'B', 'C']);
+      expect(all[1]).toMatchObject({ attempts: 0, lastError: null });
+      expect((await s.owedTo('g8', ['A', 'B', 'C'], 'specific')).map((o) => o.terminalId)).toEqual(['B']);
+      expect((await s.owedTo('g7', ['A', 'C'], 'specific')).map((o) => o.terminalId)).toEqual(['C']);
+      expect((await s.owedTo('g8', ['A', 'B', 'C'], 'off')).map((o) => o.terminalId)).toEqual(['B']);
+      // delivered: A's cursor past the change
+      await s.setFeedCursor('A', await s.feedHead());
+      expect((await s.owedTo('g8', ['A'], 'all'))).toEqual([]);
+      await s.recordPush({ terminalId: 'A', refused: [{ userId: 'g7', code: 11, reason: 'DUPLICATE_CARD' }, { userId: 'g8', code: 11, reason: 'DUPLICATE_CARD' }] });
+      await s.recordPush({ terminalId: 'B', refused: [{ userId: 'g7', code: 11, reason: 'DUPLICATE_CARD' }] });
+      expect(await s.clearPushFailures('A', 'g7')).toBe(1);
+      expect((await s.listPushFailures()).map((f) => `${f.terminalId}/${f.userId}`).sort()).toEqual(['A/g8', 'B/g7']);
+      expect(await s.clearPushFailures('A')).toBe(1);
+      expect(await s.clearPushFailures('A')).toBe(0);
+      expect((await s.listPushFailures()).map((f) => f.terminalId)).toEqual(['B']);
     });
 
     it('events and settings', async () => {

@@ -22,16 +22,19 @@ import type { FeedBatch, FeedEntry, FeedQuery, IngestBatch, OwedCounts, OwedEntr
 import { StoreWriteError } from '../errors.js';
 import { DEFAULT_EVENT_LIMITS, EVENTS_SUPPRESSED, EventLimiter, type EventLimitOptions } from '../event-limits.js';
 import type { PullFailure, PullFailureQuery } from '../pull-failures.js';
+import type { OwedPush, SearchField, SearchPage, UserSummary } from '../user-search.js';
 import {
   DEFAULT_SYNC_MODE,
   MonitoringEvent,
   SYNC_MODES,
   type DurableEventResult,
   type EventInput,
+  type EventQuery,
   type LogPosition,
   type MergeResult,
   type PushFailure,
   type PutUserResult,
+  type StoredEvent,
   type SyncMode,
   type TerminalInput,
   type TerminalPatch,
@@ -47,6 +50,15 @@ const SHARED_USERS = 4096;
 const DEFAULT_PAGE = 1000;
 const MAX_REASON = 300;
 const DEFAULT_MAX_PENDING_EVENTS = 10_000;
+const MAX_EVENT_PAGE = 10_000;
+/** the largest code point: every string that starts with P sorts below P + MAX_CHAR (bytewise, COLLATE "C") */
+const MAX_CHAR = String.fromCodePoint(0x10ffff);
+/** a user's one-line summary for the console's result lists (the search uses users_by_name: lower(name) COLLATE "C", id) */
+const SUMMARY = `id, name, disabled, pin_hash IS NOT NULL AND length(pin_hash) > 0 AS pin,
+  (SELECT count(*) FROM user_cards c WHERE c.user_id = users.id) AS cards,
+  (SELECT count(*) FROM user_fingers f WHERE f.user_id = users.id) AS fingers,
+  (SELECT count(*) FROM user_faces x WHERE x.user_id = users.id) AS faces`;
+const NAME_KEY = 'lower(name) COLLATE "C"';
 
 export interface PgSiteStoreOptions extends PgOpenOptions {
   /** identifies this store's notifications (default random) */
@@ -826,6 +838,128 @@ export class PgSiteStore implements SiteStore {
       vals,
     );
     return r.rows.map((x) => ({ terminalId: x.terminal_id, userId: x.user_id, reason: x.reason, firstAt: x.first_at, lastAt: x.last_at, attempts: x.attempts }));
+  }
+
+  async clearPushFailures(terminalId: string, userId?: string): Promise<number> {
+    return this.db.tx('clearPushFailures', async (c) => {
+      const r =
+        userId === undefined
+          ? await c.query('DELETE FROM push_failures WHERE terminal_id = $1', [terminalId])
+          : await c.query('DELETE FROM push_failures WHERE terminal_id = $1 AND user_id = $2', [terminalId, userId]);
+      return r.rowCount ?? 0;
+    });
+  }
+
+  // ------------------------------------------- reads of the admin API
+
+  async listEvents(q: EventQuery = {}): Promise<StoredEvent[]> {
+    const where: string[] = [];
+    const vals: unknown[] = [];
+    const add = (sql: string, v: unknown) => {
+      vals.push(v);
+      where.push(`${sql} $${vals.length}`);
+    };
+    if (q.after !== undefined) add('id >', q.after);
+    if (q.before !== undefined) add('id <', q.before);
+    if (q.type !== undefined) add('type =', q.type);
+    if (q.terminalId !== undefined) add('terminal_id =', q.terminalId);
+    if (q.userId !== undefined) add('user_id =', q.userId);
+    vals.push(Math.max(1, Math.min(MAX_EVENT_PAGE, q.limit ?? 100)));
+    const r = await this.db.query<{ id: number; time: number; type: string; terminal_id: string | null; user_id: string | null; detail: string | null }>(
+      `SELECT id, time, type, terminal_id, user_id, detail FROM events${where.length ? ' WHERE ' + where.join(' AND ') : ''}
+        ORDER BY id ${q.newestFirst ? 'DESC' : 'ASC'} LIMIT $${vals.length}`,
+      vals,
+    );
+    return r.rows.map((x) => ({ id: x.id, time: x.time, type: x.type, terminalId: x.terminal_id, userId: x.user_id, detail: x.detail }));
+  }
+
+  async searchUsers(field: SearchField, prefix: string, after: string | null, limit: number): Promise<SearchPage> {
+    const n = Math.max(1, limit) + 1;
+    type Row = { id: string; name: string; disabled: boolean; pin: boolean; cards: number; fingers: number; faces: number };
+    let rows: Row[];
+    if (field === 'id') {
+      const upper = prefix + MAX_CHAR;
+      rows = (
+        after
+          ? await this.db.query<Row>(`SELECT ${SUMMARY} FROM users WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3`, [after, upper, n])
+          : await this.db.query<Row>(`SELECT ${SUMMARY} FROM users WHERE id >= $1 AND id < $2 ORDER BY id LIMIT $3`, [prefix, upper, n])
+      ).rows;
+    } else {
+      // names compare lower-cased (the index users_by_name), so "al" finds "Alice"
+      const low = prefix.toLowerCase();
+      const upper = low + MAX_CHAR;
+      // a cursor is "name NUL id" (as `next` gives it); anything else starts at the first page
+      const cut = after ? after.indexOf('\u0000') : -1;
+      rows = (
+        after && cut >= 0
+          ? await this.db.query<Row>(
+              `SELECT ${SUMMARY} FROM users WHERE ${NAME_KEY} >= $1 AND ${NAME_KEY} < $2 AND (${NAME_KEY} > $3 OR (${NAME_KEY} = $3 AND id > $4))
+                ORDER BY ${NAME_KEY}, id LIMIT $5`,
+              [low, upper, after.slice(0, cut).toLowerCase(), after.slice(cut + 1), n],
+            )
+          : await this.db.query<Row>(`SELECT ${SUMMARY} FROM users WHERE ${NAME_KEY} >= $1 AND ${NAME_KEY} < $2 ORDER BY ${NAME_KEY}, id LIMIT $3`, [low, upper, n])
+      ).rows;
+    }
+    const more = rows.length > Math.max(1, limit);
+    if (more) rows = rows.slice(0, Math.max(1, limit));
+    const users: UserSummary[] = rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      disabled: r.disabled,
+      cards: Number(r.cards),
+      fingers: Number(r.fingers),
+      faces: Number(r.faces),
+      pinSet: r.pin,
+    }));
+    const last = users[users.length - 1];
+    const next = more && last ? (field === 'id' ? last.id : `${last.name}\u0000${last.id}`) : null;
+    return { users, next };
+  }
+
+  async cardHolders(userId: string): Promise<string[]> {
+    const r = await this.db.query<{ user_id: string }>(
+      `SELECT DISTINCT o.user_id FROM user_cards c JOIN user_cards o ON o.data = c.data AND o.type = c.type AND o.user_id <> c.user_id
+        WHERE c.user_id = $1 ORDER BY o.user_id LIMIT 10`,
+      [userId],
+    );
+    return r.rows.map((x) => x.user_id);
+  }
+
+  owedTo(userId: string, terminalIds: readonly string[], mode?: SyncMode): Promise<OwedPush[]> {
+    return this.read('owedTo', async (c) => {
+      if (!terminalIds.length) return [];
+      const owed = new Map(
+        (
+          await c.query<{ terminal_id: string; enqueued_at: number; attempts: number; last_error: string | null }>(
+            'SELECT terminal_id, enqueued_at, attempts, last_error FROM outbox WHERE user_id = $1 AND terminal_id = ANY($2::text[])',
+            [userId, terminalIds],
+          )
+        ).rows.map((r) => [r.terminal_id, r]),
+      );
+      const byFeed = new Map<string, number>();
+      if (mode !== 'off') {
+        // the user's latest change lies past the terminal's feed cursor (and is not the terminal's own
+        // change it holds); in 'specific' mode only where the terminal serves one of the user's groups
+        const scoped = mode === 'specific';
+        const rows = (
+          await c.query<{ id: string; since: number }>(
+            `SELECT t.id, u.updated_at AS since FROM users u JOIN terminals t ON t.id = ANY($2::text[])
+              WHERE u.id = $1 AND t.approved AND u.seq > t.feed_cursor AND (u.feed_origin IS NULL OR u.feed_origin <> t.id)
+                AND (NOT $3 OR EXISTS (SELECT 1 FROM user_access_groups g JOIN terminal_access_groups tg ON tg.group_id = g.group_id
+                                        WHERE g.user_id = u.id AND tg.terminal_id = t.id))`,
+            [userId, terminalIds, scoped],
+          )
+        ).rows;
+        for (const r of rows) byFeed.set(r.id, r.since);
+      }
+      const out: OwedPush[] = [];
+      for (const t of terminalIds) {
+        const o = owed.get(t);
+        if (o) out.push({ terminalId: t, since: o.enqueued_at, attempts: o.attempts, lastError: o.last_error });
+        else if (byFeed.has(t)) out.push({ terminalId: t, since: byFeed.get(t)!, attempts: 0, lastError: null });
+      }
+      return out;
+    });
   }
 
   // ---------------------------------------------------------------- misc
