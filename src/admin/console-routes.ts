@@ -1,6 +1,9 @@
 // Admin API routes the operator console needs beyond the basic CRUD of
 // src/admin/server.ts, and the console's static files:
 //
+// Everything here goes through the site's port (site.ts), so it works the same
+// on one daemon (SQLite) and on any daemon of several (PostgreSQL).
+//
 //   GET  /console/ and /console/FILE            the console (src/admin/console/: HTML, CSS, JS; no token needed, no data in them)
 //   GET  /api/user-search?q=&by=name|id&after=&limit=
 //                                              {users: [summary], next}: users whose ID or name starts with q, keyset-paged
@@ -11,9 +14,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import type { Daemon, TerminalView } from '../daemon.js';
-import { UserSearch, type SearchField } from '../store/user-search.js';
+import type { TerminalView } from '../daemon.js';
+import type { SiteStore } from '../store/backend.js';
+import type { SearchField } from '../store/user-search.js';
 import { HttpError, intParam, readJsonObject, strParam, type Reply, type Router } from './http.js';
+import type { AdminSite } from './site.js';
 
 /** Content-Security-Policy of the console: its own files only, requests to its own origin only. */
 export const CONSOLE_CSP =
@@ -39,8 +44,8 @@ function loadConsoleFiles(): Map<string, Buffer> {
  * How many users a terminal held at its last full resync (the RECONCILE
  * event's terminalUsers), or null when it was never resynced.
  */
-export function usersHeld(store: Daemon['store'], terminalId: string): { count: number; at: number } | null {
-  const e = store.listEvents({ type: 'RECONCILE', terminalId, newestFirst: true, limit: 1 })[0];
+export async function usersHeld(store: Pick<SiteStore, 'listEvents'>, terminalId: string): Promise<{ count: number; at: number } | null> {
+  const e = (await store.listEvents({ type: 'RECONCILE', terminalId, newestFirst: true, limit: 1 }))[0];
   if (!e?.detail) return null;
   try {
     const d = JSON.parse(e.detail) as { terminalUsers?: unknown };
@@ -57,6 +62,8 @@ export interface TerminalSyncState {
   state: SyncState;
   /** the terminal's session state */
   terminalState: TerminalView['state'];
+  /** the daemon that drives it (several daemons on PostgreSQL only) */
+  owner?: string | null;
   /** owed: queued since; refused: refused at; ms since the epoch */
   since?: number;
   attempts?: number;
@@ -69,14 +76,13 @@ export interface TerminalSyncState {
 }
 
 export interface ConsoleRoutesOptions {
-  daemon: Daemon;
+  site: AdminSite;
   log: Logger;
 }
 
 export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
-  const { daemon, log } = o;
-  const store = daemon.store;
-  const search = new UserSearch(store.connection);
+  const { site, log } = o;
+  const store = site.store;
   const files = loadConsoleFiles();
 
   const serve = (name: string): Reply => {
@@ -92,7 +98,7 @@ export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
   r.on('GET', '/console/', () => serve('index.html'));
   r.on('GET', '/console/:file', ({ params }) => serve(params.file));
 
-  r.on('GET', '/api/user-search', ({ url }) => {
+  r.on('GET', '/api/user-search', async ({ url }) => {
     const by = (strParam(url, 'by', 8) ?? 'name') as SearchField;
     if (by !== 'name' && by !== 'id') throw new HttpError(400, 'query parameter by must be name or id');
     const q = url.searchParams.get('q') ?? '';
@@ -100,23 +106,23 @@ export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
     const after = url.searchParams.get('after');
     if (after !== null && after.length > 1024) throw new HttpError(400, 'query parameter after is too long');
     const limit = intParam(url, 'limit', 1, SEARCH_PAGE_MAX) ?? 50;
-    return { status: 200, body: search.search(by, q, after === '' ? null : after, limit) };
+    return { status: 200, body: await store.searchUsers(by, q, after === '' ? null : after, limit) };
   });
 
-  r.on('GET', '/api/users/:id/sync', ({ params }) => {
-    const u = store.getUser(params.id);
+  r.on('GET', '/api/users/:id/sync', async ({ params }) => {
+    const u = await store.getUser(params.id);
     if (!u) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
-    const mode = daemon.engine.syncMode;
-    const targets = new Set(daemon.targetsFor(u));
-    const views = daemon.terminals();
-    const owed = new Map(search.owedTo(u.id, views.map((v) => v.id), mode).map((x) => [x.terminalId, x]));
-    const refused = new Map(store.listPushFailures({ userId: u.id, limit: 10_000 }).map((f) => [f.terminalId, f]));
-    let holders: string[] | undefined;
+    const mode = site.syncMode();
+    const [targetList, views] = await Promise.all([site.targetsFor(u), site.terminals()]);
+    const targets = new Set(targetList);
+    const [owedList, refusedList] = await Promise.all([store.owedTo(u.id, views.map((v) => v.id), mode), store.listPushFailures({ userId: u.id, limit: 10_000 })]);
+    const owed = new Map(owedList.map((x) => [x.terminalId, x]));
+    const refused = new Map(refusedList.map((f) => [f.terminalId, f]));
+    const holders = refusedList.some((f) => /DUPLICATE_CARD/i.test(f.reason)) ? await store.cardHolders(u.id) : undefined;
     const terminals: TerminalSyncState[] = views.map((v) => {
-      const base = { terminal: v.id, terminalState: v.state };
+      const base = { terminal: v.id, terminalState: v.state, ...(site.kind === 'postgres' ? { owner: v.owner } : {}) };
       const f = refused.get(v.id);
       if (f) {
-        if (/DUPLICATE_CARD/i.test(f.reason)) holders ??= search.cardHolders(u.id);
         return { ...base, state: 'refused', since: f.time, reason: f.reason, status: f.status, ...(/DUPLICATE_CARD/i.test(f.reason) ? { heldBy: holders } : {}) };
       }
       const w = owed.get(v.id);
@@ -140,21 +146,17 @@ export function addConsoleRoutes(r: Router, o: ConsoleRoutesOptions): void {
     const b = await readJsonObject(req, 'the retry request');
     if (typeof b.terminalId !== 'string' || b.terminalId === '') throw new HttpError(400, 'terminalId is required');
     if (b.userId !== undefined && (typeof b.userId !== 'string' || b.userId === '')) throw new HttpError(400, 'userId must be a user ID');
-    if (!store.getTerminal(b.terminalId)) throw new HttpError(404, `no terminal ${JSON.stringify(b.terminalId)}`);
-    const failures = store.listPushFailures({ terminalId: b.terminalId, userId: b.userId as string | undefined, limit: 100_000 });
-    const users = failures.map((f) => f.userId).filter((id) => store.hasUser(id));
-    if (users.length) store.enqueueMany([b.terminalId], users);
-    const cleared = store.clearPushFailures(b.terminalId, b.userId as string | undefined);
-    daemon.engine.kickPushes([b.terminalId]);
-    log.info({ terminal: b.terminalId, user: b.userId, retried: users.length, cleared }, 'refused pushes queued again through the admin API');
-    return { status: 200, body: { terminalId: b.terminalId, retried: users.length, cleared } };
+    if (!(await store.getTerminal(b.terminalId))) throw new HttpError(404, `no terminal ${JSON.stringify(b.terminalId)}`);
+    const { retried, cleared } = await site.retryPushFailures(b.terminalId, b.userId as string | undefined);
+    log.info({ terminal: b.terminalId, user: b.userId, retried, cleared }, 'refused pushes queued again through the admin API');
+    return { status: 200, body: { terminalId: b.terminalId, retried, cleared } };
   });
 
-  r.on('POST', '/api/terminals/:id/reject', ({ params }) => {
-    const t = store.getTerminal(params.id);
+  r.on('POST', '/api/terminals/:id/reject', async ({ params }) => {
+    const t = await store.getTerminal(params.id);
     if (!t) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
     if (t.approved) throw new HttpError(409, `terminal ${JSON.stringify(params.id)} is approved; remove it instead`);
-    daemon.removeTerminal(params.id);
+    await site.removeTerminal(params.id);
     log.info({ terminal: params.id }, 'pending terminal rejected through the admin API');
     return { status: 200, body: { rejected: params.id } };
   });

@@ -8,9 +8,16 @@
 // Last-Event-ID resumes where it stopped. The hub polls the table every
 // `pollMs` (250 ms) while at least one client is connected, and the sync
 // engine's onActivity wakes it at once for the engine's own events.
+//
+// Several daemons on one PostgreSQL database write events in transactions
+// that commit in any order, so an event may become visible after one with a
+// higher ID. With `gapHoldMs` the stream stops in front of a missing ID
+// while the event after it is younger than that (the missing one is still
+// being committed, or was rolled back: then it is passed once the hold ends),
+// so every event is sent once, in ID order, and Last-Event-ID stays a cursor.
 import type http from 'node:http';
 import type { Logger } from 'pino';
-import type { Store } from '../store/store.js';
+import type { SiteStore } from '../store/backend.js';
 import { MONITORING_LABELS, type StoredEvent } from '../store/types.js';
 
 /** The human wording of every event type termsync writes; unknown types show their type name. */
@@ -58,8 +65,24 @@ export function eventToJson(e: StoredEvent): EventJson {
 }
 
 /** The ID of the newest stored event (0 when there is none). */
-export function lastEventId(store: Store): number {
-  return store.listEvents({ newestFirst: true, limit: 1 })[0]?.id ?? 0;
+export async function lastEventId(store: Pick<SiteStore, 'listEvents'>): Promise<number> {
+  return (await store.listEvents({ newestFirst: true, limit: 1 }))[0]?.id ?? 0;
+}
+
+/**
+ * The events of `events` (ascending by ID, all after `after`) that may be
+ * sent now: up to the first missing ID whose following event is younger than
+ * `holdMs` (by `now`). 0: all of them.
+ */
+export function deliverable(events: readonly StoredEvent[], after: number, holdMs: number, now = Date.now()): readonly StoredEvent[] {
+  if (holdMs <= 0) return events;
+  let prev = after;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    if (e.id !== prev + 1 && prev !== 0 && now - e.time < holdMs) return events.slice(0, i);
+    prev = e.id;
+  }
+  return events;
 }
 
 // ------------------------------------------------------------------- stream
@@ -70,11 +93,17 @@ interface Client {
   last: number;
   /** waiting for 'drain' */
   blocked: boolean;
+  /** a read for this client is in flight */
+  reading: boolean;
+  /** woken during that read: read again after it */
+  again: boolean;
 }
 
 export interface EventHubOptions {
-  store: Store;
+  store: Pick<SiteStore, 'listEvents'>;
   log: Logger;
+  /** how long a gap in event IDs is waited for, ms (0: IDs commit in order) */
+  gapHoldMs?: number;
   pollMs?: number;
   /** comment line sent to idle streams so proxies and browsers keep them open */
   keepAliveMs?: number;
@@ -85,8 +114,9 @@ export interface EventHubOptions {
 
 export class EventHub {
   private readonly clients = new Set<Client>();
-  private readonly store: Store;
+  private readonly store: Pick<SiteStore, 'listEvents'>;
   private readonly log: Logger;
+  private readonly gapHoldMs: number;
   private readonly pollMs: number;
   private readonly keepAliveMs: number;
   readonly maxClients: number;
@@ -99,6 +129,7 @@ export class EventHub {
   constructor(o: EventHubOptions) {
     this.store = o.store;
     this.log = o.log;
+    this.gapHoldMs = o.gapHoldMs ?? 0;
     this.pollMs = o.pollMs ?? 250;
     this.keepAliveMs = o.keepAliveMs ?? 15_000;
     this.maxClients = o.maxClients ?? 100;
@@ -120,7 +151,7 @@ export class EventHub {
     });
     // tell EventSource how long to wait before reconnecting
     res.write('retry: 2000\n\n');
-    const c: Client = { res, last: after, blocked: false };
+    const c: Client = { res, last: after, blocked: false, reading: false, again: false };
     this.clients.add(c);
     // 'close' on the response: it ended, or the client went away
     res.on('close', () => this.clients.delete(c) && this.stopTimersIfIdle());
@@ -170,29 +201,45 @@ export class EventHub {
 
   private pumpAll(): void {
     // clients at the same position share one query
-    const byCursor = new Map<number, StoredEvent[] | null>();
+    const byCursor = new Map<number, Promise<StoredEvent[] | null>>();
     for (const c of this.clients) this.pump(c, byCursor);
   }
 
-  private pump(c: Client, cache?: Map<number, StoredEvent[] | null>): void {
-    if (c.blocked || c.res.writableEnded || !this.store.isOpen) return;
-    let events = cache?.get(c.last);
-    if (events === undefined) {
-      try {
-        events = this.store.listEvents({ after: c.last, limit: this.batch });
-      } catch (e) {
-        // the database cannot be read right now; the next poll tries again
-        this.log.warn({ err: (e as Error).message }, 'event stream: reading monitoring events failed');
-        events = null;
-      }
-      cache?.set(c.last, events);
+  private read(after: number): Promise<StoredEvent[] | null> {
+    return this.store.listEvents({ after, limit: this.batch }).catch((e: unknown) => {
+      // the database cannot be read right now; the next poll tries again
+      this.log.warn({ err: (e as Error).message }, 'event stream: reading monitoring events failed');
+      return null;
+    });
+  }
+
+  private pump(c: Client, cache?: Map<number, Promise<StoredEvent[] | null>>): void {
+    if (c.reading) {
+      c.again = true;
+      return;
     }
-    if (!events || events.length === 0) return;
-    let text = '';
-    for (const e of events) text += `id: ${e.id}\ndata: ${JSON.stringify(eventToJson(e))}\n\n`;
-    c.last = events[events.length - 1].id;
-    if (!c.res.write(text)) c.blocked = true;
-    // a full batch: more may be waiting
-    else if (events.length === this.batch) this.wake();
+    if (c.blocked || c.res.writableEnded || this.closed) return;
+    const from = c.last;
+    let pending = cache?.get(from);
+    if (pending === undefined) {
+      pending = this.read(from);
+      cache?.set(from, pending);
+    }
+    c.reading = true;
+    void pending.then((read) => {
+      c.reading = false;
+      const again = c.again;
+      c.again = false;
+      if (again) setImmediate(() => this.pump(c));
+      if (!read || read.length === 0 || c.res.writableEnded || this.closed || c.last !== from) return;
+      const events = deliverable(read, from, this.gapHoldMs);
+      if (events.length === 0) return;
+      let text = '';
+      for (const e of events) text += `id: ${e.id}\ndata: ${JSON.stringify(eventToJson(e))}\n\n`;
+      c.last = events[events.length - 1].id;
+      if (!c.res.write(text)) c.blocked = true;
+      // a full batch: more may be waiting
+      else if (events.length === this.batch) this.wake();
+    });
   }
 }

@@ -5,17 +5,22 @@
 //   descriptors, start time; Node.js heap, event-loop lag (mean, p50, p90,
 //   p99, max since the previous scrape), GC durations by kind, active handles
 //   and requests. Names: process_* and nodejs_* (see prom-client).
-// - termsync's own, read from the daemon and the store at scrape time (each
-//   metric's collect()), or counted from the session manager's events:
-//   listed in METRIC_NAMES and in the README.
+// - termsync's own, read at scrape time: the database's figures in one
+//   asynchronous snapshot before the metrics are rendered (the site's store:
+//   SQLite or PostgreSQL), this daemon's engine and queue in each metric's
+//   collect(); or counted from the session manager's events: listed in
+//   METRIC_NAMES and in the README.
 //
 // Counters that mirror a count the engine keeps (pulls, pushes, ...) are set
 // at scrape time to that count (reset + inc), so they stay counters for
 // rate() without a second book-keeping that could drift.
 import client from 'prom-client';
 import type { Daemon } from '../daemon.js';
+import type { DiskUsage } from '../store/types.js';
 import { Priority } from '../sync/engine.js';
+import { DaemonAdminSite } from './daemon-site.js';
 import { LoopStallMonitor, STALL_BUCKETS } from './loop-stall.js';
+import type { AdminSite } from './site.js';
 
 export const CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
 
@@ -93,7 +98,9 @@ export const METRIC_NAMES = {
 } as const;
 
 export interface MetricsSourceOptions {
-  daemon: Daemon;
+  /** the site (or, as before, a daemon on SQLite) */
+  site?: AdminSite;
+  daemon?: Daemon;
   /** the admin listener's connection count and evictions */
   admin?: () => { connections: number; evicted: number; refused?: number; held?: number };
   /** event-loop delay sampling, ms (default 20) */
@@ -102,10 +109,21 @@ export interface MetricsSourceOptions {
 
 const SYNC_MODES = ['off', 'server', 'all', 'specific'] as const;
 
+/** the database's figures, read once per scrape */
+interface Snapshot {
+  terminals: { online: number; offline: number; pending: number };
+  owed: number;
+  users: number;
+  pushFailures: number;
+  disk: DiskUsage | null;
+}
+
 /** Everything /metrics reports; start() subscribes, stop() unsubscribes. */
 export class MetricsCollector {
   readonly registry = new client.Registry();
-  private readonly daemon: Daemon;
+  private readonly site: AdminSite;
+  /** the latest snapshot; null when the database could not be read */
+  private snap: Snapshot | null = null;
   readonly latency: PushLatencyObserver;
   heartbeatTimeouts = 0;
   reconnects = 0;
@@ -119,7 +137,9 @@ export class MetricsCollector {
   readonly stalls: LoopStallMonitor;
 
   constructor(o: MetricsSourceOptions) {
-    const d = (this.daemon = o.daemon);
+    if (!o.site && !o.daemon) throw new TypeError('MetricsCollector needs a site or a daemon');
+    const site = (this.site = o.site ?? new DaemonAdminSite(o.daemon!));
+    const engine = site.engine;
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: o.loopResolutionMs ?? 20 });
     const latency = new client.Histogram({
@@ -154,16 +174,11 @@ export class MetricsCollector {
         this.set({ measure: 'own' }, s.ownMaxMs / 1000);
       },
     });
-    this.latency = new PushLatencyObserver(() => d.engine.stats.lastPushLatencyMs, (s) => latency.observe(s));
+    this.latency = new PushLatencyObserver(() => engine.stats.lastPushLatencyMs, (s) => latency.observe(s));
     const self = this;
-    // store reads fail together when the database is unreadable; db_up says so
-    let dbUp = 1;
-    const fromStore = (fn: () => void) => {
-      try {
-        fn();
-      } catch {
-        dbUp = 0;
-      }
+    // the snapshot is null when the database could not be read; db_up says so
+    const fromStore = (fn: (s: Snapshot) => void) => {
+      if (self.snap) fn(self.snap);
     };
     const gauge = (name: string, help: string, labelNames: string[], collect: (g: client.Gauge) => void) =>
       new client.Gauge({ name, help, labelNames, registers, collect() { collect(this); } });
@@ -181,46 +196,44 @@ export class MetricsCollector {
         },
       });
 
-    // registered first: collected first, so db_up below sees these reads
-    gauge('termsync_terminals', 'Terminals by session state.', ['state'], (g) => {
-      dbUp = 1;
-      fromStore(() => {
-        const counts = { online: 0, offline: 0, pending: 0 };
-        for (const t of d.terminals()) counts[t.state]++;
-        for (const [state, n] of Object.entries(counts)) g.set({ state }, n);
-      });
-    });
-    gauge('termsync_outbox_entries', 'Pushes owed to terminals: change-feed entries past the cursor of each terminal, plus targeted owed entries.', [], (g) => fromStore(() => g.set(d.store.owedCount())));
-    gauge('termsync_users', 'Users in the server database.', [], (g) => fromStore(() => g.set(d.store.userCount())));
-    gauge('termsync_push_failures', 'Users a terminal refused (up to 10000 counted).', [], (g) => fromStore(() => g.set(d.store.listPushFailures({ limit: 10_000 }).length)));
-    gauge('termsync_db_disk_bytes', 'Bytes of the database on disk, by file.', ['file'], (g) =>
-      fromStore(() => {
-        const disk = d.store.diskUsage();
-        g.set({ file: 'db' }, disk.dbBytes);
-        g.set({ file: 'wal' }, disk.walBytes);
+    gauge('termsync_terminals', 'Terminals by session state (every terminal of the site).', ['state'], (g) =>
+      fromStore((s) => {
+        for (const [state, n] of Object.entries(s.terminals)) g.set({ state }, n);
       }),
     );
-    gauge('termsync_db_free_bytes', 'Free pages inside the database file, bytes (reused before the file grows).', [], (g) =>
-      fromStore(() => {
-        const disk = d.store.diskUsage();
-        g.set(disk.freePages * disk.pageSize);
-      }),
-    );
-    gauge('termsync_db_up', '1 when the database could be read at this scrape.', [], (g) => g.set(dbUp));
-    gauge('termsync_pending_monitoring_events', 'Monitoring events kept in memory because the database refused them.', [], (g) => g.set(d.store.pendingEventCount));
+    gauge('termsync_outbox_entries', 'Pushes owed to terminals: change-feed entries past the cursor of each terminal, plus targeted owed entries.', [], (g) => fromStore((s) => g.set(s.owed)));
+    gauge('termsync_users', 'Users in the server database.', [], (g) => fromStore((s) => g.set(s.users)));
+    gauge('termsync_push_failures', 'Users a terminal refused (up to 10000 counted).', [], (g) => fromStore((s) => g.set(s.pushFailures)));
+    // the file sizes of a SQLite database (PostgreSQL keeps its own)
+    if (site.kind === 'sqlite') {
+      gauge('termsync_db_disk_bytes', 'Bytes of the database on disk, by file.', ['file'], (g) =>
+        fromStore((s) => {
+          if (!s.disk) return;
+          g.set({ file: 'db' }, s.disk.dbBytes);
+          g.set({ file: 'wal' }, s.disk.walBytes);
+        }),
+      );
+      gauge('termsync_db_free_bytes', 'Free pages inside the database file, bytes (reused before the file grows).', [], (g) =>
+        fromStore((s) => {
+          if (s.disk) g.set(s.disk.freePages * s.disk.pageSize);
+        }),
+      );
+    }
+    gauge('termsync_db_up', '1 when the database could be read at this scrape.', [], (g) => g.set(self.snap ? 1 : 0));
+    gauge('termsync_pending_monitoring_events', 'Monitoring events kept in memory because the database refused them.', [], (g) => g.set(site.pendingEventCount()));
     gauge('termsync_sync_mode', 'The sync mode: 1 for the mode in force, 0 for the others.', ['mode'], (g) => {
-      for (const mode of SYNC_MODES) g.set({ mode }, d.engine.syncMode === mode ? 1 : 0);
+      for (const mode of SYNC_MODES) g.set({ mode }, engine.syncMode === mode ? 1 : 0);
     });
     gauge('termsync_queue_jobs', 'Sync jobs waiting in the global queue, by priority.', ['priority'], (g) => {
-      const q = d.engine.queue;
+      const q = engine.queue;
       g.set({ priority: 'pull' }, q.sizeBy({ priority: Priority.PULL }));
       g.set({ priority: 'push' }, q.sizeBy({ priority: Priority.PUSH }));
       g.set({ priority: 'catchup' }, q.sizeBy({ priority: Priority.CATCHUP }));
     });
-    gauge('termsync_queue_running_jobs', 'Sync jobs running now.', [], (g) => g.set(d.engine.queue.pending));
-    gauge('termsync_ingest_backlog_events', 'Terminal events received and not yet processed.', [], (g) => g.set(d.engine.laneDepths().ingestBacklog));
-    gauge('termsync_lanes_waiting', 'Terminal lanes with work not yet submitted to the queue.', [], (g) => g.set(d.engine.laneDepths().lanesWaiting));
-    const st = () => d.engine.stats;
+    gauge('termsync_queue_running_jobs', 'Sync jobs running now.', [], (g) => g.set(engine.queue.pending));
+    gauge('termsync_ingest_backlog_events', 'Terminal events received and not yet processed.', [], (g) => g.set(engine.laneDepths().ingestBacklog));
+    gauge('termsync_lanes_waiting', 'Terminal lanes with work not yet submitted to the queue.', [], (g) => g.set(engine.laneDepths().lanesWaiting));
+    const st = () => engine.stats;
     counter('termsync_pulls_total', 'Users pulled from terminals.', [], () => st().pulls);
     counter('termsync_pulls_failed_total', 'Users a terminal reported changed but could not deliver.', [], () => st().pullsFailed);
     counter('termsync_pushes_total', 'Users pushed to terminals, by result.', ['result'], () => [
@@ -243,9 +256,9 @@ export class MetricsCollector {
 
   start(): void {
     this.stalls.start();
-    this.daemon.manager.on('offline', this.onOffline);
-    this.daemon.manager.on('reconnecting', this.onReconnecting);
-    this.unsubscribe = this.daemon.engine.onActivity((e) => {
+    this.site.manager.on('offline', this.onOffline);
+    this.site.manager.on('reconnecting', this.onReconnecting);
+    this.unsubscribe = this.site.engine.onActivity((e) => {
       if (e.type === 'USER_UPDATE_SUCCESS_SERVER') this.latency.drainSoon();
     });
   }
@@ -253,15 +266,31 @@ export class MetricsCollector {
   stop(): void {
     this.stalls.stop();
     this.unsubscribe?.();
-    this.daemon.manager.off('offline', this.onOffline);
-    this.daemon.manager.off('reconnecting', this.onReconnecting);
+    this.site.manager.off('offline', this.onOffline);
+    this.site.manager.off('reconnecting', this.onReconnecting);
     // the default metrics' event-loop monitor and GC observer end with the registry's metrics
     this.registry.clear();
+  }
+
+  /** The database's figures for one scrape (rejects when the database cannot be read). */
+  private async read(): Promise<Snapshot> {
+    const store = this.site.store;
+    const [terminals, owed, users, failures, disk] = await Promise.all([
+      this.site.terminals(),
+      store.owedCounts(),
+      store.userCount(),
+      store.listPushFailures({ limit: 10_000 }),
+      this.site.disk(),
+    ]);
+    const counts = { online: 0, offline: 0, pending: 0 };
+    for (const t of terminals) counts[t.state]++;
+    return { terminals: counts, owed: owed.total, users, pushFailures: failures.length, disk };
   }
 
   /** The exposition document. */
   async render(): Promise<string> {
     this.latency.drain();
+    this.snap = await this.read().catch(() => null);
     // prom-client writes a not-a-number as "Nan" (an event-loop lag with no sample
     // since the previous scrape); the format spells it NaN
     return (await this.registry.metrics()).replace(/ Nan$/gm, ' NaN');

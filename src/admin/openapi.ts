@@ -77,6 +77,11 @@ const schemas: Record<string, Json> = {
       firmware: { type: ['string', 'null'] },
       accessGroups: { type: 'array', items: { type: 'integer' } },
       protocol: { type: 'string', description: "the driver that speaks to it: 'termsync', 'zk' or 'gsdk'" },
+      owner: { type: ['string', 'null'], description: 'several daemons on PostgreSQL: the daemon that drives it now (its live lease); null on one daemon (SQLite) or while no daemon holds it' },
+      lease: {
+        description: 'several daemons on PostgreSQL: its lease row; null on one daemon',
+        oneOf: [{ type: 'null' }, { type: 'object', properties: { owner: { type: ['string', 'null'] }, token: { type: 'integer' }, expiresAt: { type: ['integer', 'null'] }, live: { type: 'boolean' } } }],
+      },
       usersHeld: {
         description: 'users the terminal held at its last full resync (null: never resynced)',
         oneOf: [{ type: 'null' }, { type: 'object', properties: { count: { type: 'integer' }, at: { type: 'integer' } } }],
@@ -191,7 +196,7 @@ export const PATHS: Record<string, Record<string, Json>> = {
     put: op('set the access groups a terminal serves', { '200': json(ref('Terminal')), '404': error('no such terminal') }, { parameters: [idParam('terminal')], requestBody: body({ type: 'object', properties: { accessGroups: { type: 'array', items: { type: 'integer' } } } }) }, true),
   },
   '/api/terminals/{id}/resync': {
-    post: op('compare user lists with the terminal and fix both sides', { '202': json({ type: 'object' }, 'started'), '404': error('no such terminal'), '409': error('the terminal is not online') }, { parameters: [idParam('terminal')] }, true),
+    post: op('compare user lists with the terminal and fix both sides', { '202': json({ type: 'object' }, 'started'), '404': error('no such terminal'), '409': error('the terminal is not online (several daemons: or another daemon drives it; the message names it)') }, { parameters: [idParam('terminal')] }, true),
   },
   '/api/users': {
     get: op('users in ID order', { '200': json({ type: 'array', items: ref('User') }) }, { parameters: [param('after', 'list IDs after this one'), param('limit', '1..1000', { type: 'integer' })] }),
@@ -237,7 +242,7 @@ export const PATHS: Record<string, Record<string, Json>> = {
   '/api/backup': {
     post: op(
       'online backup to a new file in the backup directory (mode 0600, never replacing a file)',
-      { '200': json({ type: 'object' }), '409': error('the name exists, or a backup is running') },
+      { '200': json({ type: 'object' }), '409': error('the name exists, or a backup is running'), '501': error('the database is PostgreSQL (back it up with its own tools)') },
       { requestBody: body({ type: 'object', required: ['name'], properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$' } } }) },
       true,
     ),

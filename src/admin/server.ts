@@ -31,6 +31,13 @@
 //   (console routes: src/admin/console-routes.ts)
 //   POST   /api/backup                       {name}: online backup of the database to a new file in the backup directory
 //
+// One server for both kinds of daemon: the routes read and act through the
+// AdminSite port (src/admin/site.ts): one daemon on SQLite (daemon-site.ts)
+// or one of several on PostgreSQL (src/cluster/admin-site.ts), where every
+// terminal of the site is listed with the daemon that drives it, a user
+// written here is pushed by the daemons holding the terminals, and an action
+// that needs a live session held by another daemon is answered 409 naming it.
+//
 // Browser safety (src/admin/access.ts): every request but /healthz must name the
 // admin address in its Host header (403 otherwise: DNS rebinding); every
 // request that changes something must come from the admin address itself
@@ -47,11 +54,13 @@ import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Daemon, TerminalView } from '../daemon.js';
+import type { Daemon } from '../daemon.js';
 import { UserJsonError, userFromJson, userToJson } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import { SYNC_MODES, type SyncMode } from '../store/types.js';
 import { Priority } from '../sync/engine.js';
+import { DaemonAdminSite } from './daemon-site.js';
+import { ActionRefused, type AdminSite, type AdminTerminal } from './site.js';
 import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
 import { AdminAuth } from './auth.js';
 import { addConsoleRoutes, usersHeld } from './console-routes.js';
@@ -63,7 +72,10 @@ import { CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsCollector } from './metric
 import { PAGE_CSP, STATUS_PAGE_HTML } from './page.js';
 
 export interface AdminOptions {
-  daemon: Daemon;
+  /** the site the API shows and acts on (see site.ts) */
+  site?: AdminSite;
+  /** one daemon on SQLite (the same as site: new DaemonAdminSite(daemon)) */
+  daemon?: Daemon;
   host: string;
   port: number;
   /** when set, every request except GET /healthz needs it (Bearer header, or the page cookie for reads) */
@@ -73,7 +85,7 @@ export interface AdminOptions {
   streamPollMs?: number;
   /** extra Host names the admin address is reached by (reverse proxies): NAME or NAME:PORT */
   adminHosts?: readonly string[];
-  /** where POST /api/backup writes (default: a "backups" folder beside the database) */
+  /** where POST /api/backup writes (default: a "backups" folder beside the SQLite database) */
   backupDir?: string;
   /** most open connections from one client address (default 64; the oldest non-stream one is closed to make room) */
   maxConnsPerAddress?: number;
@@ -94,7 +106,7 @@ export interface AdminServer {
   port: number;
   /** every route of the API (method and path pattern) */
   routes: { method: string; path: string }[];
-  /** the directory backups are written to */
+  /** the directory backups are written to ('' on PostgreSQL: no file backups) */
   backupDir: string;
   close(): Promise<void>;
 }
@@ -116,8 +128,11 @@ const BASE_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': '
 
 function isDbReadError(e: unknown): boolean {
   if (e instanceof StoreWriteError) return true;
-  const err = e as { name?: unknown; message?: unknown } | null;
-  return err?.name === 'SqliteError' || (typeof err?.message === 'string' && /database connection is not open/i.test(err.message));
+  const err = e as { name?: unknown; message?: unknown; code?: unknown } | null;
+  if (err?.name === 'SqliteError' || (typeof err?.message === 'string' && /database connection is not open/i.test(err.message))) return true;
+  // PostgreSQL: a connection refused, lost or timed out, or the server's own SQLSTATE (class 08 connection, 57 operator intervention, 53 resources)
+  if (typeof err?.code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|08...|57P..|53...)$/.test(err.code)) return true;
+  return typeof err?.message === 'string' && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message);
 }
 
 function groupsOf(v: unknown, field: string): number[] {
@@ -130,39 +145,42 @@ function groupsOf(v: unknown, field: string): number[] {
 }
 
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
-  const { daemon, log } = o;
-  const store = daemon.store;
+  const { log } = o;
+  if (!o.site && !o.daemon) throw new TypeError('startAdmin needs a site or a daemon');
+  const site = o.site ?? new DaemonAdminSite(o.daemon!);
+  const store = site.store;
   const auth = o.token ? new AdminAuth(o.token) : null;
   if (!auth && !LOOPBACK.test(o.host)) log.warn({ host: o.host }, 'admin API listens beyond loopback without a token: anyone who reaches it can change users');
 
-  const hub = new EventHub({ store, log, pollMs: o.streamPollMs });
-  const metrics = new MetricsCollector({ daemon, admin: () => ({ connections: guard.size, evicted: guard.evicted, refused: guard.refused, held: guard.heldRefused }) });
+  const hub = new EventHub({ store, log, pollMs: o.streamPollMs, gapHoldMs: site.eventGapHoldMs });
+  const metrics = new MetricsCollector({ site, admin: () => ({ connections: guard.size, evicted: guard.evicted, refused: guard.refused, held: guard.heldRefused }) });
   metrics.start();
-  const unsubscribe = daemon.engine.onActivity(() => hub.wake());
+  const unsubscribe = site.onActivity(() => hub.wake());
   let backupRunning = false;
   const guard = new ConnectionGuard({ maxConnsPerAddress: o.maxConnsPerAddress, maxConns: o.maxConns, maxStreamsPerAddress: o.maxStreamsPerAddress, connectRatePerAddress: o.connectRatePerAddress });
-  const backupDir = path.resolve(o.backupDir ?? path.join(path.dirname(path.resolve(store.path)), 'backups'));
+  const backupDir = site.dbPath === null ? '' : path.resolve(o.backupDir ?? path.join(path.dirname(path.resolve(site.dbPath)), 'backups'));
   // set once the port is bound
   let hosts: HostPolicy | null = null;
 
-  // a terminal as the API shows it: the daemon's view plus the users it held at its last resync
-  const withHeld = (t: TerminalView) => ({ ...t, usersHeld: usersHeld(store, t.id) });
-  const terminalView = (id: string) => {
-    const t = daemon.terminals().find((x) => x.id === id);
+  // a terminal as the API shows it: the site's view plus the users it held at its last resync
+  const withHeld = async (t: AdminTerminal) => ({ ...t, usersHeld: await usersHeld(store, t.id) });
+  const terminalView = async (id: string) => {
+    const t = (await site.terminals()).find((x) => x.id === id);
     if (!t) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
     return withHeld(t);
   };
-  const needTerminal = (id: string) => {
-    if (!store.getTerminal(id)) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
+  const needTerminal = async (id: string) => {
+    if (!(await store.getTerminal(id))) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
   };
 
   const r = new Router();
 
   // ------------------------------------------------------------- health
-  r.on('GET', '/healthz', () => {
-    const db: 'ok' | 'failing' = store.healthy() ? 'ok' : 'failing';
-    const body = { ok: db === 'ok', db, terminalsOnline: daemon.engine.laneDepths().online };
-    return { status: db === 'ok' ? 200 : 503, body };
+  r.on('GET', '/healthz', async () => {
+    const h = await site.health();
+    const db: 'ok' | 'failing' = h.db ? 'ok' : 'failing';
+    const body = { ok: h.db, db, terminalsOnline: h.terminalsOnline, ...(site.daemonId !== null ? { daemon: site.daemonId } : {}) };
+    return { status: h.db ? 200 : 503, body };
   });
 
   r.on('GET', '/', () => ({
@@ -174,48 +192,59 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
 
   r.on('GET', '/metrics', async () => ({ status: 200, raw: { contentType: METRICS_CONTENT_TYPE, text: await metrics.render() } }));
 
-  r.on('GET', '/api/status', () => {
+  r.on('GET', '/api/status', async () => {
     const counts = { online: 0, offline: 0, pending: 0 };
-    for (const t of daemon.terminals()) counts[t.state]++;
-    const q = daemon.engine.queue;
-    const lanes = daemon.engine.laneDepths();
-    const failures = store.listPushFailures({ limit: PUSH_FAILURES_COUNTED + 1 }).length;
+    const q = site.engine.queue;
+    const lanes = site.engine.laneDepths();
+    const [terminals, pushFailures, pullFailures, owed, users, disk] = await Promise.all([
+      site.terminals(),
+      store.listPushFailures({ limit: PUSH_FAILURES_COUNTED + 1 }),
+      store.listPullFailures({ limit: PUSH_FAILURES_COUNTED }),
+      store.owedCounts(),
+      store.userCount(),
+      site.disk(),
+    ]);
+    for (const t of terminals) counts[t.state]++;
+    const failures = pushFailures.length;
     return {
       status: 200,
       body: {
-        syncMode: daemon.engine.syncMode,
+        // several daemons: this daemon's ID, and how many terminals it drives (the queue figures are its own)
+        ...(site.daemonId !== null ? { daemon: site.daemonId, driven: terminals.filter((t) => t.owner === site.daemonId).length } : {}),
+        syncMode: site.syncMode(),
         terminals: counts,
         queue: {
           waiting: { pull: q.sizeBy({ priority: Priority.PULL }), push: q.sizeBy({ priority: Priority.PUSH }), catchup: q.sizeBy({ priority: Priority.CATCHUP }) },
           running: q.pending,
           ingestBacklog: lanes.ingestBacklog,
         },
-        outbox: store.owedCount(),
+        outbox: owed.total,
         pushFailures: Math.min(failures, PUSH_FAILURES_COUNTED),
         pushFailuresMore: failures > PUSH_FAILURES_COUNTED,
         // device users that could not be read (GET /api/pull-failures)
-        pullFailures: store.listPullFailures({ limit: PUSH_FAILURES_COUNTED }).length,
-        users: store.userCount(),
-        pendingEvents: store.pendingEventCount,
-        disk: store.diskUsage(),
+        pullFailures: pullFailures.length,
+        users,
+        pendingEvents: site.pendingEventCount(),
+        // null on PostgreSQL (the database server keeps its files)
+        disk,
       },
     };
   });
 
   // ---------------------------------------------------------- terminals
-  r.on('GET', '/api/terminals', () => ({ status: 200, body: daemon.terminals().map(withHeld) }));
+  r.on('GET', '/api/terminals', async () => ({ status: 200, body: await Promise.all((await site.terminals()).map(withHeld)) }));
 
   r.on('POST', '/api/terminals', async ({ req }) => {
     const b = await readJsonObject(req, 'the terminal');
     if (typeof b.id !== 'string' || !TERMINAL_ID.test(b.id)) throw new HttpError(400, 'id must be 1..64 letters, digits, ".", "_" or "-"');
     const protocol = b.protocol === undefined ? 'termsync' : b.protocol;
-    const driver = typeof protocol === 'string' ? daemon.drivers.get(protocol) : undefined;
+    const driver = typeof protocol === 'string' ? site.drivers.get(protocol) : undefined;
     // a Suprema terminal (gsdk) is named gsdk-DEVICEID; without a host it dials the device gateway, so it is reached at the gateway's address
     const gateway = protocol === 'gsdk' ? (driver as { gateway?: { host: string; port: number } } | undefined)?.gateway : undefined;
     if (protocol === 'gsdk' && !/^gsdk-[0-9]{1,10}$/.test(b.id)) throw new HttpError(400, 'a Suprema terminal\'s id must be gsdk-DEVICEID (its device ID)');
     if (gateway && b.host === undefined && b.port === undefined) b.host = gateway.host;
     if (typeof b.host !== 'string' || b.host.trim() === '' || b.host.length > 253) throw new HttpError(400, 'host must be a host name or IP address');
-    if (!driver || typeof protocol !== 'string') throw new HttpError(400, `protocol must be one of: ${[...daemon.drivers.keys()].join(', ')}`);
+    if (!driver || typeof protocol !== 'string') throw new HttpError(400, `protocol must be one of: ${[...site.drivers.keys()].join(', ')}`);
     const port = b.port === undefined ? (gateway && b.host === gateway.host ? gateway.port : driver.defaultPort) : b.port;
     if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new HttpError(400, 'port must be a whole number in 1..65535');
     if (b.pin !== undefined && (typeof b.pin !== 'string' || !/^[0-9a-fA-F:]{64,95}$/.test(b.pin))) throw new HttpError(400, 'pin must be a SHA-256 certificate fingerprint in hex');
@@ -225,62 +254,62 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
         throw new HttpError(400, 'zkPassword must be the terminal\'s numeric comm key, a whole number in 0..4294967295');
     }
     const groups = b.accessGroups === undefined ? undefined : groupsOf(b.accessGroups, 'accessGroups');
-    const existed = store.getTerminal(b.id) !== null;
+    const existed = (await store.getTerminal(b.id)) !== null;
     // a ZK terminal's comm key (write-only): the one given, else the one it is dialled with now (an update that leaves it out keeps it), else none (0)
-    const current = daemon.manager.targets().find((t) => t.id === b.id);
+    const current = site.dialTarget(b.id);
     const key =
       protocol !== 'zk' ? undefined
       : typeof b.zkPassword === 'number' ? Buffer.from(String(b.zkPassword), 'latin1')
       : current && current.protocol === 'zk' && current.key ? current.key
       : Buffer.from('0', 'latin1');
     try {
-      daemon.addTerminal({ id: b.id, host: b.host.trim(), port, ...(protocol !== 'termsync' ? { protocol } : {}), ...(key ? { key } : {}), ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups);
+      await site.addTerminal({ id: b.id, host: b.host.trim(), port, ...(protocol !== 'termsync' ? { protocol } : {}), ...(key ? { key } : {}), ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups);
     } catch (e) {
-      if (isDbReadError(e)) throw e;
+      if (isDbReadError(e) || e instanceof ActionRefused) throw e;
       throw new HttpError(400, (e as Error).message);
     }
     log.info({ terminal: b.id, host: b.host, port, protocol }, 'terminal added through the admin API');
-    return { status: existed ? 200 : 201, body: terminalView(b.id) };
+    return { status: existed ? 200 : 201, body: await terminalView(b.id) };
   });
 
-  r.on('GET', '/api/terminals/:id', ({ params }) => ({ status: 200, body: terminalView(params.id) }));
+  r.on('GET', '/api/terminals/:id', async ({ params }) => ({ status: 200, body: await terminalView(params.id) }));
 
-  r.on('DELETE', '/api/terminals/:id', ({ params }) => {
-    needTerminal(params.id);
-    daemon.removeTerminal(params.id);
+  r.on('DELETE', '/api/terminals/:id', async ({ params }) => {
+    await needTerminal(params.id);
+    await site.removeTerminal(params.id);
     log.info({ terminal: params.id }, 'terminal removed through the admin API');
     return { status: 204 };
   });
 
-  r.on('POST', '/api/terminals/:id/approve', ({ params }) => {
-    if (!daemon.approve(params.id)) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
+  r.on('POST', '/api/terminals/:id/approve', async ({ params }) => {
+    if (!(await site.approve(params.id))) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
     log.info({ terminal: params.id }, 'terminal approved through the admin API');
-    return { status: 200, body: terminalView(params.id) };
+    return { status: 200, body: await terminalView(params.id) };
   });
 
   r.on('PUT', '/api/terminals/:id/groups', async ({ req, params }) => {
     const b = await readJsonObject(req);
     const groups = groupsOf(b.accessGroups, 'accessGroups');
-    if (!daemon.setTerminalGroups(params.id, groups)) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
-    return { status: 200, body: terminalView(params.id) };
+    if (!(await site.setTerminalGroups(params.id, groups))) throw new HttpError(404, `no terminal ${JSON.stringify(params.id)}`);
+    return { status: 200, body: await terminalView(params.id) };
   });
 
-  r.on('POST', '/api/terminals/:id/resync', ({ params }) => {
-    needTerminal(params.id);
-    if (!daemon.resync(params.id)) throw new HttpError(409, `terminal ${JSON.stringify(params.id)} is not online; a resync needs a live session`);
+  r.on('POST', '/api/terminals/:id/resync', async ({ params }) => {
+    await needTerminal(params.id);
+    await site.resync(params.id);
     log.info({ terminal: params.id }, 'resync requested through the admin API');
     return { status: 202, body: { ok: true, terminal: params.id } };
   });
 
   // -------------------------------------------------------------- users
-  r.on('GET', '/api/users', ({ url }) => {
+  r.on('GET', '/api/users', async ({ url }) => {
     const after = strParam(url, 'after', 256);
     const limit = intParam(url, 'limit', 1, USER_PAGE_MAX) ?? USER_PAGE_DEFAULT;
-    return { status: 200, body: store.listUsers({ after, limit }).map(userToJson) };
+    return { status: 200, body: (await store.walkUsers({ after, limit })).map((x) => userToJson(x.user)) };
   });
 
-  r.on('GET', '/api/users/:id', ({ params }) => {
-    const u = store.getUser(params.id);
+  r.on('GET', '/api/users/:id', async ({ params }) => {
+    const u = await store.getUser(params.id);
     if (!u) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
     return { status: 200, body: userToJson(u) };
   });
@@ -290,7 +319,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     const merge = boolParam(url, 'merge');
     const body = await readJsonObject(req, 'the user');
     if (body.id !== undefined && body.id !== id) throw new HttpError(400, `the body's id ${JSON.stringify(body.id)} differs from the path's ${JSON.stringify(id)}`);
-    const existing = store.getUser(id);
+    const existing = await store.getUser(id);
     let user;
     try {
       user = userFromJson({ ...body, id }, merge ? (existing ?? undefined) : undefined);
@@ -303,27 +332,27 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (!merge && body.pinSet === true && body.pin === undefined && body.pinHash === undefined && existing) user.pinHash = Buffer.from(existing.pinHash);
     let result;
     try {
-      result = daemon.putUser(user);
+      result = await site.putUser(user);
     } catch (e) {
       if (isDbReadError(e)) throw e;
       throw new HttpError(400, (e as Error).message);
     }
-    const stored = store.getUser(id);
+    const stored = await store.getUser(id);
     log.info({ user: id, created: result.created, changed: result.changed, pushedTo: result.pushedTo.length }, 'user saved through the admin API');
     return { status: result.created ? 201 : 200, body: { user: stored ? userToJson(stored) : null, created: result.created, changed: result.changed, pushedTo: result.pushedTo } };
   });
 
-  r.on('DELETE', '/api/users/:id', ({ params }) => {
-    if (!daemon.deleteUser(params.id)) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
+  r.on('DELETE', '/api/users/:id', async ({ params }) => {
+    if (!(await site.deleteUser(params.id))) throw new HttpError(404, `no user ${JSON.stringify(params.id)}`);
     log.info({ user: params.id }, 'user deleted through the admin API');
     return { status: 204 };
   });
 
   // ------------------------------------------------------------- events
-  r.on('GET', '/api/events', ({ url }) => {
+  r.on('GET', '/api/events', async ({ url }) => {
     const order = strParam(url, 'order', 4) ?? 'asc';
     if (order !== 'asc' && order !== 'desc') throw new HttpError(400, 'query parameter order must be asc or desc');
-    const events = store.listEvents({
+    const events = await store.listEvents({
       after: intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER),
       before: intParam(url, 'before', 0, Number.MAX_SAFE_INTEGER),
       limit: intParam(url, 'limit', 1, EVENT_PAGE_MAX) ?? EVENT_PAGE_DEFAULT,
@@ -335,23 +364,23 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     return { status: 200, body: events.map(eventToJson) };
   });
 
-  r.on('GET', '/api/events/stream', ({ req, res, url, method }) => {
+  r.on('GET', '/api/events/stream', async ({ req, res, url, method }) => {
     if (method === 'HEAD') return { status: 200, headers: { 'content-type': 'text/event-stream; charset=utf-8' } };
     const header = req.headers['last-event-id'];
     let after: number | undefined;
     if (typeof header === 'string' && /^[0-9]{1,15}$/.test(header.trim())) after = Number(header.trim());
     after ??= intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
     if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
+    after ??= await lastEventId(store);
     const release = guard.openStream(req.socket);
     if (!release) throw new HttpError(429, `too many event streams open from your address (${guard.maxStreamsPerAddress}); close one and retry`, { 'retry-after': '5' });
     res.once('close', release);
-    after ??= lastEventId(store);
     hub.add(res, after);
     return null;
   });
 
   // ----------------------------------------------------------- settings
-  r.on('GET', '/api/settings', () => ({ status: 200, body: { syncMode: daemon.engine.syncMode } }));
+  r.on('GET', '/api/settings', () => ({ status: 200, body: { syncMode: site.syncMode() } }));
 
   r.on('PUT', '/api/settings', async ({ req }) => {
     const b = await readJsonObject(req, 'the settings');
@@ -359,44 +388,44 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     if (typeof b.syncMode !== 'string' || !(SYNC_MODES as readonly string[]).includes(b.syncMode)) {
       throw new HttpError(400, `syncMode must be one of ${SYNC_MODES.join(', ')}, not ${JSON.stringify(b.syncMode)}`);
     }
-    const from = daemon.engine.syncMode;
-    daemon.setSyncMode(b.syncMode as SyncMode);
+    const from = site.syncMode();
+    await site.setSyncMode(b.syncMode as SyncMode);
     log.info({ syncMode: b.syncMode, from }, 'sync mode changed through the admin API');
     if (from !== b.syncMode) {
       try {
-        store.appendEvent({ type: 'SYNC_MODE_CHANGED', detail: JSON.stringify({ from, to: b.syncMode }) });
+        await store.appendEvents([{ type: 'SYNC_MODE_CHANGED', detail: JSON.stringify({ from, to: b.syncMode }) }]);
       } catch (e) {
         log.warn({ err: (e as Error).message }, 'the sync mode change could not be written to the monitoring log');
       }
     }
-    return { status: 200, body: { syncMode: daemon.engine.syncMode } };
+    return { status: 200, body: { syncMode: site.syncMode() } };
   });
 
-  r.on('GET', '/api/push-failures', ({ url }) => ({
+  r.on('GET', '/api/push-failures', async ({ url }) => ({
     status: 200,
-    body: store.listPushFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
+    body: await store.listPushFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
   }));
 
   // ------------------------------------------------------ pull failures
   // device users the daemon could not read (pull_failures); retry pulls them again now
-  r.on('GET', '/api/pull-failures', ({ url }) => ({
+  r.on('GET', '/api/pull-failures', async ({ url }) => ({
     status: 200,
-    body: store.listPullFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
+    body: await store.listPullFailures({ terminalId: strParam(url, 'terminal', 64), userId: strParam(url, 'user', 256), limit: intParam(url, 'limit', 1, 10_000) }),
   }));
 
   r.on('POST', '/api/pull-failures/retry', async ({ req }) => {
     const b = await readJsonObject(req, 'the retry request');
     if (typeof b.terminalId !== 'string' || !TERMINAL_ID.test(b.terminalId)) throw new HttpError(400, 'terminalId (the terminal whose users to pull again) is required');
     if (b.userId !== undefined && (typeof b.userId !== 'string' || b.userId === '' || Buffer.byteLength(b.userId) > 32)) throw new HttpError(400, 'userId must be a user ID of 1..32 bytes');
-    needTerminal(b.terminalId);
-    const r = await daemon.engine.retryPulls(b.terminalId, b.userId as string | undefined);
-    if (!r.online) throw new HttpError(409, `terminal ${JSON.stringify(b.terminalId)} is not online; its failed pulls are retried when its session starts`);
+    await needTerminal(b.terminalId);
+    const r = await site.retryPulls(b.terminalId, b.userId as string | undefined);
     return { status: 202, body: { terminalId: b.terminalId, queued: r.queued } };
   });
 
   // ------------------------------------------------------------- backup
   r.on('POST', '/api/backup', async ({ req }) => {
     const b = await readJsonObject(req, 'the backup request');
+    if (site.dbPath === null) throw new ActionRefused(501, 'the database is PostgreSQL: back it up with PostgreSQL\'s own tools (pg_dump, pg_basebackup or your service\'s backups), not through termsync');
     if (b.path !== undefined) throw new HttpError(400, `backups are written to the backup directory (${backupDir}); give a file name as "name", not a path`);
     if (typeof b.name !== 'string' || b.name === '') throw new HttpError(400, 'name (the backup file to create in the backup directory) is required');
     if (!BACKUP_NAME.test(b.name) || b.name.includes('..')) {
@@ -413,7 +442,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     try {
       fs.mkdirSync(backupDir, { recursive: true, mode: 0o700 });
       if (fs.existsSync(dest)) throw new HttpError(409, `${b.name} already exists in the backup directory; choose another name`);
-      const p = await store.backup(temp);
+      const p = await site.backup(temp);
       try {
         fs.linkSync(temp, dest);
       } catch (e) {
@@ -434,7 +463,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     }
   });
 
-  addConsoleRoutes(r, { daemon, log });
+  addConsoleRoutes(r, { site, log });
 
   // built at the first request, when every route is declared
   let openapi: unknown;
@@ -536,6 +565,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     handle(req, res).then(
       (status) => log.debug({ method: req.method, path: where, status, ms: Date.now() - started }, 'admin request'),
       (e: unknown) => {
+        if (e instanceof ActionRefused) e = new HttpError(e.status, e.message);
         if (e instanceof HttpError) {
           const headers = { ...e.headers };
           send(res, { status: e.status, body: { error: e.message }, headers });
