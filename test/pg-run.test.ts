@@ -263,6 +263,6 @@ describe.skipIf(reason !== null)(`three termsync daemons, ${TERMINALS} terminals
     expect((await api(d2, `/api/users/${u.id}`, { method: 'DELETE' })).status).toBe(204);
     enrolled.delete(u.id);
     await waitFor(() => sim.terminals.every((t) => t.getUser(u.id) === undefined), { timeoutMs: 45_000, intervalMs: 250, message: 'a user deleted through d2\'s admin API stayed on some terminal' });
-    expect((await api(d1, '/api/users/x', { method: 'PUT', body: '{"cards": 5}' })).status).toBe(400);
+    expect((await api(d1, '/api/users/x', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"cards": 5}' })).status).toBe(400);
   });
 });

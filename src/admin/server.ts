@@ -147,7 +147,7 @@ function groupsOf(v: unknown, field: string): number[] {
 export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   const { log } = o;
   if (!o.site && !o.daemon) throw new TypeError('startAdmin needs a site or a daemon');
-  const site = o.site ?? new DaemonAdminSite(o.daemon!);
+  const site: AdminSite = o.site ?? new DaemonAdminSite(o.daemon!);
   const store = site.store;
   const auth = o.token ? new AdminAuth(o.token) : null;
   if (!auth && !LOOPBACK.test(o.host)) log.warn({ host: o.host }, 'admin API listens beyond loopback without a token: anyone who reaches it can change users');
@@ -627,6 +627,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     close() {
       closing ??= new Promise<void>((resolve) => {
         unsubscribe();
+        site.close?.();
         hub.close();
         metrics.stop();
         server.close(() => resolve());

@@ -71,8 +71,8 @@ export interface AdminSite {
   readonly engine: SyncEngine;
   /** this daemon's sessions */
   readonly manager: SessionManager;
-  /** the protocols terminals can be added with (protocol name -> driver) */
-  readonly drivers: ReadonlyMap<string, TerminalDriver>;
+  /** the protocols terminals can be added with (protocol name -> driver, or at least its default port) */
+  readonly drivers: ReadonlyMap<string, TerminalDriver | { readonly protocol: string; readonly defaultPort: number }>;
   /** the SQLite file (backups go beside it); null on PostgreSQL */
   readonly dbPath: string | null;
   /**
@@ -116,6 +116,8 @@ export interface AdminSite {
   backup(dest: string): Promise<{ totalPages: number; remainingPages: number }>;
   /** calls `fn` when new monitoring events are likely (the stream reads at once); returns the unsubscribe function */
   onActivity(fn: () => void): () => void;
+  /** the admin server is closing: stop whatever the site runs for it */
+  close?(): void;
 }
 
 /** Terminals a server-side change of `user` goes to under `mode`: approved and, in 'specific' mode, serving one of its groups. */

@@ -352,7 +352,8 @@
 
   // ---------------------------------------------------------- terminals
 
-  function terminalRow(t, reload) {
+  // several daemons on PostgreSQL: each terminal has a lease, and the daemon driving it is shown
+  function terminalRow(t, reload, cluster) {
     var actions = h('div', { class: 'actions' });
     if (!t.approved) {
       actions.appendChild(h('button', { type: 'button', class: 'primary', 'data-action': 'approve', onclick: function () {
@@ -365,6 +366,7 @@
     }
     return h('tr', { 'data-terminal': t.id, 'data-state': t.state },
       h('td', null, terminalLink(t.id)), h('td', null, badge(t.state, t.state)),
+      cluster ? h('td', { class: 'wrap', 'data-owner': t.owner || '' }, t.owner || h('span', { class: 'muted' }, 'no daemon')) : null,
       h('td', null, t.protocol || 'termsync', h('span', { class: 'muted' }, ' (' + (t.direction === 'dial' ? 'server dials' : 'dials in') + ')')),
       h('td', { class: 'wrap' }, t.address || '\u2014'), h('td', { class: 'wrap' }, t.model || '\u2014'), h('td', { class: 'wrap' }, t.firmware || '\u2014'),
       h('td', { class: 'num', title: t.usersHeld ? 'at the last resync, ' + when(t.usersHeld.at) : 'not resynced yet' }, t.usersHeld ? t.usersHeld.count : '\u2014'),
@@ -381,7 +383,11 @@
       api('GET', '/api/terminals').then(function (ts) {
         clear(list);
         if (!ts.length) list.appendChild(h('p', { class: 'muted' }, 'No terminals yet.'));
-        else list.appendChild(table(['ID', 'State', 'Protocol', 'Address', 'Model', 'Firmware', { text: 'Users held', cls: 'num' }, { text: 'Pushes owed', cls: 'num' }, 'Last event', ''], ts.map(function (t) { return terminalRow(t, load); }), { id: 'terminals-table' }));
+        else {
+          var cluster = ts.some(function (t) { return !!t.lease; });
+          var heads = ['ID', 'State'].concat(cluster ? ['Driven by'] : [], ['Protocol', 'Address', 'Model', 'Firmware', { text: 'Users held', cls: 'num' }, { text: 'Pushes owed', cls: 'num' }, 'Last event', '']);
+          list.appendChild(table(heads, ts.map(function (t) { return terminalRow(t, load, cluster); }), { id: 'terminals-table' }));
+        }
       }, failed);
     }
     load();
