@@ -11,7 +11,7 @@
 //   - an action that needs a live session on a terminal the other daemon
 //     drives is answered 409 naming it; the sync mode set on one is followed
 //     by the other.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,21 @@ import { waitFor } from './helpers/wait.js';
 
 const { reason } = findPostgres();
 if (reason) process.stderr.write(`test/pg-admin.test.ts SKIPPED: ${reason}\n`);
+
+// the console in a real headless Chromium, as test/admin-console.test.ts drives it (skipped without it)
+const CHROMIUM = '/usr/bin/chromium';
+async function loadPlaywright(): Promise<{ pw: any; why: string | null }> {
+  const name = 'playwright-core'; // a variable: the type checker must not require the package
+  try {
+    const pw = await import(name);
+    if (!existsSync(CHROMIUM)) return { pw: null, why: `${CHROMIUM} is missing (apt-get install -y chromium)` };
+    return { pw, why: null };
+  } catch {
+    return { pw: null, why: 'playwright-core is not installed' };
+  }
+}
+const { pw, why: browserWhy } = await loadPlaywright();
+if (!reason && browserWhy) process.stderr.write(`test/pg-admin.test.ts: the console-in-Chromium case SKIPPED: ${browserWhy}\n`);
 
 const TERMINALS = 4;
 const TOKEN = 'pg-admin-test-token-5e2b9a71c4d8';
@@ -275,5 +290,54 @@ describe.skipIf(reason !== null)(`admin API and console on two daemons sharing o
     // nobody drives it (it has not dialled in): any daemon may remove it
     expect((await api(b, 'DELETE', '/api/terminals/7777')).status).toBe(204);
     expect(await a.store.getTerminal('7777')).toBeNull();
+  });
+
+  it.skipIf(browserWhy !== null)(`the console in Chromium on daemon B: every terminal with its driver; a user made in its form reaches A's terminals${browserWhy ? ` (SKIPPED: ${browserWhy})` : ''}`, { timeout: 90_000 }, async () => {
+    const profile = mkdtempSync(join(tmpdir(), 'termsync-pg-console-chromium-'));
+    const context = await pw.chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1366, height: 768 },
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const problems: string[] = [];
+    try {
+      const page = await context.newPage();
+      page.on('pageerror', (e: Error) => problems.push(e.message));
+      page.on('console', (m: any) => {
+        if (m.type() === 'error' && !/status of 401/.test(m.text())) problems.push(m.text());
+      });
+      await page.goto(`${base(b)}/console/`);
+      await page.locator('#login').waitFor({ state: 'visible', timeout: 10_000 });
+      await page.fill('#token', TOKEN);
+      await page.keyboard.press('Enter');
+      await page.locator('#nav').waitFor({ state: 'visible', timeout: 10_000 });
+      await page.evaluate(() => ((globalThis as any).location.hash = '#/terminals'));
+      await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('#terminals-table tbody tr td[data-owner]').length === 4, undefined, { timeout: 10_000 });
+      const owners: string[] = await page.locator('#terminals-table tbody td[data-owner]').allTextContents();
+      expect(owners.sort()).toEqual(['daemon-a', 'daemon-a', 'daemon-b', 'daemon-b']);
+      // a new user from the console's form on B (the console sends it same-origin, JSON, the token in a header)
+      await page.evaluate(() => ((globalThis as any).location.hash = '#/users'));
+      await page.locator('#new-user').click();
+      await page.fill('#u-id', 'from-console');
+      await page.fill('#u-name', 'Made in the console on B');
+      await page.locator('#u-save').click();
+      await page.waitForFunction(() => (globalThis as any).document.querySelector('#user-fields dd[data-field="name"]')?.textContent === 'Made in the console on B', undefined, { timeout: 10_000 });
+      const ofA = (await terminalsOn(a)).filter((t) => t.owner === 'daemon-a').map((t) => Number(t.id));
+      await waitFor(() => sim.terminals.filter((t) => ofA.includes(t.deviceId)).every((t) => t.getUser('from-console')?.name === 'Made in the console on B'), {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        message: "the user made in B's console did not reach A's terminals",
+      });
+      // the status page on A shows the driver column too
+      const status = await context.newPage();
+      await status.goto(`${base(a)}/?token=${TOKEN}`);
+      await status.waitForFunction(() => (globalThis as any).document.querySelectorAll('#terminals tr td[data-owner]').length === 4, undefined, { timeout: 10_000 });
+      expect(await status.locator('#daemonId').textContent()).toBe('daemon-a');
+      expect(problems).toEqual([]);
+    } finally {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    }
   });
 });

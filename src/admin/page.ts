@@ -72,10 +72,14 @@ function problem(e){
 }
 function renderTerminals(list){
   var body=$('terminals');var rows=document.createDocumentFragment();
+  // several daemons: the daemon that drives each terminal
+  var cluster=list.some(function(t){return !!t.lease;});
+  $('ownerHead').hidden=!cluster;
   list.forEach(function(t){
     var tr=el('tr');tr.setAttribute('data-terminal',t.id);tr.setAttribute('data-state',t.state);
     tr.appendChild(el('td',null,t.id));
     var st=el('td');st.appendChild(el('span','badge '+t.state,t.state));tr.appendChild(st);
+    if(cluster){var ow=el('td',t.owner?null:'muted',t.owner||'no daemon');ow.setAttribute('data-owner',t.owner||'');tr.appendChild(ow);}
     tr.appendChild(el('td',null,t.address||''));
     tr.appendChild(el('td',null,t.protocol||'termsync'));
     tr.appendChild(el('td','num',t.deviceId===null?'':t.deviceId));
@@ -103,7 +107,10 @@ function renderStatus(s){
   $('c-outbox').textContent=s.outbox;
   $('c-failures').textContent=s.pushFailures+(s.pushFailuresMore?'+':'');
   $('c-users').textContent=s.users;
-  var dk=s.disk;$('c-disk').textContent=((dk.dbBytes+dk.walBytes)/1048576).toFixed(1)+' MB';$('c-disk').title='database '+dk.dbBytes+' B, WAL '+dk.walBytes+' B, free inside '+(dk.freePages*dk.pageSize)+' B';
+  var dk=s.disk;
+  if(dk){$('c-disk').textContent=((dk.dbBytes+dk.walBytes)/1048576).toFixed(1)+' MB';$('c-disk').title='database '+dk.dbBytes+' B, WAL '+dk.walBytes+' B, free inside '+(dk.freePages*dk.pageSize)+' B';}
+  else{$('c-disk').textContent='PostgreSQL';$('c-disk').title='the database server keeps the files';}
+  if(s.daemon){$('daemon').hidden=false;$('daemonId').textContent=s.daemon;}
   document.title=(s.terminals.offline?'('+s.terminals.offline+' offline) ':'')+'termsync status';
 }
 function refresh(){
@@ -167,6 +174,7 @@ startLog();
 const BODY = `<header>
 <h1>termsync</h1>
 <span>sync mode: <b id="syncMode">…</b></span>
+<span id="daemon" hidden>daemon: <b id="daemonId"></b></span>
 <span class="muted" id="updated"></span>
 <a href="/console/">Open the operator console</a>
 </header>
@@ -184,7 +192,7 @@ const BODY = `<header>
 </div>
 <h2>Terminals</h2>
 <div class="scroll"><table>
-<thead><tr><th>Terminal</th><th>State</th><th>Address</th><th>Protocol</th><th>Device ID</th><th>Last seen</th><th>Last event</th><th>Pushes owed</th><th>Access groups</th><th>Model</th></tr></thead>
+<thead><tr><th>Terminal</th><th>State</th><th id="ownerHead" hidden>Driven by</th><th>Address</th><th>Protocol</th><th>Device ID</th><th>Last seen</th><th>Last event</th><th>Pushes owed</th><th>Access groups</th><th>Model</th></tr></thead>
 <tbody id="terminals"></tbody>
 </table></div>
 <p class="muted" id="noterminals" hidden>No terminals configured.</p>
