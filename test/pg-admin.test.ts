@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { terminalRows } from '../src/cli/commands/terminals.js';
 import { parseRunConfig } from '../src/cli/flagfile.js';
 import { startCluster, type ClusterRunning } from '../src/cluster/run.js';
 import { Simulator } from '../src/sim/simulator.js';
@@ -155,6 +156,10 @@ describe.skipIf(reason !== null)(`admin API and console on two daemons sharing o
     expect(onB.map((t) => [t.id, t.owner])).toEqual(onA.map((t) => [t.id, t.owner]));
     for (const t of onA.filter((x) => x.owner === 'daemon-a')) expect(t.state).toBe('online');
     for (const t of onB.filter((x) => x.owner === 'daemon-b')) expect(t.state).toBe('online');
+    // `termsync terminals list` against a cluster daemon shows the driver too
+    const table = terminalRows(onA as any);
+    expect(table.split('\n')[0]).toMatch(/^ID\s+STATE\s+DRIVEN BY\s+APPROVED/);
+    expect(table.split('\n').filter((l) => /\bdaemon-b\b/.test(l))).toHaveLength(2);
     const h = await fetch(`${base(b)}/healthz`);
     expect(h.status).toBe(200);
     expect(await h.json()).toMatchObject({ ok: true, db: 'ok', daemon: 'daemon-b' });

@@ -24,12 +24,15 @@ function terminalIdArg(v: string): string {
   return v;
 }
 
-export function terminalRows(list: TerminalView[]): string {
+export function terminalRows(list: (TerminalView & { owner?: string | null; lease?: unknown })[]): string {
+  // several daemons on PostgreSQL: which one drives each terminal
+  const cluster = list.some((t) => t.lease);
   return formatTable(
-    ['ID', 'STATE', 'APPROVED', 'DIRECTION', 'ADDRESS', 'PROTOCOL', 'DEVICE', 'MODEL', 'LAST EVENT', 'OWED', 'LAST SEEN', 'GROUPS'],
+    ['ID', 'STATE', ...(cluster ? ['DRIVEN BY'] : []), 'APPROVED', 'DIRECTION', 'ADDRESS', 'PROTOCOL', 'DEVICE', 'MODEL', 'LAST EVENT', 'OWED', 'LAST SEEN', 'GROUPS'],
     list.map((t) => [
       t.id,
       t.state,
+      ...(cluster ? [t.owner ?? ''] : []),
       t.approved,
       t.direction,
       t.address,
