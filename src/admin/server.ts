@@ -370,8 +370,8 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     let after: number | undefined;
     if (typeof header === 'string' && /^[0-9]{1,15}$/.test(header.trim())) after = Number(header.trim());
     after ??= intParam(url, 'after', 0, Number.MAX_SAFE_INTEGER);
-    if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
     after ??= await lastEventId(store);
+    if (hub.size >= hub.maxClients) throw new HttpError(503, `too many event streams open (${hub.maxClients}); close one and retry`);
     const release = guard.openStream(req.socket);
     if (!release) throw new HttpError(429, `too many event streams open from your address (${guard.maxStreamsPerAddress}); close one and retry`, { 'retry-after': '5' });
     res.once('close', release);

@@ -168,7 +168,7 @@ export class ClusterAdminSite implements AdminSite {
   async addTerminal(t: DialTarget): Promise<TerminalRow> {
     throw new ActionRefused(
       409,
-      `with several daemons on PostgreSQL, the terminals they dial come from the flag file every daemon carries: add --terminal=${t.id}@${t.host}:${t.port} there on every daemon and restart them one at a time`,
+      `with several daemons on PostgreSQL, the terminals they dial come from the flag file every daemon carries: add --terminal=${t.id}@${t.host}:${t.port} there on every daemon, then reload them (SIGHUP) or restart them one at a time`,
     );
   }
 
@@ -180,7 +180,7 @@ export class ClusterAdminSite implements AdminSite {
       throw new ActionRefused(409, `terminal ${JSON.stringify(id)} is driven by daemon ${owner}; remove it through that daemon's admin API${row.direction === 'dial' ? ', or from the flag file of every daemon' : ''}`);
     }
     if (row.direction === 'dial' && this.manager.target(id)) {
-      throw new ActionRefused(409, `terminal ${JSON.stringify(id)} is in this daemon's flag file (--terminal): remove it there on every daemon and restart them one at a time`);
+      throw new ActionRefused(409, `terminal ${JSON.stringify(id)} is in this daemon's flag file (--terminal): remove it there on every daemon, then reload them (SIGHUP) or restart them one at a time`);
     }
     // a dial-in terminal driven here: its session ends (the node gives the lease back)
     this.manager.link(id)?.close('terminal removed');
