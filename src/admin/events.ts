@@ -125,6 +125,8 @@ export class EventHub {
   private keepAliveTimer: NodeJS.Timeout | null = null;
   private wakeQueued = false;
   private closed = false;
+  /** the last read failed (the database is unreachable): not logged again until one succeeds */
+  private failing = false;
 
   constructor(o: EventHubOptions) {
     this.store = o.store;
@@ -206,11 +208,19 @@ export class EventHub {
   }
 
   private read(after: number): Promise<StoredEvent[] | null> {
-    return this.store.listEvents({ after, limit: this.batch }).catch((e: unknown) => {
-      // the database cannot be read right now; the next poll tries again
-      this.log.warn({ err: (e as Error).message }, 'event stream: reading monitoring events failed');
-      return null;
-    });
+    return this.store.listEvents({ after, limit: this.batch }).then(
+      (events) => {
+        if (this.failing) this.log.info('event stream: monitoring events readable again');
+        this.failing = false;
+        return events;
+      },
+      (e: unknown) => {
+        // the database cannot be read right now; the next poll tries again (logged once per outage)
+        if (!this.failing) this.log.warn({ err: (e as Error).message }, 'event stream: reading monitoring events failed');
+        this.failing = true;
+        return null;
+      },
+    );
   }
 
   private pump(c: Client, cache?: Map<number, Promise<StoredEvent[] | null>>): void {
