@@ -426,6 +426,11 @@ describe('a database that cannot be read', () => {
       const t = await fetch(url + '/api/terminals');
       expect(t.status).toBe(503);
       expect(((await t.json()) as { error: string }).error).toMatch(/database/);
+      // a change whose body was read before the database failed still gets its answer (it used to hang)
+      const put = await fetch(url + '/api/users/x', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"name":"x"}', signal: AbortSignal.timeout(10_000) });
+      expect(put.status).toBe(503);
+      const mode = await fetch(url + '/api/settings', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"syncMode":"off"}', signal: AbortSignal.timeout(10_000) });
+      expect(mode.status).toBe(503);
     } finally {
       await a.close();
       await daemon.stop(0);

@@ -345,4 +345,33 @@ describe.skipIf(reason !== null)(`admin API and console on two daemons sharing o
       rmSync(profile, { recursive: true, force: true });
     }
   });
+
+  it('PostgreSQL down: health and the API answer 503 (not 500, never hanging), the daemons keep serving; back up: 200 again', { timeout: 90_000 }, async () => {
+    await server.stopServer();
+    try {
+      const h = await fetch(`${base(a)}/healthz`);
+      expect(h.status).toBe(503);
+      expect(await h.json()).toMatchObject({ ok: false, db: 'failing', daemon: 'daemon-a' });
+      for (const path of ['/api/terminals', '/api/users/anyone', '/api/events?limit=5', '/api/status']) {
+        const r = await api(b, 'GET', path);
+        expect({ path, status: r.status }).toEqual({ path, status: 503 });
+        expect(r.body.error).toMatch(/database is unavailable/);
+      }
+      // changes whose body was read before the database call failed: answered, not left hanging
+      const change = (d: ClusterRunning, method: string, path: string, body: string) =>
+        fetch(base(d) + path, { method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) }).then((r) => r.status);
+      expect(await change(a, 'PUT', '/api/users/while-down', '{"name":"x"}')).toBe(503);
+      expect(await change(b, 'PUT', '/api/settings', '{"syncMode":"off"}')).toBe(503);
+      expect(await change(b, 'PUT', '/api/users/bad', '{bad')).toBe(400);
+      expect((await api(b, 'DELETE', '/api/users/while-down')).status).toBe(503);
+      const m = await fetch(`${base(a)}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(m.status).toBe(200);
+      expect(await m.text()).toMatch(/^termsync_db_up 0$/m);
+    } finally {
+      await server.startServer();
+    }
+    await waitFor(async () => (await fetch(`${base(a)}/healthz`)).status === 200 && (await fetch(`${base(b)}/healthz`)).status === 200, { timeoutMs: 30_000, intervalMs: 200, message: 'health not back after PostgreSQL returned' });
+    await waitFor(async () => (await api(b, 'GET', '/api/terminals')).status === 200, { timeoutMs: 30_000, intervalMs: 200, message: 'the terminal list did not come back' });
+    expect((await api(a, 'GET', '/api/users/while-down')).status).toBe(404);
+  });
 });

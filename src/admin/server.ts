@@ -572,8 +572,9 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
           // an oversize body was not read to its end: the connection cannot be reused
           if (e.headers.connection === 'close') res.once('finish', () => req.destroy());
           log.debug({ method: req.method, path: where, status: e.status, err: e.message }, 'admin request refused');
-        } else if (req.destroyed || res.destroyed) {
-          // the client went away while we read its body or answered
+        } else if ((req.destroyed && !req.complete) || res.destroyed || req.socket.destroyed) {
+          // the client went away while we read its body or answered (a body read to its end also
+          // leaves req destroyed: that request still gets its answer)
           log.debug({ method: req.method, path: where, err: (e as Error).message }, 'admin request aborted by the client');
         } else if (isDbReadError(e)) {
           log.warn({ method: req.method, path: where, err: (e as Error).message }, 'admin request failed: database unavailable');
