@@ -208,18 +208,53 @@ export class Daemon {
     this.gcTimer = setInterval(() => this.collectTombstones(), TOMBSTONE_GC_MS);
     this.gcTimer.unref();
     for (const t of o.terminals ?? []) this.addTerminal(t);
+    this.redialStoredTerminals(new Set((o.terminals ?? []).map((t) => t.id)));
     for (const l of o.listen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port));
     for (const l of o.tlsListen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port, l.tls));
   }
 
   // ------------------------------------------------------------- terminals
 
-  /** Adds (or updates) a terminal the server dials, approved. */
-  addTerminal(t: DialTarget, accessGroups?: number[]): TerminalRow {
+  /**
+   * Terminals added through the admin API are dialled again after a restart,
+   * with the address, protocol, pin and key they were added with (a terminal
+   * also in the flag file is the flag file's). Terminals recorded before the
+   * origin was kept are only named in the log.
+   */
+  private redialStoredTerminals(fromFlags: ReadonlySet<string>): void {
+    for (const t of this.store.dialTerminalsAddedBy('api')) {
+      if (fromFlags.has(t.id)) continue;
+      const at = (t.address ?? '').lastIndexOf(':');
+      const host = at > 0 ? t.address!.slice(0, at).replace(/^\[(.*)\]$/, '$1') : '';
+      const port = at > 0 ? Number(t.address!.slice(at + 1)) : NaN;
+      if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
+        this.log.warn({ terminal: t.id, address: t.address }, 'terminal added through the admin API has no address it can be dialled at; not dialled');
+        continue;
+      }
+      try {
+        this.addTerminal({ id: t.id, host, port, protocol: t.protocol, ...(t.dialKey ? { key: t.dialKey } : {}), ...(t.dialPin ? { pin: t.dialPin } : {}) }, undefined, 'api');
+      } catch (e) {
+        this.log.warn({ terminal: t.id, err: (e as Error).message }, 'terminal added through the admin API not dialled');
+      }
+    }
+    const unknown = this.store.dialTerminalsAddedBy(null).filter((t) => !fromFlags.has(t.id));
+    if (unknown.length)
+      this.log.warn({ terminals: unknown.map((t) => t.id) }, 'terminals recorded by an earlier version are in neither the flag file nor known to be added through the admin API: not dialled; add them again (flag file or `termsync terminals add`)');
+  }
+
+  /**
+   * Adds (or updates) a terminal the server dials, approved. `addedBy` 'api':
+   * it is remembered with how to dial it, and dialled again after a restart;
+   * 'flags': the flag file names it at every start.
+   */
+  addTerminal(t: DialTarget, accessGroups?: number[], addedBy: 'flags' | 'api' = 'flags'): TerminalRow {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(t.id)) throw new Error(`terminal ID ${JSON.stringify(t.id)} must be 1..64 letters, digits, '.', '_' or '-'`);
     const protocol = t.protocol ?? TERMSYNC;
     if (!this.drivers.has(protocol)) throw new Error(`terminal ${t.id}: no driver for protocol ${JSON.stringify(protocol)} (known: ${[...this.drivers.keys()].join(', ')})`);
-    const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) });
+    const row = this.store.upsertDialTerminal(
+      { id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) },
+      { addedBy, pin: t.pin, key: t.key },
+    );
     const known = this.manager.target(t.id);
     if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) {
       this.manager.removeTarget(t.id);

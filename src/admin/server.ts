@@ -234,7 +234,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
       : current && current.protocol === 'zk' && current.key ? current.key
       : Buffer.from('0', 'latin1');
     try {
-      daemon.addTerminal({ id: b.id, host: b.host.trim(), port, ...(protocol !== 'termsync' ? { protocol } : {}), ...(key ? { key } : {}), ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups);
+      daemon.addTerminal({ id: b.id, host: b.host.trim(), port, ...(protocol !== 'termsync' ? { protocol } : {}), ...(key ? { key } : {}), ...(typeof b.pin === 'string' ? { pin: b.pin } : {}) }, groups, 'api');
     } catch (e) {
       if (isDbReadError(e)) throw e;
       throw new HttpError(400, (e as Error).message);
