@@ -119,7 +119,7 @@ function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow 
 }
 
 /** a 64-bit advisory lock key per user ID (one key space with the migration lock; a collision only serializes) */
-function userLockKey(id: string): string {
+export function userLockKey(id: string): string {
   return createHash('sha256').update(id).digest().readBigInt64BE(0).toString();
 }
 

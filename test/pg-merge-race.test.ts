@@ -1,0 +1,354 @@
+// Device-originated changes to ONE user merged by two daemons at the same
+// moment, on one real PostgreSQL (issue 15: "resolve in one transaction each,
+// in a defined order, with nothing lost").
+//
+// The order is the order in which the writers get the user's advisory lock
+// (src/store/pg/backend.ts, lockUsers): the first transaction commits and
+// takes its feed number; the second reads the first's committed record, fills
+// only the fields still vacant (src/model/merge.ts) and takes the next number.
+// So the server's final record must be merge(merge(before, first), second),
+// whichever came first.
+//
+// To make the interleaving certain rather than likely, half of the rounds hold
+// the user's advisory lock from a third connection until BOTH daemons' merge
+// transactions are queued behind it (seen in pg_locks), then let go; the other
+// half race freely. Tested at two levels:
+//   1. the store: two PgSiteStore instances calling ingest for one user at once;
+//   2. whole daemons: two ClusterNodes (sessions, engine, leases) each driving
+//      two simulated terminals; the same user is enrolled or edited on a
+//      terminal of each daemon at once, with different vacant fields filled,
+//      and every terminal must converge to the ordered result.
+// And the retry path: a deadlock (40P01) between two transactions is retried,
+// counted (PgDatabase.retries) and logged, and both commit.
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClusterNode } from '../src/cluster/node.js';
+import { mergeDeviceIntoServer, usersEqual } from '../src/model/merge.js';
+import { emptyUser, structuredCloneUser, userFromJson, type UserRecord } from '../src/model/user.js';
+import { DEV_COMM_KEY } from '../src/sim/devkey.js';
+import { Simulator } from '../src/sim/simulator.js';
+import { ZERO_TIMING } from '../src/sim/timing.js';
+import type { IngestBatch } from '../src/store/backend.js';
+import { PgSiteStore, userLockKey } from '../src/store/pg/backend.js';
+import { MonitoringEvent, type MergeResult } from '../src/store/types.js';
+import { findPostgres, startPostgres, type TestPostgres } from './helpers/postgres.js';
+import { waitFor } from './helpers/wait.js';
+
+const { reason } = findPostgres();
+if (reason) process.stderr.write(`test/pg-merge-race.test.ts SKIPPED: ${reason}\n`);
+
+const silent = pino({ level: process.env.TEST_LOG ?? 'silent' });
+
+/** the advisory lock of a user as pg_locks shows it: a bigint key is (classid, objid) = (high, low) 32 bits, objsubid 1 */
+function lockParts(id: string): [string, string] {
+  const k = BigInt.asUintN(64, BigInt(userLockKey(id)));
+  return [(k >> 32n).toString(), (k & 0xffffffffn).toString()];
+}
+
+/**
+ * Holds user `id`'s advisory lock on a connection of its own; release() lets
+ * the queued writers go. waiters() counts the transactions queued behind it.
+ */
+async function holdUserLock(url: string, id: string): Promise<{ waiters(): Promise<number>; release(): Promise<void> }> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {}); // a server stopped under a failed test: the assertion says what went wrong
+  await c.connect();
+  await c.query('BEGIN');
+  await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [userLockKey(id)]);
+  const [classid, objid] = lockParts(id);
+  return {
+    async waiters() {
+      const r = await c.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::oid AND objid = $2::oid AND objsubid = 1`,
+        [classid, objid],
+      );
+      return r.rows[0]!.n;
+    },
+    async release() {
+      await c.query('COMMIT');
+      await c.end();
+    },
+  };
+}
+
+/** the record both daemons must end with: the first committed change merged, then the second */
+function ordered(before: UserRecord | null, first: UserRecord, second: UserRecord): UserRecord {
+  return mergeDeviceIntoServer(mergeDeviceIntoServer(before, first).record, second).record;
+}
+
+const card = (s: string) => Buffer.from(s).toString('hex');
+
+describe.skipIf(reason !== null)(`one user merged by two daemons at once, one PostgreSQL${reason ? ` (SKIPPED: ${reason})` : ''}`, () => {
+  let server: TestPostgres;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('store level: 200 rounds of two ingests of one user at once; each is one transaction, in feed order, the second fills only what stayed vacant', { timeout: 180_000 }, async () => {
+    const url = await server.createDatabase();
+    const a = await PgSiteStore.open({ url, writerId: 'store-a', listen: false });
+    const b = await PgSiteStore.open({ url, writerId: 'store-b', listen: false });
+    try {
+      for (const t of ['TA', 'TB']) await a.upsertTerminal({ id: t, direction: 'dial' });
+      const ROUNDS = 200;
+      const LANES = 8;
+      let forcedSeen = 0;
+      const firstWins = { TA: 0, TB: 0 };
+      let expectedFeed = 0;
+
+      const round = async (i: number) => {
+        const id = `r${String(i).padStart(3, '0')}`;
+        const kind = i % 2 === 0 ? 'edit' : 'enroll';
+        const forced = i % 4 < 2;
+        let before: UserRecord | null = null;
+        if (kind === 'edit') {
+          before = userFromJson({ id, name: `Server ${id}` });
+          await a.putUser(before);
+          expectedFeed++;
+        }
+        // A: a card (and, contested, the phrase or the name); B: a start time (and the contested field)
+        const devA = structuredCloneUser(before ?? emptyUser(id));
+        const devB = structuredCloneUser(before ?? emptyUser(id));
+        if (kind === 'edit') {
+          devA.phrase = `phrase from A ${id}`;
+          devB.phrase = `phrase from B ${id}`;
+        } else {
+          devA.name = `Name from A ${id}`;
+          devB.name = `Name from B ${id}`;
+        }
+        devA.cards = [{ type: 1, data: Buffer.from(`card-A-${id}`) }];
+        devB.setting.startTime = 1_700_000_000 + i;
+        const batch = (t: 'TA' | 'TB', user: UserRecord): IngestBatch => ({ terminalId: t, merges: [{ user, ctx: { terminalId: t, eventId: i + 1 } }], advance: null });
+
+        const hold = forced ? await holdUserLock(url, id) : null;
+        const pa = a.ingest(batch('TA', devA));
+        const pb = b.ingest(batch('TB', devB));
+        if (hold) {
+          // both merge transactions are queued behind the held lock: they run truly at the same moment
+          await waitFor(async () => (await hold.waiters()) === 2, { timeoutMs: 30_000, message: `${id}: the two merges did not both wait for the user's lock` });
+          forcedSeen++;
+          await hold.release();
+        }
+        const [[ra], [rb]] = (await Promise.all([pa, pb])) as [[MergeResult], [MergeResult]];
+        expectedFeed += 2;
+
+        // both committed, each changed the record once, with distinct feed numbers
+        expect(ra.changed && rb.changed, `${id}: a merge was lost: ${JSON.stringify([ra.filled, rb.filled])}`).toBe(true);
+        expect(ra.seq).not.toBeNull();
+        expect(rb.seq).not.toBeNull();
+        expect(ra.seq).not.toBe(rb.seq);
+        const aFirst = ra.seq! < rb.seq!;
+        firstWins[aFirst ? 'TA' : 'TB']++;
+        const [first, second] = aFirst ? [ra, rb] : [rb, ra];
+        const [devFirst, devSecond] = aFirst ? [devA, devB] : [devB, devA];
+
+        // the first keeps its fields; the second filled only what stayed vacant
+        const contested = kind === 'edit' ? 'phrase' : 'name';
+        expect(first.filled).toContain(contested);
+        expect(second.filled).toEqual([aFirst ? 'startTime' : 'cards']);
+        expect(first.created).toBe(kind === 'enroll');
+        expect(second.created).toBe(false);
+        const want = ordered(before, devFirst, devSecond);
+        const got = (await a.getUser(id))!;
+        expect(usersEqual(got, want), `${id}: server ${JSON.stringify({ n: got.name, p: got.phrase, c: got.cards.length, s: got.setting.startTime })}`).toBe(true);
+        expect(got.cards.map((c) => c.data.toString())).toEqual([`card-A-${id}`]);
+        expect(got.setting.startTime).toBe(1_700_000_000 + i);
+        expect(kind === 'edit' ? got.phrase : got.name).toBe(kind === 'edit' ? devFirst.phrase : devFirst.name);
+        // the second transaction's result is the record now; its number is the user's feed number
+        expect(usersEqual(second.record, got)).toBe(true);
+        const seqNow = (await a.db.query<{ seq: number }>('SELECT seq FROM users WHERE id = $1', [id])).rows[0]!.seq;
+        expect(seqNow).toBe(second.seq);
+
+        // one monitoring event per change, in commit order, from the right terminal
+        const ev = (await a.db.query<{ id: number; type: string; terminal_id: string; detail: string }>('SELECT id, type, terminal_id, detail FROM events WHERE user_id = $1 ORDER BY id', [id])).rows;
+        expect(ev.map((e) => [e.type, e.terminal_id])).toEqual([
+          [MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE, aFirst ? 'TA' : 'TB'],
+          [MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE, aFirst ? 'TB' : 'TA'],
+        ]);
+        expect(ev.map((e) => (JSON.parse(e.detail) as { filled: string[] }).filled)).toEqual([first.filled, second.filled]);
+        expect([ev[0]!.id, ev[1]!.id]).toEqual([first.monitoringEventId, second.monitoringEventId]);
+      };
+
+      const lanes = Array.from({ length: LANES }, async (_, lane) => {
+        for (let i = lane; i < ROUNDS; i += LANES) await round(i);
+      });
+      await Promise.all(lanes);
+      expect(forcedSeen).toBe(ROUNDS / 2);
+      // every change took exactly one feed number: nothing skipped, nothing doubled
+      expect(await a.feedHead()).toBe(expectedFeed);
+      const seqs = (await a.db.query<{ seq: number }>('SELECT seq FROM users ORDER BY seq')).rows.map((r) => r.seq);
+      expect(new Set(seqs).size).toBe(ROUNDS);
+      // no retry was needed: the per-user lock serializes, it does not abort
+      process.stderr.write(`pg-merge-race (store): ${ROUNDS} rounds, first committed: A ${firstWins.TA}, B ${firstWins.TB}; retries A ${a.db.retries}, B ${b.db.retries}\n`);
+      expect(a.db.retries + b.db.retries).toBe(0);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a deadlock between two transactions (40P01) is retried, counted and logged; both commit', { timeout: 60_000 }, async () => {
+    const url = await server.createDatabase();
+    const lines: { msg: string; sqlstate?: string; operation?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as (typeof lines)[number]) });
+    const s = await PgSiteStore.open({ url, writerId: 'dl', listen: false, logger });
+    try {
+      await s.db.query('CREATE TABLE race_rows (id int PRIMARY KEY, v int NOT NULL)');
+      await s.db.query('INSERT INTO race_rows VALUES (1, 0), (2, 0)');
+      let firstDone = 0;
+      let open!: () => void;
+      const bothHoldOne = new Promise<void>((r) => (open = r));
+      const cross = (x: number, y: number) =>
+        s.db.tx(`cross-${x}-${y}`, async (c) => {
+          await c.query('UPDATE race_rows SET v = v + 1 WHERE id = $1', [x]);
+          if (++firstDone === 2) open();
+          await bothHoldOne; // both now hold one row and want the other's
+          await c.query('UPDATE race_rows SET v = v + 1 WHERE id = $1', [y]);
+        });
+      await Promise.all([cross(1, 2), cross(2, 1)]);
+      expect((await s.db.query<{ v: number }>('SELECT v FROM race_rows ORDER BY id')).rows.map((r) => r.v)).toEqual([2, 2]);
+      expect(s.db.retries).toBe(1);
+      const retried = lines.filter((l) => l.msg === 'PostgreSQL transaction retried');
+      expect(retried).toHaveLength(1);
+      expect(retried[0]).toMatchObject({ sqlstate: '40P01' });
+      expect(retried[0]!.operation).toMatch(/^cross-/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  describe('two daemons, four simulated terminals', () => {
+    let sim: Simulator;
+    const stores: PgSiteStore[] = [];
+    const nodes: ClusterNode[] = [];
+    afterAll(async () => {
+      for (const n of nodes) await n.stop().catch(() => {});
+      for (const s of stores) await s.close().catch(() => {});
+      await sim?.close();
+    }, 60_000);
+
+    it('50 rounds: one user enrolled or edited on a terminal of each daemon at once; both merges commit in order and every terminal converges to the ordered result', { timeout: 300_000 }, async () => {
+      const url = await server.createDatabase();
+      sim = await Simulator.start({ terminals: 4, commKey: DEV_COMM_KEY, timing: ZERO_TIMING });
+      const ports = sim.ports();
+      const targets = sim.terminals.map((t, i) => ({ id: `t${t.index}`, host: '127.0.0.1', port: ports[i]! }));
+      // what each daemon's merges committed (the engine's own calls to the store, observed)
+      const merged = new Map<string, { daemon: string; terminal: string; r: MergeResult }[]>();
+      for (const name of ['a', 'b']) {
+        const store = await PgSiteStore.open({ url, writerId: `daemon-${name}`, logger: silent });
+        stores.push(store);
+        const ingest = store.ingest.bind(store);
+        store.ingest = async (batch: IngestBatch) => {
+          const out = await ingest(batch);
+          out.forEach((r, k) => {
+            const id = batch.merges[k]!.user.id;
+            merged.set(id, [...(merged.get(id) ?? []), { daemon: name, terminal: batch.merges[k]!.ctx.terminalId, r }]);
+          });
+          return out;
+        };
+        if (name === 'a') await store.setSyncMode('all');
+        nodes.push(
+          await ClusterNode.start({ store, targets, commKey: DEV_COMM_KEY, leaseSec: 5, renewEveryMs: 500, log: silent, heartbeatSec: 2, requestTimeoutMs: 10_000, reconnectMinMs: 20, reconnectMaxMs: 200, engine: { dbRetryMs: 50 } }),
+        );
+      }
+      const [na, nb] = nodes as [ClusterNode, ClusterNode];
+      const [sa] = stores as [PgSiteStore, PgSiteStore];
+      await waitFor(() => na.leases.heldTerminals().length === 2 && nb.leases.heldTerminals().length === 2, { timeoutMs: 30_000, message: 'leases not 2/2' });
+      // the terminals of each daemon, as leased now (a lease that moved later fails the round that meets it)
+      const heldA = na.leases.heldTerminals();
+      const heldB = nb.leases.heldTerminals();
+      const term = (id: string) => sim.terminal(Number(id.slice(1)))!;
+      const holdsEverywhere = (u: UserRecord) => sim.terminals.every((t) => {
+        const h = t.getUser(u.id);
+        return h !== undefined && usersEqual(h, u);
+      });
+      // every terminal driven: a warm-up user reaches all four
+      await term(na.leases.heldTerminals()[0]!).enroll(userFromJson({ id: 'warm', name: 'Warm Up' }));
+      await waitFor(async () => {
+        const u = await sa.getUser('warm');
+        return u !== null && holdsEverywhere(u);
+      }, { timeoutMs: 60_000, message: 'the warm-up user did not reach every terminal' });
+      let expectedFeed = await sa.feedHead();
+
+      const ROUNDS = 50;
+      const LANES = 5;
+      const firstWins = { a: 0, b: 0 };
+      let forcedSeen = 0;
+      const round = async (i: number, forced: boolean) => {
+        const id = `u${String(i).padStart(2, '0')}`;
+        const kind = i % 2 === 0 ? 'edit' : 'enroll';
+        // a terminal of each daemon (the leases do not move in this test)
+        const ta = heldA[i % 2]!;
+        const tb = heldB[i % 2]!;
+        let before: UserRecord | null = null;
+        if (kind === 'edit') {
+          before = userFromJson({ id, name: `Server ${id}` });
+          await sa.putUser(before);
+          expectedFeed++;
+          await waitFor(() => holdsEverywhere(before!), { timeoutMs: 60_000, message: `${id}: the server's record did not reach every terminal before the edits` });
+        }
+        const hold = forced ? await holdUserLock(url, id) : null;
+        const cardA = card(`card-A-${id}`);
+        // at the same moment, a person at each terminal: A adds a card, B sets a start time; both the phrase (edit) or the name (enroll)
+        const [devA, devB] = await Promise.all(
+          kind === 'edit'
+            ? [term(ta).edit(id, { phrase: `phrase at ${ta}`, addCards: [{ type: 1, data: cardA }] }), term(tb).edit(id, { phrase: `phrase at ${tb}`, startTime: 1_700_000_000 + i })]
+            : [term(ta).enroll(userFromJson({ id, name: `Name at ${ta}`, cards: [{ type: 1, data: cardA }] })), term(tb).enroll(userFromJson({ id, name: `Name at ${tb}`, startTime: 1_700_000_000 + i }))],
+        );
+        if (hold) {
+          await waitFor(async () => (await hold.waiters()) === 2, { timeoutMs: 60_000, message: `${id}: the two daemons' merges did not both wait for the user's lock` });
+          forcedSeen++;
+          await hold.release();
+        }
+        expectedFeed += 2;
+        // both merges committed, one each, on the daemon driving the terminal
+        await waitFor(() => (merged.get(id)?.filter((m) => m.r.changed).length ?? 0) >= 2, { timeoutMs: 60_000, message: `${id}: both merges did not commit: ${JSON.stringify(merged.get(id)?.map((m) => [m.daemon, m.terminal, m.r.filled, m.r.changed]))}` });
+        const changes = merged.get(id)!.filter((m) => m.r.changed);
+        expect(changes.map((m) => `${m.daemon}:${m.terminal}`).sort()).toEqual([`a:${ta}`, `b:${tb}`].sort());
+        changes.sort((x, y) => x.r.seq! - y.r.seq!);
+        expect(changes[0]!.r.seq).toBeLessThan(changes[1]!.r.seq!);
+        const aFirst = changes[0]!.daemon === 'a';
+        firstWins[aFirst ? 'a' : 'b']++;
+        const [devFirst, devSecond] = aFirst ? [devA, devB] : [devB, devA];
+        const contested = kind === 'edit' ? 'phrase' : 'name';
+        expect(changes[0]!.r.filled).toContain(contested);
+        expect(changes[1]!.r.filled).toEqual([aFirst ? 'startTime' : 'cards']);
+        const want = ordered(before, devFirst, devSecond);
+        const got = (await sa.getUser(id))!;
+        expect(usersEqual(got, want), `${id}: server ${JSON.stringify({ n: got.name, p: got.phrase, c: got.cards.length, s: got.setting.startTime })}, first ${changes[0]!.daemon}`).toBe(true);
+        expect(got.cards.map((c) => c.data.toString('hex'))).toEqual([cardA]);
+        expect(got.setting.startTime).toBe(1_700_000_000 + i);
+        // one USER_UPDATE_SUCCESS_DEVICE per change, in commit order, from the terminal it came from
+        const ev = (await sa.db.query<{ id: number; type: string; terminal_id: string }>(`SELECT id, type, terminal_id FROM events WHERE user_id = $1 AND type = $2 ORDER BY id`, [id, MonitoringEvent.USER_UPDATE_SUCCESS_DEVICE])).rows;
+        expect(ev.map((e) => e.terminal_id)).toEqual(changes.map((m) => m.terminal));
+        expect(ev.map((e) => e.id)).toEqual(changes.map((m) => m.r.monitoringEventId));
+        // every terminal converges to the ordered result (the two source terminals get it back, the others get it)
+        await waitFor(() => holdsEverywhere(want), { timeoutMs: 60_000, message: `${id}: not every terminal holds the merged record: ${sim.terminals.map((t) => { const h = t.getUser(id); return `t${t.index}:${h ? `${h.name}/${h.phrase}/${h.cards.length}/${h.setting.startTime}` : '-'}`; }).join(' ')}` });
+      };
+      // the forced half one round at a time: a merge queued behind the held
+      // lock keeps its terminal's lease row locked FOR SHARE (the fence), so
+      // two rounds held at once by this test could wait on each other through
+      // the daemons' lease renewals, a wait the database cannot see
+      const FORCED = ROUNDS / 2;
+      for (let i = 0; i < FORCED; i++) await round(i, true);
+      // the free half in parallel lanes: the daemons race as they come
+      const lanes = Array.from({ length: LANES }, async (_, lane) => {
+        for (let i = FORCED + lane; i < ROUNDS; i += LANES) await round(i, false);
+      });
+      await Promise.all(lanes);
+      expect(forcedSeen).toBe(FORCED);
+      // each change took exactly one feed number; distinct and increasing per user (checked above)
+      expect(await sa.feedHead()).toBe(expectedFeed);
+      expect(await sa.userCount()).toBe(ROUNDS + 1);
+      // nothing lost afterwards either: every user, as the server holds it, on every terminal
+      for (const u of (await sa.walkUsers({ limit: 1000 })).map((x) => x.user)) expect(holdsEverywhere(u), `${u.id} not on every terminal`).toBe(true);
+      const retries = stores.map((s) => s.db.retries);
+      process.stderr.write(`pg-merge-race (daemons): ${ROUNDS} rounds, first committed: a ${firstWins.a}, b ${firstWins.b}; retries ${retries.join('/')}; lease lost ${nodes.map((n) => n.engine.stats.leaseLost ?? 0).join('/')}\n`);
+      for (const n of nodes) expect(n.engine.stats.leaseLost ?? 0).toBe(0);
+    });
+  });
+});
