@@ -221,6 +221,50 @@ describe.skipIf(reason !== null)(`one user merged by two daemons at once, one Po
     }
   });
 
+  it("a merge waiting for a user's lock longer than the lease TTL does not cost its daemon the leases of its terminals", { timeout: 120_000 }, async () => {
+    // another daemon's long transaction on one user (a big batch, a slow
+    // disk) holds that user's lock past this daemon's lease TTL while a
+    // terminal of this daemon reports a change of the same user
+    const url = await server.createDatabase();
+    const sim = await Simulator.start({ terminals: 2, commKey: DEV_COMM_KEY, timing: ZERO_TIMING });
+    const lines: { msg: string }[] = [];
+    const log = pino({ level: 'info' }, { write: (x: string) => void lines.push(JSON.parse(x) as { msg: string }) });
+    const store = await PgSiteStore.open({ url, writerId: 'daemon-slow', logger: log });
+    let node: ClusterNode | null = null;
+    try {
+      await store.setSyncMode('all');
+      const ports = sim.ports();
+      const targets = sim.terminals.map((t, i) => ({ id: `t${t.index}`, host: '127.0.0.1', port: ports[i]! }));
+      const LEASE_SEC = 3;
+      node = await ClusterNode.start({ store, targets, commKey: DEV_COMM_KEY, leaseSec: LEASE_SEC, renewEveryMs: 500, log, heartbeatSec: 2, requestTimeoutMs: 10_000, reconnectMinMs: 20, reconnectMaxMs: 200, engine: { dbRetryMs: 50 } });
+      await waitFor(() => node!.leases.heldTerminals().length === 2, { timeoutMs: 30_000, message: 'leases not taken' });
+      const [t1, t2] = sim.terminals as [(typeof sim.terminals)[number], (typeof sim.terminals)[number]];
+      await t1.enroll(userFromJson({ id: 'warm', name: 'Warm Up' }));
+      await waitFor(() => t2.getUser('warm') !== undefined, { timeoutMs: 30_000, message: 'warm-up user did not reach t2' });
+
+      const hold = await holdUserLock(url, 'slow');
+      const heldFrom = Date.now();
+      try {
+        await t1.enroll(userFromJson({ id: 'slow', name: 'Slow One' }));
+        await waitFor(async () => (await hold.waiters()) === 1, { timeoutMs: 30_000, message: "t1's merge did not wait for the held lock" });
+        // twice the TTL: the leases must be renewed meanwhile, the other terminal synced
+        await t2.enroll(userFromJson({ id: 'other', name: 'Other One' }));
+        await waitFor(() => t1.getUser('other') !== undefined, { timeoutMs: 30_000, message: "t2's enrollment did not reach t1 while the merge of another user waited" });
+        while (Date.now() - heldFrom < 2 * LEASE_SEC * 1000) await new Promise((r) => setTimeout(r, 100));
+        expect(lines.filter((l) => l.msg === 'terminal lease lost').length, JSON.stringify(lines.filter((l) => /lease/.test(l.msg)).slice(0, 6))).toBe(0);
+        expect(node.leases.heldTerminals().length).toBe(2);
+      } finally {
+        await hold.release();
+      }
+      await waitFor(() => t2.getUser('slow') !== undefined, { timeoutMs: 30_000, message: "the held merge did not reach t2 after the lock's release" });
+      expect((await store.getUser('slow'))?.name).toBe('Slow One');
+    } finally {
+      await node?.stop().catch(() => {});
+      await store.close().catch(() => {});
+      await sim.close();
+    }
+  });
+
   describe('two daemons, four simulated terminals', () => {
     let sim: Simulator;
     const stores: PgSiteStore[] = [];
@@ -329,10 +373,10 @@ describe.skipIf(reason !== null)(`one user merged by two daemons at once, one Po
         // every terminal converges to the ordered result (the two source terminals get it back, the others get it)
         await waitFor(() => holdsEverywhere(want), { timeoutMs: 60_000, message: `${id}: not every terminal holds the merged record: ${sim.terminals.map((t) => { const h = t.getUser(id); return `t${t.index}:${h ? `${h.name}/${h.phrase}/${h.cards.length}/${h.setting.startTime}` : '-'}`; }).join(' ')}` });
       };
-      // the forced half one round at a time: a merge queued behind the held
-      // lock keeps its terminal's lease row locked FOR SHARE (the fence), so
-      // two rounds held at once by this test could wait on each other through
-      // the daemons' lease renewals, a wait the database cannot see
+      // the forced half one round at a time: a terminal's pull may merge the
+      // users of two rounds in one transaction, taking their locks in one
+      // order, and two of this test's holders each waiting for "both merges
+      // queued" could then wait on each other, a wait the database cannot see
       const FORCED = ROUNDS / 2;
       for (let i = 0; i < FORCED; i++) await round(i, true);
       // the free half in parallel lanes: the daemons race as they come
