@@ -119,7 +119,7 @@ function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow 
 }
 
 /** a 64-bit advisory lock key per user ID (one key space with the migration lock; a collision only serializes) */
-function userLockKey(id: string): string {
+export function userLockKey(id: string): string {
   return createHash('sha256').update(id).digest().readBigInt64BE(0).toString();
 }
 
@@ -363,14 +363,20 @@ export class PgSiteStore implements SiteStore {
   async ingest(b: IngestBatch): Promise<MergeResult[]> {
     const op = 'mergeDeviceUsersAndAdvance';
     const out = await this.db.tx(op, async (c) => {
+      // the users' locks first, the fence after: waiting for another
+      // daemon's merge of the same user must not hold this terminal's lease
+      // row FOR SHARE, which would hold up the renewal of every lease of this
+      // daemon (one UPDATE) for as long as the wait (seen with a lock held
+      // past the TTL: all the daemon's terminals lost). The check is still
+      // before any write and its lock lasts until the commit.
+      const ids = b.merges.map((m) => m.user.id);
+      await lockUsers(c, ids);
       await checkFence(c, b.terminalId, b.fence);
       const now = this.now();
       if (b.advance) {
         const r = await c.query('SELECT 1 FROM terminals WHERE id = $1', [b.terminalId]);
         if (!r.rowCount) throw unknownTerminal(op, b.terminalId);
       }
-      const ids = b.merges.map((m) => m.user.id);
-      await lockUsers(c, ids);
       const stored = await getUsers(c, ids);
       const current = new Map(stored);
       const results: MergeResult[] = [];
