@@ -200,7 +200,7 @@ export class Daemon {
     const known = this.manager.target(t.id);
     if (known && targetChanged(known, t)) {
       this.manager.removeTarget(t.id);
-      forgetTarget(this.drivers, known, this.log);
+      void forgetTarget(this.drivers, known, this.log);
     }
     this.manager.addTarget(t);
     return row;
@@ -210,7 +210,7 @@ export class Daemon {
   removeTerminal(id: string): boolean {
     const known = this.manager.target(id);
     this.manager.removeTarget(id);
-    if (known) forgetTarget(this.drivers, known, this.log);
+    if (known) void forgetTarget(this.drivers, known, this.log);
     this.pendingLinks.get(id)?.close('terminal removed');
     this.pendingLinks.delete(id);
     this.pendingBindings.delete(id);

@@ -216,7 +216,12 @@ export class ClusterNode {
     const t = this.byId.get(id);
     this.manager.removeTarget(id);
     this.engine.detach(id);
-    if (t) forgetTarget(this.drivers, t, this.log);
+    // A lease given back (fair share, stop): a driver that holds the terminal
+    // outside this process (the G-SDK device gateway's connection) lets it go
+    // before the lease is free, so the next owner's dial never races with it.
+    // A lease taken or expired may be another daemon's already: its
+    // connection at the gateway is left alone.
+    if (t && (reason === 'released' || reason === 'stopped')) await forgetTarget(this.drivers, t, this.log);
     const link = this.dialIns.get(id);
     if (link) {
       this.dialIns.delete(id);
@@ -376,7 +381,7 @@ export class ClusterNode {
     if (before && targetChanged(before, t) && this.manager.target(t.id)) {
       // held here: redial with the new address or key
       this.manager.removeTarget(t.id);
-      forgetTarget(this.drivers, before, this.log);
+      await forgetTarget(this.drivers, before, this.log);
       this.manager.addTarget(t);
     }
     if (!before) await this.leases.tick().catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'lease heartbeat failed'));
@@ -393,9 +398,10 @@ export class ClusterNode {
     this.byId.delete(id);
     if (this.leases.token(id) !== undefined) {
       this.manager.removeTarget(id);
-      this.engine.detach(id);
-      forgetTarget(this.drivers, t, this.log);
+      await forgetTarget(this.drivers, t, this.log);
     }
+    // its lane goes (cursors and owed set stay in the database)
+    this.engine.forget(id);
     // the heartbeat gives back leases of terminals this daemon no longer knows (onLose 'released')
     await this.leases.tick().catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'lease heartbeat failed'));
   }

@@ -59,9 +59,9 @@ export function checkProtocol(drivers: ReadonlyMap<string, TerminalDriver>, t: D
  * that holds something for it outside this process (the G-SDK driver: the
  * device gateway's connection to the terminal). Failures are logged.
  */
-export function forgetTarget(drivers: ReadonlyMap<string, TerminalDriver>, t: DialTarget, log: Logger): void {
+export function forgetTarget(drivers: ReadonlyMap<string, TerminalDriver>, t: DialTarget, log: Logger): Promise<void> {
   const d = drivers.get(t.protocol ?? TERMSYNC) as { forget?: (target: { terminalId: string; host: string; port: number; key: Buffer }) => Promise<void> } | undefined;
-  d?.forget?.({ terminalId: t.id, host: t.host, port: t.port, key: t.key ?? Buffer.alloc(0) })?.catch((e: unknown) =>
+  return (d?.forget?.({ terminalId: t.id, host: t.host, port: t.port, key: t.key ?? Buffer.alloc(0) }) ?? Promise.resolve()).catch((e: unknown) =>
     log.warn({ terminal: t.id, err: (e as Error).message }, 'letting a terminal go: its driver failed to release it'),
   );
 }
