@@ -240,7 +240,8 @@ export class ClusterNode {
         direction,
         state: 'online',
         lastSeen: Date.now(),
-        deviceId: ident.deviceId,
+        // the device ID column identifies termsync terminals that dial in; other protocols number their devices otherwise
+        ...((ident.protocol ?? TERMSYNC) === TERMSYNC ? { deviceId: ident.deviceId } : {}),
         model: ident.model,
         firmware: ident.firmware,
         userCapacity: ident.userCapacity,
