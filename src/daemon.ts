@@ -91,8 +91,6 @@ export const DaemonEvent = SessionEvent;
 /** how often tombstones every terminal's feed cursor has passed are collected */
 const TOMBSTONE_GC_MS = 60_000;
 
-export { DEFAULT_NEW_DEVICE_RATE } from './terminal/admission.js';
-
 /** How a dial-in session was admitted (resolveDialIn's note to onOnline). */
 interface Admission {
   /** the binding this session presented */

@@ -14,7 +14,7 @@ import { parseRunConfig } from './flagfile.js';
 import { isPostgresUrl } from '../store/pg/config.js';
 import { admissionOptions, applyReload, dialTargets, serve, terminalKeys, tlsListeners } from './startup.js';
 
-export { applyReload, dialTargets, RESTART_ONLY } from './startup.js';
+export { applyReload, dialTargets } from './startup.js';
 
 /** Daemon options from a run configuration (reads the secret files it names). */
 export function daemonOptions(cfg: RunConfig, log: Logger): DaemonOptions {
