@@ -6,13 +6,13 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { startAdmin } from '../admin/server.js';
-import { loadAdminToken, resolveCommKey, type RunConfig } from '../config.js';
+import { resolveCommKey, type RunConfig } from '../config.js';
 import { Daemon, type DaemonOptions } from '../daemon.js';
 import { configuredDrivers } from '../drivers/registry.js';
 import { createLogger } from '../log.js';
 import { parseRunConfig } from './flagfile.js';
 import { isPostgresUrl } from '../store/pg/config.js';
-import { admissionOptions, applyReload, dialTargets, serve, terminalKeys, tlsListeners } from './startup.js';
+import { adminToken, admissionOptions, applyReload, dialTargets, serve, terminalKeys, tlsListeners } from './startup.js';
 
 export { applyReload, dialTargets } from './startup.js';
 
@@ -57,9 +57,7 @@ export async function startRunning(cfg: RunConfig, log: Logger): Promise<Running
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   try {
     if (cfg.adminListen) {
-      const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
-      const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
-      if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
+      const token = adminToken(cfg);
       admin = await startAdmin({
         daemon,
         host: cfg.adminListen.host,

@@ -7,7 +7,7 @@
 // and one stop path with a deadline on SIGTERM/SIGINT.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { isGsdkTerminal, isZkTerminal, loadCommKey, resolveZkKeys, termsyncKeyFiles, type RunConfig, type SyncMode } from '../config.js';
+import { isGsdkTerminal, isZkTerminal, loadAdminToken, loadCommKey, resolveZkKeys, termsyncKeyFiles, type RunConfig, type SyncMode } from '../config.js';
 import { parseRate } from '../rate-limit.js';
 import type { AdmissionOptions } from '../terminal/admission.js';
 import { parseCidr, type Cidr } from '../terminal/identity.js';
@@ -57,6 +57,15 @@ export function admissionOptions(cfg: RunConfig, keys: Map<number, Buffer>): Adm
     identity: { prefixV4: cfg.identityPrefixV4, prefixV6: cfg.identityPrefixV6 },
     ownKeys: keys,
   };
+}
+
+/** The admin API's bearer token (--admin-token-file); an admin API beyond loopback without one is refused. */
+export function adminToken(cfg: RunConfig): Buffer | null {
+  if (!cfg.adminListen) return null;
+  const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
+  const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
+  if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
+  return token;
 }
 
 // ------------------------------------------------------------------ SIGHUP

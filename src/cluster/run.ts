@@ -7,11 +7,11 @@
 // heartbeat, not after the TTL); SIGHUP adds and removes terminals (the set of
 // leasable terminals) and writes a changed sync mode to the database.
 import type { Logger } from 'pino';
-import { loadAdminToken, resolveCommKey, type RunConfig } from '../config.js';
+import { resolveCommKey, type RunConfig } from '../config.js';
 import { startClusterAdmin, type ClusterAdmin } from './admin.js';
 import type { PgSiteStore } from '../store/pg/backend.js';
 import { configuredDrivers } from '../drivers/registry.js';
-import { admissionOptions, applyReload, dialTargets, serve, terminalKeys, tlsListeners } from '../cli/startup.js';
+import { adminToken, admissionOptions, applyReload, dialTargets, serve, terminalKeys, tlsListeners } from '../cli/startup.js';
 import { ClusterNode } from './node.js';
 import { defaultDaemonId, openClusterStore } from './site.js';
 
@@ -56,11 +56,11 @@ export async function startClusterNode(cfg: RunConfig, log: Logger, daemonId = c
 }
 
 // ------------------------------------------------------------- admin start
+// The admin API of a daemon on PostgreSQL: its one start call (the rest of
+// this file does not depend on what it serves).
 async function startAdminFor(cfg: RunConfig, node: ClusterNode, log: Logger): Promise<ClusterAdmin | null> {
   if (!cfg.adminListen) return null;
-  const token = cfg.adminTokenFile ? Buffer.from(loadAdminToken(cfg.adminTokenFile)) : null;
-  const loopback = /^(127\.|::1$|localhost$)/.test(cfg.adminListen.host);
-  if (!loopback && !token) throw new Error(`the admin API on ${cfg.adminListen.host} is beyond loopback: give --admin-token-file`);
+  const token = adminToken(cfg);
   return startClusterAdmin({ node, host: cfg.adminListen.host, port: cfg.adminListen.port, token, log: log.child({ component: 'admin' }) });
 }
 // --------------------------------------------------------- end admin start
