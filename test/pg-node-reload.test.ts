@@ -100,8 +100,9 @@ describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (
     expect(logs.find((l) => l.msg === 'these changed flags take effect only after a restart')?.flags).toEqual(['leaseSec']);
     expect((await events('TERMINAL_LEASE_LOST', d2!)).map((e) => [e.daemon, e.reason])).toEqual([['r1', 'released']]);
     expect((await events('TERMINAL_LEASE_ACQUIRED', d3!)).map((e) => e.daemon)).toEqual(['r1']);
-    // the removed terminal's row stays in the database (other daemons may still list it)
-    expect(await store.getTerminal(d2!)).not.toBeNull();
+    // the removed terminal's row stays in the database (other daemons may still list it), shown offline
+    expect((await store.getTerminal(d2!))?.state).toBe('offline');
+    await waitFor(async () => (await store.getTerminal(d3!))?.state === 'online', { timeoutMs: 10_000, message: 'the added terminal is not shown online' });
 
     // the added terminal syncs: a server change reaches it ('server' mode pushes the server's users)
     await store.putUser(userFromJson({ id: 'r-1', name: 'After Reload', cards: [{ type: 1, data: 'ab01' }] }));
@@ -120,6 +121,8 @@ describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (
     const code = await new Promise<number | null>((r) => child!.once('exit', (c) => r(c)));
     expect(code, stderr.slice(-1500)).toBe(0);
     expect(await held()).toEqual([]);
+    // nobody drives them now, and the rows say so
+    expect((await store.listTerminals()).map((t) => [t.id, t.state])).toEqual([d1, d2, d3].map((id) => [id, 'offline']));
     expect((await events('TERMINAL_LEASE_LOST', d1!)).at(-1)).toMatchObject({ daemon: 'r1', reason: 'released', stopping: true });
   });
 });

@@ -221,13 +221,26 @@ export class ClusterNode {
     // before the lease is free, so the next owner's dial never races with it.
     // A lease taken or expired may be another daemon's already: its
     // connection at the gateway is left alone.
-    if (t && (reason === 'released' || reason === 'stopped')) await forgetTarget(this.drivers, t, this.log);
+    if (reason === 'released' || reason === 'stopped') {
+      if (t) await forgetTarget(this.drivers, t, this.log);
+      // still ours until given back: the state column says nobody drives it now
+      await this.markOffline(id);
+    }
     const link = this.dialIns.get(id);
     if (link) {
       this.dialIns.delete(id);
       void link.close(`terminal lease lost (${LOSS_WORDS[reason]}); dial again`);
     }
     await this.recordEvent({ type: LeaseEvent.TERMINAL_LEASE_LOST, terminalId: id, detail: JSON.stringify({ daemon: this.daemonId, reason: LOSS_WORDS[reason], ...(reason === 'stopped' ? { stopping: true } : {}) }) });
+  }
+
+  private async markOffline(id: string): Promise<void> {
+    try {
+      const row = await this.o.store.getTerminal(id);
+      if (row && row.state === 'online') await this.o.store.upsertTerminal({ id, direction: row.direction, state: 'offline', lastSeen: Date.now() });
+    } catch (e) {
+      this.log.warn({ terminal: id, err: (e as Error).message }, 'terminal state not saved: the database refused the write');
+    }
   }
 
   /** A session of a terminal whose lease this daemon holds: state and event written, the engine drives it. */
@@ -262,9 +275,8 @@ export class ClusterNode {
     if (this.stopping) return;
     if (wasDriven) {
       this.log.info({ terminal: id, reason: why, daemon: this.daemonId }, 'terminal offline');
-      void this.o.store.getTerminal(id).then(
-        (row) => (row ? this.o.store.upsertTerminal({ id, direction: row.direction, state: 'offline', lastSeen: Date.now() }) : null),
-      ).catch(() => {});
+      // the lease holder keeps the state column: a lease already gone may be another daemon's, online there
+      if (this.leases.token(id) !== undefined) void this.markOffline(id);
       void this.recordEvent({ type: SessionEvent.TERMINAL_OFFLINE, terminalId: id, detail: JSON.stringify({ reason: why, daemon: this.daemonId }) });
     }
     // a dial-in terminal's lease goes back when its session ends: it may reach another daemon next
