@@ -133,7 +133,7 @@ export class ClusterNode {
       resolveDialIn: (hello, peer) => {
         const id = String(hello.deviceId);
         if (this.byId.has(id)) {
-          this.recordEvent({ type: SessionEvent.PEER_IDENTITY_MISMATCH, terminalId: id, detail: JSON.stringify({ remote: peer.remote, reason: `device ${id} is a terminal the server dials; it may not dial in` }) });
+          void this.recordEvent({ type: SessionEvent.PEER_IDENTITY_MISMATCH, terminalId: id, detail: JSON.stringify({ remote: peer.remote, reason: `device ${id} is a terminal the server dials; it may not dial in` }) });
           throw new SessionRefused(`device ${id} is a terminal the server dials; dial-in refused`);
         }
         const note: DialInNote = { dialIn: true, deviceId: hello.deviceId, peer };
@@ -162,7 +162,7 @@ export class ClusterNode {
       terminals: () => [...this.byId.keys()],
       logger: log.child({ component: 'leases' }),
       onAcquire: (id, token, previous) => {
-        this.recordEvent({ type: LeaseEvent.TERMINAL_LEASE_ACQUIRED, terminalId: id, detail: JSON.stringify({ daemon: this.daemonId, token, previousOwner: previous }) });
+        void this.recordEvent({ type: LeaseEvent.TERMINAL_LEASE_ACQUIRED, terminalId: id, detail: JSON.stringify({ daemon: this.daemonId, token, previousOwner: previous }) });
         const t = this.byId.get(id);
         if (t) this.manager.addTarget(t);
       },
@@ -182,7 +182,7 @@ export class ClusterNode {
     });
     this.manager.on('conflict', (id, peer, currentRemote) => {
       log.warn({ terminal: id, remote: peer.remote, current: currentRemote }, 'a second session claimed a terminal that is online: refused; the current session keeps running');
-      this.recordEvent({ type: SessionEvent.PEER_IDENTITY_CONFLICT, terminalId: id, detail: JSON.stringify({ remote: peer.remote, current: currentRemote }) });
+      void this.recordEvent({ type: SessionEvent.PEER_IDENTITY_CONFLICT, terminalId: id, detail: JSON.stringify({ remote: peer.remote, current: currentRemote }) });
     });
     this.manager.on('offline', (id, why) => void this.offline(id, why));
   }
