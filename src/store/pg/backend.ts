@@ -760,7 +760,20 @@ export class PgSiteStore implements SiteStore {
     this.pending.push(ev);
   }
 
-  async flushPendingEvents(): Promise<number> {
+  /**
+   * Writes the events kept in memory. Calls run one after another: two at once
+   * (two events recorded as the database returns) would each write the same
+   * batch.
+   */
+  flushPendingEvents(): Promise<number> {
+    const run = this.flushing.then(() => this.flushPendingOnce());
+    this.flushing = run.catch(() => 0);
+    return run;
+  }
+
+  private flushing: Promise<number> = Promise.resolve(0);
+
+  private async flushPendingOnce(): Promise<number> {
     if (this.pending.length === 0) return 0;
     const batch = this.pending.slice();
     try {
