@@ -15,21 +15,10 @@ import { Store } from './store/store.js';
 import { SqliteSiteStore } from './store/sqlite-backend.js';
 import type { SyncMode, TerminalRow } from './store/types.js';
 import { SyncEngine, type EngineTuning } from './sync/engine.js';
-import type { DeviceSession, DialTarget as DriverDialTarget, TerminalDriver } from './sync/ports.js';
-import { termsyncDriver } from './drivers/termsync/driver.js';
-import { PROTOCOL as TERMSYNC } from './drivers/termsync/session.js';
-import { TokenBucket } from './rate-limit.js';
-import {
-  bindingFor,
-  bindingMatches,
-  describeBinding,
-  inCidr,
-  parseBinding,
-  type BindingPolicy,
-  type Cidr,
-  type IdentityBinding,
-  type PeerCredential,
-} from './terminal/identity.js';
+import type { DeviceSession, TerminalDriver } from './sync/ports.js';
+import { checkProtocol, closeDrivers, driverRegistry, forgetTarget, targetChanged } from './drivers/registry.js';
+import { describeBinding, parseBinding, type BindingPolicy, type Cidr, type IdentityBinding, type PeerCredential } from './terminal/identity.js';
+import { DialInAdmission, SessionEvent } from './terminal/admission.js';
 import { SessionManager, SessionRefused, type DialTarget, type DialTls, type ListenTls } from './terminal/manager.js';
 
 export interface DaemonOptions {
@@ -96,22 +85,11 @@ export interface TerminalView {
   protocol: string;
 }
 
-export const DaemonEvent = {
-  TERMINAL_ONLINE: 'TERMINAL_ONLINE',
-  TERMINAL_OFFLINE: 'TERMINAL_OFFLINE',
-  TERMINAL_PENDING: 'TERMINAL_PENDING',
-  /** a second session claimed a device ID that has a live session; it was refused */
-  PEER_IDENTITY_CONFLICT: 'PEER_IDENTITY_CONFLICT',
-  /** a session for a known device ID did not present what the ID is bound to; held pending */
-  PEER_IDENTITY_MISMATCH: 'PEER_IDENTITY_MISMATCH',
-  /** a new device ID was refused: more new device IDs than --auto-approve-rate allows */
-  NEW_DEVICE_REFUSED: 'NEW_DEVICE_REFUSED',
-} as const;
+/** the session and admission events (src/terminal/admission.ts, shared with the cluster node) */
+export const DaemonEvent = SessionEvent;
 
 /** how often tombstones every terminal's feed cursor has passed are collected */
 const TOMBSTONE_GC_MS = 60_000;
-
-export const DEFAULT_NEW_DEVICE_RATE = { ratePerSec: 1, burst: 60 };
 
 /** How a dial-in session was admitted (resolveDialIn's note to onOnline). */
 interface Admission {
@@ -135,8 +113,7 @@ export class Daemon {
   private readonly pendingLinks = new Map<string, DeviceSession>();
   /** what each pending session presented: approving it binds the ID to this */
   private readonly pendingBindings = new Map<string, Admission>();
-  private readonly newDevices: TokenBucket | null;
-  private refusedNewDevices = { count: 0, loggedAt: 0 };
+  private readonly admission: DialInAdmission;
   private stopped = false;
   private gcTimer: NodeJS.Timeout | null = null;
 
@@ -167,8 +144,7 @@ export class Daemon {
     this.store = store;
     const ev = o.events === null ? null : { ...DEFAULT_RETENTION, ...o.events };
     this.eventUpkeep = ev ? new EventMaintenance(store, { keep: ev.keep, maxAgeDays: ev.maxAgeDays, intervalMs: ev.intervalMs }, o.log.child({ component: 'events' })) : null;
-    const rate = o.newDeviceRate === undefined ? DEFAULT_NEW_DEVICE_RATE : o.newDeviceRate;
-    this.newDevices = rate ? new TokenBucket(rate.ratePerSec, rate.burst) : null;
+    this.admission = new DialInAdmission({ autoApprove: o.autoApprove, newDeviceRate: o.newDeviceRate, autoApproveFrom: o.autoApproveFrom, identity: o.identity, ownKeys: o.terminalKeys });
     if (o.syncMode) store.setSyncMode(o.syncMode);
     // Sessions are not live after a restart until they reconnect.
     for (const t of store.listTerminals()) if (t.state !== 'offline') store.updateTerminal(t.id, { state: 'offline' });
@@ -180,7 +156,7 @@ export class Daemon {
       concurrency: o.concurrency ?? o.engine?.concurrency,
       dbRetryMs: o.dbRetryMs ?? o.engine?.dbRetryMs,
     });
-    this.drivers = driverRegistry(o);
+    this.drivers = driverRegistry({ log: o.log, heartbeatSec: o.heartbeatSec, requestTimeoutMs: o.requestTimeoutMs, handshakeDeadlineMs: o.handshakeDeadlineMs, logFrames: o.logFrames }, o.drivers);
     this.manager = new SessionManager({
       drivers: this.drivers,
       keyFor: (deviceId) => o.terminalKeys?.get(deviceId) ?? o.commKey,
@@ -208,22 +184,56 @@ export class Daemon {
     this.gcTimer = setInterval(() => this.collectTombstones(), TOMBSTONE_GC_MS);
     this.gcTimer.unref();
     for (const t of o.terminals ?? []) this.addTerminal(t);
+    this.redialStoredTerminals(new Set((o.terminals ?? []).map((t) => t.id)));
     for (const l of o.listen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port));
     for (const l of o.tlsListen ?? []) this.listenPorts.push(await this.manager.listen(l.host, l.port, l.tls));
   }
 
   // ------------------------------------------------------------- terminals
 
-  /** Adds (or updates) a terminal the server dials, approved. */
-  addTerminal(t: DialTarget, accessGroups?: number[]): TerminalRow {
+  /**
+   * Terminals added through the admin API are dialled again after a restart,
+   * with the address, protocol, pin and key they were added with (a terminal
+   * also in the flag file is the flag file's). Terminals recorded before the
+   * origin was kept are only named in the log.
+   */
+  private redialStoredTerminals(fromFlags: ReadonlySet<string>): void {
+    for (const t of this.store.dialTerminalsAddedBy('api')) {
+      if (fromFlags.has(t.id)) continue;
+      const at = (t.address ?? '').lastIndexOf(':');
+      const host = at > 0 ? t.address!.slice(0, at).replace(/^\[(.*)\]$/, '$1') : '';
+      const port = at > 0 ? Number(t.address!.slice(at + 1)) : NaN;
+      if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
+        this.log.warn({ terminal: t.id, address: t.address }, 'terminal added through the admin API has no address it can be dialled at; not dialled');
+        continue;
+      }
+      try {
+        this.addTerminal({ id: t.id, host, port, protocol: t.protocol, ...(t.dialKey ? { key: t.dialKey } : {}), ...(t.dialPin ? { pin: t.dialPin } : {}) }, undefined, 'api');
+      } catch (e) {
+        this.log.warn({ terminal: t.id, err: (e as Error).message }, 'terminal added through the admin API not dialled');
+      }
+    }
+    const unknown = this.store.dialTerminalsAddedBy(null).filter((t) => !fromFlags.has(t.id));
+    if (unknown.length)
+      this.log.warn({ terminals: unknown.map((t) => t.id) }, 'terminals recorded by an earlier version are in neither the flag file nor known to be added through the admin API: not dialled; add them again (flag file or `termsync terminals add`)');
+  }
+
+  /**
+   * Adds (or updates) a terminal the server dials, approved. `addedBy` 'api':
+   * it is remembered with how to dial it, and dialled again after a restart;
+   * 'flags': the flag file names it at every start.
+   */
+  addTerminal(t: DialTarget, accessGroups?: number[], addedBy: 'flags' | 'api' = 'flags'): TerminalRow {
     if (!/^[A-Za-z0-9._-]{1,64}$/.test(t.id)) throw new Error(`terminal ID ${JSON.stringify(t.id)} must be 1..64 letters, digits, '.', '_' or '-'`);
-    const protocol = t.protocol ?? TERMSYNC;
-    if (!this.drivers.has(protocol)) throw new Error(`terminal ${t.id}: no driver for protocol ${JSON.stringify(protocol)} (known: ${[...this.drivers.keys()].join(', ')})`);
-    const row = this.store.upsertTerminal({ id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) });
+    const protocol = checkProtocol(this.drivers, t);
+    const row = this.store.upsertDialTerminal(
+      { id: t.id, direction: 'dial', address: `${t.host}:${t.port}`, approved: true, protocol, ...(accessGroups ? { accessGroups } : {}) },
+      { addedBy, pin: t.pin, key: t.key },
+    );
     const known = this.manager.target(t.id);
-    if (known && (known.host !== t.host || known.port !== t.port || (known.protocol ?? TERMSYNC) !== protocol || !sameKey(known.key, t.key))) {
+    if (known && targetChanged(known, t)) {
       this.manager.removeTarget(t.id);
-      this.forgetTarget(known);
+      void forgetTarget(this.drivers, known, this.log);
     }
     this.manager.addTarget(t);
     return row;
@@ -233,7 +243,7 @@ export class Daemon {
   removeTerminal(id: string): boolean {
     const known = this.manager.target(id);
     this.manager.removeTarget(id);
-    if (known) this.forgetTarget(known);
+    if (known) void forgetTarget(this.drivers, known, this.log);
     this.pendingLinks.get(id)?.close('terminal removed');
     this.pendingLinks.delete(id);
     this.pendingBindings.delete(id);
@@ -253,16 +263,6 @@ export class Daemon {
       this.log.warn({ err: (e as Error).message }, 'tombstones not collected: the database refused the write');
       return 0;
     }
-  }
-
-  /**
-   * Tells the terminal's driver a dial target is gone, for a driver that holds
-   * something for it outside this process (the G-SDK driver: the device
-   * gateway's connection to the terminal). The driver logs what it did or why it could not.
-   */
-  private forgetTarget(t: DialTarget): void {
-    const d = this.drivers.get(t.protocol ?? TERMSYNC) as { forget?: (target: DriverDialTarget) => Promise<void> } | undefined;
-    d?.forget?.({ terminalId: t.id, host: t.host, port: t.port, key: t.key ?? Buffer.alloc(0) })?.catch((e) => this.log.warn({ terminal: t.id, err: (e as Error).message }, 'removing a terminal: its driver failed to let it go'));
   }
 
   /** Approves a pending dial-in terminal; its live session starts syncing at once. */
@@ -313,34 +313,23 @@ export class Daemon {
    * the rate of new device IDs, else refused.
    */
   private resolveDialIn(hello: Hello, peer: PeerCredential): { id: string; note: Admission } {
-    const ownKey = this.o.terminalKeys?.has(hello.deviceId) ?? false;
-    const presented = bindingFor(peer, ownKey, this.o.identity);
-    const known = this.store.getTerminalByDeviceId(hello.deviceId);
-    if (known) {
-      if (known.direction === 'dial') {
-        this.recordMismatch(known.id, peer, `device ${hello.deviceId} is a terminal the server dials (${known.address}); it may not dial in`);
-        throw new SessionRefused(`device ${hello.deviceId} is a terminal the server dials; dial-in refused`);
-      }
-      const bound = parseBinding(known.identity);
-      if (!bound) {
-        // recorded before identities were kept (an upgraded database): bind to this session
-        this.tryWrite(known.id, () => this.store.updateTerminal(known.id, { identity: JSON.stringify(presented) }));
-        this.log.info({ terminal: known.id, binding: describeBinding(presented) }, 'terminal bound to the credential of its session');
-        return { id: known.id, note: { presented, mismatch: false } };
-      }
-      if (bindingMatches(bound, peer, ownKey)) return { id: known.id, note: { presented, mismatch: false } };
-      return { id: known.id, note: { presented, mismatch: true } };
+    const d = this.admission.decide(this.store.getTerminalByDeviceId(hello.deviceId), hello.deviceId, peer);
+    switch (d.kind) {
+      case 'refuse':
+        if (d.mismatch) this.recordMismatch(d.mismatch.terminalId, peer, d.mismatch.why);
+        if (d.rateLimited) this.noteNewDeviceRefused(hello.deviceId, peer);
+        throw new SessionRefused(d.reason);
+      case 'known':
+        if (d.bind) {
+          this.tryWrite(d.id, () => this.store.updateTerminal(d.id, { identity: JSON.stringify(d.presented) }));
+          this.log.info({ terminal: d.id, binding: describeBinding(d.presented) }, 'terminal bound to the credential of its session');
+        }
+        return { id: d.id, note: { presented: d.presented, mismatch: d.mismatch } };
+      case 'new':
+        if (d.outsideCidr) this.log.warn({ terminal: d.id, remote: peer.remote }, 'not auto-approved: the address is outside --auto-approve-from');
+        this.store.upsertTerminal({ id: d.id, direction: 'listen', deviceId: hello.deviceId, address: peer.remote, approved: d.approved, identity: JSON.stringify(d.presented) });
+        return { id: d.id, note: { presented: d.presented, mismatch: false } };
     }
-    if (this.newDevices && !this.newDevices.take()) {
-      this.noteNewDeviceRefused(hello.deviceId, peer);
-      throw new SessionRefused(`too many new device IDs (at most ${this.newDevices.burst} at once, ${Math.round(this.newDevices.ratePerSec * 60)} a minute); dial again later`);
-    }
-    const id = String(hello.deviceId);
-    const from = this.o.autoApproveFrom ?? [];
-    const approved = (this.o.autoApprove ?? false) && (from.length === 0 || from.some((c) => inCidr(peer.address, c)));
-    if (this.o.autoApprove && !approved) this.log.warn({ terminal: id, remote: peer.remote }, 'not auto-approved: the address is outside --auto-approve-from');
-    this.store.upsertTerminal({ id, direction: 'listen', deviceId: hello.deviceId, address: peer.remote, approved, identity: JSON.stringify(presented) });
-    return { id, note: { presented, mismatch: false } };
   }
 
   /** Only a pending session may be replaced, and only by one that presents what the ID is bound to. */
@@ -348,9 +337,7 @@ export class Daemon {
     const held = this.pendingBindings.get(id);
     if (this.pendingLinks.get(id) !== current || !held?.mismatch) return 'refuse';
     const row = this.store.getTerminal(id);
-    const bound = parseBinding(row?.identity ?? null);
-    const ownKey = row?.deviceId != null && (this.o.terminalKeys?.has(row.deviceId) ?? false);
-    return bound && bindingMatches(bound, peer, ownKey) ? 'replace' : 'refuse';
+    return this.admission.mayReplace(parseBinding(row?.identity ?? null), row?.deviceId ?? null, peer) ? 'replace' : 'refuse';
   }
 
   private onIdentityConflict(id: string, peer: PeerCredential, currentRemote: string): void {
@@ -368,14 +355,10 @@ export class Daemon {
 
   private noteNewDeviceRefused(deviceId: number, peer: PeerCredential): void {
     // one log line and one event a minute at most, however fast new IDs arrive
-    const r = this.refusedNewDevices;
-    r.count++;
-    const now = Date.now();
-    if (now - r.loggedAt < 60_000) return;
-    this.log.warn({ deviceId, remote: peer.remote, refused: r.count }, 'new device IDs arrive faster than --auto-approve-rate: refused');
-    this.store.recordEventDurably({ type: DaemonEvent.NEW_DEVICE_REFUSED, detail: JSON.stringify({ deviceId, remote: peer.remote, refusedSinceLast: r.count }) });
-    r.count = 0;
-    r.loggedAt = now;
+    const detail = this.admission.noteRefusedNewDevice(deviceId, peer);
+    if (!detail) return;
+    this.log.warn({ deviceId, remote: peer.remote, refused: detail.refusedSinceLast }, 'new device IDs arrive faster than --auto-approve-rate: refused');
+    this.store.recordEventDurably({ type: DaemonEvent.NEW_DEVICE_REFUSED, detail: JSON.stringify(detail) });
   }
 
   private onOnline(id: string, link: DeviceSession, admission?: Admission): void {
@@ -505,7 +488,7 @@ export class Daemon {
     if (!finished) this.log.warn({ deadlineMs }, 'sync jobs still running at shutdown; their pushes stay in the outbox');
     await this.manager.close();
     // a driver that holds a connection of its own (the G-SDK driver's device gateway channel) lets it go
-    for (const d of this.drivers.values()) (d as { close?: () => void }).close?.();
+    closeDrivers(this.drivers);
     for (const id of this.online) {
       try {
         this.store.updateTerminal(id, { state: 'offline' });
@@ -519,25 +502,4 @@ export class Daemon {
     await this.store.stopCheckpointer();
     this.store.close();
   }
-}
-
-/**
- * The daemon's driver registry: the termsync driver (its terminals are dialled
- * and accepted by the SessionManager itself; the entry names the protocol and
- * its default port) and every driver in DaemonOptions.drivers, by protocol.
- */
-function driverRegistry(o: DaemonOptions): Map<string, TerminalDriver> {
-  const m = new Map<string, TerminalDriver>();
-  m.set(TERMSYNC, termsyncDriver({ heartbeatSec: o.heartbeatSec ?? 10, requestTimeoutMs: o.requestTimeoutMs ?? 10_000, handshakeDeadlineMs: o.handshakeDeadlineMs, log: o.log.child({ component: 'sessions' }), logFrames: o.logFrames }));
-  // ZK (TCP 4370): `termsync run` passes zkDriver(...) (src/drivers/zk/driver.ts) in DaemonOptions.drivers (src/cli/run.ts);
-  // G-SDK (Suprema terminals through the device gateway): gsdkDriver(...) (src/drivers/gsdk/driver.ts), when --gsdk-gateway is set.
-  for (const d of o.drivers ?? []) {
-    if (m.has(d.protocol)) throw new Error(`two drivers for protocol ${JSON.stringify(d.protocol)}`);
-    m.set(d.protocol, d);
-  }
-  return m;
-}
-
-function sameKey(a: Buffer | undefined, b: Buffer | undefined): boolean {
-  return a === b || (a !== undefined && b !== undefined && a.equals(b));
 }

@@ -137,7 +137,10 @@ describe('the gateway connection', () => {
     expect(s.capabilities).toMatchObject({ eventLog: 'cursor', realtime: 'all-changes', listing: 'full-read' });
     // the feed's bounds come from GetLog probes
     for (let i = 0; i < 37; i++) gw.device(5).punch(String(i + 1));
-    expect(await s.feedState()).toMatchObject({ firstRef: 1, lastRef: 37, userCount: 0 });
+    const lists = gw.stats.getListCalls;
+    expect(await s.feedState()).toMatchObject({ firstRef: 1, lastRef: 37 });
+    // and without listing every user of the terminal
+    expect(gw.stats.getListCalls).toBe(lists);
     const bad = await right.dial({ terminalId: 'door-5', host: '127.0.0.1', port: gw.port, key: Buffer.alloc(0) }).catch((e) => e);
     expect(bad.reason).toBe('invalid');
     await s.close('test over');

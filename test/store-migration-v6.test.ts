@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { emptyUser } from '../src/model/user.js';
+import { LATEST_SCHEMA_VERSION } from '../src/store/migrations.js';
 import { Store } from '../src/store/store.js';
 
 const dirs: string[] = [];
@@ -28,7 +29,7 @@ describe('migration 6: the change feed', () => {
   it('a schema-1 database: users numbered, terminals at the head, the owed pushes still owed', () => {
     const s = Store.open(copyOf('schema-v1.db'));
     try {
-      expect(s.schemaVersion).toBe(6);
+      expect(s.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
       const walked = s.walkUsers({ limit: 10 });
       expect(walked.map((x) => x.user.id)).toEqual(['1', '2', '3', '4', '5']);
       expect(new Set(walked.map((x) => x.seq)).size).toBe(5);
@@ -62,7 +63,7 @@ describe('migration 6: the change feed', () => {
     const file = copyOf('schema-v5.db');
     const s = Store.open(file);
     try {
-      expect(s.schemaVersion).toBe(6);
+      expect(s.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
       expect(s.walkUsers({ limit: 10 }).map((x) => x.user.id)).toEqual(['1', '2', '3', '4', '5']);
       expect(s.feedHead()).toBe(5);
       for (const t of ['t1', 't2', 'zk1', '1004']) expect(s.getFeedCursor(t)).toBe(5);
@@ -93,7 +94,7 @@ describe('migration 6: the change feed', () => {
     // reopened: not migrated twice, nothing moved
     const again = Store.open(file);
     try {
-      expect(again.schemaVersion).toBe(6);
+      expect(again.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
       expect(again.feedHead()).toBe(5);
       expect(again.owedCounts()).toEqual({ total: 2, byTerminal: { t1: 1, zk1: 1 } });
     } finally {
@@ -118,7 +119,7 @@ describe('migration 6: the change feed', () => {
       db.close();
       const s = Store.open(file);
       try {
-        expect(s.schemaVersion).toBe(6);
+        expect(s.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
         // numbered in the order of their last change: b, then a
         expect(s.walkUsers({ limit: 10 }).map((x) => [x.user.id, x.seq])).toEqual([
           ['a', 2],

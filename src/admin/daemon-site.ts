@@ -47,7 +47,8 @@ export class DaemonAdminSite implements AdminSite {
   }
 
   async addTerminal(t: DialTarget, accessGroups?: number[]): Promise<TerminalRow> {
-    return this.daemon.addTerminal(t, accessGroups);
+    // remembered as added through the API: dialled again after a restart
+    return this.daemon.addTerminal(t, accessGroups, 'api');
   }
 
   async removeTerminal(id: string): Promise<boolean> {

@@ -19,9 +19,6 @@
 //   daemon carries, so it is removed (or added) there, not here (409);
 // - a backup: PostgreSQL's own tools (501).
 import type { Logger } from 'pino';
-import { DEFAULT_TERMINAL_PORT } from '../codec/index.js';
-import { GSDK_DEVICE_PORT } from '../drivers/gsdk/constants.js';
-import { ZK_DEFAULT_PORT } from '../drivers/zk/constants.js';
 import type { TerminalState } from '../daemon.js';
 import { validateUser, type UserRecord } from '../model/user.js';
 import { ActionRefused, targetsIn, type AdminHealth, type AdminSite, type AdminTerminal, type LeaseView } from '../admin/site.js';
@@ -49,12 +46,7 @@ export class ClusterAdminSite implements AdminSite {
   readonly store: PgSiteStore;
   readonly dbPath = null;
   readonly eventGapHoldMs = EVENT_GAP_HOLD_MS;
-  /** the protocols (their default ports): a terminal the daemons dial is added in the flag file, so these only shape the refusal */
-  readonly drivers = new Map([
-    ['termsync', { protocol: 'termsync', defaultPort: DEFAULT_TERMINAL_PORT }],
-    ['zk', { protocol: 'zk', defaultPort: ZK_DEFAULT_PORT }],
-    ['gsdk', { protocol: 'gsdk', defaultPort: GSDK_DEVICE_PORT }],
-  ]);
+
   private readonly node: ClusterNode;
   private readonly leases: LeaseTable;
   private readonly log: Logger;
@@ -76,6 +68,10 @@ export class ClusterAdminSite implements AdminSite {
 
   get engine() {
     return this.node.engine;
+  }
+  /** the node's driver registry (a terminal the daemons dial is added in the flag file: these shape the refusal) */
+  get drivers() {
+    return this.node.drivers;
   }
   get manager() {
     return this.node.manager;
@@ -140,7 +136,7 @@ export class ClusterAdminSite implements AdminSite {
    * pending: waiting for approval; else offline.
    */
   private stateOf(t: TerminalRow, owner: string | null): TerminalState {
-    if (!t.approved) return 'pending';
+    if (!t.approved || this.node.pendingTerminals().includes(t.id)) return 'pending';
     if (owner === null) return 'offline';
     if (owner === this.daemonId) return this.manager.link(t.id) && this.node.leases.token(t.id) !== undefined ? 'online' : 'offline';
     return t.state === 'online' ? 'online' : 'offline';
@@ -189,14 +185,9 @@ export class ClusterAdminSite implements AdminSite {
   }
 
   async approve(id: string): Promise<boolean> {
-    // a node that holds pending dial-in sessions approves (and drives) one held here itself
-    const own = (this.node as { approve?: (id: string) => Promise<boolean> }).approve;
-    if (own) return own.call(this.node, id);
-    const row = await this.store.getTerminal(id);
-    if (!row) return false;
-    // a row write: the terminal, told "not approved", dials again and the daemon it reaches drives it
-    if (!row.approved) await this.store.upsertTerminal({ id, direction: row.direction, approved: true });
-    return true;
+    // a session held pending here is bound to what it presented and driven at once; elsewhere this
+    // is a row write, and the terminal is driven when it dials again (the daemon holding it keeps it pending)
+    return this.node.approve(id);
   }
 
   async setTerminalGroups(id: string, accessGroups: number[]): Promise<boolean> {

@@ -31,7 +31,13 @@ import { LeaseTable, type HeldLease } from '../store/pg/leases.js';
 
 export const DEFAULT_LEASE_SEC = 10;
 
-export type LeaseLossReason = 'taken' | 'expired' | 'released' | 'stopped';
+/**
+ * Why a lease stopped being this daemon's: another daemon took it; it
+ * expired locally (the daemon was paused past it); the database could not be
+ * reached to renew it; given back (fair share, a terminal removed, a dial-in
+ * session ended); given back at an orderly stop.
+ */
+export type LeaseLossReason = 'taken' | 'expired' | 'unreachable' | 'released' | 'stopped';
 
 export interface LeaseManagerOptions {
   db: PgDatabase;
@@ -51,7 +57,7 @@ export interface LeaseManagerOptions {
    * A lease was taken (or taken again after an outage with the same token):
    * start driving the terminal, writing with `token` as the fence.
    */
-  onAcquire?: (terminalId: string, token: number) => void;
+  onAcquire?: (terminalId: string, token: number, previousOwner: string | null) => void;
   /**
    * Stop driving the terminal. For 'released' this is awaited BEFORE the
    * lease is given back (close the session first); for the others the lease
@@ -100,6 +106,7 @@ export class LeaseManager {
   private timer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
   private ticking: Promise<LeaseTickResult> | null = null;
+  private tickStartedAt: number | null = null;
   private ensured = '';
   private stopped = false;
   /** consecutive heartbeats that failed (the database was unreachable) */
@@ -150,8 +157,10 @@ export class LeaseManager {
   /** one heartbeat (also called by the timer); concurrent calls share one run */
   tick(): Promise<LeaseTickResult> {
     if (!this.ticking) {
+      this.tickStartedAt = performance.now();
       this.ticking = this.runTick().finally(() => {
         this.ticking = null;
+        this.tickStartedAt = null;
       });
     }
     return this.ticking;
@@ -188,7 +197,7 @@ export class LeaseManager {
       // not held locally: an expired lease that nobody took meanwhile is ours again, same token
       if (!had || had.token !== l.token) {
         result.acquired.push(l.terminalId);
-        this.o.onAcquire?.(l.terminalId, l.token);
+        this.o.onAcquire?.(l.terminalId, l.token, null);
       }
     }
 
@@ -224,7 +233,7 @@ export class LeaseManager {
       for (const l of got) {
         this.held.set(l.terminalId, { token: l.token, validUntil: until });
         result.acquired.push(l.terminalId);
-        this.o.onAcquire?.(l.terminalId, l.token);
+        this.o.onAcquire?.(l.terminalId, l.token, l.previous ?? null);
       }
     }
     result.held = this.held.size;
@@ -245,11 +254,11 @@ export class LeaseManager {
    * is renewed with the others and never given back for the fair share; it is
    * given back by unclaim() when its session ends.
    */
-  async claim(terminalId: string): Promise<{ token: number } | { owner: string }> {
+  async claim(terminalId: string): Promise<{ token: number; previous?: string | null; fresh: boolean } | { owner: string }> {
     const have = this.token(terminalId);
     if (have !== undefined) {
       this.claimed.add(terminalId);
-      return { token: have };
+      return { token: have, fresh: false };
     }
     const sentAt = performance.now();
     const r = await this.table.claim(this.daemonId, terminalId, this.ttlMs);
@@ -257,15 +266,16 @@ export class LeaseManager {
       this.held.set(terminalId, { token: r.token, validUntil: sentAt + this.ttlMs * (1 - SAFETY) });
       this.claimed.add(terminalId);
       this.armExpiry();
+      return { ...r, fresh: true };
     }
     return r;
   }
 
   /** the dial-in session ended: the lease goes back at once (the terminal may reach another daemon next) */
-  async unclaim(terminalId: string): Promise<void> {
-    if (!this.claimed.delete(terminalId)) return;
+  async unclaim(terminalId: string): Promise<boolean> {
+    if (!this.claimed.delete(terminalId)) return false;
     this.held.delete(terminalId);
-    await this.table.release(this.daemonId, [terminalId]);
+    return (await this.table.release(this.daemonId, [terminalId])).length > 0;
   }
 
   private lose(id: string, reason: LeaseLossReason, result?: LeaseTickResult): void {
@@ -278,10 +288,16 @@ export class LeaseManager {
       .catch((e: unknown) => this.o.logger?.warn({ terminal: id, err: (e as Error).message }, 'stopping a terminal after its lease was lost failed'));
   }
 
-  /** drops every lease whose local validity passed (the database could not be reached to renew it) */
+  /**
+   * Drops every lease whose local validity passed: the database could not be
+   * reached to renew it (a heartbeat failed or hangs), or the daemon was paused past it.
+   */
   private expireLocal(result?: LeaseTickResult): void {
     const now = performance.now();
-    for (const [id, l] of [...this.held]) if (now >= l.validUntil) this.lose(id, 'expired', result);
+    // a heartbeat that failed, or one in flight for longer than a heartbeat period: the database does not answer
+    const hanging = this.tickStartedAt !== null && now - this.tickStartedAt > this.renewEveryMs;
+    const why: LeaseLossReason = this.failures > 0 || hanging ? 'unreachable' : 'expired';
+    for (const [id, l] of [...this.held]) if (now >= l.validUntil) this.lose(id, why, result);
     this.armExpiry();
   }
 

@@ -242,6 +242,21 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 7,
+    description: 'terminals added through the admin API are remembered with how to dial them (added_by, dial_pin, dial_key), so a restart dials them again',
+    up(db) {
+      // added_by: 'flags' (the flag file), 'api' (the admin API), NULL (recorded
+      // before this version: not known, so not dialled at start-up, as before).
+      // dial_pin is a TLS certificate fingerprint; dial_key a ZK terminal's comm
+      // key digits (the database already holds the site's credentials).
+      db.exec(`
+        ALTER TABLE terminals ADD COLUMN added_by TEXT CHECK (added_by IN ('flags', 'api'));
+        ALTER TABLE terminals ADD COLUMN dial_pin TEXT;
+        ALTER TABLE terminals ADD COLUMN dial_key BLOB;
+      `);
+    },
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;

@@ -4,7 +4,7 @@
 import { StoreWriteError } from './errors.js';
 import { EventsStore } from './events-store.js';
 import { TERMINAL_COLUMNS, terminalFromRow } from './statements.js';
-import type { LogPosition, TerminalInput, TerminalPatch, TerminalRow } from './types.js';
+import type { DialSettings, LogPosition, TerminalInput, TerminalPatch, TerminalRow } from './types.js';
 
 export class TerminalsStore extends EventsStore {
 
@@ -37,6 +37,26 @@ export class TerminalsStore extends EventsStore {
       this.patchIn(id, patch, now);
       return this.getTerminal(id)!;
     });
+  }
+
+  /**
+   * Records a terminal the server dials with where it came from: 'flags' (the
+   * flag file, which says again how to dial it at every start) or 'api' (the
+   * admin API: the pin and key are kept so a restart dials it again).
+   */
+  upsertDialTerminal(t: TerminalInput, dial: DialSettings): TerminalRow {
+    return this.write('upsertDialTerminal', () => {
+      this.upsertTerminal(t);
+      const api = dial.addedBy === 'api';
+      this.cached('UPDATE terminals SET added_by = ?, dial_pin = ?, dial_key = ? WHERE id = ?').run(dial.addedBy, api ? (dial.pin ?? null) : null, api ? (dial.key ?? null) : null, t.id);
+      return this.getTerminal(t.id)!;
+    });
+  }
+
+  /** Dial terminals by origin ('api': what a restart must dial again; null: recorded before origins were kept). */
+  dialTerminalsAddedBy(addedBy: DialSettings['addedBy'] | null): (TerminalRow & { dialPin: string | null; dialKey: Buffer | null })[] {
+    const rows = this.cached(`SELECT id, dial_pin, dial_key FROM terminals WHERE direction = 'dial' AND added_by IS ? ORDER BY id`).all(addedBy) as { id: string; dial_pin: string | null; dial_key: Buffer | null }[];
+    return rows.map((r) => ({ ...this.getTerminal(r.id)!, dialPin: r.dial_pin, dialKey: r.dial_key }));
   }
 
   /** Updates the fields given. Returns null for an unknown terminal. */

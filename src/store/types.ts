@@ -119,6 +119,15 @@ export type TerminalPatch = Partial<
 >;
 export type TerminalInput = TerminalPatch & { id: string; direction: TerminalDirection };
 
+/** How a dial terminal came to be known (migration 7); an API-added one keeps what dials it again. */
+export interface DialSettings {
+  addedBy: 'flags' | 'api';
+  /** TLS certificate fingerprint (hex) the session is pinned to */
+  pin?: string | null;
+  /** a ZK terminal's comm key digits */
+  key?: Buffer | null;
+}
+
 export interface LogPosition {
   logEpoch: number | null;
   cursor: number;

@@ -171,8 +171,8 @@ export interface DeviceSession {
   /** ends the session; 'shutdown' says goodbye in the protocol's way when it has one */
   close(reason: string): Promise<void>;
 
-  /** where the feed stands now, and how many users the terminal holds */
-  feedState(): Promise<FeedState & { userCount: number }>;
+  /** where the feed stands now, and how many users the terminal holds when it says so without a listing */
+  feedState(): Promise<FeedState & { userCount?: number }>;
   /**
    * Starts the feed after `afterRef`: the backlog first (eventLog 'cursor'),
    * then live facts, in ref order, in batches. `onFacts` runs for each batch

@@ -210,10 +210,10 @@ export class GsdkSession implements DeviceSession {
     return { first, last: lo };
   }
 
-  async feedState(): Promise<FeedState & { userCount: number }> {
+  /** the log's bounds (no user count: the gateway only counts by listing every user, which a connect does not need) */
+  async feedState(): Promise<FeedState> {
     const { first, last } = await this.logBounds();
-    const list = await this.call<{ hdrs: UserHdr[] }>(this.gw.user, 'GetList', { deviceID: this.dev });
-    return { epoch: GSDK_EPOCH, firstRef: first, lastRef: last, userCount: list.hdrs.length };
+    return { epoch: GSDK_EPOCH, firstRef: first, lastRef: last };
   }
 
   async watch(afterRef: number, onFacts: (epoch: number, facts: DeviceFact[]) => void, o?: WatchOptions): Promise<FeedState> {

@@ -67,7 +67,7 @@ export class GsdkSimGateway {
   private dropping = 0;
   private failing = 0;
   /** counters for tests */
-  readonly stats = { realtimeSent: 0, realtimeDropped: 0, getLogCalls: 0, enrollCalls: 0, unavailableAnswered: 0, restarts: 0 };
+  readonly stats = { realtimeSent: 0, realtimeDropped: 0, getLogCalls: 0, getListCalls: 0, enrollCalls: 0, unavailableAnswered: 0, restarts: 0 };
 
   private constructor(o: GsdkSimGatewayOptions) {
     this.o = o;
@@ -293,6 +293,7 @@ export class GsdkSimGateway {
     });
     server.addService(s.User.service, {
       GetList: u((c) => {
+        this.stats.getListCalls++;
         const d = this.connectedDevice(c.request.deviceID);
         return { hdrs: d.userIds().map((id) => d.user(id)!.hdr) };
       }),

@@ -131,7 +131,7 @@ function terminalFromRow(r: TerminalDbRow, accessGroups: number[]): TerminalRow 
 }
 
 /** a 64-bit advisory lock key per user ID (one key space with the migration lock; a collision only serializes) */
-function userLockKey(id: string): string {
+export function userLockKey(id: string): string {
   return createHash('sha256').update(id).digest().readBigInt64BE(0).toString();
 }
 
@@ -375,14 +375,20 @@ export class PgSiteStore implements SiteStore {
   async ingest(b: IngestBatch): Promise<MergeResult[]> {
     const op = 'mergeDeviceUsersAndAdvance';
     const out = await this.db.tx(op, async (c) => {
+      // the users' locks first, the fence after: waiting for another
+      // daemon's merge of the same user must not hold this terminal's lease
+      // row FOR SHARE, which would hold up the renewal of every lease of this
+      // daemon (one UPDATE) for as long as the wait (seen with a lock held
+      // past the TTL: all the daemon's terminals lost). The check is still
+      // before any write and its lock lasts until the commit.
+      const ids = b.merges.map((m) => m.user.id);
+      await lockUsers(c, ids);
       await checkFence(c, b.terminalId, b.fence);
       const now = this.now();
       if (b.advance) {
         const r = await c.query('SELECT 1 FROM terminals WHERE id = $1', [b.terminalId]);
         if (!r.rowCount) throw unknownTerminal(op, b.terminalId);
       }
-      const ids = b.merges.map((m) => m.user.id);
-      await lockUsers(c, ids);
       const stored = await getUsers(c, ids);
       const current = new Map(stored);
       const results: MergeResult[] = [];
@@ -766,7 +772,20 @@ export class PgSiteStore implements SiteStore {
     this.pending.push(ev);
   }
 
-  async flushPendingEvents(): Promise<number> {
+  /**
+   * Writes the events kept in memory. Calls run one after another: two at once
+   * (two events recorded as the database returns) would each write the same
+   * batch.
+   */
+  flushPendingEvents(): Promise<number> {
+    const run = this.flushing.then(() => this.flushPendingOnce());
+    this.flushing = run.catch(() => 0);
+    return run;
+  }
+
+  private flushing: Promise<number> = Promise.resolve(0);
+
+  private async flushPendingOnce(): Promise<number> {
     if (this.pending.length === 0) return 0;
     const batch = this.pending.slice();
     try {

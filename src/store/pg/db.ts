@@ -34,6 +34,12 @@ export class PgDatabase {
   readonly config: ResolvedPgConfig;
   private readonly logger: Logger | undefined;
   private closed = false;
+  /**
+   * Transactions run again after a serialization failure (40001) or a
+   * deadlock (40P01): nothing of the failed attempt was written. Each one is
+   * also logged ("PostgreSQL transaction retried"), so a retry is never silent.
+   */
+  retries = 0;
 
   private constructor(config: ResolvedPgConfig, logger: Logger | undefined) {
     this.config = config;
@@ -103,7 +109,11 @@ export class PgDatabase {
           broken = true;
         }
         const state = (e as { code?: unknown }).code;
-        if (typeof state === 'string' && RETRYABLE_SQLSTATES.has(state) && attempt < MAX_TX_ATTEMPTS) continue;
+        if (typeof state === 'string' && RETRYABLE_SQLSTATES.has(state) && attempt < MAX_TX_ATTEMPTS) {
+          this.retries++;
+          this.logger?.info({ operation, sqlstate: state, attempt, retries: this.retries }, 'PostgreSQL transaction retried');
+          continue;
+        }
         // the database's and the network's errors become StoreWriteError; our
         // own (LeaseLostError, a caller's check) pass through unchanged
         if (e instanceof pg.DatabaseError || isConnectionError(e) || broken) throw toPgStoreError(e, operation);

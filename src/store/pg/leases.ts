@@ -14,6 +14,8 @@ import type { PgDatabase } from './db.js';
 export interface HeldLease {
   terminalId: string;
   token: number;
+  /** acquire/claim: the daemon that held it before (its lease expired), null: it was free */
+  previous?: string | null;
 }
 
 export interface LeaseRow {
@@ -95,20 +97,21 @@ export class LeaseTable {
   async acquire(daemonId: string, among: readonly string[], max: number, ttlMs: number): Promise<HeldLease[]> {
     if (max <= 0 || !among.length) return [];
     const r = await this.db.tx('leaseAcquire', (c) =>
-      c.query<{ terminal_id: string; token: number }>(
-        `UPDATE terminal_leases l
-            SET owner = $1, token = nextval('lease_token_seq'), expires_at = now() + $4 * interval '1 millisecond', acquired_at = now()
-          WHERE l.terminal_id IN (
-            SELECT terminal_id FROM terminal_leases
+      c.query<{ terminal_id: string; token: number; previous: string | null }>(
+        `WITH free AS (
+            SELECT terminal_id, owner FROM terminal_leases
              WHERE terminal_id = ANY($2::text[]) AND (owner IS NULL OR expires_at <= now())
              ORDER BY md5(terminal_id || $1)
              LIMIT $3
              FOR UPDATE SKIP LOCKED)
-          RETURNING l.terminal_id, l.token`,
+         UPDATE terminal_leases l
+            SET owner = $1, token = nextval('lease_token_seq'), expires_at = now() + $4 * interval '1 millisecond', acquired_at = now()
+           FROM free WHERE l.terminal_id = free.terminal_id
+          RETURNING l.terminal_id, l.token, free.owner AS previous`,
         [daemonId, among, max, ttlMs],
       ),
     );
-    return r.rows.map((x) => ({ terminalId: x.terminal_id, token: x.token }));
+    return r.rows.map((x) => ({ terminalId: x.terminal_id, token: x.token, previous: x.previous }));
   }
 
   /**
@@ -116,19 +119,21 @@ export class LeaseTable {
    * dialed in to this daemon). Returns the new token, or the daemon holding
    * it now.
    */
-  async claim(daemonId: string, terminalId: string, ttlMs: number): Promise<{ token: number } | { owner: string }> {
+  async claim(daemonId: string, terminalId: string, ttlMs: number): Promise<{ token: number; previous: string | null } | { owner: string }> {
     return this.db.tx('leaseClaim', async (c) => {
       await c.query('INSERT INTO terminal_leases (terminal_id) VALUES ($1) ON CONFLICT DO NOTHING', [terminalId]);
+      const before = await c.query<{ owner: string | null }>('SELECT owner FROM terminal_leases WHERE terminal_id = $1 FOR UPDATE', [terminalId]);
+      const previous = before.rows[0]?.owner ?? null;
       const r = await c.query<{ token: number }>(
         `UPDATE terminal_leases SET owner = $1, token = nextval('lease_token_seq'), expires_at = now() + $3 * interval '1 millisecond', acquired_at = now()
           WHERE terminal_id = $2 AND (owner IS NULL OR expires_at <= now()) RETURNING token`,
         [daemonId, terminalId, ttlMs],
       );
-      if (r.rows[0]) return { token: r.rows[0].token };
+      if (r.rows[0]) return { token: r.rows[0].token, previous: previous === daemonId ? null : previous };
       const held = await c.query<{ owner: string; token: number }>('SELECT owner, token FROM terminal_leases WHERE terminal_id = $1', [terminalId]);
       const row = held.rows[0]!;
       // already ours (a second session of the same terminal): the same token
-      if (row.owner === daemonId) return { token: row.token };
+      if (row.owner === daemonId) return { token: row.token, previous: null };
       return { owner: row.owner };
     });
   }
