@@ -5,10 +5,12 @@
 //
 // What each action does when another daemon drives the terminal (the README's
 // "Admin API and console on several daemons" says the same):
-// - users (put, delete), access groups, approval of a dial-in terminal, a
-//   retry of refused pushes: rows written here; the feed and NOTIFY wake the
-//   daemon that holds the terminal, which pushes (approval: the terminal is
-//   driven once it dials again, by the daemon it reaches);
+// - users (put, delete), access groups, a retry of refused pushes: rows
+//   written here; the feed and NOTIFY wake the daemon that holds the
+//   terminal, which pushes;
+// - approval of a dial-in terminal (ClusterNode.approve): a session held
+//   pending here is bound and driven at once; elsewhere a row write, and the
+//   terminal is driven when it dials again;
 // - the sync mode: stored here and taken at once; every daemon's admin site
 //   reads the stored mode every second and follows it;
 // - a resync, a retry of failed pulls: they need the live session, so they
