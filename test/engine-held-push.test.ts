@@ -148,4 +148,65 @@ describe('a push of a user waits for the device change of it the terminal report
     await s.daemon.engine.idle();
     await waitFor(async () => (await engineStore(s).owedCount('t1')) === 0, { message: 'y stayed owed to t1' });
   });
+
+  /** t1's merge of x waits; t1 edits y; the server changes y and t1 owes y (held back) */
+  async function heldScene() {
+    const sc = await siteWithY();
+    const g = slowMergeOf(sc.s, 'x');
+    await sc.t1.enroll(userFromJson({ id: 'x', name: 'Xavier' }));
+    await waitFor(() => g.reached, { message: "t1's merge of x did not start" });
+    await sc.t1.edit('y', { startTime: START });
+    await waitFor(() => sc.s.daemon.engine.laneDepths().ingestBacklog >= 2, { message: "t1's edit of y did not reach the daemon" });
+    return { ...sc, g };
+  }
+
+  it('a terminal that disconnects with the fact pending: y stays owed, the fact is read again after the reconnect, nothing is lost', { timeout: 60_000 }, async () => {
+    const { s, y, t1, t2, g } = await heldScene();
+    try {
+      s.daemon.putUser({ ...structuredCloneUser(y), phrase: PHRASE });
+      await waitFor(() => t2.getUser('y')?.phrase === PHRASE, { message: "the server's change of y did not reach t2" });
+      await waitFor(async () => (await engineStore(s).takeOwed('t1', 100)).some((o) => o.userId === 'y'), { message: 'y was not owed to t1' });
+      const before = s.daemon.manager.link('t1');
+      t1.dropConnections();
+      await waitFor(() => s.daemon.manager.link('t1') !== before && s.daemon.terminals().find((t) => t.id === 't1')!.state === 'online', { message: 't1 did not come back' });
+      // the new session re-reads x and y from the log; its merge waits too: y is held again
+      await waitFor(() => s.daemon.engine.laneDepths().ingestBacklog >= 2, { message: "t1's facts were not read again" });
+      expect(t1.getUser('y')!.setting.startTime).toBe(START);
+      expect(t1.getUser('y')!.phrase).not.toBe(PHRASE);
+    } finally {
+      g.open();
+    }
+    await bothKept(s, t1);
+  });
+
+  it('a fact that cannot be pulled (the record is unreadable) is dropped as a pull failure: the push held back for it then goes', { timeout: 60_000 }, async () => {
+    const { s, y, t1, t2, g } = await heldScene();
+    try {
+      t1.unreadable(60_000, 'y');
+      s.daemon.putUser({ ...structuredCloneUser(y), phrase: PHRASE });
+      await waitFor(() => t2.getUser('y')?.phrase === PHRASE, { message: "the server's change of y did not reach t2" });
+      await waitFor(async () => (await engineStore(s).takeOwed('t1', 100)).some((o) => o.userId === 'y'), { message: 'y was not owed to t1' });
+    } finally {
+      g.open();
+    }
+    // recorded as a pull failure of t1 (the existing rule), and t1 gets the server's record: nothing waits for ever
+    await waitFor(async () => (await engineStore(s).listPullFailures({ terminalId: 't1' })).some((f) => f.userId === 'y'), { message: 'no pull failure recorded' });
+    await waitFor(() => t1.getUser('y')?.phrase === PHRASE, { timeoutMs: 20_000, message: 'the held-back push of y never reached t1' });
+    expect(s.daemon.store.getUser('y')!.phrase).toBe(PHRASE);
+  });
+
+  it('a user edited and then deleted at the terminal: the delete never deletes the server\'s user; the held push restores it on the terminal once the facts are processed', { timeout: 60_000 }, async () => {
+    const { s, y, t1, t2, t3, g } = await heldScene();
+    try {
+      await t1.remove('y');
+      await waitFor(() => s.daemon.engine.laneDepths().ingestBacklog >= 3, { message: "t1's delete of y did not reach the daemon" });
+      s.daemon.putUser({ ...structuredCloneUser(y), phrase: PHRASE });
+      await waitFor(() => t2.getUser('y')?.phrase === PHRASE && t3.getUser('y')?.phrase === PHRASE, { message: "the server's change of y did not reach t2 and t3" });
+    } finally {
+      g.open();
+    }
+    await waitFor(() => t1.getUser('y')?.phrase === PHRASE && s.converged({ users: ['y'] }), { timeoutMs: 20_000, message: 'y did not come back to t1' });
+    expect(s.daemon.store.getUser('y')!.phrase).toBe(PHRASE);
+    expect(s.daemon.store.listEvents({ type: 'USER_DELETED_ON_DEVICE', terminalId: 't1' }).length).toBe(1);
+  });
 });
