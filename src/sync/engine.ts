@@ -86,6 +86,7 @@ export class SyncEngine extends ReconcileEngine {
     const lane = this.lane(terminalId);
     lane.link = link;
     lane.inbox = [];
+    lane.held.clear();
     lane.arrivals.clear();
     link.onClose(() => {
       if (lane.link === link) {
@@ -125,6 +126,7 @@ export class SyncEngine extends ReconcileEngine {
     lane.link = null;
     lane.starting = false;
     lane.inbox = [];
+    lane.held.clear();
     if (lane.retryTimer) clearTimeout(lane.retryTimer);
     lane.retryTimer = null;
     if (lane.reconcileTimer) clearTimeout(lane.reconcileTimer);

@@ -80,6 +80,30 @@ export abstract class IntakeEngine extends EngineCore {
     lane.arrivals.clear();
     lane.subscribedFrom = lane.processed = 0;
     lane.wantReconcile = true;
+    this.releaseHeld(lane);
+  }
+
+  /**
+   * The users this terminal reported changed on the device whose facts were
+   * received and not yet processed (in the inbox, pulls in flight included:
+   * a fact leaves the inbox only once its user is merged, or its pull failed
+   * and was recorded). A push of such a user to this terminal would overwrite
+   * the device's change before the server read it (a terminal's write
+   * replaces the whole user): it is held back (see push.ts) until the fact is
+   * processed. Null: none (or the server does not pull device changes).
+   */
+  protected unpulled(lane: Lane): Set<string> | null {
+    if (!this.pullEnabled()) return null;
+    let out: Set<string> | null = null;
+    for (const f of lane.inbox) if (isDeviceChange(f)) (out ??= new Set()).add(f.userId!);
+    return out;
+  }
+
+  /** Facts left the inbox: the pushes held back for them go now (those still waiting are held again). */
+  protected releaseHeld(lane: Lane): void {
+    if (lane.held.size === 0) return;
+    lane.held.clear();
+    if (lane.link) this.kickPush(lane);
   }
 
   // ---------------------------------------------------------------- ingest
@@ -177,6 +201,7 @@ export abstract class IntakeEngine extends EngineCore {
       lane.inbox.splice(0, take);
       lane.processed = lastRef;
       link.ack(lastRef);
+      this.releaseHeld(lane);
     }
     const touched = new Set<string>();
     // pushes one change causes: one per other online terminal (the feed), plus the source when owed

@@ -149,6 +149,8 @@ export interface PushBatch {
   feed?: { from: number; to: number };
   /** kind 'owed': the keyset position of its last entry (the next batch is read behind it) */
   last?: { enqueuedAt: number; userId: string };
+  /** kind 'feed': users held back (see PushEngine.unpulled): owed to the terminal instead, with the cursor move */
+  held?: string[];
 }
 
 export interface Lane {
@@ -189,6 +191,8 @@ export interface Lane {
   repull: Set<string>;
   /** an ingest's merge is waiting for its turn (see ingest) */
   merging: boolean;
+  /** users whose push to this terminal was held back while a device change of theirs waited to be pulled (see PushEngine.unpulled) */
+  held: Set<string>;
   lastIngestAt: number;
   /**
    * Most users per PUT_USERS for this terminal: its announced batch size, halved

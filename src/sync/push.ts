@@ -71,10 +71,19 @@ export abstract class PushEngine extends IntakeEngine {
       // a feed batch is in flight: the owed set waits for its answer (one kind in flight at a time)
       return null;
     }
-    let items: OwedEntry[] = await this.store.takeOwed(lane.id, max, prev?.last);
+    let read: OwedEntry[] = await this.store.takeOwed(lane.id, max, prev?.last);
+    let items = read;
     if (prev) {
       items = items.filter((i) => !prev.users.has(i.userId));
       if (items.length < max) return items.length || (await this.store.owedCount(lane.id)) > 0 ? 'wait' : null;
+    }
+    // a user with a device change not yet pulled stays owed (unacknowledged) until it is
+    items = this.holdBack(lane, items);
+    // a whole batch held back: read on behind it (what is held is read again once released)
+    while (items.length === 0 && read.length === max) {
+      const end = read[read.length - 1];
+      read = await this.store.takeOwed(lane.id, max, { enqueuedAt: end.enqueuedAt, userId: end.userId });
+      items = this.holdBack(lane, read);
     }
     if (items.length === 0) return null;
     const records: PushBatch['records'] = [];
@@ -83,8 +92,26 @@ export abstract class PushEngine extends IntakeEngine {
       if (it.user) records.push({ user: it.user, gen: it.gen });
       else gone.push({ userId: it.userId, gen: it.gen }); // deleted on the server: the terminal deletes it too
     }
-    const tail = items[items.length - 1];
+    const tail = read[read.length - 1];
     return { kind: 'owed', records, gone, last: { enqueuedAt: tail.enqueuedAt, userId: tail.userId } };
+  }
+
+  /**
+   * Leaves out the records of users this terminal reported changed and the
+   * server has not yet pulled (see unpulled): written now they would replace
+   * the device's change before it is read. Each is remembered in lane.held;
+   * once the fact is processed the lane pushes again (releaseHeld) and the
+   * user, still owed, goes with the server's record then (the merged one).
+   * A deletion on the server is not held: it goes as it is.
+   */
+  protected holdBack<T extends { userId: string; user: unknown }>(lane: Lane, items: T[]): T[] {
+    const waiting = this.unpulled(lane);
+    if (!waiting) return items;
+    return items.filter((i) => {
+      if (!i.user || !waiting.has(i.userId)) return true;
+      lane.held.add(i.userId);
+      return false;
+    });
   }
 
   /** The next batch of the feed after the cursor (or after the batch in flight), in the terminal's scope. */
@@ -102,11 +129,18 @@ export abstract class PushEngine extends IntakeEngine {
     }
     const records: PushBatch['records'] = [];
     const gone: PushBatch['gone'] = [];
-    for (const e of read.entries) {
+    const send = this.holdBack(lane, read.entries);
+    for (const e of send) {
       if (e.user) records.push({ user: e.user });
       else gone.push({ userId: e.userId });
     }
-    return { kind: 'feed', records, gone, feed: { from: read.from, to: read.upTo } };
+    // the cursor moves past the users held back: they are owed to the terminal instead, in the same transaction
+    let held: string[] | undefined;
+    if (send.length < read.entries.length) {
+      const sent = new Set(send);
+      held = read.entries.filter((e) => !sent.has(e)).map((e) => e.userId);
+    }
+    return { kind: 'feed', records, gone, feed: { from: read.from, to: read.upTo }, held };
   }
 
   /**
@@ -160,7 +194,7 @@ export abstract class PushEngine extends IntakeEngine {
       ok,
       refused: refused.map((f) => ({ userId: f.userId, gen: f.gen, code: f.code, reason: f.detail })),
       // from the feed, a user not taken now is owed to the terminal; an owed entry simply stays
-      later: batch.kind === 'feed' ? later : [],
+      later: batch.kind === 'feed' ? (batch.held ? [...later, ...batch.held] : later) : [],
       events,
     });
     this.stats.pushes += okUsers.length;
