@@ -5,6 +5,7 @@ import { DEFAULT_TIMING } from '../src/sim/timing.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { deviceBound, type BoundResult } from './bound.js';
+import type { DaemonRuntime } from './compiled.js';
 import { runNaive, type NaiveResult } from './naive.js';
 import { replay, type ReplayResult } from './replay.js';
 import { generate, sampleEnrollments, type Scenario } from './scenario.js';
@@ -21,6 +22,8 @@ export interface BurstOptions {
   simProcesses?: number;
   cpuProfDir?: string;
   logFile?: string;
+  /** the daemon's process from dist/ (production, the default) or through tsx */
+  runtime?: DaemonRuntime;
   progress?: (msg: string) => void;
 }
 
@@ -32,7 +35,7 @@ export async function runBurst(o: BurstOptions): Promise<{ replay: ReplayResult;
   const scenario = burstScenario(o);
   const bound = deviceBound(scenario, DEFAULT_TIMING, DEFAULT_MAX_USERS_PER_BATCH, 'max');
   o.progress?.(`burst: ${o.users} users on ${o.terminals} terminals; device bound ${round(bound.boundMs / 1000, 2)} s`);
-  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile, simProcesses: o.simProcesses });
+  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile, simProcesses: o.simProcesses, runtime: o.runtime ?? 'dist' });
   try {
     const r = await replay({ scenario, host: site.host, daemon: site.daemon, db: site.db, speed: 'max', adminProbeMs: 100, progress: o.progress, timeoutMs: 15 * 60_000 });
     return { replay: r, bound, scenario };

@@ -18,6 +18,8 @@
 //                                      process; --zk-terminals=N --zk-users=N; --quick: 300 users)
 //   npm run bench -- --full            the full-size burst (the default already is full size)
 //   npm run bench -- --burst-runs=N    run the burst N times (default 3): each run and the median
+//   npm run bench -- --daemon-runtime=tsx   run the burst's daemon from the TypeScript sources through tsx
+//                                      (default: dist, the compiled JavaScript bin/termsync.js runs; built first when stale)
 //   npm run bench -- --only=store,burst,naive   every figure of issue 10's burst targets in one go
 //                                      (the three bursts, admin p99, RSS, CPU, the naive speed-up, the feed micro-benchmarks)
 //
@@ -73,6 +75,7 @@ const { values: args } = parseArgs({
     'restart-users': { type: 'string' },
     'restart-terminals': { type: 'string' },
     'restart-compare': { type: 'boolean', default: false },
+    'daemon-runtime': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -86,6 +89,9 @@ const NAIVE_SAMPLE = Number(args['naive-sample'] ?? (quick ? 50 : 100));
 const SIM_PROCESSES = Number(args['sim-processes'] ?? 2);
 /** the burst is run this many times; the summary gives each run and the median (issue 10: three) */
 const BURST_RUNS = Math.max(1, Number(args['burst-runs'] ?? 3));
+/** the burst's daemon: from dist/ (the production path, default) or the sources through tsx */
+const DAEMON_RUNTIME = (args['daemon-runtime'] ?? 'dist') as 'dist' | 'tsx';
+if (DAEMON_RUNTIME !== 'dist' && DAEMON_RUNTIME !== 'tsx') throw new Error(`--daemon-runtime must be dist or tsx, not ${JSON.stringify(DAEMON_RUNTIME)}`);
 const only = args.only ? new Set(args.only.split(',')) : null;
 const want = (part: string) => !only || only.has(part);
 const PARTS = ['codec', 'store', 'burst', 'naive', 'idle', 'scenarios', 'zk', 'restart'];
@@ -186,7 +192,7 @@ async function main() {
       const prof = profDir && i === BURST_RUNS - 1 ? profDir : undefined;
       log(`burst ${i + 1}/${BURST_RUNS}: ${USERS} users across ${TERMINALS} terminals (daemon in its own process${prof ? ', profiled' : ''})`);
       const loadBefore = loadavg().map((x) => round(x, 2));
-      const b = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, cpuProfDir: prof, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
+      const b = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, runtime: DAEMON_RUNTIME, cpuProfDir: prof, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
       bound = b.bound;
       const r = b.replay;
       const { timeline, ...rest } = r;
@@ -245,6 +251,7 @@ async function main() {
       writesOwed: bnd.writesOwed,
       timing: DEFAULT_TIMING,
       simProcesses: SIM_PROCESSES,
+      daemonRuntime: DAEMON_RUNTIME,
       maxUsersPerBatch: DEFAULT_MAX_USERS_PER_BATCH,
       detail: mid.detail,
     };
