@@ -6,11 +6,11 @@ import { parseArgs } from 'node:util';
 import { runBurst } from './burst.js';
 import { round } from './stats.js';
 
-const { values: a } = parseArgs({ options: { users: { type: 'string' }, terminals: { type: 'string' }, prof: { type: 'string' }, json: { type: 'string' }, 'sim-processes': { type: 'string' }, runtime: { type: 'string' } } });
+const { values: a } = parseArgs({ options: { users: { type: 'string' }, terminals: { type: 'string' }, prof: { type: 'string' }, json: { type: 'string' }, 'sim-processes': { type: 'string' }, runtime: { type: 'string' }, 'node-args': { type: 'string' }, 'glibc-arenas': { type: 'boolean', default: false } } });
 const users = Number(a.users ?? 10_000);
 const terminals = Number(a.terminals ?? 50);
 const before = loadavg().map((x) => round(x, 2));
-const b = await runBurst({ terminals, users, simProcesses: Number(a['sim-processes'] ?? 2), runtime: (a.runtime ?? 'dist') as 'dist' | 'tsx', cpuProfDir: a.prof, logFile: '/tmp/burstwork/daemon.log', progress: (m) => process.stderr.write(`[burst] ${m}\n`) });
+const b = await runBurst({ terminals, users, simProcesses: Number(a['sim-processes'] ?? 2), runtime: (a.runtime ?? 'dist') as 'dist' | 'tsx', env: a['glibc-arenas'] ? {} : undefined, nodeArgs: a['node-args']?.split(' ').filter(Boolean), cpuProfDir: a.prof, logFile: '/tmp/burstwork/daemon.log', progress: (m) => process.stderr.write(`[burst] ${m}\n`) });
 const r = b.replay;
 const out = {
   convergenceMs: r.convergenceMs,

@@ -23,6 +23,8 @@ export interface DaemonProcOptions extends Omit<ChildStartOptions, 'sampleMs'> {
    * src/ is newer); 'tsx' (default): the TypeScript sources through tsx
    */
   runtime?: DaemonRuntime;
+  /** more environment variables for the daemon's process (e.g. MALLOC_ARENA_MAX, as systemd/termsync.service sets it) */
+  env?: Record<string, string>;
 }
 
 export interface StoppedStats extends ChildState {
@@ -56,9 +58,9 @@ export class DaemonProc {
     if (o.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
     if (o.nodeArgs) execArgv.push(...o.nodeArgs);
     const out = o.logFile ? openSync(o.logFile, 'a') : 'ignore';
-    const child = fork(dist ? compiledBenchModule('daemon-child') : CHILD, [], { execArgv, stdio: ['ignore', out, out, 'ipc'] });
+    const child = fork(dist ? compiledBenchModule('daemon-child') : CHILD, [], { execArgv, stdio: ['ignore', out, out, 'ipc'], env: o.env ? { ...process.env, ...o.env } : process.env });
     const p = new DaemonProc(child);
-    const { cpuProfDir: _c, logFile: _l, nodeArgs: _n, runtime: _r, ...rest } = o;
+    const { cpuProfDir: _c, logFile: _l, nodeArgs: _n, runtime: _r, env: _e, ...rest } = o;
     const ready = await p.request<{ type: string; adminPort: number; pid: number; listenPorts?: number[]; message?: string }>('ready', { type: 'start', options: { sampleMs: 250, ...rest } });
     if (ready.type === 'error') throw new Error(`daemon child failed to start: ${ready.message}`);
     p.adminPort = ready.adminPort;

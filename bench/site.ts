@@ -42,6 +42,10 @@ export interface BenchSiteOptions {
   readyTimeoutMs?: number;
   /** the daemon's process from dist/ or through tsx (see DaemonProcOptions.runtime) */
   runtime?: DaemonRuntime;
+  /** more node flags for the daemon's process (e.g. --perf-basic-prof) */
+  nodeArgs?: string[];
+  /** more environment variables for the daemon's process */
+  env?: Record<string, string>;
   /** called just before the daemon's process is started (after the terminals are up) */
   onDaemonStart?: () => void;
 }
@@ -75,6 +79,8 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
       cpuProfDir: o.cpuProfDir,
       logFile: o.logFile,
       runtime: o.runtime,
+      nodeArgs: o.nodeArgs,
+      env: o.env,
     });
   } catch (e) {
     await recorder?.close();
