@@ -16,7 +16,7 @@ export interface DaemonProcOptions extends Omit<ChildStartOptions, 'sampleMs'> {
   /** the child's stdout/stderr go here (default: discarded) */
   logFile?: string;
   /** more node flags for the daemon's process, e.g. --max-old-space-size=768 */
-  nodeArgs?: string[];
+  nodeArgs?: readonly string[];
   /**
    * 'dist': the daemon's code from dist/ without the tsx loader, as
    * bin/termsync.js runs it once built (bench/compiled.ts; built first when

@@ -43,7 +43,7 @@ export interface BenchSiteOptions {
   /** the daemon's process from dist/ or through tsx (see DaemonProcOptions.runtime) */
   runtime?: DaemonRuntime;
   /** more node flags for the daemon's process (e.g. --perf-basic-prof) */
-  nodeArgs?: string[];
+  nodeArgs?: readonly string[];
   /** more environment variables for the daemon's process */
   env?: Record<string, string>;
   /** called just before the daemon's process is started (after the terminals are up) */
