@@ -5,6 +5,7 @@ import { DEFAULT_TIMING } from '../src/sim/timing.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { deviceBound, type BoundResult } from './bound.js';
+import type { DaemonRuntime } from './compiled.js';
 import { runNaive, type NaiveResult } from './naive.js';
 import { replay, type ReplayResult } from './replay.js';
 import { generate, sampleEnrollments, type Scenario } from './scenario.js';
@@ -21,8 +22,21 @@ export interface BurstOptions {
   simProcesses?: number;
   cpuProfDir?: string;
   logFile?: string;
+  /** the daemon's process from dist/ (production, the default) or through tsx */
+  runtime?: DaemonRuntime;
+  /** the node flags of the daemon's process (default: PRODUCTION_NODE_ARGS, as systemd/termsync.service runs it) */
+  nodeArgs?: readonly string[];
+  /**
+   * the daemon's environment: by default MALLOC_ARENA_MAX=2, as
+   * systemd/termsync.service runs it ({} for glibc's default)
+   */
+  env?: Record<string, string>;
   progress?: (msg: string) => void;
 }
+
+/** what systemd/termsync.service adds to the daemon's environment, and its node flags */
+export const PRODUCTION_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+export const PRODUCTION_NODE_ARGS: readonly string[] = ['--max-semi-space-size=4'];
 
 export function burstScenario(o: { terminals: number; users: number; seed?: number; fingers?: number }): Scenario {
   return generate({ generator: 'burst', seed: o.seed ?? 42, params: { terminals: o.terminals, users: o.users, cards: 1, fingers: o.fingers ?? 1 } });
@@ -32,7 +46,7 @@ export async function runBurst(o: BurstOptions): Promise<{ replay: ReplayResult;
   const scenario = burstScenario(o);
   const bound = deviceBound(scenario, DEFAULT_TIMING, DEFAULT_MAX_USERS_PER_BATCH, 'max');
   o.progress?.(`burst: ${o.users} users on ${o.terminals} terminals; device bound ${round(bound.boundMs / 1000, 2)} s`);
-  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile, simProcesses: o.simProcesses });
+  const site = await startBenchSite({ terminals: o.terminals, cpuProfDir: o.cpuProfDir, logFile: o.logFile, simProcesses: o.simProcesses, runtime: o.runtime ?? 'dist', nodeArgs: o.nodeArgs ?? PRODUCTION_NODE_ARGS, env: o.env ?? PRODUCTION_ENV });
   try {
     const r = await replay({ scenario, host: site.host, daemon: site.daemon, db: site.db, speed: 'max', adminProbeMs: 100, progress: o.progress, timeoutMs: 15 * 60_000 });
     return { replay: r, bound, scenario };

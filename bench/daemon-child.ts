@@ -141,11 +141,33 @@ async function start(o: ChildStartOptions): Promise<void> {
   });
   admin = await startAdmin({ daemon, host: '127.0.0.1', port: 0, token: null, log: log.child({ component: 'admin' }) });
   if (o.sampleMs > 0) timer = setInterval(() => send({ type: 'sample', sample: sample() }), o.sampleMs);
+  await heapStart();
   send({ type: 'ready', adminPort: admin.port, pid: process.pid, listenPorts: daemon.listenPorts });
+}
+
+/**
+ * TERMSYNC_BENCH_HEAP_SAMPLES=FILE: a sampling heap profile of everything the
+ * daemon allocates (collected objects included), written to FILE at stop.
+ */
+const heapFile = process.env.TERMSYNC_BENCH_HEAP_SAMPLES;
+let heapSession: Session | null = null;
+async function heapStart(): Promise<void> {
+  if (!heapFile) return;
+  heapSession = new Session();
+  heapSession.connect();
+  await heapSession.post('HeapProfiler.enable');
+  await heapSession.post('HeapProfiler.startSampling', { samplingInterval: 64 * 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as object);
+}
+async function heapEnd(): Promise<void> {
+  if (!heapSession || !heapFile) return;
+  const { profile } = await heapSession.post('HeapProfiler.stopSampling');
+  writeFileSync(heapFile, JSON.stringify(profile));
+  heapSession.disconnect();
 }
 
 async function stop(): Promise<void> {
   if (timer) clearInterval(timer);
+  await heapEnd();
   const stats = daemon ? { ...state(), latencyMs: daemon.engine.stats.lastPushLatencyMs.slice(-10_000) } : null;
   await admin?.close();
   await daemon?.stop(2000);

@@ -4,6 +4,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { compiledBenchModule, type DaemonRuntime } from './compiled.js';
 import type { ChildSample, ChildStartOptions, ChildState } from './daemon-child.js';
 
 const CHILD = fileURLToPath(new URL('./daemon-child.ts', import.meta.url));
@@ -15,7 +16,15 @@ export interface DaemonProcOptions extends Omit<ChildStartOptions, 'sampleMs'> {
   /** the child's stdout/stderr go here (default: discarded) */
   logFile?: string;
   /** more node flags for the daemon's process, e.g. --max-old-space-size=768 */
-  nodeArgs?: string[];
+  nodeArgs?: readonly string[];
+  /**
+   * 'dist': the daemon's code from dist/ without the tsx loader, as
+   * bin/termsync.js runs it once built (bench/compiled.ts; built first when
+   * src/ is newer); 'tsx' (default): the TypeScript sources through tsx
+   */
+  runtime?: DaemonRuntime;
+  /** more environment variables for the daemon's process (e.g. MALLOC_ARENA_MAX, as systemd/termsync.service sets it) */
+  env?: Record<string, string>;
 }
 
 export interface StoppedStats extends ChildState {
@@ -44,13 +53,14 @@ export class DaemonProc {
   }
 
   static async start(o: DaemonProcOptions): Promise<DaemonProc> {
-    const execArgv = ['--import', 'tsx'];
+    const dist = o.runtime === 'dist';
+    const execArgv = dist ? [] : ['--import', 'tsx'];
     if (o.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
     if (o.nodeArgs) execArgv.push(...o.nodeArgs);
     const out = o.logFile ? openSync(o.logFile, 'a') : 'ignore';
-    const child = fork(CHILD, [], { execArgv, stdio: ['ignore', out, out, 'ipc'] });
+    const child = fork(dist ? compiledBenchModule('daemon-child') : CHILD, [], { execArgv, stdio: ['ignore', out, out, 'ipc'], env: o.env ? { ...process.env, ...o.env } : process.env });
     const p = new DaemonProc(child);
-    const { cpuProfDir: _c, logFile: _l, nodeArgs: _n, ...rest } = o;
+    const { cpuProfDir: _c, logFile: _l, nodeArgs: _n, runtime: _r, env: _e, ...rest } = o;
     const ready = await p.request<{ type: string; adminPort: number; pid: number; listenPorts?: number[]; message?: string }>('ready', { type: 'start', options: { sampleMs: 250, ...rest } });
     if (ready.type === 'error') throw new Error(`daemon child failed to start: ${ready.message}`);
     p.adminPort = ready.adminPort;

@@ -76,6 +76,9 @@ export interface ReplayResult {
     cpuPercentOfOneCore: number;
     peakRssMb: number;
     peakHeapMb: number;
+    /** the largest V8 heap committed (heapTotal) and Buffer memory outside it (external) among the samples, MB */
+    peakHeapTotalMb: number;
+    peakExternalMb: number;
     maxOutbox: number;
     maxQueueWaiting: number;
     pulls: number;
@@ -357,6 +360,8 @@ export async function replay(o: ReplayOptions): Promise<ReplayResult> {
       cpuPercentOfOneCore: round((100 * cpuMs) / wallMs),
       peakRssMb: round(daemon.peakRssMb()),
       peakHeapMb: round(Math.max(0, ...samples.map((s) => s.heapUsed)) / 1048576),
+      peakHeapTotalMb: round(Math.max(0, ...samples.map((s) => s.heapTotal)) / 1048576),
+      peakExternalMb: round(Math.max(0, ...samples.map((s) => s.external)) / 1048576),
       maxOutbox: Math.max(0, ...samples.map((s) => s.outbox)),
       maxQueueWaiting: Math.max(0, ...samples.map((s) => s.queueWaiting)),
       pulls: stats.pulls,

@@ -18,6 +18,8 @@
 //                                      process; --zk-terminals=N --zk-users=N; --quick: 300 users)
 //   npm run bench -- --full            the full-size burst (the default already is full size)
 //   npm run bench -- --burst-runs=N    run the burst N times (default 3): each run and the median
+//   npm run bench -- --daemon-runtime=tsx   run the burst's daemon from the TypeScript sources through tsx
+//                                      (default: dist, the compiled JavaScript bin/termsync.js runs; built first when stale)
 //   npm run bench -- --only=store,burst,naive   every figure of issue 10's burst targets in one go
 //                                      (the three bursts, admin p99, RSS, CPU, the naive speed-up, the feed micro-benchmarks)
 //
@@ -73,6 +75,7 @@ const { values: args } = parseArgs({
     'restart-users': { type: 'string' },
     'restart-terminals': { type: 'string' },
     'restart-compare': { type: 'boolean', default: false },
+    'daemon-runtime': { type: 'string' },
   },
   allowPositionals: false,
 });
@@ -86,6 +89,9 @@ const NAIVE_SAMPLE = Number(args['naive-sample'] ?? (quick ? 50 : 100));
 const SIM_PROCESSES = Number(args['sim-processes'] ?? 2);
 /** the burst is run this many times; the summary gives each run and the median (issue 10: three) */
 const BURST_RUNS = Math.max(1, Number(args['burst-runs'] ?? 3));
+/** the burst's daemon: from dist/ (the production path, default) or the sources through tsx */
+const DAEMON_RUNTIME = (args['daemon-runtime'] ?? 'dist') as 'dist' | 'tsx';
+if (DAEMON_RUNTIME !== 'dist' && DAEMON_RUNTIME !== 'tsx') throw new Error(`--daemon-runtime must be dist or tsx, not ${JSON.stringify(DAEMON_RUNTIME)}`);
 const only = args.only ? new Set(args.only.split(',')) : null;
 const want = (part: string) => !only || only.has(part);
 const PARTS = ['codec', 'store', 'burst', 'naive', 'idle', 'scenarios', 'zk', 'restart'];
@@ -186,7 +192,7 @@ async function main() {
       const prof = profDir && i === BURST_RUNS - 1 ? profDir : undefined;
       log(`burst ${i + 1}/${BURST_RUNS}: ${USERS} users across ${TERMINALS} terminals (daemon in its own process${prof ? ', profiled' : ''})`);
       const loadBefore = loadavg().map((x) => round(x, 2));
-      const b = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, cpuProfDir: prof, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
+      const b = await runBurst({ terminals: TERMINALS, users: USERS, simProcesses: SIM_PROCESSES, runtime: DAEMON_RUNTIME, cpuProfDir: prof, logFile: join(tmpdir(), 'termsync-bench-daemon.log'), progress: log });
       bound = b.bound;
       const r = b.replay;
       const { timeline, ...rest } = r;
@@ -245,6 +251,7 @@ async function main() {
       writesOwed: bnd.writesOwed,
       timing: DEFAULT_TIMING,
       simProcesses: SIM_PROCESSES,
+      daemonRuntime: DAEMON_RUNTIME,
       maxUsersPerBatch: DEFAULT_MAX_USERS_PER_BATCH,
       detail: mid.detail,
     };
@@ -399,7 +406,8 @@ function analysis(o: Record<string, any>): string[] {
   const L: string[] = ['## Where the burst stands, and why', ''];
   L.push(
     `- Replication is by change feed: each merged or edited user is written once with the next sequence number (${n0(b.users)} changes for this burst, not ${n0(b.users * (b.terminals - 1))} per-terminal rows), and each terminal reads the entries after its own cursor and records the answers and its new cursor in one transaction. The recent tail of the feed is kept in memory and shared by every terminal's push lane (src/store/feed-tail.ts): a batch read past a cursor inside it costs no SQLite read (the ${n0(b.users * (b.terminals - 1))} entry reads of a burst came from SQLite before; the store micro-benchmark's push cycle went from about 95,000 to 155,000 user records/s with it). A PUT_USERS is written as its header and parts, the records' wire form cached once per record object and shared by every terminal's request, instead of two copies of the whole batch per terminal (payload, frame): in a 2,000-user burst the daemon's ArrayBuffer memory peaked at about 20 MB instead of 64 MB.`,
-    '- What remains per terminal and user: a monitoring event per user it took (USER_UPDATE_SUCCESS_SERVER, one statement per batch, two indexes per row: the largest self-time item of a profile, 8%), the commit of each push batch, the CRC and socket write of each record, decoding the terminal\'s log of our own writes (one fact per user) and the garbage of it all (the heap grows to 100-140 MB between major collections in a full burst; the daemon process already holds about 110 MB of RSS before the burst starts, under the tsx loader the bench runs it with). What would close it: a monitoring row per push batch listing its users (a change to the monitoring promise, not made), fewer objects per pushed user in the engine (acks, events, notifications in arrays of IDs), and a quiet machine to measure on.',
+    '- Where the daemon\'s CPU goes (`perf record` of the daemon from dist/ during a full burst, on-CPU samples): V8\'s optimizing compiler on its background thread 17% (the warm-up of a fresh process), the admin probe\'s requests 15% (`/api/terminals` with a RECONCILE lookup per terminal, `/metrics`, `/api/users` with 100 whole records), recording push answers 12% (one transaction per batch: the acks, a monitoring row per user, the cursor), merges 9%, garbage collection 8%, writing PUT_USERS 7% (the CRC and socket write of each record), and most of the rest reading the terminals\' answers and logs (one fact per user for the log of our own writes). A monitoring row per user costs about 0.45 s of CPU per 196,000 pushed records in the store micro-benchmark, a row per batch 0.1 s: about 1 s of the burst, not changed (it would change what `GET /api/events` and the event stream show per user). What would close it: fewer objects per pushed user end to end (facts for our own log events, acks, events as arrays of IDs), admin reads that do not grow with the terminals (the users held at the last resync kept per terminal instead of looked up in the events), and a quiet machine to measure on.',
+    '- The daemon runs as production runs it: from dist/ (what bin/termsync.js runs once built), with MALLOC_ARENA_MAX=2 and --max-semi-space-size=4 as systemd/termsync.service sets them (`--daemon-runtime=tsx` for the sources through tsx). Its RSS once the 50 terminals are online is 79 MB (108 MB through tsx); during the burst the committed V8 heap peaks at 90-130 MB and Buffers outside it at 45 MB (the records shared by the push lanes and their wire form).',
   );
   if (maxLoad !== null && maxLoad > o.machine.cores)
     L.push(`- These runs shared the machine: the 1-minute load average before a run was up to ${n0(maxLoad, 1)} on ${o.machine.cores} cores, so convergence, latency and CPU time include waiting for the CPU. Re-run on a quiet machine (\`npm run bench -- --only=store,burst,naive\`) for figures to compare with the targets.`);

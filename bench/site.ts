@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import type { Simulator } from '../src/sim/simulator.js';
 import type { TimingModel } from '../src/sim/timing.js';
+import type { DaemonRuntime } from './compiled.js';
 import { DaemonProc } from './daemon-proc.js';
 import { Recorder } from './recorder.js';
 import { startLocalHost, startProcessHost, type SimHost } from './sim-host.js';
@@ -39,6 +40,12 @@ export interface BenchSiteOptions {
   simProcesses?: number;
   /** wait at most this long for every terminal to be online and the daemon idle */
   readyTimeoutMs?: number;
+  /** the daemon's process from dist/ or through tsx (see DaemonProcOptions.runtime) */
+  runtime?: DaemonRuntime;
+  /** more node flags for the daemon's process (e.g. --perf-basic-prof) */
+  nodeArgs?: readonly string[];
+  /** more environment variables for the daemon's process */
+  env?: Record<string, string>;
   /** called just before the daemon's process is started (after the terminals are up) */
   onDaemonStart?: () => void;
 }
@@ -71,6 +78,9 @@ export async function startBenchSite(o: BenchSiteOptions): Promise<BenchSite> {
       sampleMs: o.sampleMs ?? 250,
       cpuProfDir: o.cpuProfDir,
       logFile: o.logFile,
+      runtime: o.runtime,
+      nodeArgs: o.nodeArgs,
+      env: o.env,
     });
   } catch (e) {
     await recorder?.close();

@@ -11,7 +11,7 @@
 // list the server holds is kept whole, so server-held access groups are never
 // lost or replaced by a device update (the reference server's known failure).
 import { USER_DISABLED } from './limits.js';
-import { fitForTerminal, type PartsSupport } from './parts.js';
+import { carriesAll, fitForTerminal, type PartsSupport } from './parts.js';
 import { hasPin, structuredCloneUser, type UserRecord, type UserSetting } from './user.js';
 
 /** Every field the merge policy decides on, as named in `filled` and in VACANCY. */
@@ -232,5 +232,7 @@ export function usersEqual(a: UserRecord, b: UserRecord): boolean {
  * The engine's reconcile uses it for drivers that list whole records.
  */
 export function sameForTerminal(server: UserRecord, device: UserRecord, parts: Readonly<PartsSupport>): boolean {
+  // a terminal that carries every part holds the records as they are (no copies to compare)
+  if (carriesAll(parts)) return usersEqual(server, device);
   return usersEqual(fitForTerminal(server, parts), fitForTerminal(device, parts));
 }

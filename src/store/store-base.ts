@@ -21,6 +21,13 @@ import { prepareStatements, type Statements } from './statements.js';
 import type { BackupProgress, StoreOptions } from './types.js';
 import { UserTables } from './users.js';
 
+/**
+ * records kept for the push lanes (readFeed, getUsersShared), each with the
+ * feed number it was read or written at: a burst's working set across
+ * terminals that progress at different speeds, read and encoded once
+ */
+export const SHARED_USERS = 8192;
+
 export class StoreBase {
   readonly path: string;
   readonly readonly: boolean;
@@ -34,6 +41,8 @@ export class StoreBase {
   protected checkpointer: Checkpointer | undefined;
   /** the push lanes' records by user ID, with the feed number they were read at */
   protected readonly shared = new Map<string, { seq: number; user: UserRecord }>();
+  /** records this transaction wrote, as read back (users.storedCopy): shared once it commits */
+  protected sharedPending: { id: string; seq: number; user: UserRecord }[] = [];
   /** the recent feed entries this connection committed, shared by the push lanes' reads (feed-tail.ts) */
   protected readonly tail = new FeedTail();
   protected readonly feedListeners = new Set<(head: number) => void>();
@@ -114,8 +123,10 @@ export class StoreBase {
       this.writeGen++;
       // notes of a transaction the Store did not see end (one opened on `connection`): the tail cannot trust them
       if (this.tail.hasPending) this.tail.reset();
+      this.sharedPending.length = 0;
       const r = this.tx.immediate(fn) as T;
       if (this.tail.hasPending) this.tail.commit(this.dataVersion());
+      if (this.sharedPending.length > 0) this.commitShared();
       if (this.feedDirty) {
         this.feedDirty = false;
         this.emitFeedChange();
@@ -124,9 +135,26 @@ export class StoreBase {
     } catch (err) {
       this.owed = null; // rolled back: the counts may have moved
       this.tail.rollback();
+      this.sharedPending.length = 0;
       this.feedDirty = false;
       throw toStoreWriteError(err, operation);
     }
+  }
+
+  /**
+   * The records the committed transaction wrote join the shared ones (see
+   * Store.sharedRecord), so that the push lanes do not read them back.
+   */
+  protected commitShared(): void {
+    for (const p of this.sharedPending) this.shareRecord(p.id, p.seq, p.user);
+    this.sharedPending.length = 0;
+  }
+
+  /** Keeps `user` as the shared record of `id` at feed number `seq` (bounded: the oldest entry goes). */
+  protected shareRecord(id: string, seq: number, user: UserRecord): void {
+    this.shared.delete(id);
+    this.shared.set(id, { seq, user });
+    if (this.shared.size > SHARED_USERS) this.shared.delete(this.shared.keys().next().value!);
   }
 
   /** PRAGMA data_version: moves when another connection commits */

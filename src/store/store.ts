@@ -30,17 +30,11 @@ import {
   type SyncMode,
   type Synchronous,
 } from './types.js';
-import type { UserIndexEntry } from './users.js';
+import { storedCopy, type UserIndexEntry } from './users.js';
 import type { FeedBatch, FeedEntry, FeedQuery, IngestBatch, OwedCounts, OwedEntry, PushOutcome, PushRecorded, SeqUser } from './backend.js';
 
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 const DEFAULT_PAGE = 1000;
-/**
- * records kept for the push lanes (readFeed, getUsersShared), each with the
- * feed number it was read at: a burst's working set across terminals that
- * progress at different speeds, read and encoded once
- */
-const SHARED_USERS = 8192;
 /** owed figures that walked more feed entries than this are reused for BEHIND_REUSE_MS (see behindCounts) */
 const BEHIND_CHEAP = 2_000;
 const BEHIND_REUSE_MS = 500;
@@ -193,10 +187,8 @@ export class Store extends RefusalsStore {
     if (hit && hit.seq === seq) return hit.user;
     const user = this.users.get(id);
     if (!user) return null;
-    this.shared.delete(id);
-    this.shared.set(id, { seq, user });
     // bounded: the oldest entry goes (a burst is pushed in roughly feed order)
-    if (this.shared.size > SHARED_USERS) this.shared.delete(this.shared.keys().next().value!);
+    this.shareRecord(id, seq, user);
     return user;
   }
 
@@ -343,6 +335,9 @@ export class Store extends RefusalsStore {
       seq = this.feed.next();
       serverVersion = this.users.write(m.record, prev, now, seq, differsFromDevice ? null : ctx.terminalId);
       this.tail.note(seq, device.id, differsFromDevice ? null : ctx.terminalId, false);
+      // the push lanes take the record as written instead of reading it back (shared after the commit)
+      const stored = storedCopy(m.record);
+      if (stored) this.sharedPending.push({ id: device.id, seq, user: stored });
       if (prev === null) this.feed.untomb(device.id);
       this.feedDirty = true;
     } else serverVersion = this.versionOf(device.id).serverVersion;

@@ -93,6 +93,45 @@ export function rowToUser(r: UserHeadRow): UserRecord {
   };
 }
 
+const copy = (b: Buffer): Buffer => (b.length === 0 ? EMPTY : Buffer.from(b));
+const wellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
+
+/**
+ * The record as get() reads it back after write(u), built in memory (fresh
+ * objects and buffer copies, the same shape as rowToUser): what the push lanes
+ * share for a change this connection just wrote, instead of reading it again.
+ * null when a round trip through SQLite could change it (a string that is not
+ * well-formed UTF-16, a list entry without the fields a row needs).
+ */
+export function storedCopy(u: UserRecord): UserRecord | null {
+  if (!wellFormed(u.id) || !wellFormed(u.name) || !wellFormed(u.phrase)) return null;
+  for (const f of u.fingers) if (f.templates.length !== 2 || !f.templates[0] || !f.templates[1]) return null;
+  for (const j of u.jobCodes) if (!wellFormed(j.label)) return null;
+  return {
+    id: u.id,
+    flag: u.flag & USER_DISABLED ? USER_DISABLED : 0,
+    version: u.version,
+    authGroupId: u.authGroupId,
+    setting: {
+      startTime: u.setting.startTime,
+      endTime: u.setting.endTime,
+      fingerAuthMode: u.setting.fingerAuthMode,
+      cardAuthMode: u.setting.cardAuthMode,
+      idAuthMode: u.setting.idAuthMode,
+      securityLevel: u.setting.securityLevel,
+    },
+    name: u.name,
+    photo: copy(u.photo),
+    pinHash: hasPin(u) ? copy(u.pinHash) : EMPTY,
+    cards: u.cards.map((c) => ({ type: c.type, data: Buffer.from(c.data) })),
+    fingers: u.fingers.map((f) => ({ index: f.index, flag: f.flag, templates: [Buffer.from(f.templates[0]), Buffer.from(f.templates[1])] })),
+    faces: u.faces.map((f) => ({ index: f.index, flag: f.flag, data: Buffer.from(f.data) })),
+    accessGroups: [...u.accessGroups],
+    jobCodes: u.jobCodes.map((j) => ({ code: j.code, label: j.label })),
+    phrase: u.phrase,
+  };
+}
+
 const toCard = (r: CardRow): Card => ({ type: r.type, data: r.data });
 const toFinger = (r: FingerRow): Finger => ({ index: r.finger_index, flag: r.flag, templates: [r.template0, r.template1] });
 const toFace = (r: FaceRow): Face => ({ index: r.face_index, flag: r.flag, data: r.data });

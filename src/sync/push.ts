@@ -170,44 +170,48 @@ export abstract class PushEngine extends IntakeEngine {
     }
     if (lane.batchLimit < link.capabilities.maxBatch && records.length >= lane.batchLimit) lane.batchLimit *= 2;
     await this.turn();
+    // feed entries carry no generation: their acks only clear push failures (and need no object per user)
     const ok: PushAck[] = batch.gone.map((g) => ({ userId: g.userId, gen: g.gen }));
     const okUsers: string[] = [];
-    const refused: { userId: string; gen?: number; reason: RefusalReason; detail: string; code: number }[] = [];
-    const later: string[] = [];
-    batch.records.forEach((r, k) => {
+    let refused: { userId: string; gen?: number; reason: RefusalReason; detail: string; code: number }[] | null = null;
+    let later: string[] | null = null;
+    const events: EventInput[] = [];
+    const t = lane.id;
+    const recs = batch.records;
+    for (let k = 0; k < recs.length; k++) {
+      const r = recs[k];
       const res = results[k];
+      const userId = r.user.id;
       // a record without an answer is not known to be written: it stays owed
-      if (!res || (!res.ok && (res.reason === 'busy' || res.reason === 'transport'))) later.push(r.user.id);
+      if (!res || (!res.ok && (res.reason === 'busy' || res.reason === 'transport'))) (later ??= []).push(userId);
       else if (res.ok) {
-        ok.push({ userId: r.user.id, gen: r.gen });
-        okUsers.push(r.user.id);
-      } else refused.push({ userId: r.user.id, gen: r.gen, reason: res.reason, detail: res.detail, code: res.code ?? 0 });
-    });
-    const events: EventInput[] = [
-      ...okUsers.map((userId) => ({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: lane.id, userId })),
-      ...refused.map((f) => ({ type: EngineEvent.PUSH_FAILED, terminalId: lane.id, userId: f.userId, detail: JSON.stringify({ status: f.reason, reason: f.detail }) })),
-    ];
+        ok.push(r.gen === undefined ? { userId } : { userId, gen: r.gen });
+        okUsers.push(userId);
+        events.push({ type: EngineEvent.USER_UPDATE_SUCCESS_SERVER, terminalId: t, userId });
+      } else (refused ??= []).push({ userId, gen: r.gen, reason: res.reason, detail: res.detail, code: res.code ?? 0 });
+    }
+    if (refused) for (const f of refused) events.push({ type: EngineEvent.PUSH_FAILED, terminalId: t, userId: f.userId, detail: JSON.stringify({ status: f.reason, reason: f.detail }) });
     await this.store.recordPush({
-      terminalId: lane.id,
-      fence: this.fence(lane.id),
+      terminalId: t,
+      fence: this.fence(t),
       feed: batch.feed,
       ok,
-      refused: refused.map((f) => ({ userId: f.userId, gen: f.gen, code: f.code, reason: f.detail })),
+      refused: refused ? refused.map((f) => ({ userId: f.userId, gen: f.gen, code: f.code, reason: f.detail })) : [],
       // from the feed, a user not taken now is owed to the terminal; an owed entry simply stays
-      later: batch.kind === 'feed' ? (batch.held ? [...later, ...batch.held] : later) : [],
+      later: batch.kind === 'feed' ? (batch.held ? [...(later ?? []), ...batch.held] : (later ?? [])) : [],
       events,
     });
     this.stats.pushes += okUsers.length;
-    this.stats.pushesFailed += refused.length;
+    this.stats.pushesFailed += refused?.length ?? 0;
     for (const userId of okUsers) {
-      this.notify(EngineEvent.USER_UPDATE_SUCCESS_SERVER, lane.id, userId);
+      this.notify(EngineEvent.USER_UPDATE_SUCCESS_SERVER, t, userId);
       this.pushDone(userId);
     }
-    for (const f of refused) {
+    for (const f of refused ?? []) {
       this.log.warn({ terminal: lane.id, user: f.userId, reason: f.reason, detail: f.detail }, 'terminal refused pushed user');
       this.notify(EngineEvent.PUSH_FAILED, lane.id, f.userId);
       this.pushDone(f.userId);
     }
-    if (later.length) this.busyLater(lane, `the terminal took ${later.length} of ${records.length} users not now`);
+    if (later) this.busyLater(lane, `the terminal took ${later.length} of ${records.length} users not now`);
   }
 }

@@ -357,6 +357,9 @@ export abstract class EngineCore {
   }
 
   protected notify(type: string, terminalId?: string, userId?: string): void {
-    for (const l of this.listeners) l({ type, terminalId, userId });
+    if (this.listeners.length === 0) return;
+    // one object for every listener (read-only to them): a push batch notifies once per user
+    const e = { type, terminalId, userId };
+    for (const l of this.listeners) l(e);
   }
 }
