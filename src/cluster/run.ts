@@ -121,7 +121,7 @@ export function runCluster(argv: string[], cfg: RunConfig, log: Logger): Promise
       msg: 'cluster status',
       fields: (r) => {
         const s = r.node.engine.stats;
-        return { daemon: r.daemonId, held: r.node.leases.heldTerminals(), leaseFailures: r.node.leases.failures, leaseLost: s.leaseLost ?? 0, dbWriteFailures: s.dbWriteFailures, pulls: s.pulls, pushes: s.pushes };
+        return { daemon: r.daemonId, held: r.node.leases.heldTerminals(), leaseFailures: r.node.leases.failures, leaseLost: s.leaseLost ?? 0, dbWriteFailures: s.dbWriteFailures, pulls: s.pulls, pushes: s.pushes, txRetries: r.store.db.retries };
       },
     },
     readyText: (c) => `cluster node: ${c.terminals.length} configured terminals, leased`,
