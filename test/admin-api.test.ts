@@ -8,7 +8,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAdmin, type AdminServer } from '../src/admin/server.js';
 import { Daemon } from '../src/daemon.js';
-import { hashPin } from '../src/model/user.js';
+import { hashPin, userFromJson } from '../src/model/user.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Store } from '../src/store/store.js';
 import { startSite, type Site } from './helpers/site.js';
@@ -209,6 +209,15 @@ describe('terminals', () => {
     expect(r.status).toBe(202);
     await waitFor(() => site.daemon.engine.stats.reconciles > before, { message: 'the resync did not run' });
     await waitFor(async () => (await api('GET', '/api/events?type=RECONCILE&terminal=t2')).body.length > 0, { message: 'no RECONCILE event' });
+    // the users it held then are shown (and kept), and a later resync shows the new figure at once
+    const held = (await api('GET', '/api/terminals/t2')).body.usersHeld.count as number;
+    expect(held).toBe(site.sim.terminals[1].userCount);
+    await site.sim.terminals[1].enroll(userFromJson({ id: 'held-1', name: 'One More' }));
+    await waitFor(() => site.daemon.store.getUser('held-1') !== null, { message: 'the enrollment did not reach the server' });
+    const again = site.daemon.engine.stats.reconciles;
+    expect((await api('POST', '/api/terminals/t2/resync')).status).toBe(202);
+    await waitFor(() => site.daemon.engine.stats.reconciles > again, { message: 'the second resync did not run' });
+    await waitFor(async () => (await api('GET', '/api/terminals/t2')).body.usersHeld.count === held + 1, { timeoutMs: 3000, message: 'the users-held figure did not follow the resync' });
   });
 });
 

@@ -58,7 +58,7 @@ import type { Daemon } from '../daemon.js';
 import { UserJsonError, userFromJson, userToJson } from '../model/user.js';
 import { StoreWriteError } from '../store/errors.js';
 import { SYNC_MODES, type SyncMode } from '../store/types.js';
-import { Priority } from '../sync/engine.js';
+import { EngineEvent, Priority } from '../sync/engine.js';
 import { DaemonAdminSite } from './daemon-site.js';
 import { ActionRefused, type AdminSite, type AdminTerminal } from './site.js';
 import { contentTypeProblem, crossSiteProblem, HostPolicy, SAFE_METHODS } from './access.js';
@@ -118,6 +118,9 @@ const EVENT_PAGE_MAX = 10_000;
 /** push failures counted for the status page; more shows as "1000+" */
 const PUSH_FAILURES_COUNTED = 1000;
 const TERMINAL_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** how long a terminal's users-held figure is kept at most, and how many terminals' figures */
+const HELD_TTL_MS = 10_000;
+const HELD_CACHE_MAX = 100_000;
 /** a backup file name: no directories, no hidden files, no ".." */
 const BACKUP_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
@@ -162,8 +165,25 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
   // set once the port is bound
   let hosts: HostPolicy | null = null;
 
-  // a terminal as the API shows it: the site's view plus the users it held at its last resync
-  const withHeld = async (t: AdminTerminal) => ({ ...t, usersHeld: await usersHeld(store, t.id) });
+  // a terminal as the API shows it: the site's view plus the users it held at its last resync.
+  // That figure is one event lookup per terminal: it is kept until this daemon's engine reconciles
+  // the terminal again, and at most HELD_TTL_MS (another daemon's reconciles are not seen here),
+  // so a terminal list costs no query per terminal while the site is busy.
+  const held = new Map<string, { until: number; v: ReturnType<typeof usersHeld> }>();
+  const unheld = site.engine.onActivity((e) => {
+    if (e.type === EngineEvent.RECONCILE && e.terminalId !== undefined) held.delete(e.terminalId);
+  });
+  const usersHeldOf = (id: string) => {
+    const now = Date.now();
+    const c = held.get(id);
+    if (c && c.until > now) return c.v;
+    if (held.size >= HELD_CACHE_MAX) held.clear();
+    const v = usersHeld(store, id);
+    held.set(id, { until: now + HELD_TTL_MS, v });
+    v.catch(() => held.delete(id));
+    return v;
+  };
+  const withHeld = async (t: AdminTerminal) => ({ ...t, usersHeld: await usersHeldOf(t.id) });
   const terminalView = async (id: string) => {
     const t = (await site.terminals()).find((x) => x.id === id);
     if (!t) throw new HttpError(404, `no terminal ${JSON.stringify(id)}`);
@@ -628,6 +648,7 @@ export async function startAdmin(o: AdminOptions): Promise<AdminServer> {
     close() {
       closing ??= new Promise<void>((resolve) => {
         unsubscribe();
+        unheld();
         site.close?.();
         hub.close();
         metrics.stop();
