@@ -23,7 +23,6 @@
 // Writes bench/results/pg-failover.json and its section of bench/RESULTS.md
 // (between <!-- pg-failover:begin --> and <!-- pg-failover:end -->);
 // --section-only rewrites that section from the JSON without running.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +34,7 @@ import type { SimTerminal } from '../src/sim/terminal.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
 import { PgSiteStore } from '../src/store/pg/backend.js';
 import { findPostgres, startPostgres, type TestPostgres } from '../test/helpers/postgres.js';
+import { RunProcess } from '../test/helpers/run-process.js';
 
 const arg = (name: string, dflt: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt);
 const RUNS = arg('runs', 3);
@@ -46,48 +46,16 @@ const ROOT = join(import.meta.dirname, '..');
 const OUT = join(ROOT, 'bench', 'results', 'pg-failover.json');
 const RESULTS_MD = join(ROOT, 'bench', 'RESULTS.md');
 
-interface LogLine {
-  level: number;
-  msg: string;
-  time?: number;
-  [k: string]: unknown;
-}
-
-class Daemon {
-  readonly child: ChildProcess;
-  readonly logs: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<unknown>;
-  private partial = '';
+/** a daemon of the site: `termsync run` with its name */
+class Daemon extends RunProcess {
   constructor(
     readonly id: string,
     args: string[],
   ) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', ...args], { cwd: ROOT, env: { ...process.env, NOTIFY_SOCKET: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      this.partial += s;
-      let nl: number;
-      while ((nl = this.partial.indexOf('\n')) >= 0) {
-        const line = this.partial.slice(0, nl);
-        this.partial = this.partial.slice(nl + 1);
-        try {
-          this.logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.logs.push({ level: 0, msg: line });
-        }
-      }
-    });
-    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderr += s.slice(0, 10_000)));
-    this.exited = new Promise((r) => this.child.once('exit', r));
+    super(args);
   }
   get alive(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
-  }
-  count(msg: string, since = 0): number {
-    return this.logs.slice(since).filter((l) => l.msg === msg).length;
-  }
-  lastStatus(): LogLine | undefined {
-    return this.logs.filter((l) => l.msg === 'cluster status').at(-1);
   }
 }
 
@@ -281,7 +249,7 @@ async function oneRun(server: TestPostgres, run: number): Promise<{ kill: Scenar
       stoppedMs,
       leaseLostLogged: d2.count('terminal lease lost', contFrom),
       writesRefused: d2.logs.slice(logFrom).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('write refused: terminal lease lost')).length,
-      statsLeaseLost: (d2.lastStatus()?.leaseLost as number | undefined) ?? null,
+      statsLeaseLost: (d2.last('cluster status')?.leaseLost as number | undefined) ?? null,
       rebalancedMs,
     };
     console.log(`run ${run} SIGSTOP: driven elsewhere ${ms(stop.movedMs)}, leases ${ms(stop.leasesMs)}, user enrolled at the stop on all ${ms(stop.enrolledAtFaultMs)}, after ${ms(stop.enrolledAfterMs)}; woken after ${ms(stoppedMs)}: ${stop.leaseLostLogged} leases dropped, ${stop.writesRefused} writes refused, stats leaseLost ${stop.statsLeaseLost}; 10/10/10 again after ${ms(rebalancedMs)}; ${stop.users} users, lost ${stop.lost}`);

@@ -3,12 +3,10 @@
 // added and removed without dropping the others' sessions; a bad file is
 // refused and the old configuration keeps running), and a bad flag file at
 // start-up exits 2 with file:line. The simulator runs in the test process.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdminClient } from '../src/cli/admin-client.js';
@@ -18,60 +16,10 @@ import { userFromJson } from '../src/model/user.js';
 import { DEV_COMM_KEY } from '../src/sim/devkey.js';
 import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
+import { RunProcess } from './helpers/run-process.js';
 import { waitFor } from './helpers/wait.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-class DaemonProcess {
-  readonly child: ChildProcess;
-  readonly logs: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private partial = '';
-
-  constructor(args: string[]) {
-    const env = { ...process.env };
-    delete env.NOTIFY_SOCKET;
-    delete env.WATCHDOG_USEC;
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      this.partial += s;
-      let nl: number;
-      while ((nl = this.partial.indexOf('\n')) >= 0) {
-        const line = this.partial.slice(0, nl);
-        this.partial = this.partial.slice(nl + 1);
-        try {
-          this.logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.logs.push({ level: 0, msg: line });
-        }
-      }
-    });
-    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderr += s));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  find(pred: (l: LogLine) => boolean): LogLine | undefined {
-    return this.logs.find(pred);
-  }
-
-  async waitLog(pred: (l: LogLine) => boolean, message: string, timeoutMs = 20_000): Promise<LogLine> {
-    await waitFor(() => this.find(pred) !== undefined || this.child.exitCode !== null, { timeoutMs, message: `${message}; log so far:\n${this.dump()}` });
-    const l = this.find(pred);
-    if (!l) throw new Error(`${message}: the daemon exited (${this.child.exitCode}); stderr: ${this.stderr}\n${this.dump()}`);
-    return l;
-  }
-
-  dump(): string {
-    return this.logs.map((l) => JSON.stringify(l)).join('\n');
-  }
-
+class DaemonProcess extends RunProcess {
   /** Waits for "termsync running" and returns a client for its admin API. */
   async running(): Promise<AdminClient> {
     const l = await this.waitLog((x) => x.msg === 'termsync running', 'the daemon did not start');

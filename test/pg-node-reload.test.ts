@@ -5,7 +5,6 @@
 // session closed while the others keep theirs; a changed sync mode is written
 // to the database; a flag SIGHUP cannot change is named in a warning; a bad
 // flag file is refused and the old configuration keeps running.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,20 +16,19 @@ import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
 import { PgSiteStore } from '../src/store/pg/backend.js';
 import { findPostgres, startPostgres, type TestPostgres } from './helpers/postgres.js';
+import { RunProcess } from './helpers/run-process.js';
 import { waitFor } from './helpers/wait.js';
 
-const ROOT = join(import.meta.dirname, '..');
 const { reason } = findPostgres();
 if (reason) process.stderr.write(`test/pg-node-reload.test.ts SKIPPED: ${reason}\n`);
 
-interface LogLine { level: number; msg: string; [k: string]: unknown }
 
 describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (SKIPPED: ${reason})` : ''}`, () => {
   let server: TestPostgres;
   let sim: Simulator;
   let store: PgSiteStore;
   let dir: string;
-  let child: ChildProcess | undefined;
+  let proc: RunProcess | undefined;
   beforeAll(async () => {
     server = await startPostgres();
     sim = await Simulator.start({ terminals: 3, commKey: DEV_COMM_KEY, timing: ZERO_TIMING });
@@ -38,9 +36,9 @@ describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (
   }, 60_000);
   afterAll(async () => {
     try {
-      if (child && child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await new Promise((r) => child!.once('exit', r));
+      if (proc && proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGKILL');
+        await proc.exited;
       }
       await store?.close().catch(() => {});
       await sim?.close();
@@ -60,31 +58,14 @@ describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (
       writeFileSync(flags, [`--db=${url}`, '--insecure-dev-key', '--daemon-id=r1', '--lease-sec=3', `--sync-mode=${syncMode}`, '--heartbeat-sec=2', '--reconnect-min-ms=50', '--reconnect-max-ms=500', '--log-level=info',
         ...terminals.map((i) => `--terminal=${sim.terminals[i]!.deviceId}@127.0.0.1:${ports[i]}`), ...extra, ''].join('\n'));
     write([0, 1], 'all');
-    const logs: LogLine[] = [];
-    let stderr = '';
-    let partial = '';
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', `--flagfile=${flags}`], { cwd: ROOT, env: { ...process.env, NOTIFY_SOCKET: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      partial += s;
-      let nl: number;
-      while ((nl = partial.indexOf('\n')) >= 0) {
-        const line = partial.slice(0, nl);
-        partial = partial.slice(nl + 1);
-        try {
-          logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          logs.push({ level: 0, msg: line });
-        }
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const p = (proc = new RunProcess([`--flagfile=${flags}`]));
+    const { child, logs } = p;
     const held = async () => (await store.db.query<{ terminal_id: string }>(`SELECT terminal_id FROM terminal_leases WHERE owner = 'r1' AND expires_at > now() ORDER BY terminal_id`)).rows.map((r) => r.terminal_id);
     const events = async (type: string, terminalId: string) =>
       (await store.db.query<{ detail: string }>('SELECT detail FROM events WHERE type = $1 AND terminal_id = $2 ORDER BY id', [type, terminalId])).rows.map((r) => JSON.parse(r.detail) as Record<string, unknown>);
-    const count = (msg: string) => logs.filter((l) => l.msg === msg).length;
 
     await waitFor(async () => JSON.stringify(await held().catch(() => [])) === JSON.stringify([d1, d2].sort()), { timeoutMs: 45_000, message: 'the daemon did not lease its two terminals' }).catch((e) => {
-      throw new Error(`${(e as Error).message}: stderr ${stderr.slice(0, 1500)} logs ${JSON.stringify(logs.slice(-5))}`);
+      throw new Error(`${(e as Error).message}: stderr ${p.stderr.slice(0, 1500)} logs ${JSON.stringify(logs.slice(-5))}`);
     });
     await waitFor(() => sim.terminals[0]!.connected && sim.terminals[1]!.connected, { timeoutMs: 20_000, message: 'terminals 1 and 2 not connected' });
     expect(sim.terminals[2]!.connected).toBe(false);
@@ -92,7 +73,7 @@ describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (
     // terminal 2 out, terminal 3 in, sync mode 'server'; --lease-sec changed too (only after a restart)
     write([0, 2], 'server', ['--lease-sec=5']);
     child.kill('SIGHUP');
-    await waitFor(() => count('configuration reloaded') === 1, { timeoutMs: 20_000, message: 'the reload was not logged' });
+    await waitFor(() => p.count('configuration reloaded') === 1, { timeoutMs: 20_000, message: 'the reload was not logged' });
     await waitFor(async () => JSON.stringify(await held()) === JSON.stringify([d1, d3].sort()), { timeoutMs: 20_000, message: 'leases not moved to terminals 1 and 3' });
     await waitFor(() => sim.terminals[2]!.connected && !sim.terminals[1]!.connected, { timeoutMs: 20_000, message: 'terminal 3 not driven, or terminal 2 not closed' });
     expect(sim.terminals[0]!.connected).toBe(true);
@@ -113,13 +94,13 @@ describe.skipIf(reason !== null)(`SIGHUP on a daemon on PostgreSQL${reason ? ` (
     // a bad flag file: refused, the old configuration keeps running
     writeFileSync(flags, `--db=${url}\n--insecure-dev-key\n--no-such-flag\n`);
     child.kill('SIGHUP');
-    await waitFor(() => count('new configuration refused; the old one keeps running') === 1, { timeoutMs: 20_000, message: 'the bad file was not refused' });
+    await waitFor(() => p.count('new configuration refused; the old one keeps running') === 1, { timeoutMs: 20_000, message: 'the bad file was not refused' });
     expect(JSON.stringify(await held())).toBe(JSON.stringify([d1, d3].sort()));
 
     // SIGTERM: an orderly stop gives the leases back (recorded), exit 0
     child.kill('SIGTERM');
-    const code = await new Promise<number | null>((r) => child!.once('exit', (c) => r(c)));
-    expect(code, stderr.slice(-1500)).toBe(0);
+    const { code } = await p.exited;
+    expect(code, p.stderr.slice(-1500)).toBe(0);
     expect(await held()).toEqual([]);
     // nobody drives them now, and the rows say so
     expect((await store.listTerminals()).map((t) => [t.id, t.state])).toEqual([d1, d2, d3].map((id) => [id, 'offline']));

@@ -9,7 +9,6 @@
 //   - PostgreSQL stopped for 10 s and started again: every daemon records the
 //     failure, nothing is lost, sync resumes.
 // Also the flags: a postgres:// --db in a flag file is not taken for a path.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,49 +21,22 @@ import { Simulator } from '../src/sim/simulator.js';
 import { ZERO_TIMING } from '../src/sim/timing.js';
 import { PgSiteStore } from '../src/store/pg/backend.js';
 import { findPostgres, startPostgres, type TestPostgres } from './helpers/postgres.js';
+import { RunProcess } from './helpers/run-process.js';
 import { waitFor } from './helpers/wait.js';
 
-const ROOT = join(import.meta.dirname, '..');
 const { reason } = findPostgres();
 if (reason) process.stderr.write(`test/pg-run.test.ts SKIPPED: ${reason}\n`);
 
 const TERMINALS = 30;
 const LEASE_SEC = 3;
 
-interface LogLine { level: number; msg: string; [k: string]: unknown }
-
-class Daemon {
-  readonly child: ChildProcess;
-  readonly logs: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<unknown>;
-  private partial = '';
+/** a daemon of the site: `termsync run` with its name */
+class Daemon extends RunProcess {
   constructor(readonly id: string, args: string[]) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', ...args], { cwd: ROOT, env: { ...process.env, NOTIFY_SOCKET: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      this.partial += s;
-      let nl: number;
-      while ((nl = this.partial.indexOf('\n')) >= 0) {
-        const line = this.partial.slice(0, nl);
-        this.partial = this.partial.slice(nl + 1);
-        try {
-          this.logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.logs.push({ level: 0, msg: line });
-        }
-      }
-    });
-    this.child.stderr!.setEncoding('utf8').on('data', (s: string) => (this.stderr += s));
-    this.exited = new Promise((r) => this.child.once('exit', r));
-  }
-  count(msg: string): number {
-    return this.logs.filter((l) => l.msg === msg).length;
+    super(args);
   }
   adminPort(): number | undefined {
-    return this.logs.find((l) => l.msg === 'termsync running (cluster node)')?.admin as number | undefined;
-  }
-  lastStatus(): LogLine | undefined {
-    return this.logs.filter((l) => l.msg === 'cluster status').at(-1);
+    return this.find((l) => l.msg === 'termsync running (cluster node)')?.admin as number | undefined;
   }
 }
 
@@ -142,7 +114,7 @@ describe.skipIf(reason !== null)(`three termsync daemons, ${TERMINALS} terminals
       const lacking = sim.terminals.filter((t) => !t.getUser(id)).length;
       if (!u || lacking) missing.push(`${id}:${u ? 'server has it' : 'server lacks it'},${lacking} terminals lack it`);
     }
-    return `${missing.slice(0, 10).join('; ')} (${missing.length} users not converged); owners ${JSON.stringify([...(await owners().catch(() => new Map()))])}; status ${JSON.stringify([...daemons.values()].map((d) => d.lastStatus()))}`;
+    return `${missing.slice(0, 10).join('; ')} (${missing.length} users not converged); owners ${JSON.stringify([...(await owners().catch(() => new Map()))])}; status ${JSON.stringify([...daemons.values()].map((d) => d.last('cluster status')))}`;
   };
 
   beforeAll(async () => {
@@ -229,7 +201,7 @@ describe.skipIf(reason !== null)(`three termsync daemons, ${TERMINALS} terminals
     process.stderr.write(`pg-run: PostgreSQL down for ${Date.now() - downFrom} ms\n`);
     live.forEach((d, i) => expect(d.count('lease heartbeat failed'), `${d.id}: exit ${d.child.exitCode}/${d.child.signalCode} stderr ${d.stderr.slice(-1500)} ${JSON.stringify(d.logs.slice(-4))}`).toBeGreaterThan(before[i]!));
     await waitFor(() => owned(['d1', 'd2']), { timeoutMs: 30_000, intervalMs: 200, message: 'leases not taken again after PostgreSQL came back' }).catch(async (e) => {
-      throw new Error(`${(e as Error).message}: owners ${JSON.stringify([...(await owners().catch((x: Error) => new Map([[x.message, 0]])))])}; ${live.map((d) => `${d.id}: exit ${d.child.exitCode} ${JSON.stringify(d.logs.filter((l) => l.level >= 40).slice(-6))} ${JSON.stringify(d.lastStatus())} ${d.stderr.slice(-500)}`).join(' || ')}`);
+      throw new Error(`${(e as Error).message}: owners ${JSON.stringify([...(await owners().catch((x: Error) => new Map([[x.message, 0]])))])}; ${live.map((d) => `${d.id}: exit ${d.child.exitCode} ${JSON.stringify(d.logs.filter((l) => l.level >= 40).slice(-6))} ${JSON.stringify(d.last('cluster status'))} ${d.stderr.slice(-500)}`).join(' || ')}`);
     });
     await burst('p', 30);
     await waitFor(converged, { timeoutMs: 60_000, intervalMs: 250, message: 'not converged after the PostgreSQL outage' }).catch(async (e) => {
