@@ -56,7 +56,10 @@ export class TerminalsStore extends EventsStore {
   /** Dial terminals by origin ('api': what a restart must dial again; null: recorded before origins were kept). */
   dialTerminalsAddedBy(addedBy: DialSettings['addedBy'] | null): (TerminalRow & { dialPin: string | null; dialKey: Buffer | null })[] {
     const rows = this.cached(`SELECT id, dial_pin, dial_key FROM terminals WHERE direction = 'dial' AND added_by IS ? ORDER BY id`).all(addedBy) as { id: string; dial_pin: string | null; dial_key: Buffer | null }[];
-    return rows.map((r) => ({ ...this.getTerminal(r.id)!, dialPin: r.dial_pin, dialKey: r.dial_key }));
+    if (rows.length === 0) return [];
+    // one read of every terminal, not one per row (start-up reads this for all of them)
+    const all = new Map(this.listTerminals().map((t) => [t.id, t]));
+    return rows.map((r) => ({ ...all.get(r.id)!, dialPin: r.dial_pin, dialKey: r.dial_key }));
   }
 
   /** Updates the fields given. Returns null for an unknown terminal. */
